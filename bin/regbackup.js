@@ -1,0 +1,15 @@
+#!/usr/bin/env node
+// Entry point installed as the `regbackup` binary. The TypeScript sources are compiled to dist/ by
+// `npm ci` (the `prepare` script) or `npm run build`.
+import { main } from '../dist/src/cli/main.js';
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    // main() handles its own errors; this is only reached on a bug in the handler itself.
+    console.error(err);
+    process.exitCode = 70;
+  },
+);

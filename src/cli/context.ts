@@ -1,0 +1,47 @@
+import type { Logger } from '../log.js';
+import { loadConfig, resolveConfigPath, type LoadedConfig } from '../config/load.js';
+import { redact } from '../util/redact.js';
+
+export interface GlobalOptions {
+  config?: string;
+  json?: boolean;
+  debug?: boolean;
+  quiet?: boolean;
+}
+
+/**
+ * What every subcommand gets: the global flags, the logger, and the configuration loaded on first use
+ * (commands such as `keys generate` need none).
+ */
+export class CliContext {
+  private loaded?: LoadedConfig;
+
+  constructor(
+    readonly opts: GlobalOptions,
+    readonly log: Logger,
+    readonly stdout: NodeJS.WritableStream = process.stdout,
+  ) {}
+
+  get json(): boolean {
+    return Boolean(this.opts.json);
+  }
+
+  /** Progress bars and other TTY niceties: only for a human at a terminal. */
+  get interactive(): boolean {
+    return !this.opts.json && !this.opts.quiet && Boolean(process.stderr.isTTY);
+  }
+
+  config(): LoadedConfig {
+    this.loaded ??= loadConfig(resolveConfigPath(this.opts.config));
+    return this.loaded;
+  }
+
+  /** Prints a command's result: `value` as JSON with --json, else the human text. Secrets are removed. */
+  print(human: string | (() => string), value: unknown): void {
+    if (this.json) this.stdout.write(`${JSON.stringify(redact(value), null, 2)}\n`);
+    else {
+      const text = typeof human === 'function' ? human() : human;
+      if (text) this.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+    }
+  }
+}

@@ -1,0 +1,194 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError, systemCodeOf } from '../errors.js';
+import { registerSecret } from '../util/redact.js';
+import { configSchema, type Config } from './schema.js';
+
+export const DEFAULT_CONFIG_PATH = 'regbackup.yaml';
+
+export interface LoadedConfig {
+  config: Config;
+  /** Absolute path of the file it came from. */
+  path: string;
+}
+
+/** Which file to read: --config, then $REGBACKUP_CONFIG, then ./regbackup.yaml. */
+export function resolveConfigPath(explicit?: string, env: NodeJS.ProcessEnv = process.env): string {
+  return path.resolve(explicit ?? env.REGBACKUP_CONFIG ?? DEFAULT_CONFIG_PATH);
+}
+
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const why = systemCodeOf(err) === 'ENOENT' ? 'no such file' : String((err as Error).message);
+    throw new ConfigError(
+      `cannot read configuration ${file}: ${why} (use --config PATH or set REGBACKUP_CONFIG)`,
+    );
+  }
+  return { config: parseConfig(text, file, env), path: file };
+}
+
+/** Parses, interpolates and validates a configuration text; every problem found is reported at once. */
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length) {
+    throw new ConfigError(
+      `configuration ${file} is not valid YAML:`,
+      doc.errors.map((e) => e.message.split('\n')[0]!),
+    );
+  }
+  const raw: unknown = doc.toJS();
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(`configuration ${file} must be a YAML mapping of keys (keys:, sources:, targets:, …)`);
+  }
+
+  const problems: string[] = [];
+  const unset = new Set<string>();
+  const interpolated = interpolate(raw, [], env, problems, unset);
+
+  const result = configSchema.safeParse(interpolated, { reportInput: true });
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      const where = formatPath(issue.path);
+      // A value that failed because its ${VAR} is unset is already reported once.
+      if ([...unset].some((u) => where === u || where.startsWith(`${u}.`) || where.startsWith(`${u}[`))) continue;
+      problems.push(describeIssue(issue, where));
+    }
+  }
+  if (result.success) problems.push(...semanticProblems(result.data));
+  if (problems.length) {
+    throw new ConfigError(
+      `configuration ${file} has ${problems.length} problem${problems.length > 1 ? 's' : ''}:`,
+      problems,
+    );
+  }
+  return resolvePaths(result.data!, path.dirname(path.resolve(file)));
+}
+
+function interpolate(
+  value: unknown,
+  at: (string | number)[],
+  env: NodeJS.ProcessEnv,
+  problems: string[],
+  unset: Set<string>,
+): unknown {
+  if (typeof value === 'string') {
+    if (!value.includes('$')) return value;
+    let failed = false;
+    const out = value.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (m, name: string | undefined, fallback: string | undefined) => {
+      if (m === '$$') return '$';
+      const fromEnv = env[name!];
+      const v = fromEnv === undefined || fromEnv === '' ? fallback : fromEnv;
+      if (v === undefined || v === '') {
+        problems.push(`${formatPath(at)}: environment variable \${${name}} is not set`);
+        failed = true;
+        return '';
+      }
+      // Whatever comes from the environment is treated as a secret: it never reaches a log line.
+      registerSecret(v);
+      return v;
+    });
+    if (failed) {
+      unset.add(formatPath(at));
+      return undefined;
+    }
+    return out;
+  }
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, [...at, i], env, problems, unset));
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = interpolate(v, [...at, k], env, problems, unset);
+    return out;
+  }
+  return value;
+}
+
+function formatPath(p: readonly PropertyKey[]): string {
+  let s = '';
+  for (const part of p) {
+    if (typeof part === 'number') s += `[${part}]`;
+    else s += s ? `.${String(part)}` : String(part);
+  }
+  return s || '(top level)';
+}
+
+function show(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  const s = JSON.stringify(v);
+  if (s === undefined) return String(v);
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+function describeIssue(issue: z.core.$ZodIssue, where: string): string {
+  const input = (issue as { input?: unknown }).input;
+  switch (issue.code) {
+    case 'invalid_type':
+      return input === undefined
+        ? `${where}: is required (expected ${issue.expected})`
+        : `${where}: got ${show(input)}, expected ${issue.expected}`;
+    case 'unrecognized_keys':
+      return issue.keys
+        .map((k) => `${where === '(top level)' ? k : `${where}.${k}`}: unknown key (check the spelling against config/regbackup.example.yaml)`)
+        .join('\n  - ');
+    case 'invalid_union': {
+      const disc = (issue as { discriminator?: string; options?: unknown[] }).options;
+      if (disc) {
+        const got = (input as Record<string, unknown> | undefined)?.[(issue as { discriminator?: string }).discriminator ?? ''];
+        return `${where}: got ${show(got)}, expected one of ${disc.map((o) => String(o)).join(', ')}`;
+      }
+      return `${where}: got ${show(input)}, which matches none of the allowed forms`;
+    }
+    case 'invalid_value':
+      return `${where}: got ${show(input)}, expected one of ${issue.values.map((v) => String(v)).join(', ')}`;
+    case 'too_small':
+    case 'too_big':
+    case 'invalid_format':
+    case 'custom':
+    default:
+      return `${where}: got ${show(input)}, ${issue.message}`;
+  }
+}
+
+function semanticProblems(c: Config): string[] {
+  const problems: string[] = [];
+  const dup = (what: string, names: string[]) => {
+    const seen = new Set<string>();
+    for (const n of names) {
+      if (seen.has(n)) problems.push(`${what}: the name ${JSON.stringify(n)} is used twice`);
+      seen.add(n);
+    }
+  };
+  dup('targets', c.targets.map((t) => t.name));
+  dup('sources', [...c.sources.couchdb.map((s) => s.name), ...c.sources.tarballs.map((s) => s.name)]);
+  return problems;
+}
+
+/** Relative paths in the file are relative to the file's directory, not to where the command runs. */
+function resolvePaths(c: Config, base: string): Config {
+  const abs = (p: string) => path.resolve(base, p);
+  return {
+    ...c,
+    keys: abs(c.keys),
+    identity: c.identity ? abs(c.identity) : undefined,
+    cache: c.cache ? abs(c.cache) : undefined,
+    sources: {
+      couchdb: c.sources.couchdb,
+      tarballs: c.sources.tarballs.map((s) => ('path' in s ? { ...s, path: abs(s.path) } : s)),
+    },
+    targets: c.targets.map((t) => {
+      if (t.type === 'fs') return { ...t, path: abs(t.path) };
+      if (t.type === 'gcs' && t.keyFilename) return { ...t, keyFilename: abs(t.keyFilename) };
+      return t;
+    }),
+    destinations: Object.fromEntries(
+      Object.entries(c.destinations).map(([k, d]) => [
+        k,
+        { ...d, tarballs: d.tarballs && !d.tarballs.startsWith('s3://') ? abs(d.tarballs) : d.tarballs },
+      ]),
+    ),
+  };
+}

@@ -1,0 +1,234 @@
+import { z } from 'zod';
+import { parseDuration, parseSize } from '../util/units.js';
+
+/**
+ * The configuration file's schema. Every key is documented in config/regbackup.example.yaml; keep the two
+ * in step. Objects are strict: an unknown key is an error (a typo must not silently disable something).
+ */
+
+const name = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/i, 'a name of letters, digits, "-" and "_" (at most 63 characters)');
+
+const size = (def: number) =>
+  z
+    .union([z.string(), z.number()])
+    .default(def)
+    .transform((v, ctx) => {
+      const n = parseSize(v);
+      if (n === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'expected a size such as 16MiB, 512KiB or a number of bytes' });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+/** Milliseconds. */
+const duration = (def: string) =>
+  z
+    .union([z.string(), z.number()])
+    .default(def)
+    .transform((v, ctx) => {
+      const n = parseDuration(v);
+      if (n === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'expected a duration such as 90s, 30min, 2h or 7d' });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const httpUrl = z
+  .string()
+  .refine((s) => /^https?:\/\/[^\s]+$/i.test(s) && URL.canParse(s), 'expected an http:// or https:// URL');
+
+const s3Location = {
+  bucket: z.string().min(1),
+  prefix: z.string().default(''),
+  region: z.string().default('us-east-1'),
+  /** S3-compatible providers (MinIO, R2, B2, Wasabi, Ceph): their endpoint URL. */
+  endpoint: httpUrl.optional(),
+  forcePathStyle: z.boolean().default(false),
+  /** Static credentials; absent: the AWS SDK's default chain (environment, profile, instance role). */
+  credentials: z
+    .strictObject({
+      accessKeyId: z.string().min(1),
+      secretAccessKey: z.string().min(1),
+      sessionToken: z.string().optional(),
+    })
+    .optional(),
+};
+
+const couchdbSource = z.strictObject({
+  name,
+  url: httpUrl,
+  /** Database names, or "*" for every database from _all_dbs. */
+  databases: z.array(z.string().min(1)).min(1).default(['*']),
+  /** Glob patterns (`*` and `?`) of databases to leave out. */
+  exclude: z.array(z.string().min(1)).default([]),
+  /** _users and _replicator are backed up only when listed here (or named in `databases`). */
+  includeSystem: z.boolean().default(false),
+  /** _local documents hold replication checkpoints; they are skipped unless asked for. */
+  includeLocal: z.boolean().default(false),
+  /** Parallel HTTP requests to this CouchDB. */
+  concurrency: z.number().int().min(1).max(64).default(4),
+  /** Documents per _bulk_get / _changes batch. */
+  batchSize: z.number().int().min(1).max(10_000).default(500),
+  /** Per-request timeout. */
+  timeout: duration('5min'),
+});
+
+const tarballFsSource = z.strictObject({
+  name,
+  path: z.string().min(1),
+  /** Check each tarball against dist.shasum / dist.integrity from the packuments of the same run. */
+  verify: z.boolean().default(true),
+});
+
+const tarballS3Source = z.strictObject({
+  name,
+  s3: z.strictObject(s3Location),
+  verify: z.boolean().default(true),
+});
+
+const storageClass = z.enum([
+  'STANDARD',
+  'STANDARD_IA',
+  'ONEZONE_IA',
+  'INTELLIGENT_TIERING',
+  'GLACIER_IR',
+  'NEARLINE',
+  'COLDLINE',
+  'ARCHIVE',
+]);
+
+const s3Target = z.strictObject({
+  name,
+  type: z.literal('s3'),
+  ...s3Location,
+  storageClass: storageClass.default('STANDARD'),
+});
+
+const gcsTarget = z.strictObject({
+  name,
+  type: z.literal('gcs'),
+  bucket: z.string().min(1),
+  prefix: z.string().default(''),
+  projectId: z.string().optional(),
+  /** Path of a service-account JSON key; absent: Application Default Credentials. */
+  keyFilename: z.string().optional(),
+  /** Another endpoint for the JSON API (tests, private service connect). */
+  apiEndpoint: httpUrl.optional(),
+  storageClass: storageClass.default('STANDARD'),
+});
+
+const fsTarget = z.strictObject({
+  name,
+  type: z.literal('fs'),
+  path: z.string().min(1),
+  storageClass: storageClass.default('STANDARD'),
+});
+
+const target = z.discriminatedUnion('type', [s3Target, gcsTarget, fsTarget]);
+
+const destination = z
+  .strictObject({
+    couchdb: httpUrl.optional(),
+    /** A directory, or s3://bucket/prefix. */
+    tarballs: z.string().min(1).optional(),
+  })
+  .refine((d) => d.couchdb || d.tarballs, 'a destination needs `couchdb`, `tarballs` or both');
+
+const cron = z
+  .string()
+  .refine(
+    (s) => /^(\S+\s+){4,5}\S+$/.test(s.trim()),
+    'expected a cron expression of 5 or 6 fields, such as "0 * * * *"',
+  );
+
+const retention = z.strictObject({
+  last: z.number().int().min(0).default(0),
+  hourly: z.number().int().min(0).default(24),
+  daily: z.number().int().min(0).default(7),
+  weekly: z.number().int().min(0).default(4),
+  monthly: z.number().int().min(0).default(12),
+  yearly: z.number().int().min(0).default(0),
+});
+
+export const configSchema = z.strictObject({
+  /** The worker key file: can write backups, cannot read them. */
+  keys: z.string().min(1),
+  /** The restore identity (age identity file). Only on hosts that restore or drill; --identity overrides. */
+  identity: z.string().min(1).optional(),
+  /** Local cache: index, incremental state. Safe to delete (it is rebuilt from a target). */
+  cache: z.string().min(1).optional(),
+  /** Parameters for repositories created by `regbackup init` (an existing repository keeps its own). */
+  repository: z
+    .strictObject({
+      packSize: size(16 * 1024 * 1024),
+      compressionLevel: z.number().int().min(1).max(19).default(3),
+    })
+    .default({ packSize: 16 * 1024 * 1024, compressionLevel: 3 }),
+  sources: z
+    .strictObject({
+      couchdb: z.array(couchdbSource).default([]),
+      tarballs: z.array(z.union([tarballFsSource, tarballS3Source])).default([]),
+    })
+    .default({ couchdb: [], tarballs: [] }),
+  targets: z.array(target).min(1, 'at least one target is needed'),
+  destinations: z.record(name, destination).default({}),
+  schedule: z
+    .strictObject({
+      backup: cron.optional(),
+      drill: cron.optional(),
+      prune: cron.optional(),
+      check: cron.optional(),
+      timezone: z.string().default('UTC'),
+    })
+    .optional(),
+  retention: retention.optional(),
+  queue: z
+    .strictObject({
+      redis: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL'),
+      concurrency: z.number().int().min(1).max(64).default(1),
+      prefix: z.string().default('regbackup'),
+    })
+    .optional(),
+  alerts: z
+    .strictObject({
+      pagerduty: z
+        .strictObject({
+          routingKey: z.string().min(1),
+          url: httpUrl.default('https://events.pagerduty.com/v2/enqueue'),
+        })
+        .optional(),
+      webhook: z
+        .strictObject({
+          url: httpUrl,
+          headers: z.record(z.string(), z.string()).default({}),
+        })
+        .optional(),
+      /** Raise an alert when the newest snapshot on a target is older than this. */
+      rpoThreshold: duration('2h'),
+    })
+    .optional(),
+  metrics: z
+    .strictObject({
+      prometheus: z
+        .strictObject({
+          port: z.number().int().min(1).max(65535).default(9464),
+          host: z.string().default('0.0.0.0'),
+        })
+        .optional(),
+    })
+    .optional(),
+});
+
+export type Config = z.output<typeof configSchema>;
+export type TargetConfig = z.output<typeof target>;
+export type S3TargetConfig = z.output<typeof s3Target>;
+export type GcsTargetConfig = z.output<typeof gcsTarget>;
+export type FsTargetConfig = z.output<typeof fsTarget>;
+export type CouchdbSourceConfig = z.output<typeof couchdbSource>;
+export type TarballSourceConfig = z.output<typeof tarballFsSource> | z.output<typeof tarballS3Source>;
+export type DestinationConfig = z.output<typeof destination>;
+export type RetentionConfig = z.output<typeof retention>;
