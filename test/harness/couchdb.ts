@@ -1,0 +1,146 @@
+import { randomBytes } from 'node:crypto';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import expressPouchDB from 'express-pouchdb';
+import PouchDB from 'pouchdb-core';
+import memoryAdapter from 'pouchdb-adapter-memory';
+import httpAdapter from 'pouchdb-adapter-http';
+import mapreduce from 'pouchdb-mapreduce';
+import replication from 'pouchdb-replication';
+import { removeTmpDir, tmpDir } from './tmp.js';
+
+PouchDB.plugin(memoryAdapter).plugin(httpAdapter).plugin(mapreduce).plugin(replication);
+
+export interface CouchCredentials {
+  username: string;
+  password: string;
+}
+
+export interface CouchServerOptions {
+  /**
+   * A server admin (as CouchDB 3 always has). Default: user `admin` with a random password. `false`: no
+   * admin at all ("admin party": everyone may do everything, as CouchDB 1.x/2.x out of the box).
+   */
+  admin?: CouchCredentials | false;
+}
+
+export interface CouchServer {
+  /** The URL a client configuration would carry: with the admin's credentials when there is an admin. */
+  url: string;
+  /** The same server without credentials, e.g. http://127.0.0.1:PORT (anonymous requests). */
+  baseUrl: string;
+  /** The admin's credentials, if there is an admin. */
+  admin: CouchCredentials | undefined;
+  /** `url` with other credentials in it (e.g. a wrong password, to test a 401). */
+  urlWith(credentials: CouchCredentials): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * PouchDB's CouchDB-compatible HTTP server (express-pouchdb 4.2 in "fullCouchDB" mode, memory adapter),
+ * in-process, on a random loopback port. See ENVIRONMENT.md for what it does differently from CouchDB.
+ *
+ * Two of its crashes are fenced off here, because they kill the whole test process:
+ * - once an admin exists, creating or deleting a database without admin credentials throws inside
+ *   express-pouchdb (TypeError / unhandled rejection): such requests get CouchDB's 401 before reaching it;
+ * - `_changes?filter=_selector` crashes it: such requests get a 400 that says so.
+ */
+export async function startCouchDB(opts: CouchServerOptions = {}): Promise<CouchServer> {
+  const admin: CouchCredentials | undefined =
+    opts.admin === false
+      ? undefined
+      : (opts.admin ?? { username: 'admin', password: `pw-${randomBytes(8).toString('hex')}` });
+  const dir = await tmpDir(undefined, 'regbackup-couchdb-');
+  const LocalPouchDB = PouchDB.defaults({ adapter: 'memory', prefix: `${dir}/` });
+  const pouchApp = expressPouchDB(LocalPouchDB, {
+    configPath: `${dir}/config.json`,
+    logPath: `${dir}/log.txt`,
+    mode: 'fullCouchDB',
+  });
+
+  const app = express();
+  app.use(guard(admin));
+  app.use('/', pouchApp);
+
+  const server: Server = await new Promise((resolve, reject) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+    s.once('error', reject);
+  });
+  const { port } = server.address() as AddressInfo;
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const urlWith = (c: CouchCredentials) =>
+    `http://${encodeURIComponent(c.username)}:${encodeURIComponent(c.password)}@127.0.0.1:${port}`;
+
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await removeTmpDir(dir);
+  };
+
+  try {
+    if (admin) await createAdmin(baseUrl, admin);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { url: admin ? urlWith(admin) : baseUrl, baseUrl, admin, urlWith, stop };
+}
+
+/** Ends admin party the way CouchDB's own setup does: PUT /_config/admins/<name> "<password>". */
+async function createAdmin(baseUrl: string, admin: CouchCredentials): Promise<void> {
+  const res = await fetch(`${baseUrl}/_config/admins/${encodeURIComponent(admin.username)}`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(admin.password),
+  });
+  if (!res.ok) throw new Error(`creating the CouchDB admin failed: ${res.status} ${await res.text()}`);
+  // The password is hashed asynchronously; wait until it is accepted.
+  const auth = `Basic ${Buffer.from(`${admin.username}:${admin.password}`).toString('base64')}`;
+  for (let i = 0; i < 100; i++) {
+    const check = await fetch(`${baseUrl}/_session`, { headers: { authorization: auth } });
+    const body = (await check.json()) as { userCtx?: { roles?: string[] } };
+    if (check.ok && body.userCtx?.roles?.includes('_admin')) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error('the CouchDB admin was created but never accepted');
+}
+
+const SYSTEM_DBS = new Set(['_users', '_replicator', '_global_changes']);
+
+function guard(admin: CouchCredentials | undefined) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    if (req.path.endsWith('/_changes') && req.query.filter === '_selector') {
+      res.status(400).json({
+        error: 'bad_request',
+        reason: 'filter=_selector is not supported by the express-pouchdb test server (it crashes it)',
+      });
+      return;
+    }
+    const m = /^\/([^/]+)\/?$/.exec(req.path);
+    const isDbLevel = m !== null && (!m[1]!.startsWith('_') || SYSTEM_DBS.has(decodeURIComponent(m[1]!)));
+    if (
+      admin &&
+      isDbLevel &&
+      (req.method === 'PUT' || req.method === 'DELETE') &&
+      basicAuthUser(req.headers.authorization) !== admin.username &&
+      !/\bAuthSession=/.test(req.headers.cookie ?? '')
+    ) {
+      res.status(401).json({ error: 'unauthorized', reason: 'You are not a server admin.' });
+      return;
+    }
+    next();
+  };
+}
+
+/** The user name of a Basic Authorization header (a wrong password is left to express-pouchdb: 401). */
+function basicAuthUser(header: string | undefined): string | undefined {
+  const m = /^Basic\s+(\S+)$/i.exec(header ?? '');
+  if (!m) return undefined;
+  const decoded = Buffer.from(m[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon < 0 ? undefined : decoded.slice(0, colon);
+}
