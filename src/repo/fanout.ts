@@ -1,0 +1,51 @@
+import { TargetError } from '../errors.js';
+import { log } from '../log.js';
+import type { ObjectStore, PutOptions } from '../store/types.js';
+
+/**
+ * Writes every object to every target of a run. A target that fails (after its store's own retries) is left
+ * behind for the rest of the run — the others finish — and is named in the run's result; the next run copies
+ * what it missed from a healthy target (see sync.ts). Only when no target is left does a write fail.
+ */
+export class Fanout {
+  readonly failed = new Map<string, Error>();
+  /** Bytes written per target. */
+  readonly written = new Map<string, number>();
+
+  constructor(readonly targets: readonly ObjectStore[]) {
+    if (targets.length === 0) throw new TargetError('no target to write to');
+    for (const t of targets) this.written.set(t.name, 0);
+  }
+
+  active(): ObjectStore[] {
+    return this.targets.filter((t) => !this.failed.has(t.name));
+  }
+
+  /** Marks a target as behind for this run. */
+  fail(target: string, err: Error): void {
+    if (this.failed.has(target)) return;
+    this.failed.set(target, err);
+    log().error({ target, err: err.message }, `target ${target} failed; it is left behind for this run and will be caught up by the next one`);
+  }
+
+  async put(key: string, body: Buffer, opts?: PutOptions): Promise<void> {
+    const targets = this.active();
+    if (targets.length === 0) throw this.allFailed();
+    await Promise.all(
+      targets.map(async (t) => {
+        try {
+          await t.put(key, body, opts);
+          this.written.set(t.name, (this.written.get(t.name) ?? 0) + body.length);
+        } catch (err) {
+          this.fail(t.name, err as Error);
+        }
+      }),
+    );
+    if (this.active().length === 0) throw this.allFailed();
+  }
+
+  private allFailed(): TargetError {
+    const why = [...this.failed].map(([n, e]) => `${n}: ${e.message}`).join('; ');
+    return new TargetError(`every target failed (${why})`, { failed: [...this.failed.keys()] });
+  }
+}

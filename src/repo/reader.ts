@@ -1,0 +1,130 @@
+import { IntegrityError, KeyError, RegbackupError, TargetError } from '../errors.js';
+import { log } from '../log.js';
+import { ObjectNotFoundError, type ObjectStore } from '../store/types.js';
+import { cipherRange, MAX_HEADER_SIZE, NONCE_SIZE, openAge, openSegments, TruncatedHeaderError, SEGMENT_SIZE, type OpenedAge } from './age.js';
+import type { BlobIndex, BlobLocation } from './blob-index.js';
+import { decompressBlob } from './compress.js';
+import { blobId } from './ids.js';
+import { packKey } from './pack.js';
+import type { Repository } from './repository.js';
+
+export interface FallbackEvent {
+  blob: string;
+  pack: string;
+  from: string;
+  to: string;
+  reason: string;
+}
+
+/**
+ * Reads blobs: finds the blob in the index, reads only its byte range of the pack, decrypts the covering age
+ * segments, decompresses, and checks the keyed ID. When a target lacks the pack or serves bad bytes, the next
+ * target is tried, and the fallback is recorded.
+ */
+export class BlobReader {
+  private readonly opened = new Map<string, Promise<OpenedAge>>();
+  readonly fallbacks: FallbackEvent[] = [];
+  bytesRead = 0;
+
+  constructor(
+    private readonly repo: Repository,
+    private readonly index: BlobIndex,
+    private readonly stores: readonly ObjectStore[] = repo.targets,
+  ) {
+    if (!repo.identities) throw new KeyError('reading needs the restore identity (or, for metadata, the worker key)');
+  }
+
+  locate(id: Buffer): BlobLocation {
+    const loc = this.index.lookup(id);
+    if (!loc) throw new IntegrityError(`blob ${id.toString('hex')} is not in the index (missing index object or pack)`);
+    return loc;
+  }
+
+  async read(id: Buffer): Promise<Buffer> {
+    const loc = this.locate(id);
+    let lastErr: Error | undefined;
+    for (let i = 0; i < this.stores.length; i++) {
+      const store = this.stores[i]!;
+      try {
+        const data = await this.readFrom(store, id, loc);
+        if (i > 0 && lastErr) {
+          this.fallbacks.push({
+            blob: id.toString('hex'),
+            pack: loc.pack.id,
+            from: this.stores[i - 1]!.name,
+            to: store.name,
+            reason: lastErr.message,
+          });
+          log().warn({ blob: id.toString('hex').slice(0, 12), from: this.stores[i - 1]!.name, to: store.name, reason: lastErr.message }, 'read from another target');
+        }
+        return data;
+      } catch (err) {
+        // A wrong identity is the same everywhere: no point trying other targets.
+        if (err instanceof KeyError) throw err;
+        if (!(err instanceof RegbackupError || err instanceof ObjectNotFoundError)) throw err;
+        lastErr = err as Error;
+      }
+    }
+    if (lastErr instanceof TargetError || lastErr instanceof ObjectNotFoundError) {
+      throw new TargetError(`blob ${id.toString('hex')} (pack ${loc.pack.id}) cannot be read from any target: ${lastErr.message}`);
+    }
+    throw new IntegrityError(`blob ${id.toString('hex')} (pack ${loc.pack.id}) cannot be read intact from any target: ${lastErr?.message}`);
+  }
+
+  private async open(store: ObjectStore, key: string): Promise<OpenedAge> {
+    const k = `${store.name}\0${key}`;
+    let p = this.opened.get(k);
+    if (!p) {
+      p = this.readHeader(store, key);
+      this.opened.set(k, p);
+      p.catch(() => this.opened.delete(k));
+      if (this.opened.size > 4096) this.opened.delete(this.opened.keys().next().value!);
+    }
+    return p;
+  }
+
+  private async readHeader(store: ObjectStore, key: string): Promise<OpenedAge> {
+    let len = 4096;
+    for (;;) {
+      const head = await store.getBuffer(key, { offset: 0, length: len });
+      try {
+        return await openAge(this.repo.identities!, head);
+      } catch (err) {
+        if (err instanceof TruncatedHeaderError && head.length === len && len < MAX_HEADER_SIZE + NONCE_SIZE) {
+          len = MAX_HEADER_SIZE + NONCE_SIZE;
+          continue;
+        }
+        if (err instanceof KeyError) throw new KeyError(`pack ${key} on ${store.name}: ${err.message}`);
+        throw new IntegrityError(`pack ${key} on ${store.name}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  private async readFrom(store: ObjectStore, id: Buffer, loc: BlobLocation): Promise<Buffer> {
+    const key = packKey(loc.pack.type, loc.pack.id);
+    const opened = await this.open(store, key);
+    const { start, end, firstSegment } = cipherRange(opened, loc.pack.size, loc.offset, loc.length);
+    const cipher = await store.getBuffer(key, { offset: start, length: end - start });
+    this.bytesRead += cipher.length;
+    const what = `blob ${id.toString('hex').slice(0, 16)}… in pack ${loc.pack.id} on ${store.name}`;
+    if (cipher.length !== end - start) throw new IntegrityError(`${what}: pack is shorter than the index says (truncated?)`);
+    let plain: Buffer;
+    try {
+      plain = openSegments(opened, cipher, firstSegment, end === loc.pack.size);
+    } catch (err) {
+      throw new IntegrityError(`${what}: ${(err as Error).message}`);
+    }
+    const rel = loc.offset - firstSegment * SEGMENT_SIZE;
+    const stored = plain.subarray(rel, rel + loc.length);
+    let raw: Buffer;
+    try {
+      raw = decompressBlob(stored, loc.compression, loc.rawLength);
+    } catch (err) {
+      throw new IntegrityError(`${what}: ${(err as Error).message}`);
+    }
+    if (!blobId(this.repo.idKey, loc.type, raw).equals(id)) {
+      throw new IntegrityError(`${what}: content does not match its ID (corrupt or substituted)`);
+    }
+    return raw;
+  }
+}

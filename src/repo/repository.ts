@@ -1,0 +1,308 @@
+import { randomBytes, type KeyObject } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import pLimit from 'p-limit';
+import { IntegrityError, KeyError, TargetError, UsageError } from '../errors.js';
+import { log } from '../log.js';
+import { ObjectNotFoundError, type ObjectStore } from '../store/types.js';
+import { decrypt, encrypt, Identities } from './age.js';
+import { BlobIndex } from './blob-index.js';
+import { gearTable, validateChunkerParams, type ChunkerParams } from './chunker.js';
+import { decodeIndexBody } from './index-object.js';
+import { deriveKeys, type RestoreIdentity, type WorkerKey } from './keys.js';
+import { decodeSigned, encodeSigned, sha256Hex, type MagicName } from './signed.js';
+
+/** The repository's parameters, stored (signed, not encrypted) in the `config` object of every target. */
+export interface RepoConfig {
+  version: 1;
+  /** 32 hex characters, random. */
+  id: string;
+  created: string;
+  /** The key set that writes this repository (see keys.ts). */
+  keyId: string;
+  recipients: string[];
+  metadataRecipient: string;
+  packSize: number;
+  compressionLevel: number;
+  chunkers: { json: ChunkerParams; bulk: ChunkerParams };
+}
+
+export const DEFAULT_CHUNKERS: RepoConfig['chunkers'] = {
+  // Packuments and listings: JSON that changes by insertions; ~32 KiB chunks keep edits local and still
+  // compress well (zstd on 32 KiB of packument JSON: ~8x).
+  json: { kind: 'cdc', min: 8 * 1024, avg: 32 * 1024, max: 128 * 1024 },
+  // Tarballs and attachments: gzip'd and immutable; fixed 4 MiB pieces (most tarballs are one piece).
+  bulk: { kind: 'fixed', size: 4 * 1024 * 1024 },
+};
+
+/** Where each kind of metadata object lives. */
+export const META_PREFIX: Record<Exclude<MagicName, 'config'>, string> = {
+  snapshot: 'snapshots/',
+  index: 'index/',
+  drill: 'drills/',
+  mark: 'marks/',
+};
+
+export interface Access {
+  /** The worker key: write, read metadata. */
+  worker?: WorkerKey;
+  /** The restore identity: read everything. */
+  restore?: RestoreIdentity;
+}
+
+export interface OpenOptions {
+  /** Cache root; the repository's cache lives in `<cacheRoot>/<repository id>`. */
+  cacheRoot?: string;
+  /** Memory budget of the blob index (bytes). */
+  indexMemory?: number;
+}
+
+export function defaultCacheRoot(): string {
+  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(base, 'regbackup');
+}
+
+function encodeConfig(c: RepoConfig, signingKey: KeyObject): Buffer {
+  return encodeSigned('config', Buffer.from(JSON.stringify(c, null, 2) + '\n'), signingKey, false);
+}
+
+/** Reads the key ID of a config object without trusting it (for messages only). */
+function peekConfig(bytes: Buffer): Partial<RepoConfig> | undefined {
+  try {
+    if (bytes.length > 1024 * 1024) return undefined;
+    return JSON.parse(bytes.subarray(13, bytes.length - 64).toString('utf8')) as Partial<RepoConfig>;
+  } catch {
+    return undefined;
+  }
+}
+
+function decodeConfig(bytes: Buffer, verifyKey: KeyObject, keyId: string, where: string): RepoConfig {
+  if (bytes.length > 1024 * 1024) throw new IntegrityError(`${where}: config object is too large`);
+  const peek = peekConfig(bytes);
+  if (peek?.keyId && peek.keyId !== keyId) {
+    throw new KeyError(
+      `${where} holds repository ${peek.id ?? '?'} written with key ${peek.keyId}, but the key given is ${keyId}`,
+    );
+  }
+  const body = decodeSigned('config', bytes, verifyKey, `${where}: config`);
+  let c: RepoConfig;
+  try {
+    c = JSON.parse(body.toString('utf8')) as RepoConfig;
+  } catch {
+    throw new IntegrityError(`${where}: config is not JSON`);
+  }
+  if (c.version !== 1) throw new IntegrityError(`${where}: repository format version ${String(c.version)} is not supported`);
+  if (!/^[0-9a-f]{32}$/.test(c.id)) throw new IntegrityError(`${where}: config has a bad repository id`);
+  validateChunkerParams(c.chunkers.json);
+  validateChunkerParams(c.chunkers.bulk);
+  if (!Number.isInteger(c.packSize) || c.packSize < 64 * 1024 || c.packSize > 1024 ** 3) {
+    throw new IntegrityError(`${where}: config has a bad pack size`);
+  }
+  return c;
+}
+
+export interface InitResult {
+  target: string;
+  status: 'created' | 'exists' | 'copied';
+}
+
+export class Repository {
+  readonly idKey: Buffer;
+  readonly gear: Int32Array;
+  readonly identities?: Identities;
+  private index?: BlobIndex;
+
+  private constructor(
+    readonly config: RepoConfig,
+    readonly targets: ObjectStore[],
+    readonly access: Access,
+    readonly cacheDir: string,
+    private readonly opts: OpenOptions,
+  ) {
+    const secret = access.worker?.repositorySecret ?? access.restore?.repositorySecret;
+    if (!secret) throw new KeyError('no key given');
+    const d = deriveKeys(secret);
+    this.idKey = d.idKey;
+    this.gear = gearTable(d.chunkerKey);
+    const ids: string[] = [];
+    if (access.restore) ids.push(access.restore.identity);
+    if (access.worker) ids.push(access.worker.metadataIdentity);
+    if (ids.length) this.identities = new Identities(ids);
+  }
+
+  get verifyKey(): KeyObject {
+    return (this.access.worker?.verifyKey ?? this.access.restore?.verifyKey)!;
+  }
+
+  get keyId(): string {
+    return (this.access.worker?.keyId ?? this.access.restore?.keyId)!;
+  }
+
+  /** Creates the repository on every target that lacks it; harmless when it exists; refuses a foreign one. */
+  static async init(
+    targets: ObjectStore[],
+    worker: WorkerKey,
+    params: { packSize: number; compressionLevel: number },
+  ): Promise<InitResult[]> {
+    const found = await Promise.all(
+      targets.map(async (t) => {
+        try {
+          return { t, bytes: await t.getBuffer('config') };
+        } catch (err) {
+          if (err instanceof ObjectNotFoundError) return { t, bytes: undefined };
+          throw err;
+        }
+      }),
+    );
+    let existing: { config: RepoConfig; bytes: Buffer } | undefined;
+    for (const f of found) {
+      if (!f.bytes) continue;
+      const c = decodeConfig(f.bytes, worker.verifyKey, worker.keyId, `target ${f.t.name}`);
+      if (existing && existing.config.id !== c.id) {
+        throw new UsageError(
+          `targets hold different repositories (${existing.config.id} and ${c.id} on ${f.t.name}); every target must hold the same one`,
+        );
+      }
+      existing ??= { config: c, bytes: f.bytes };
+    }
+    for (const f of found) {
+      if (f.bytes) continue;
+      for await (const o of f.t.list('')) {
+        throw new UsageError(
+          `target ${f.t.name} (${f.t.location}) is not empty and holds no regbackup repository (found ${o.key}); refusing to write into it`,
+        );
+      }
+    }
+    let bytes = existing?.bytes;
+    if (!bytes) {
+      const config: RepoConfig = {
+        version: 1,
+        id: randomBytes(16).toString('hex'),
+        created: new Date().toISOString(),
+        keyId: worker.keyId,
+        recipients: worker.recipients,
+        metadataRecipient: worker.metadataRecipient,
+        packSize: params.packSize,
+        compressionLevel: params.compressionLevel,
+        chunkers: DEFAULT_CHUNKERS,
+      };
+      bytes = encodeConfig(config, worker.signingKey);
+    }
+    const results: InitResult[] = [];
+    for (const f of found) {
+      if (f.bytes) {
+        results.push({ target: f.t.name, status: 'exists' });
+        continue;
+      }
+      await f.t.put('config', bytes, { contentType: 'application/octet-stream' });
+      results.push({ target: f.t.name, status: existing ? 'copied' : 'created' });
+    }
+    return results;
+  }
+
+  /**
+   * Opens the repository held by `targets`. Targets that do not answer are left out (and named in the
+   * log); targets holding another repository are an error.
+   */
+  static async open(targets: ObjectStore[], access: Access, opts: OpenOptions = {}): Promise<{ repo: Repository; unreachable: { target: string; error: Error }[] }> {
+    const verifyKey = access.worker?.verifyKey ?? access.restore?.verifyKey;
+    const keyId = access.worker?.keyId ?? access.restore?.keyId;
+    if (!verifyKey || !keyId) throw new KeyError('opening a repository needs the worker key or the restore identity');
+    const unreachable: { target: string; error: Error }[] = [];
+    const ok: { t: ObjectStore; c: RepoConfig }[] = [];
+    await Promise.all(
+      targets.map(async (t) => {
+        let bytes: Buffer;
+        try {
+          bytes = await t.getBuffer('config');
+        } catch (err) {
+          if (err instanceof ObjectNotFoundError) {
+            unreachable.push({ target: t.name, error: new UsageError(`target ${t.name} (${t.location}) holds no repository: run \`regbackup init\``) });
+          } else unreachable.push({ target: t.name, error: err as Error });
+          return;
+        }
+        ok.push({ t, c: decodeConfig(bytes, verifyKey, keyId, `target ${t.name}`) });
+      }),
+    );
+    if (ok.length === 0) {
+      const why = unreachable.map((u) => `${u.target}: ${u.error.message}`).join('; ');
+      throw new TargetError(`no target can be read (${why})`, { unreachable: unreachable.map((u) => u.target) });
+    }
+    const first = ok[0]!.c;
+    for (const o of ok) {
+      if (o.c.id !== first.id) {
+        throw new UsageError(`targets hold different repositories (${first.id} on ${ok[0]!.t.name}, ${o.c.id} on ${o.t.name})`);
+      }
+    }
+    // Keep the configured order of targets.
+    const live = targets.filter((t) => ok.some((o) => o.t === t));
+    const cacheDir = path.join(opts.cacheRoot ?? defaultCacheRoot(), first.id);
+    return { repo: new Repository(first, live, access, cacheDir, opts), unreachable };
+  }
+
+  /** Signs, encrypts (to the restore recipients and the metadata recipient) and names a metadata object. */
+  async sealMeta(kind: Exclude<MagicName, 'config'>, body: Buffer, namePrefix = ''): Promise<{ key: string; bytes: Buffer; hash: string }> {
+    const worker = this.access.worker;
+    if (!worker) throw new KeyError('writing needs the worker key');
+    const signed = encodeSigned(kind, body, worker.signingKey);
+    const bytes = await encrypt([...this.config.recipients, this.config.metadataRecipient], signed);
+    const hash = sha256Hex(bytes);
+    return { key: `${META_PREFIX[kind]}${namePrefix}${hash}`, bytes, hash };
+  }
+
+  /** Reads, checks the name (SHA-256), decrypts and verifies a metadata object. */
+  async readMeta(kind: Exclude<MagicName, 'config'>, key: string, store: ObjectStore): Promise<Buffer> {
+    if (!this.identities) throw new KeyError('reading metadata needs the worker key or the restore identity');
+    const what = `${kind} ${key} on ${store.name}`;
+    const bytes = await store.getBuffer(key);
+    const hash = key.slice(key.lastIndexOf('/') + 1).split('-').pop()!;
+    if (sha256Hex(bytes) !== hash) throw new IntegrityError(`${what}: content does not match its name (corrupt or swapped)`);
+    let plain: Buffer;
+    try {
+      plain = await decrypt(this.identities, bytes);
+    } catch (err) {
+      if (err instanceof KeyError) throw new KeyError(`${what}: ${err.message}`);
+      throw new IntegrityError(`${what}: ${(err as Error).message}`);
+    }
+    return decodeSigned(kind, plain, this.verifyKey, what);
+  }
+
+  /**
+   * The blob index, brought up to date with the index objects on `store` (default: the first target).
+   * Index objects already in the cache are not read again; if the target lost some (prune), the cache is
+   * rebuilt.
+   */
+  async loadIndex(store: ObjectStore = this.targets[0]!): Promise<BlobIndex> {
+    const idx = (this.index ??= BlobIndex.open(path.join(this.cacheDir, 'index'), { memoryBudget: this.opts.indexMemory }));
+    const names: string[] = [];
+    for await (const o of store.list(META_PREFIX.index)) names.push(o.key);
+    const present = new Set(names);
+    if (idx.indexObjects.some((n) => !present.has(n))) {
+      log().info({ target: store.name }, 'index objects were removed (prune); rebuilding the local index cache');
+      idx.reset();
+    }
+    const known = new Set(idx.indexObjects);
+    const todo = names.filter((n) => !known.has(n));
+    const limit = pLimit(8);
+    let loaded = 0;
+    await Promise.all(
+      todo.map((name) =>
+        limit(async () => {
+          const body = await this.readMeta('index', name, store);
+          for (const p of decodeIndexBody(body, `index ${name} on ${store.name}`)) idx.addPack(p.info, p.entries);
+          idx.markIndexObject(name);
+          loaded++;
+        }),
+      ),
+    );
+    if (loaded) {
+      idx.persist();
+      log().debug({ target: store.name, loaded, packs: idx.packCount, blobs: idx.blobCount }, 'index cache updated');
+    }
+    return idx;
+  }
+
+  close(): void {
+    this.index?.close();
+  }
+}

@@ -1,0 +1,110 @@
+import os from 'node:os';
+import { IntegrityError, UsageError } from '../errors.js';
+import type { ObjectStore } from '../store/types.js';
+import { META_PREFIX, type Repository } from './repository.js';
+
+/**
+ * Snapshots (docs/FORMAT.md, "Snapshots"): a signed, encrypted JSON manifest named
+ * `snapshots/<UTC time as YYYYMMDDTHHMMSSZ>-<SHA-256 of the object>`; the snapshot ID is the SHA-256 part.
+ * The time in the name must equal the time inside: a snapshot cannot be renamed to look newer.
+ */
+export interface SnapshotManifest {
+  version: 1;
+  /** ISO 8601, UTC, millisecond precision. */
+  time: string;
+  host: string;
+  repository: string;
+  keyId: string;
+  /** The previous snapshot this run built on (incremental state), if any. */
+  parent?: string;
+  tags: string[];
+  /** One entry per source; the shape of each depends on its kind (see src/sources/). */
+  sources: SourceSnapshot[];
+  stats?: Record<string, number>;
+}
+
+export interface SourceSnapshot {
+  kind: string;
+  name: string;
+  [key: string]: unknown;
+}
+
+export interface SnapshotInfo {
+  id: string;
+  key: string;
+  time: Date;
+}
+
+const NAME = /^snapshots\/(\d{8}T\d{6}Z)-([0-9a-f]{64})$/;
+
+function nameTime(d: Date): string {
+  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
+}
+
+function parseNameTime(s: string): Date {
+  return new Date(`${s.slice(0, 4)}-${s.slice(4, 6)}-${s.slice(6, 8)}T${s.slice(9, 11)}:${s.slice(11, 13)}:${s.slice(13, 15)}Z`);
+}
+
+export function newManifest(repo: Repository, sources: SourceSnapshot[], extra: Partial<SnapshotManifest> = {}): SnapshotManifest {
+  return {
+    version: 1,
+    time: new Date().toISOString(),
+    host: os.hostname(),
+    repository: repo.config.id,
+    keyId: repo.keyId,
+    tags: [],
+    sources,
+    ...extra,
+  };
+}
+
+/** Seals a manifest: returns the object key and bytes (the caller writes them to the targets). */
+export async function sealSnapshot(repo: Repository, m: SnapshotManifest): Promise<{ id: string; key: string; bytes: Buffer }> {
+  const sealed = await repo.sealMeta('snapshot', Buffer.from(JSON.stringify(m)), `${nameTime(new Date(m.time))}-`);
+  return { id: sealed.hash, key: sealed.key, bytes: sealed.bytes };
+}
+
+/** Snapshots on a target, oldest first (from the names alone: nothing is downloaded). */
+export async function listSnapshots(store: ObjectStore): Promise<SnapshotInfo[]> {
+  const out: SnapshotInfo[] = [];
+  for await (const o of store.list(META_PREFIX.snapshot)) {
+    const m = NAME.exec(o.key);
+    if (!m) continue; // not ours (or a temporary name): ignored, `check` reports it
+    out.push({ id: m[2]!, key: o.key, time: parseNameTime(m[1]!) });
+  }
+  return out.sort((a, b) => a.time.getTime() - b.time.getTime() || a.id.localeCompare(b.id));
+}
+
+/** Finds a snapshot by ID, unique ID prefix (at least 4 characters, as with git), or "latest". */
+export function resolveSnapshot(list: readonly SnapshotInfo[], ref: string): SnapshotInfo {
+  if (ref === 'latest') {
+    const last = list[list.length - 1];
+    if (!last) throw new UsageError('there is no snapshot yet');
+    return last;
+  }
+  if (!/^[0-9a-f]{4,64}$/.test(ref)) throw new UsageError(`${JSON.stringify(ref)} is not a snapshot ID (hex, at least 4 characters) or "latest"`);
+  const hits = list.filter((s) => s.id.startsWith(ref));
+  if (hits.length === 0) throw new UsageError(`no snapshot ${ref}`);
+  if (hits.length > 1) throw new UsageError(`snapshot ID ${ref} is ambiguous: ${hits.map((h) => h.id.slice(0, 12)).join(', ')}`);
+  return hits[0]!;
+}
+
+export async function loadSnapshot(repo: Repository, store: ObjectStore, info: SnapshotInfo): Promise<SnapshotManifest> {
+  const body = await repo.readMeta('snapshot', info.key, store);
+  let m: SnapshotManifest;
+  try {
+    m = JSON.parse(body.toString('utf8')) as SnapshotManifest;
+  } catch {
+    throw new IntegrityError(`snapshot ${info.id} on ${store.name}: manifest is not JSON`);
+  }
+  if (m.version !== 1 || typeof m.time !== 'string' || !Array.isArray(m.sources)) {
+    throw new IntegrityError(`snapshot ${info.id} on ${store.name}: manifest of an unknown shape`);
+  }
+  if (nameTime(new Date(m.time)) !== nameTime(info.time)) {
+    throw new IntegrityError(`snapshot ${info.id} on ${store.name}: its name says ${info.time.toISOString()} but it was taken at ${m.time} (renamed?)`);
+  }
+  if (m.repository !== repo.config.id) {
+    throw new IntegrityError(`snapshot ${info.id} on ${store.name} belongs to repository ${m.repository}, not ${repo.config.id}`);
+  }
+  return m;
+}
