@@ -1,8 +1,12 @@
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
 import { registerConfig } from './config.js';
+import { registerKeys } from './keys.js';
+import { registerInit } from './init.js';
+import { registerBackup } from './backup.js';
+import { registerSnapshots } from './snapshots.js';
 
 /** Each subcommand lives in its own file and registers itself on the program. */
 export type RegisterCommand = (program: Command, ctx: () => CliContext) => void;
 
-export const commands: RegisterCommand[] = [registerConfig];
+export const commands: RegisterCommand[] = [registerConfig, registerKeys, registerInit, registerBackup, registerSnapshots];

@@ -1,0 +1,51 @@
+import { formatBytes, formatDuration } from '../util/units.js';
+
+/**
+ * Progress of a long operation (backup, restore): counters that the work updates, and, on a TTY, one status
+ * line on stderr redrawn a few times a second. Without a TTY (cron, --json, --quiet) it only counts.
+ */
+export class Progress {
+  docs = 0;
+  docsTotal = 0;
+  files = 0;
+  bytes = 0;
+  /** Bytes expected in all (when known), for the ETA. */
+  bytesTotal = 0;
+  phase = '';
+  private readonly start = Date.now();
+  private timer?: NodeJS.Timeout;
+  private lastLen = 0;
+
+  constructor(private readonly out?: NodeJS.WriteStream) {
+    if (out?.isTTY) {
+      this.timer = setInterval(() => this.render(), 250);
+      this.timer.unref();
+    }
+  }
+
+  line(): string {
+    const secs = (Date.now() - this.start) / 1000;
+    const rate = secs > 0 ? this.bytes / secs : 0;
+    const parts = [this.phase];
+    if (this.docs || this.docsTotal) parts.push(`docs ${this.docs.toLocaleString('en-US')}${this.docsTotal ? `/${this.docsTotal.toLocaleString('en-US')}` : ''}`);
+    if (this.files) parts.push(`files ${this.files.toLocaleString('en-US')}`);
+    parts.push(formatBytes(this.bytes), `${formatBytes(rate)}/s`);
+    if (this.bytesTotal > this.bytes && rate > 0) parts.push(`ETA ${formatDuration(((this.bytesTotal - this.bytes) / rate) * 1000)}`);
+    else if (this.docsTotal > this.docs && this.docs > 0) parts.push(`ETA ${formatDuration((secs * 1000 * (this.docsTotal - this.docs)) / this.docs)}`);
+    return parts.filter(Boolean).join(' · ');
+  }
+
+  private render(): void {
+    if (!this.out) return;
+    const l = this.line().slice(0, (this.out.columns || 100) - 1);
+    this.out.write(`\r${l}${' '.repeat(Math.max(0, this.lastLen - l.length))}`);
+    this.lastLen = l.length;
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    if (this.out && this.lastLen) this.out.write(`\r${' '.repeat(this.lastLen)}\r`);
+    this.lastLen = 0;
+  }
+}

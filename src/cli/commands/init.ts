@@ -1,0 +1,21 @@
+import type { RegisterCommand } from './index.js';
+import { loadWorkerKey } from '../../repo/keys.js';
+import { Repository } from '../../repo/repository.js';
+import { openStore } from '../../store/index.js';
+
+export const registerInit: RegisterCommand = (program, ctx) => {
+  program
+    .command('init')
+    .description('create the repository on every configured target (harmless when it exists)')
+    .action(async () => {
+      const c = ctx();
+      const { config } = c.config();
+      const worker = await loadWorkerKey(config.keys);
+      const stores = config.targets.map((t) => openStore(t));
+      const results = await Repository.init(stores, worker, config.repository);
+      c.print(
+        results.map((r) => `${r.target.padEnd(12)} ${r.status === 'exists' ? 'already initialized' : r.status === 'copied' ? 'initialized (joined the existing repository)' : 'initialized'}`).join('\n'),
+        { targets: results },
+      );
+    });
+};

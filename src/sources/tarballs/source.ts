@@ -1,0 +1,251 @@
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { TarballSourceConfig } from '../../config/schema.js';
+import { encodeLines, readListing } from '../../backup/listing.js';
+import type { BackupContext, Finding, PartResult, TarballExpectation, TarballSourceSnapshot } from '../../backup/types.js';
+import { messageOf, SourceError, systemCodeOf } from '../../errors.js';
+import { refFromChunks, validateRef, writeStream, type StreamRef } from '../../repo/stream-ref.js';
+import { mergeJoin, orderedMap } from '../../util/ordered.js';
+import { isSafeRelativePath, openTarballStore, type TarballStore } from './store.js';
+import { comparePaths, type WalkEntry } from './walk.js';
+
+/**
+ * One file of a tarball listing (docs/FORMAT.md, "Tarball listings"): JSON lines sorted by `comparePaths`.
+ */
+export interface TarballEntry {
+  path: string;
+  size: number;
+  /** Modification time (ms since the epoch), for the incremental check. */
+  mtime: number;
+  /** S3 sources: the object's ETag, for the incremental check. */
+  etag?: string;
+  /** SHA-1 of the file, hex (npm's dist.shasum); checked at restore. */
+  sha1: string;
+  /** SHA-512 of the file, base64 (as in dist.integrity): only when the packument recorded no shasum. */
+  sha512?: string;
+  /** Set when the file did not match its packument's dist.shasum / dist.integrity at backup time. */
+  flag?: 'checksum-mismatch';
+  data: StreamRef;
+}
+
+export function checkEntry(v: unknown): TarballEntry {
+  const e = v as TarballEntry;
+  if (!e || typeof e !== 'object' || typeof e.path !== 'string' || !isSafeRelativePath(e.path)) throw new Error('bad path');
+  if (!Number.isSafeInteger(e.size) || e.size < 0 || typeof e.mtime !== 'number' || typeof e.sha1 !== 'string' || !/^[0-9a-f]{40}$/.test(e.sha1)) {
+    throw new Error(`bad entry for ${e.path}`);
+  }
+  validateRef(e.data);
+  if (e.data.size !== e.size) throw new Error(`size of ${e.path} does not match its data`);
+  return e;
+}
+
+function checkExpectation(v: unknown): TarballExpectation {
+  const e = v as TarballExpectation;
+  if (!e || typeof e.path !== 'string' || typeof e.doc !== 'string') throw new Error('bad expectation');
+  return e;
+}
+
+/** Merges several sorted expectation streams into one (k-way, streaming). */
+async function* mergeExpectations(streams: AsyncIterable<TarballExpectation>[]): AsyncGenerator<TarballExpectation> {
+  const its = streams.map((s) => s[Symbol.asyncIterator]());
+  const heads = await Promise.all(its.map((i) => i.next()));
+  for (;;) {
+    let best = -1;
+    for (let i = 0; i < heads.length; i++) {
+      if (heads[i]!.done) continue;
+      if (best < 0 || comparePaths(heads[i]!.value.path, heads[best]!.value.path) < 0) best = i;
+    }
+    if (best < 0) return;
+    yield heads[best]!.value as TarballExpectation;
+    heads[best] = await its[best]!.next();
+  }
+}
+
+/** Collapses equal paths (a tarball referenced twice, e.g. by two databases) into the first. */
+async function* uniquePaths(src: AsyncIterable<TarballExpectation>): AsyncGenerator<TarballExpectation> {
+  let last: string | undefined;
+  for await (const e of src) {
+    if (e.path === last) continue;
+    last = e.path;
+    yield e;
+  }
+}
+
+const MAX_LISTED_FINDINGS = 1000;
+
+/**
+ * Backs up a tarball store: walks it in listing order, reuses the previous snapshot's entry for every file
+ * whose size and modification time (or ETag) are unchanged, reads and stores the others, and checks each file
+ * against the dist.shasum / dist.integrity of the packuments read in the same run. Tarballs those packuments
+ * refer to that are not in the store are reported.
+ */
+export async function backupTarballSource(
+  cfg: TarballSourceConfig,
+  ctx: BackupContext,
+  expectations: StreamRef[] = [],
+  store: TarballStore = openTarballStore(cfg),
+): Promise<PartResult<TarballSourceSnapshot>> {
+  const findings: Finding[] = [];
+  const counters = { missing: 0, mismatch: 0, verified: 0, unverified: 0, read: 0, reused: 0, problems: 0 };
+  const report = (f: Omit<Finding, 'source'>, counter?: keyof typeof counters) => {
+    if (counter) counters[counter]++;
+    const n = counter ? counters[counter] : 0;
+    if (!counter || n <= MAX_LISTED_FINDINGS) findings.push({ source: cfg.name, ...f });
+    if (f.severity !== 'info') ctx.log.warn({ source: cfg.name, object: f.object, code: f.code }, f.message);
+  };
+  const prev = ctx.previous as TarballSourceSnapshot | undefined;
+  const prevEntries: AsyncIterable<TarballEntry> =
+    prev?.listing && ctx.reader
+      ? readListing(ctx.reader, prev.listing, checkEntry, `previous listing of ${cfg.name}`)
+      : (async function* () {})();
+  const expected: AsyncIterable<TarballExpectation> =
+    expectations.length && ctx.reader
+      ? uniquePaths(mergeExpectations(expectations.map((r) => readListing(ctx.reader!, r, checkExpectation, 'tarball expectations'))))
+      : (async function* () {})();
+
+  let walked: AsyncIterable<WalkEntry & { etag?: string }>;
+  try {
+    walked = store.entries(ctx.tmpDir);
+  } catch (err) {
+    throw new SourceError(`tarball source ${cfg.name}: cannot list ${store.location}: ${messageOf(err)}`, { source: cfg.name });
+  }
+
+  // Only files take part in the joins; problems are reported as they come.
+  const files = async function* (): AsyncGenerator<WalkEntry & { kind: 'file'; etag?: string }> {
+    try {
+      for await (const e of walked) {
+        if (e.kind === 'problem') {
+          report({ severity: e.severity, code: 'tarball-unreadable', object: e.path, message: `${e.path} ${e.problem}` }, 'problems');
+          continue;
+        }
+        yield e;
+      }
+    } catch (err) {
+      const code = systemCodeOf(err);
+      throw new SourceError(
+        `tarball source ${cfg.name}: cannot read ${store.location}${code === 'ENOENT' ? ' (no such directory)' : ''}: ${messageOf(err)}`,
+        { source: cfg.name },
+      );
+    }
+  };
+
+  type Job = { file: WalkEntry & { kind: 'file'; etag?: string }; prev?: TarballEntry; exp?: TarballExpectation };
+  async function* jobs(): AsyncGenerator<Job> {
+    const withPrev = mergeJoin(files(), prevEntries, (f) => f.path, (p) => p.path, comparePaths);
+    for await (const [pair, exp] of mergeJoin(withPrev, expected, (p) => (p[0] ?? p[1])!.path, (e) => e.path, comparePaths)) {
+      const file = pair?.[0];
+      if (!file) {
+        if (exp) {
+          report({ severity: 'warning', code: 'tarball-missing', object: exp.path, message: `${exp.path} is referenced by ${exp.db}/${exp.doc} but missing from the store` }, 'missing');
+        }
+        continue;
+      }
+      yield { file, prev: pair[1], exp };
+    }
+  }
+
+  let files_ = 0;
+  let bytes = 0;
+  const process = async (job: Job): Promise<TarballEntry | undefined> => {
+    const { file, prev: p, exp } = job;
+    const unchanged = p && p.size === file.size && (file.etag !== undefined ? p.etag === file.etag : p.mtime === file.mtimeMs);
+    let entry: TarballEntry;
+    if (unchanged) {
+      entry = p;
+      counters.reused++;
+    } else {
+      try {
+        entry = await readAndStore(store, file, ctx, exp);
+      } catch (err) {
+        if (err instanceof SourceError) throw err;
+        const gone = systemCodeOf(err) === 'ENOENT';
+        report({ severity: gone ? 'warning' : 'error', code: gone ? 'tarball-gone' : 'tarball-unreadable', object: file.path, message: `${file.path}: ${gone ? 'removed while the backup ran' : `cannot be read: ${messageOf(err)}`}` }, 'problems');
+        // A file that could not be read keeps its previous version, if any: nothing stored is lost.
+        return p;
+      }
+      counters.read++;
+      ctx.progress.bytes += file.size;
+    }
+    if (exp) verify(entry, exp);
+    files_++;
+    bytes += entry.size;
+    ctx.progress.files++;
+    return entry;
+  };
+
+  const verify = (entry: TarballEntry, exp: TarballExpectation) => {
+    let ok: boolean | undefined;
+    if (exp.shasum && /^[0-9a-f]{40}$/i.test(exp.shasum)) ok = entry.sha1 === exp.shasum.toLowerCase();
+    else if (entry.flag === undefined && entry.sha512 && exp.integrity) {
+      ok = integrityMatches(exp.integrity, entry.sha512);
+    }
+    if (ok === undefined) {
+      counters.unverified++;
+      return;
+    }
+    if (ok) {
+      counters.verified++;
+      if (entry.flag === 'checksum-mismatch') delete entry.flag;
+      return;
+    }
+    entry.flag = 'checksum-mismatch';
+    report(
+      { severity: 'error', code: 'tarball-checksum-mismatch', object: entry.path, message: `${entry.path} does not match dist.shasum of ${exp.db}/${exp.doc} (stored anyway, flagged)` },
+      'mismatch',
+    );
+  };
+
+  const entries = async function* () {
+    for await (const e of orderedMap(jobs(), 16, process)) if (e) yield e;
+  };
+  const listing = await writeStream(ctx.writer, encodeLines(entries()), 'tree');
+  if (counters.missing > MAX_LISTED_FINDINGS || counters.mismatch > MAX_LISTED_FINDINGS || counters.problems > MAX_LISTED_FINDINGS) {
+    report({ severity: 'warning', code: 'findings-truncated', message: `only the first ${MAX_LISTED_FINDINGS} findings of each kind are listed (missing ${counters.missing}, mismatches ${counters.mismatch}, unreadable ${counters.problems})` });
+  }
+  return {
+    snapshot: {
+      kind: 'tarballs',
+      name: cfg.name,
+      location: store.location,
+      files: files_,
+      bytes,
+      listing,
+      missing: counters.missing,
+      mismatches: counters.mismatch,
+    },
+    findings,
+    stats: { ...counters, files: files_, bytes },
+  };
+}
+
+function integrityMatches(integrity: string, sha512b64: string): boolean {
+  return integrity.split(/\s+/).some((i) => i.startsWith('sha512-') && i.slice(7) === sha512b64);
+}
+
+async function readAndStore(store: TarballStore, file: WalkEntry & { kind: 'file'; etag?: string }, ctx: BackupContext, exp: TarballExpectation | undefined): Promise<TarballEntry> {
+  const body = await store.read(file.path, file.size);
+  const sha1 = createHash('sha1');
+  // sha512 only when the packument has no shasum to compare with (npm always records one).
+  const sha512 = exp && !exp.shasum && exp.integrity ? createHash('sha512') : undefined;
+  let data: StreamRef;
+  if (Buffer.isBuffer(body)) {
+    sha1.update(body);
+    sha512?.update(body);
+    data = await refFromChunks(ctx.writer, await ctx.writer.write(body, 'bulk'));
+  } else {
+    const hashed = async function* (src: Readable) {
+      for await (const piece of src) {
+        const b = piece as Buffer;
+        sha1.update(b);
+        sha512?.update(b);
+        yield b;
+      }
+    };
+    data = await writeStream(ctx.writer, hashed(body), 'bulk');
+  }
+  const entry: TarballEntry = { path: file.path, size: data.size, mtime: file.mtimeMs, sha1: sha1.digest('hex'), data };
+  if (file.etag !== undefined) entry.etag = file.etag;
+  if (sha512) entry.sha512 = sha512.digest('base64');
+  return entry;
+}
+

@@ -1,0 +1,172 @@
+import { createReadStream } from 'node:fs';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
+/**
+ * Sorts any number of text records (no "\n" inside) within a memory budget: records are gathered into sorted
+ * runs, runs that do not fit in memory are written to temporary files, and the runs are merged on the way
+ * out. Used for directory listings of millions of entries and for the changes of big databases.
+ */
+export interface SortOptions {
+  /** Approximate bytes of records held in memory before a run is written out. */
+  memoryBudget?: number;
+  /** Where run files go (default: the OS temp dir). */
+  tmpDir?: string;
+  /** Keep only the last of records with equal keys (in input order). */
+  unique?: boolean;
+}
+
+export type KeyOf = (record: string) => string;
+
+/** Byte order of UTF-8, which for strings equals code point order (JS's < compares UTF-16 code units). */
+export function compareCodePoints(a: string, b: string): number {
+  if (a === b) return 0;
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    // Surrogates (0xD800-0xDFFF) encode code points above 0xFFFF: they sort after 0xE000-0xFFFF.
+    const sx = x >= 0xd800 && x <= 0xdfff;
+    const sy = y >= 0xd800 && y <= 0xdfff;
+    if (sx !== sy) return sx ? 1 : -1;
+    return x - y;
+  }
+  return a.length - b.length;
+}
+
+export class ExternalSorter {
+  private buf: { key: string; rec: string; n: number }[] = [];
+  private bytes = 0;
+  private runs: string[] = [];
+  private dir?: string;
+  private counter = 0;
+  private readonly budget: number;
+
+  constructor(
+    private readonly keyOf: KeyOf,
+    private readonly opts: SortOptions = {},
+  ) {
+    this.budget = opts.memoryBudget ?? 32 * 1024 * 1024;
+  }
+
+  async add(record: string): Promise<void> {
+    if (record.includes('\n')) throw new Error('external sort records cannot contain newlines');
+    this.buf.push({ key: this.keyOf(record), rec: record, n: this.counter++ });
+    this.bytes += record.length * 2 + 64;
+    if (this.bytes >= this.budget) await this.spill();
+  }
+
+  private sortBuf(): void {
+    this.buf.sort((a, b) => compareCodePoints(a.key, b.key) || a.n - b.n);
+  }
+
+  private async spill(): Promise<void> {
+    this.sortBuf();
+    this.dir ??= await mkdtemp(path.join(this.opts.tmpDir ?? os.tmpdir(), 'regbackup-sort-'));
+    const file = path.join(this.dir, `run-${this.runs.length}`);
+    const fh = await open(file, 'w');
+    try {
+      let chunk: string[] = [];
+      let size = 0;
+      for (const r of this.buf) {
+        chunk.push(`${r.n}\t${r.rec}`);
+        size += r.rec.length;
+        if (size > 1 << 20) {
+          await fh.write(chunk.join('\n') + '\n');
+          chunk = [];
+          size = 0;
+        }
+      }
+      if (chunk.length) await fh.write(chunk.join('\n') + '\n');
+    } finally {
+      await fh.close();
+    }
+    this.runs.push(file);
+    this.buf = [];
+    this.bytes = 0;
+  }
+
+  /** The records in key order (stable: equal keys keep input order; with `unique`, only the last). */
+  async *sorted(): AsyncGenerator<string> {
+    try {
+      let source: AsyncGenerator<{ key: string; rec: string; n: number }>;
+      if (this.runs.length === 0) {
+        this.sortBuf();
+        const items = this.buf;
+        this.buf = [];
+        source = (async function* () {
+          yield* items;
+        })();
+      } else {
+        if (this.buf.length) await this.spill();
+        source = this.merge();
+      }
+      let held: { key: string; rec: string } | undefined;
+      for await (const r of source) {
+        if (this.opts.unique) {
+          if (held && held.key !== r.key) yield held.rec;
+          held = r;
+        } else yield r.rec;
+      }
+      if (held) yield held.rec;
+    } finally {
+      if (this.dir) await rm(this.dir, { recursive: true, force: true });
+    }
+  }
+
+  private async *merge(): AsyncGenerator<{ key: string; rec: string; n: number }> {
+    const readers = this.runs.map((f) => lines(f)[Symbol.asyncIterator]());
+    const heads: ({ key: string; rec: string; n: number } | undefined)[] = [];
+    const next = async (i: number) => {
+      const r = await readers[i]!.next();
+      if (r.done) return undefined;
+      const tab = r.value.indexOf('\t');
+      const rec = r.value.slice(tab + 1);
+      return { key: this.keyOf(rec), rec, n: Number(r.value.slice(0, tab)) };
+    };
+    for (let i = 0; i < readers.length; i++) heads.push(await next(i));
+    for (;;) {
+      let best = -1;
+      for (let i = 0; i < heads.length; i++) {
+        const h = heads[i];
+        if (!h) continue;
+        const b = best >= 0 ? heads[best]! : undefined;
+        if (!b || compareCodePoints(h.key, b.key) < 0 || (h.key === b.key && h.n < b.n)) best = i;
+      }
+      if (best < 0) return;
+      yield heads[best]!;
+      heads[best] = await next(best);
+    }
+  }
+}
+
+/** Lines of a UTF-8 file, split on "\n" bytes (a multi-byte character is never cut). */
+export async function* lines(file: string): AsyncGenerator<string> {
+  yield* splitLines(createReadStream(file, { highWaterMark: 256 * 1024 }));
+}
+
+/**
+ * Splits a byte stream into lines. Works on bytes and decodes each whole line, so a character split across
+ * two reads is decoded intact.
+ */
+export async function* splitLines(src: AsyncIterable<Buffer | Uint8Array>): AsyncGenerator<string> {
+  let carry: Buffer | undefined;
+  for await (const piece of src) {
+    let buf = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+    if (carry) {
+      buf = Buffer.concat([carry, buf]);
+      carry = undefined;
+    }
+    let start = 0;
+    for (;;) {
+      const nl = buf.indexOf(0x0a, start);
+      if (nl < 0) break;
+      yield buf.toString('utf8', start, nl);
+      start = nl + 1;
+    }
+    if (start < buf.length) carry = Buffer.from(buf.subarray(start));
+  }
+  if (carry && carry.length) yield carry.toString('utf8');
+}
