@@ -540,6 +540,7 @@ export interface RegistryStats {
   packages: number;
   scopedPackages: number;
   versions: number;
+  /** bytes of the packument files (including inline attachments in attachment mode) */
   packumentBytes: number;
   largestPackumentBytes: number;
   /** tarball files in the store */
