@@ -57,11 +57,18 @@ export interface PartResult<S extends SourceSnapshot = SourceSnapshot> {
   stats: Record<string, number>;
 }
 
+/**
+ * A CouchDB update sequence, exactly as the server's JSON gave it: a number (CouchDB 1.x, PouchDB) or an
+ * opaque string (CouchDB 2+: "2-g1AAAA…"). Never parsed, ordered or computed on: stored, compared for
+ * equality, and passed back as `since`.
+ */
+export type CouchSeq = string | number;
+
 /** One database inside a CouchDB source snapshot (see docs/FORMAT.md, "CouchDB listings"). */
 export interface DbSnapshot {
   name: string;
   /** The update sequence the snapshot is consistent with (opaque: stored and passed back as `since`). */
-  seq: string;
+  seq: CouchSeq;
   mode: 'full' | 'incremental';
   /** Why a full read was done when an incremental one was possible (db re-created, purge, seq refused). */
   fullReason?: string;
@@ -74,12 +81,14 @@ export interface DbSnapshot {
   attachmentBytes: number;
   /** Bytes of document bodies (JSON as served). */
   bodyBytes: number;
+  /** `_local` documents in the listing (only with `includeLocal`); not part of the counts above. */
+  localCount?: number;
   /** The `_security` object (JSON), a data blob; absent when the server would not give it. */
   security?: StreamRef;
   /** Database properties where visible (e.g. `{partitioned: true}`). */
   props?: Record<string, unknown>;
   /** Information from `GET /db` used to detect re-creation and purges on the next run. */
-  info?: { purgeSeq?: string; instanceStartTime?: string; uuid?: string };
+  info?: { purgeSeq?: CouchSeq; instanceStartTime?: string; uuid?: string };
   /** The sorted listing of documents (JSON lines; see docs/FORMAT.md). */
   listing: StreamRef;
 }

@@ -1,0 +1,202 @@
+import { messageOf, SourceError } from '../../errors.js';
+import { writeBuffer, type StreamRef } from '../../repo/stream-ref.js';
+import { attachmentStubs, attEntry, downloadAttachment, reusable, type AttStub } from './attachments.js';
+import type { ChangeRow } from './changes.js';
+import { bodyBytes } from './client.js';
+import type { DbRun } from './context.js';
+import { isPackument, packumentTarballs, type PackumentTarballs } from './expectations.js';
+import { arrayItems, JsonShapeError, objectMembers, splitArrayMember } from './json-split.js';
+import { compareLeaves, encodeRecord, type AttEntry, type DocEntry, type FetchedRecord, type LeafEntry } from './listing.js';
+
+/** A document to fetch: its current leaves, and its entry in the previous listing (to reuse attachments). */
+export interface FetchItem extends ChangeRow {
+  prev?: DocEntry;
+}
+
+export interface BatchResult {
+  /** Sorter records (see listing.ts) of the documents fetched. */
+  records: string[];
+  /** Documents with a leaf or attachment that was gone when fetched: they must be read again. */
+  gone: string[];
+}
+
+interface LeafAcc {
+  rev: string;
+  deleted: boolean;
+  body: StreamRef;
+  stubs: AttStub[];
+  tarballs?: PackumentTarballs;
+}
+
+interface DocAcc {
+  item: FetchItem;
+  leaves: Map<string, LeafAcc>;
+}
+
+/** Groups items into batches of `size` documents; within a batch a repeated document keeps its last row. */
+export async function* batches(src: AsyncIterable<FetchItem>, size: number): AsyncGenerator<FetchItem[]> {
+  let batch = new Map<string, FetchItem>();
+  for await (const item of src) {
+    batch.delete(item.id);
+    batch.set(item.id, item);
+    if (batch.size >= size) {
+      yield [...batch.values()];
+      batch = new Map();
+    }
+  }
+  if (batch.size) yield [...batch.values()];
+}
+
+/**
+ * Fetches exactly the given leaf revisions of a batch of documents with one `POST _bulk_get?revs=true`
+ * (bodies with `_revisions`, attachments as stubs), parsing the answer one result at a time and storing each
+ * body as it arrives (exact bytes as served). Then the attachments, each streamed into the repository or
+ * reused from the previous listing. The request slot is released before the attachments are fetched.
+ */
+export async function fetchBatch(run: DbRun, items: FetchItem[]): Promise<BatchResult> {
+  const round = run.round;
+  await run.opts.beforeBulkGet?.(round, items.map((i) => i.id));
+  const docs = items.flatMap((it) => it.revs.map((rev) => ({ id: it.id, rev })));
+  const path = `${run.path}/_bulk_get?revs=true`;
+  let accs = new Map<string, DocAcc>();
+  run.stats.bulkGetRequests++;
+  await run.client.exchange('POST', path, { db: run.db, body: { docs } }, async (res) => {
+    accs = new Map(items.map((it) => [it.id, { item: it, leaves: new Map() }]));
+    try {
+      for await (const el of splitArrayMember(bodyBytes(res), 'results')) await takeResult(run, el, accs);
+    } catch (err) {
+      if (!(err instanceof JsonShapeError)) throw err;
+      throw new SourceError(`${run.client.where(run.db)}: the answer to POST /${run.path}/_bulk_get is not the JSON expected (${err.message})`, {
+        source: run.cfg.name,
+        db: run.db,
+        path: `/${run.path}/_bulk_get`,
+      });
+    }
+  });
+
+  const out: BatchResult = { records: [], gone: [] };
+  await Promise.all(
+    [...accs.values()].map(async (acc) => {
+      const { item } = acc;
+      let gone = acc.leaves.size < item.revs.length;
+      if (acc.leaves.size === 0) {
+        out.gone.push(item.id);
+        return;
+      }
+      const leaves = [...acc.leaves.values()].sort(compareLeaves);
+      const data = await attachmentData(run, item, leaves);
+      const entryLeaves: LeafEntry[] = leaves.map((l) => {
+        const atts: AttEntry[] = [];
+        for (const s of l.stubs) {
+          const ref = data.get(attKey(s));
+          if (ref) atts.push(attEntry(s, ref));
+          else gone = true;
+        }
+        const leaf: LeafEntry = { rev: l.rev, deleted: l.deleted, body: l.body };
+        if (atts.length) leaf.atts = atts;
+        return leaf;
+      });
+      const winner = leaves[0]!;
+      const entry: DocEntry = { id: item.id, rev: winner.rev, deleted: winner.deleted, leaves: entryLeaves };
+      const rec: FetchedRecord = { e: entry };
+      if (!winner.deleted && winner.tarballs) {
+        if (winner.tarballs.expectations.length) rec.x = winner.tarballs.expectations;
+        for (const h of winner.tarballs.hostile) {
+          run.findings.add({
+            severity: 'warning',
+            code: 'tarball-path-unsafe',
+            object: `${run.db}/${item.id}`,
+            message: `version ${JSON.stringify(h.version)} names an unsafe tarball path ${h.problem}; not expected in the tarball store`,
+          });
+        }
+      }
+      out.records.push(encodeRecord(item.id, rec));
+      if (gone) out.gone.push(item.id);
+    }),
+  );
+  run.stats.docsFetched += items.length;
+  run.ctx.progress.docs += items.length;
+  return out;
+}
+
+async function takeResult(run: DbRun, el: Buffer, accs: Map<string, DocAcc>): Promise<void> {
+  const m = objectMembers(el);
+  const idRange = m.get('id');
+  const docsRange = m.get('docs');
+  if (!idRange || !docsRange) throw new JsonShapeError('a result without "id" or "docs"');
+  const id = JSON.parse(el.toString('utf8', idRange.start, idRange.end)) as unknown;
+  const acc = typeof id === 'string' ? accs.get(id) : undefined;
+  if (!acc) {
+    run.ctx.log.warn({ source: run.cfg.name, db: run.db, id }, '_bulk_get answered for a document not asked for; ignored');
+    return;
+  }
+  for (const r of arrayItems(el, docsRange.start, docsRange.end)) {
+    const dm = objectMembers(el, r.start, r.end);
+    const ok = dm.get('ok');
+    if (!ok) {
+      // CouchDB: {"error": {…"not_found"…}}; PouchDB: {"missing": rev} or {}: the revision is gone.
+      run.stats.leavesGone++;
+      continue;
+    }
+    const raw = el.subarray(ok.start, ok.end);
+    let body: { _rev?: unknown; _deleted?: unknown; _attachments?: unknown };
+    try {
+      body = JSON.parse(raw.toString('utf8')) as typeof body;
+    } catch (err) {
+      throw new JsonShapeError(`a body of ${JSON.stringify(id)} does not parse: ${messageOf(err)}`);
+    }
+    if (!body || typeof body !== 'object' || typeof body._rev !== 'string') {
+      throw new JsonShapeError(`a body of ${JSON.stringify(id)} has no _rev`);
+    }
+    if (acc.leaves.has(body._rev)) continue;
+    const deleted = body._deleted === true;
+    const ref = await writeBuffer(run.ctx.writer, raw, 'json');
+    run.stats.leavesFetched++;
+    run.stats.bodyBytesFetched += raw.length;
+    run.ctx.progress.bytes += raw.length;
+    acc.leaves.set(body._rev, {
+      rev: body._rev,
+      deleted,
+      body: ref,
+      stubs: attachmentStubs(run, acc.item.id, body._attachments),
+      tarballs: !deleted && isPackument(body) ? packumentTarballs(body, acc.item.id, run.db) : undefined,
+    });
+  }
+}
+
+function attKey(s: { name: string; digest: string; length: number }): string {
+  return `${s.length}\t${s.digest}\t${s.name}`;
+}
+
+/** The data of every attachment of a document's leaves: reused, or downloaded once per distinct content. */
+async function attachmentData(run: DbRun, item: FetchItem, leaves: LeafAcc[]): Promise<Map<string, StreamRef>> {
+  const wanted = new Map<string, { stub: AttStub; revs: string[] }>();
+  for (const l of leaves) {
+    for (const s of l.stubs) {
+      const k = attKey(s);
+      const w = wanted.get(k);
+      if (w) w.revs.push(l.rev);
+      else wanted.set(k, { stub: s, revs: [l.rev] });
+    }
+  }
+  const data = new Map<string, StreamRef>();
+  await Promise.all(
+    [...wanted].map(async ([k, { stub, revs }]) => {
+      const prev = reusable(item.prev, stub);
+      if (prev) {
+        run.stats.attachmentsReused++;
+        data.set(k, prev);
+        return;
+      }
+      // Any leaf that has it will do (same name, digest and length); the next one if a revision is gone.
+      for (const rev of revs) {
+        const ref = await downloadAttachment(run, item.id, rev, stub);
+        if (ref) {
+          data.set(k, ref);
+          return;
+        }
+      }
+    }),
+  );
+  return data;
+}

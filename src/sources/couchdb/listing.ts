@@ -1,0 +1,178 @@
+import type { TarballExpectation } from '../../backup/types.js';
+import { IntegrityError } from '../../errors.js';
+import { validateRef, type StreamRef } from '../../repo/stream-ref.js';
+import { compareCodePoints } from '../../util/external-sort.js';
+import { comparePaths } from '../tarballs/walk.js';
+
+/**
+ * A CouchDB listing (docs/FORMAT.md, "CouchDB listings"): JSON lines, one document per line, sorted by
+ * `comparePaths(id)` (code point order, "/" lowest):
+ *
+ *   {"id": "<doc id>", "rev": "<winning rev>", "deleted": <winner deleted?>, "local"?: true,
+ *    "leaves": [{"rev": "…", "deleted": <bool>, "body": <StreamRef of the leaf's JSON>,
+ *                "atts"?: [{"name", "type", "digest", "length", "revpos", "data": <StreamRef>,
+ *                           "encoding"?, "encodedLength"?}]}, …]}
+ *
+ * Leaves are in CouchDB's order: the winner first (a non-deleted leaf before a deleted one, then the
+ * longer history, then the greater revision hash). `atts` is omitted when a leaf has none. `_local`
+ * documents carry `"local": true` and one leaf.
+ */
+export interface AttEntry {
+  name: string;
+  type?: string;
+  digest: string;
+  length: number;
+  revpos?: number;
+  data: StreamRef;
+  /** Set when CouchDB stores the attachment compressed (the data is always the identity bytes). */
+  encoding?: string;
+  encodedLength?: number;
+}
+
+export interface LeafEntry {
+  rev: string;
+  deleted: boolean;
+  body: StreamRef;
+  atts?: AttEntry[];
+}
+
+export interface DocEntry {
+  id: string;
+  rev: string;
+  deleted: boolean;
+  local?: true;
+  leaves: LeafEntry[];
+}
+
+/** A fetched document on its way to the listing: the entry and the tarballs its winning body names. */
+export interface FetchedRecord {
+  e: DocEntry;
+  x?: TarballExpectation[];
+}
+
+function revPos(rev: string): number {
+  const n = Number.parseInt(rev, 10);
+  return Number.isSafeInteger(n) ? n : 0;
+}
+
+function revHash(rev: string): string {
+  const d = rev.indexOf('-');
+  return d < 0 ? rev : rev.slice(d + 1);
+}
+
+/** CouchDB's leaf order: negative when `a` wins over `b`. */
+export function compareLeaves(a: { rev: string; deleted: boolean }, b: { rev: string; deleted: boolean }): number {
+  if (a.deleted !== b.deleted) return a.deleted ? 1 : -1;
+  const pa = revPos(a.rev);
+  const pb = revPos(b.rev);
+  if (pa !== pb) return pb - pa;
+  return compareCodePoints(revHash(b.rev), revHash(a.rev));
+}
+
+/** Listing order of document IDs. IDs with NUL are never listed, so this is a strict order. */
+export function compareIds(a: string, b: string): number {
+  return comparePaths(a, b);
+}
+
+/** The key under which the external sorter orders a record (code point order of it = `compareIds`). */
+export function sortKey(id: string): string {
+  return id.replaceAll('/', '\0');
+}
+
+/** Records for the external sorter: `<JSON id>\t<JSON payload>` (JSON never has a raw tab). */
+export function encodeRecord(id: string, payload: unknown): string {
+  return `${JSON.stringify(id)}\t${JSON.stringify(payload)}`;
+}
+
+export function recordKey(rec: string): string {
+  return sortKey(JSON.parse(rec.slice(0, rec.indexOf('\t'))) as string);
+}
+
+export function recordPayload<T>(rec: string): T {
+  return JSON.parse(rec.slice(rec.indexOf('\t') + 1)) as T;
+}
+
+function isStr(v: unknown): v is string {
+  return typeof v === 'string';
+}
+
+function checkAtt(v: unknown): AttEntry {
+  const a = v as AttEntry;
+  if (!a || typeof a !== 'object' || !isStr(a.name) || !isStr(a.digest)) throw new Error('bad attachment');
+  if (!Number.isSafeInteger(a.length) || a.length < 0) throw new Error(`bad length of attachment ${a.name}`);
+  validateRef(a.data);
+  if (a.data.size !== a.length) throw new Error(`size of attachment ${a.name} does not match its data`);
+  return a;
+}
+
+/** Checks one line of a CouchDB listing (throws on a malformed entry). */
+export function checkDocEntry(v: unknown): DocEntry {
+  const e = v as DocEntry;
+  if (!e || typeof e !== 'object' || !isStr(e.id) || e.id.includes('\0')) throw new Error('bad document ID');
+  if (!isStr(e.rev) || typeof e.deleted !== 'boolean') throw new Error(`bad entry for ${e.id}`);
+  if (!Array.isArray(e.leaves) || e.leaves.length === 0) throw new Error(`no leaves for ${e.id}`);
+  for (const l of e.leaves) {
+    if (!l || typeof l !== 'object' || !isStr(l.rev) || typeof l.deleted !== 'boolean') {
+      throw new Error(`bad leaf of ${e.id}`);
+    }
+    validateRef(l.body);
+    if (l.atts !== undefined) {
+      if (!Array.isArray(l.atts)) throw new Error(`bad attachments of ${e.id}`);
+      l.atts.forEach(checkAtt);
+    }
+  }
+  if (e.leaves[0]!.rev !== e.rev) throw new Error(`the first leaf of ${e.id} is not its winner`);
+  return e;
+}
+
+/** Wraps a listing so that an entry out of order (a corrupt or foreign listing) is an error, not a bad merge. */
+export async function* inOrder<T extends { id: string }>(src: AsyncIterable<T>, what: string): AsyncGenerator<T> {
+  let last: string | undefined;
+  for await (const e of src) {
+    if (last !== undefined && compareIds(last, e.id) >= 0) {
+      throw new IntegrityError(`${what}: ${JSON.stringify(e.id)} is out of order`);
+    }
+    last = e.id;
+    yield e;
+  }
+}
+
+/** Counts of a listing, as in DbSnapshot. */
+export interface ListingCounts {
+  docCount: number;
+  deletedCount: number;
+  conflictCount: number;
+  attachmentCount: number;
+  attachmentBytes: number;
+  bodyBytes: number;
+  localCount: number;
+}
+
+export function emptyCounts(): ListingCounts {
+  return {
+    docCount: 0,
+    deletedCount: 0,
+    conflictCount: 0,
+    attachmentCount: 0,
+    attachmentBytes: 0,
+    bodyBytes: 0,
+    localCount: 0,
+  };
+}
+
+export function countEntry(c: ListingCounts, e: DocEntry): void {
+  for (const l of e.leaves) {
+    c.bodyBytes += l.body.size;
+    for (const a of l.atts ?? []) {
+      c.attachmentCount++;
+      c.attachmentBytes += a.length;
+    }
+  }
+  if (e.local) {
+    c.localCount++;
+    return;
+  }
+  if (e.deleted) c.deletedCount++;
+  else c.docCount++;
+  if (e.leaves.filter((l) => !l.deleted).length > 1) c.conflictCount++;
+}
