@@ -95,13 +95,16 @@ function segmentNonce(counter: number, last: boolean): Buffer {
   return n;
 }
 
-export function sealSegment(key: Buffer, counter: number, last: boolean, plain: Buffer): Buffer {
+/** Encrypts one segment: returns its ciphertext and tag, to be written one after the other. */
+export function sealSegmentParts(key: Buffer, counter: number, last: boolean, plain: Buffer): [Buffer, Buffer] {
   const c = createCipheriv('chacha20-poly1305', key, segmentNonce(counter, last), { authTagLength: TAG_SIZE });
-  const out = Buffer.allocUnsafe(plain.length + TAG_SIZE);
-  const n = c.update(plain).copy(out, 0);
+  const body = c.update(plain);
   c.final();
-  c.getAuthTag().copy(out, n);
-  return out;
+  return [body, c.getAuthTag()];
+}
+
+export function sealSegment(key: Buffer, counter: number, last: boolean, plain: Buffer): Buffer {
+  return Buffer.concat(sealSegmentParts(key, counter, last, plain));
 }
 
 export function openSegment(key: Buffer, counter: number, last: boolean, sealed: Buffer): Buffer {
@@ -124,8 +127,9 @@ export function openSegment(key: Buffer, counter: number, last: boolean, sealed:
 export class AgeEncryptor {
   private readonly key: Buffer;
   private counter = 0;
-  private pending: Buffer[] = [];
-  private pendingLen = 0;
+  /** The segment being filled: data is copied in, so no caller buffer is kept. */
+  private readonly seg = Buffer.allocUnsafe(SEGMENT_SIZE);
+  private segLen = 0;
   private started = false;
   readonly nonce: Buffer;
 
@@ -144,19 +148,17 @@ export class AgeEncryptor {
       out.push(this.header, this.nonce);
       this.started = true;
     }
-    this.pending.push(plain);
-    this.pendingLen += plain.length;
-    // Keep at least one byte back: a full segment is sealed only once more data proves it is not the last.
-    while (this.pendingLen > SEGMENT_SIZE) {
-      const all = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingLen);
-      let off = 0;
-      while (all.length - off > SEGMENT_SIZE) {
-        out.push(sealSegment(this.key, this.counter++, false, all.subarray(off, off + SEGMENT_SIZE)));
-        off += SEGMENT_SIZE;
+    let off = 0;
+    while (off < plain.length) {
+      // A full segment is sealed only once more data proves it is not the last.
+      if (this.segLen === SEGMENT_SIZE) {
+        out.push(...sealSegmentParts(this.key, this.counter++, false, this.seg));
+        this.segLen = 0;
       }
-      const rest = all.subarray(off);
-      this.pending = [rest];
-      this.pendingLen = rest.length;
+      const n = Math.min(SEGMENT_SIZE - this.segLen, plain.length - off);
+      plain.copy(this.seg, this.segLen, off, off + n);
+      this.segLen += n;
+      off += n;
     }
     return out;
   }
@@ -167,10 +169,8 @@ export class AgeEncryptor {
       out.push(this.header, this.nonce);
       this.started = true;
     }
-    const last = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingLen);
-    out.push(sealSegment(this.key, this.counter++, true, last));
-    this.pending = [];
-    this.pendingLen = 0;
+    out.push(...sealSegmentParts(this.key, this.counter++, true, this.seg.subarray(0, this.segLen)));
+    this.segLen = 0;
     return out;
   }
 }

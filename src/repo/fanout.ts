@@ -1,6 +1,10 @@
 import { TargetError } from '../errors.js';
 import { log } from '../log.js';
+import type { Readable } from 'node:stream';
 import type { ObjectStore, PutOptions } from '../store/types.js';
+
+/** A body every target can read: bytes in memory, or a function that opens a fresh stream for each target. */
+export type FanoutBody = Buffer | (() => Readable);
 
 /**
  * Writes every object to every target of a run. A target that fails (after its store's own retries) is left
@@ -28,14 +32,15 @@ export class Fanout {
     log().error({ target, err: err.message }, `target ${target} failed; it is left behind for this run and will be caught up by the next one`);
   }
 
-  async put(key: string, body: Buffer, opts?: PutOptions): Promise<void> {
+  async put(key: string, body: FanoutBody, opts?: PutOptions): Promise<void> {
     const targets = this.active();
     if (targets.length === 0) throw this.allFailed();
+    const size = Buffer.isBuffer(body) ? body.length : (opts?.size ?? 0);
     await Promise.all(
       targets.map(async (t) => {
         try {
-          await t.put(key, body, opts);
-          this.written.set(t.name, (this.written.get(t.name) ?? 0) + body.length);
+          await t.put(key, Buffer.isBuffer(body) ? body : body(), opts);
+          this.written.set(t.name, (this.written.get(t.name) ?? 0) + size);
         } catch (err) {
           this.fail(t.name, err as Error);
         }

@@ -1,34 +1,69 @@
 import type { BlobType } from './ids.js';
+import type { ChunkerParams } from './chunker.js';
 
-/** Messages between the blob writer and its pack workers (see pack-worker.ts). */
+/**
+ * Messages between the blob writer (main thread) and its pack workers (pack-worker.ts).
+ *
+ * A job is one file, buffer or stream. The worker reads (files) or receives (data) its bytes, cuts them into
+ * chunks and names them (keyed HMAC), and reports the chunk IDs of each piece; the main thread, which owns the
+ * index, answers which chunks are new; the worker compresses, encrypts and packs those, drops the others, and
+ * hands back sealed packs. Bulk bytes never cross into the main thread.
+ *
+ * Messages carry arrays of ops/events, so that many small jobs cost few messages.
+ */
 export interface PackWorkerInit {
   recipients: { data: string[]; tree: string[] };
   packSize: number;
   compressionLevel: number;
+  /** Where packs are spooled before upload. */
+  spoolDir: string;
+  idKey: Uint8Array;
+  gear: Int32Array;
+  chunkers: Record<JobKind, ChunkerParams>;
 }
+
+export type JobKind = 'json' | 'bulk' | 'tree';
+
+/** A file is read in pieces of this size (and bulk chunks are this size, so pieces hold whole chunks). */
+export const PIECE_SIZE = 4 * 1024 * 1024;
+
+export type Op =
+  | { op: 'file'; job: number; path: string; kind: JobKind; size: number; sha1: boolean; sha512: boolean }
+  | { op: 'data'; job: number; kind: JobKind; data: ArrayBuffer; end: boolean }
+  | { op: 'decide'; job: number; batch: number; store: Uint8Array }
+  | { op: 'flush'; seq: number };
+
+export interface JobEnd {
+  size: number;
+  /** Files only: SHA-1 (hex) of the whole file, and SHA-512 (base64) when asked for. */
+  sha1?: string;
+  sha512?: string;
+}
+
+export type Event =
+  | { ev: 'chunks'; job: number; batch: number; ids: Uint8Array; sizes: Uint32Array; end?: JobEnd }
+  | { ev: 'consumed'; job: number; bytes: number }
+  | { ev: 'pack'; pack: WirePack }
+  | { ev: 'flushed'; seq: number }
+  | { ev: 'failed'; job: number; message: string; code?: string }
+  | { ev: 'error'; message: string };
 
 export interface WirePack {
   id: string;
   type: BlobType;
-  bytes: ArrayBuffer;
+  /** The spool file holding the sealed pack, and its size. */
+  path: string;
+  size: number;
   sha256: string;
   /** Entries, 48 bytes each, pack-trailer layout. */
   entries: Uint8Array;
-  /** Plaintext bytes of blobs (before compression) and stored bytes. */
   rawBytes: number;
   storedBytes: number;
 }
 
-export type PackWorkerIn =
-  | { t: 'blobs'; seq: number; data: ArrayBuffer; ids: Uint8Array; meta: Uint32Array }
-  | { t: 'flush'; seq: number };
-
-export type PackWorkerOut =
-  | { t: 'ack'; seq: number; bytes: number }
-  | { t: 'pack'; pack: WirePack }
-  | { t: 'flushed'; seq: number }
-  | { t: 'error'; message: string };
-
-export const HINT_TRY = 0;
-export const HINT_RAW = 1;
-
+export interface ToWorker {
+  ops: Op[];
+}
+export interface FromWorker {
+  events: Event[];
+}

@@ -1,29 +1,144 @@
 /**
- * Worker thread of the blob writer: compresses, encrypts and packs the blobs the main thread sends (the main
- * thread has already chunked, named and deduplicated them), and hands back sealed packs. One per core.
- *
- * Protocol (structured clone, large buffers transferred):
- *   in:  { t: 'blobs', seq, data: ArrayBuffer, ids: Uint8Array (n*32), meta: Uint32Array (n*4: type, hint, offset, length) }
- *        { t: 'flush', seq }
- *   out: { t: 'ack', seq, bytes }             a batch is consumed (its memory can be reused)
- *        { t: 'pack', pack: WirePack }         a sealed pack (bytes transferred)
- *        { t: 'flushed', seq }                 every pack holding earlier blobs has been sent
- *        { t: 'error', message }
+ * Worker thread of the blob writer (protocol in pack-protocol.ts): reads files or receives data, chunks and
+ * names it, and — once the main thread has said which chunks are new — compresses, encrypts and packs them.
  */
+import { closeSync, constants, openSync, readSync } from 'node:fs';
+import { createHash, type Hash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
-import { BlobCompressor } from './compress.js';
-import { BlobType } from './ids.js';
+import { Chunker } from './chunker.js';
+import { BlobCompressor, looksCompressed } from './compress.js';
+import { blobId, BlobType } from './ids.js';
 import { encodeEntry, ENTRY_SIZE, PackBuilder } from './pack.js';
-import { HINT_RAW, type PackWorkerIn, type PackWorkerInit, type PackWorkerOut } from './pack-protocol.js';
+import { PIECE_SIZE, type Event, type FromWorker, type JobKind, type Op, type PackWorkerInit, type ToWorker } from './pack-protocol.js';
 
 const init = workerData as PackWorkerInit;
 const port = parentPort!;
+const idKey = Buffer.from(init.idKey);
 const compressor = new BlobCompressor(init.compressionLevel);
 const open: { [BlobType.data]?: PackBuilder; [BlobType.tree]?: PackBuilder } = {};
 const sizes = { [BlobType.data]: { raw: 0, stored: 0 }, [BlobType.tree]: { raw: 0, stored: 0 } };
 
-function send(msg: PackWorkerOut, transfer: ArrayBuffer[] = []): void {
-  port.postMessage(msg, transfer);
+interface Job {
+  kind: JobKind;
+  type: BlobType.data | BlobType.tree;
+  chunker: Chunker;
+  carry: Buffer[];
+  carryLen: number;
+  raw?: boolean;
+  batch: number;
+  held: Map<number, { chunks: Buffer[]; ids: Buffer[]; piece?: Buffer }>;
+  size: number;
+  ended: boolean;
+  // files
+  fd?: number;
+  path?: string;
+  fileSize?: number;
+  offset?: number;
+  sha1?: Hash;
+  sha512?: Hash;
+}
+
+const jobs = new Map<number, Job>();
+/** Free piece buffers (PIECE_SIZE) for reading files: reused, so reading makes no garbage. */
+const freePieces: Buffer[] = [];
+let out: Event[] = [];
+let transfer: ArrayBuffer[] = [];
+
+function newJob(kind: JobKind): Job {
+  return {
+    kind,
+    type: kind === 'tree' ? BlobType.tree : BlobType.data,
+    chunker: new Chunker(init.chunkers[kind], init.gear),
+    carry: [],
+    carryLen: 0,
+    batch: 0,
+    held: new Map(),
+    size: 0,
+    ended: false,
+  };
+}
+
+/**
+ * Cuts `piece` (the next bytes of the job) into chunks and reports the complete ones. `pooled`: the piece's
+ * buffer goes back to the pool once its batch is decided, so nothing may keep a reference to it.
+ */
+function feed(id: number, job: Job, piece: Buffer, end: boolean, pooled?: Buffer): void {
+  if (job.raw === undefined && piece.length) job.raw = job.kind === 'bulk' && looksCompressed(piece);
+  job.size += piece.length;
+  const chunks: Buffer[] = [];
+  let off = 0;
+  for (const len of job.chunker.push(piece)) {
+    const need = len - job.carryLen;
+    job.carry.push(piece.subarray(off, off + need));
+    chunks.push(job.carry.length === 1 ? job.carry[0]! : Buffer.concat(job.carry, len));
+    job.carry = [];
+    job.carryLen = 0;
+    off += need;
+  }
+  if (off < piece.length) {
+    job.carry.push(pooled ? Buffer.from(piece.subarray(off)) : piece.subarray(off));
+    job.carryLen += piece.length - off;
+  }
+  if (end) {
+    const last = job.chunker.finish();
+    if (last > 0) chunks.push(job.carry.length === 1 ? job.carry[0]! : Buffer.concat(job.carry, last));
+    job.carry = [];
+    job.carryLen = 0;
+    job.ended = true;
+  }
+  if (chunks.length === 0 && !end) {
+    if (pooled) freePieces.push(pooled);
+    return;
+  }
+  const idBufs = chunks.map((c) => blobId(idKey, job.type, c));
+  const ids = new Uint8Array(chunks.length * 32);
+  const lens = new Uint32Array(chunks.length);
+  chunks.forEach((c, i) => {
+    ids.set(idBufs[i]!, i * 32);
+    lens[i] = c.length;
+  });
+  const batch = job.batch++;
+  job.held.set(batch, { chunks, ids: idBufs, piece: pooled });
+  const ev: Event = { ev: 'chunks', job: id, batch, ids, sizes: lens };
+  if (end) {
+    ev.end = { size: job.size };
+    if (job.sha1) ev.end.sha1 = job.sha1.digest('hex');
+    if (job.sha512) ev.end.sha512 = job.sha512.digest('base64');
+  }
+  out.push(ev);
+  transfer.push(ids.buffer as ArrayBuffer, lens.buffer as ArrayBuffer);
+}
+
+function readNextPiece(id: number, job: Job): void {
+  const want = Math.max(0, Math.min(PIECE_SIZE, job.fileSize! - job.offset!));
+  const pooled = freePieces.pop() ?? Buffer.allocUnsafe(PIECE_SIZE);
+  const buf = pooled.subarray(0, want);
+  let got = 0;
+  while (got < want) {
+    const n = readSync(job.fd!, buf, got, want - got, job.offset! + got);
+    if (n === 0) break;
+    got += n;
+  }
+  job.offset! += got;
+  const piece = got === buf.length ? buf : buf.subarray(0, got);
+  job.sha1?.update(piece);
+  job.sha512?.update(piece);
+  // A file that shrank while being read ends early; one that grew is read up to its listed size.
+  const end = got < want || job.offset! >= job.fileSize!;
+  if (end) {
+    closeSync(job.fd!);
+    job.fd = undefined;
+  }
+  feed(id, job, piece, end, pooled);
+}
+
+async function builder(type: BlobType.data | BlobType.tree): Promise<PackBuilder> {
+  let b = open[type];
+  if (!b) {
+    b = await PackBuilder.create(type, type === BlobType.tree ? init.recipients.tree : init.recipients.data, init.spoolDir);
+    open[type] = b;
+  }
+  return b;
 }
 
 function seal(type: BlobType.data | BlobType.tree): void {
@@ -34,61 +149,103 @@ function seal(type: BlobType.data | BlobType.tree): void {
   const entries = new Uint8Array(p.entries.length * ENTRY_SIZE);
   const eb = Buffer.from(entries.buffer);
   p.entries.forEach((e, i) => encodeEntry(e, eb, i * ENTRY_SIZE));
-  // Hand the pack's own ArrayBuffer over when it is exactly the pack; copy otherwise.
-  const ab =
-    p.bytes.byteOffset === 0 && p.bytes.byteLength === p.bytes.buffer.byteLength
-      ? (p.bytes.buffer as ArrayBuffer)
-      : (p.bytes.buffer.slice(p.bytes.byteOffset, p.bytes.byteOffset + p.bytes.byteLength) as ArrayBuffer);
-  send(
-    {
-      t: 'pack',
-      pack: { id: p.id, type, bytes: ab, sha256: p.sha256.toString('hex'), entries, rawBytes: sizes[type].raw, storedBytes: sizes[type].stored },
-    },
-    [ab, entries.buffer as ArrayBuffer],
-  );
+  out.push({ ev: 'pack', pack: { id: p.id, type, path: p.path, size: p.size, sha256: p.sha256.toString('hex'), entries, rawBytes: sizes[type].raw, storedBytes: sizes[type].stored } });
+  transfer.push(entries.buffer as ArrayBuffer);
   sizes[type] = { raw: 0, stored: 0 };
 }
 
-async function builder(type: BlobType.data | BlobType.tree): Promise<PackBuilder> {
-  let b = open[type];
-  if (!b) {
-    b = await PackBuilder.create(type, type === BlobType.tree ? init.recipients.tree : init.recipients.data);
-    open[type] = b;
+async function decide(id: number, batch: number, store: Uint8Array): Promise<void> {
+  const job = jobs.get(id);
+  if (!job) return;
+  const held = job.held.get(batch);
+  if (!held) return;
+  job.held.delete(batch);
+  const { chunks, ids, piece } = held;
+  let bytes = 0;
+  for (let i = 0; i < chunks.length; i++) {
+    const c = chunks[i]!;
+    bytes += c.length;
+    if (!store[i]) continue;
+    const { bytes: stored, compression } = compressor.compress(c, job.raw ? 'raw' : 'try');
+    const b = await builder(job.type);
+    b.add(ids[i]!, compression, c.length, stored);
+    sizes[job.type].raw += c.length;
+    sizes[job.type].stored += stored.length;
+    if (b.size >= init.packSize) seal(job.type);
   }
-  return b;
+  if (piece && freePieces.length < 2) freePieces.push(piece);
+  out.push({ ev: 'consumed', job: id, bytes });
+  if (job.fd !== undefined && job.held.size === 0) readNextPiece(id, job);
+  if (job.ended && job.held.size === 0) jobs.delete(id);
 }
 
-async function handle(msg: PackWorkerIn): Promise<void> {
-  if (msg.t === 'flush') {
-    seal(BlobType.data);
-    seal(BlobType.tree);
-    send({ t: 'flushed', seq: msg.seq });
-    return;
+function failJob(id: number, err: unknown): void {
+  const job = jobs.get(id);
+  if (job?.fd !== undefined) closeSync(job.fd);
+  jobs.delete(id);
+  const e = err as NodeJS.ErrnoException;
+  out.push({ ev: 'failed', job: id, message: e?.message ?? String(err), code: e?.code });
+}
+
+async function handle(op: Op): Promise<void> {
+  switch (op.op) {
+    case 'file': {
+      const job = newJob(op.kind);
+      job.path = op.path;
+      job.fileSize = op.size;
+      job.offset = 0;
+      if (op.sha1) job.sha1 = createHash('sha1');
+      if (op.sha512) job.sha512 = createHash('sha512');
+      jobs.set(op.job, job);
+      try {
+        // Never follow a symbolic link swapped in after the walk.
+        job.fd = openSync(op.path, constants.O_RDONLY | constants.O_NOFOLLOW);
+        readNextPiece(op.job, job);
+      } catch (err) {
+        failJob(op.job, err);
+      }
+      return;
+    }
+    case 'data': {
+      let job = jobs.get(op.job);
+      if (!job) {
+        job = newJob(op.kind);
+        jobs.set(op.job, job);
+      }
+      feed(op.job, job, Buffer.from(op.data), op.end);
+      return;
+    }
+    case 'decide':
+      try {
+        await decide(op.job, op.batch, op.store);
+      } catch (err) {
+        if (jobs.get(op.job)?.fd !== undefined) failJob(op.job, err);
+        else throw err;
+      }
+      return;
+    case 'flush':
+      seal(BlobType.data);
+      seal(BlobType.tree);
+      out.push({ ev: 'flushed', seq: op.seq });
+      return;
   }
-  const data = Buffer.from(msg.data);
-  const ids = Buffer.from(msg.ids.buffer, msg.ids.byteOffset, msg.ids.byteLength);
-  const n = msg.meta.length / 4;
-  for (let i = 0; i < n; i++) {
-    const type = msg.meta[i * 4]! as BlobType.data | BlobType.tree;
-    const hint = msg.meta[i * 4 + 1]!;
-    const off = msg.meta[i * 4 + 2]!;
-    const len = msg.meta[i * 4 + 3]!;
-    const plain = data.subarray(off, off + len);
-    const { bytes, compression } = compressor.compress(plain, hint === HINT_RAW ? 'raw' : 'try');
-    const b = await builder(type);
-    b.add(Buffer.from(ids.subarray(i * 32, i * 32 + 32)), compression, len, bytes);
-    sizes[type].raw += len;
-    sizes[type].stored += bytes.length;
-    if (b.size >= init.packSize) seal(type);
-  }
-  send({ t: 'ack', seq: msg.seq, bytes: data.length });
 }
 
 let chain = Promise.resolve();
-port.on('message', (msg: PackWorkerIn) => {
-  chain = chain.then(
-    () => handle(msg),
-    () => undefined,
-  );
-  chain.catch((err: unknown) => send({ t: 'error', message: err instanceof Error ? err.message : String(err) }));
+port.on('message', (msg: ToWorker) => {
+  chain = chain
+    .then(async () => {
+      for (const op of msg.ops) await handle(op);
+    })
+    .catch((err: unknown) => {
+      out.push({ ev: 'error', message: err instanceof Error ? err.message : String(err) });
+    })
+    .finally(() => {
+      if (out.length === 0) return;
+      const m: FromWorker = { events: out };
+      const t = transfer;
+      out = [];
+      transfer = [];
+      port.postMessage(m, t);
+    });
 });

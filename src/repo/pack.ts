@@ -1,9 +1,10 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import path from 'node:path';
 import { IntegrityError } from '../errors.js';
 import { AgeEncryptor, createHeader } from './age.js';
 import { BlobType, ID_SIZE } from './ids.js';
 import type { Compression } from './compress.js';
-import { createHash, type Hash } from 'node:crypto';
 
 /**
  * Packs (docs/FORMAT.md, "Packs"): one age file per pack; its plaintext is
@@ -33,8 +34,9 @@ export interface FinishedPack {
   /** 16 random bytes, hex: the pack's name. */
   id: string;
   type: BlobType;
-  /** The whole age file. */
-  bytes: Buffer;
+  /** The spool file holding the whole age file, and its size. */
+  path: string;
+  size: number;
   /** SHA-256 of `bytes`: lets anyone check a pack's integrity (and repair copy it) without keys. */
   sha256: Buffer;
   entries: PackEntry[];
@@ -68,21 +70,30 @@ export function decodeEntry(buf: Buffer, at: number): PackEntry {
   };
 }
 
-/** Builds one pack: blobs are encrypted as they are added; finish() seals it. */
+/**
+ * Builds one pack: blobs are encrypted as they are added, and the ciphertext goes straight to a spool file
+ * (through a small write buffer), so a pack never sits in memory whole; finish() seals it. The spool file is
+ * what gets uploaded.
+ */
 export class PackBuilder {
-  private readonly parts: Buffer[] = [];
   private readonly hash: Hash = createHash('sha256');
   private readonly entries: PackEntry[] = [];
   private plainSize = 0;
   private cipherSize = 0;
+  private readonly wbuf = Buffer.allocUnsafe(1024 * 1024);
+  private wlen = 0;
   private constructor(
     readonly type: BlobType,
     private readonly enc: AgeEncryptor,
+    private readonly fd: number,
+    readonly path: string,
   ) {}
 
-  static async create(type: BlobType, recipients: readonly string[]): Promise<PackBuilder> {
+  static async create(type: BlobType, recipients: readonly string[], spoolDir: string): Promise<PackBuilder> {
     const { header, fileKey } = await createHeader(recipients);
-    return new PackBuilder(type, new AgeEncryptor(header, fileKey));
+    const file = path.join(spoolDir, `pack-${randomBytes(8).toString('hex')}`);
+    const fd = openSync(file, 'wx', 0o600);
+    return new PackBuilder(type, new AgeEncryptor(header, fileKey), fd, file);
   }
 
   /** Plaintext bytes so far (without the trailer). */
@@ -109,24 +120,46 @@ export class PackBuilder {
     trailer.write(PACK_MAGIC, this.entries.length * ENTRY_SIZE + 4, 'latin1');
     this.out(this.enc.push(trailer));
     this.out(this.enc.finish());
-    const bytes = Buffer.concat(this.parts, this.cipherSize);
-    this.parts.length = 0;
+    this.drain();
+    closeSync(this.fd);
     return {
       id: randomBytes(16).toString('hex'),
       type: this.type,
-      bytes,
+      path: this.path,
+      size: this.cipherSize,
       sha256: this.hash.digest(),
       entries: this.entries,
     };
   }
 
+  /** Gives up: the spool file is removed. */
+  discard(): void {
+    closeSync(this.fd);
+    rmSync(this.path, { force: true });
+  }
+
   private out(bufs: Buffer[]): void {
     for (const b of bufs) {
-      this.parts.push(b);
       this.hash.update(b);
       this.cipherSize += b.length;
+      if (this.wlen + b.length > this.wbuf.length) this.drain();
+      if (b.length > this.wbuf.length) writeAll(this.fd, b);
+      else {
+        b.copy(this.wbuf, this.wlen);
+        this.wlen += b.length;
+      }
     }
   }
+
+  private drain(): void {
+    if (this.wlen) writeAll(this.fd, this.wbuf.subarray(0, this.wlen));
+    this.wlen = 0;
+  }
+}
+
+function writeAll(fd: number, b: Buffer): void {
+  let off = 0;
+  while (off < b.length) off += writeSync(fd, b, off, b.length - off);
 }
 
 /** Reads the trailer of a decrypted pack: its entries, checked to lie inside the blob area. */

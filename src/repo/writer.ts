@@ -1,15 +1,14 @@
+import { createReadStream, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import pLimit from 'p-limit';
 import { log } from '../log.js';
 import type { BlobIndex, PackInfo } from './blob-index.js';
-import { Chunker, type ChunkerParams } from './chunker.js';
-import { looksCompressed } from './compress.js';
 import type { Fanout } from './fanout.js';
-import { blobId, BlobType, ID_SIZE } from './ids.js';
 import { encodeIndexBody, type IndexedPack } from './index-object.js';
 import { decodeEntry, ENTRY_SIZE, packKey, type PackEntry } from './pack.js';
-import { HINT_RAW, HINT_TRY, type PackWorkerIn, type PackWorkerInit, type PackWorkerOut, type WirePack } from './pack-protocol.js';
+import { PIECE_SIZE, type Event, type FromWorker, type JobEnd, type JobKind, type Op, type PackWorkerInit, type ToWorker, type WirePack } from './pack-protocol.js';
 import type { Repository } from './repository.js';
 
 /**
@@ -18,12 +17,19 @@ import type { Repository } from './repository.js';
  * - bulk: tarballs and attachments: fixed-size chunks, stored raw when already compressed, data blobs;
  * - tree: listings and other metadata the worker may read back: CDC chunks, zstd, tree blobs.
  */
-export type BlobKind = 'json' | 'bulk' | 'tree';
+export type BlobKind = JobKind;
 
 /** The chunks a stream was cut into, in order. */
 export interface Chunks {
   size: number;
   ids: Buffer[];
+}
+
+export interface FileResult extends Chunks {
+  /** SHA-1 of the file, hex, when asked for. */
+  sha1?: string;
+  /** SHA-512 of the file, base64, when asked for. */
+  sha512?: string;
 }
 
 export interface WriterStats {
@@ -38,55 +44,94 @@ export interface WriterStats {
   newBlobs: number;
   dedupBlobs: number;
   packs: number;
-  /** Bytes of pack objects written (per target, see Fanout.written). */
+  /** Bytes of pack objects written (to each target). */
   packBytes: number;
   indexObjects: number;
 }
 
 export interface WriterOptions {
-  /** Worker threads compressing, encrypting and packing (default: the number of cores). */
+  /** Worker threads reading, chunking, compressing, encrypting and packing (default: the number of cores). */
   workers?: number;
   /** Write an index object after this many packs (and at every flush). */
   indexEvery?: number;
-  /** Bytes handed to workers and not yet packed, at most. */
+  /** Bytes handed to workers and not yet consumed, at most. */
   maxInflight?: number;
+  /** Sealed packs waiting for upload, at most (beyond: new work waits). */
+  maxQueuedPacks?: number;
   /** Packs uploading at once. */
   uploadConcurrency?: number;
 }
 
-const BATCH_BYTES = 1024 * 1024;
+/** Largest piece of a stream sent in one message. */
+const STREAM_PIECE = 1024 * 1024;
+/** Bytes of one stream job in flight at most (more than a bulk chunk, so a chunk can always complete). */
+const STREAM_WINDOW = PIECE_SIZE + 4 * STREAM_PIECE;
 
-interface WorkerSlot {
-  worker: Worker;
-  batch: { data: Buffer[]; ids: Buffer[]; meta: number[]; bytes: number };
+interface JobState {
+  slot: Slot;
+  ids: Buffer[];
+  size: number;
+  /** Bytes sent and not yet consumed (data jobs), or the one piece a worker holds at a time (file jobs). */
   inflight: number;
-  flushWaiters: Map<number, () => void>;
+  file: boolean;
+  ended: boolean;
+  batchesOpen: number;
+  end?: JobEnd;
+  resolve(r: FileResult): void;
+  reject(e: Error): void;
+  waiters: (() => void)[];
+}
+
+interface Slot {
+  worker: Worker;
+  ops: Op[];
+  transfer: ArrayBuffer[];
+  opBytes: number;
+  scheduled: boolean;
+  inflight: number;
+}
+
+/** A failure of one job (a file that could not be read), as opposed to a failure of the writer. */
+export class JobError extends Error {
+  constructor(
+    message: string,
+    readonly code?: string,
+  ) {
+    super(message);
+    this.name = 'JobError';
+  }
 }
 
 /**
- * Writes blobs into packs on every target: the main thread chunks, names (keyed HMAC) and deduplicates; worker
- * threads compress, encrypt and pack; packs are uploaded to every target once; index objects record them.
- * Memory is bounded: bytes in flight to workers and packs waiting for upload are both capped.
+ * Writes blobs into packs on every target. Worker threads read files (or receive data), chunk and name the
+ * chunks; the main thread, which owns the index, decides which chunks are new; the workers compress, encrypt
+ * and pack those; packs are uploaded once to every target; index objects record them. Memory is bounded:
+ * bytes in flight to workers and sealed packs waiting for upload are both capped.
  */
 export class BlobWriter {
   readonly stats: WriterStats = { bytesIn: 0, newBytes: 0, dedupBytes: 0, storedBytes: 0, newBlobs: 0, dedupBlobs: 0, packs: 0, packBytes: 0, indexObjects: 0 };
-  /** Blobs handed to workers whose pack is not yet in an index object: dedup must see them too. */
+  /** Chunks handed to workers whose pack is not yet in an index object: dedup must see them too. */
   private readonly pending = new Set<string>();
-  private readonly slots: WorkerSlot[];
-  private next = 0;
+  private readonly slots: Slot[];
+  private readonly jobs = new Map<number, JobState>();
+  private nextJob = 1;
   private seq = 0;
   private inflight = 0;
+  private queuedPacks = 0;
   private readonly maxInflight: number;
+  private readonly maxQueuedPacks: number;
   private readonly roomWaiters: (() => void)[] = [];
+  private readonly flushWaiters = new Map<number, () => void>();
   private readonly uploads = new Set<Promise<void>>();
   private readonly uploadLimit: ReturnType<typeof pLimit>;
   private unindexed: IndexedPack[] = [];
   private readonly indexEvery: number;
   private failure?: Error;
-  private readonly chunkers: Record<BlobKind, ChunkerParams>;
   private closed = false;
   /** Keys of index objects written by this writer. */
   readonly indexKeys: string[] = [];
+  /** This writer's spool directory: sealed packs wait here for upload. */
+  private readonly spoolDir: string;
 
   constructor(
     private readonly repo: Repository,
@@ -95,23 +140,31 @@ export class BlobWriter {
     opts: WriterOptions = {},
   ) {
     const n = Math.max(1, opts.workers ?? Math.min(4, os.availableParallelism()));
-    this.maxInflight = opts.maxInflight ?? 32 * 1024 * 1024;
+    this.spoolDir = makeSpoolDir(path.join(repo.cacheDir, 'spool'));
+    this.maxInflight = opts.maxInflight ?? 16 * 1024 * 1024;
+    this.maxQueuedPacks = opts.maxQueuedPacks ?? 2;
     this.indexEvery = opts.indexEvery ?? 64;
     this.uploadLimit = pLimit(opts.uploadConcurrency ?? 2);
     const c = repo.config;
-    this.chunkers = { json: c.chunkers.json, tree: c.chunkers.json, bulk: c.chunkers.bulk };
     const init: PackWorkerInit = {
       recipients: { data: c.recipients, tree: [...c.recipients, c.metadataRecipient] },
       packSize: c.packSize,
       compressionLevel: c.compressionLevel,
+      idKey: repo.idKey,
+      gear: repo.gear,
+      chunkers: { json: c.chunkers.json, tree: c.chunkers.json, bulk: c.chunkers.bulk },
+      spoolDir: this.spoolDir,
     };
     this.slots = Array.from({ length: n }, () => this.spawn(init));
   }
 
-  private spawn(init: PackWorkerInit): WorkerSlot {
+  private spawn(init: PackWorkerInit): Slot {
     const worker = new Worker(new URL('./pack-worker.js', import.meta.url), { workerData: init });
-    const slot: WorkerSlot = { worker, batch: { data: [], ids: [], meta: [], bytes: 0 }, inflight: 0, flushWaiters: new Map() };
-    worker.on('message', (msg: PackWorkerOut) => this.onMessage(slot, msg));
+    const slot: Slot = { worker, ops: [], transfer: [], opBytes: 0, scheduled: false, inflight: 0 };
+    worker.on('message', (msg: FromWorker) => {
+      for (const ev of msg.events) this.onEvent(slot, ev);
+      this.flushOps();
+    });
     worker.on('error', (err) => this.abort(err));
     worker.on('exit', (code) => {
       if (!this.closed) this.abort(new Error(`pack worker exited unexpectedly (code ${code})`));
@@ -119,162 +172,246 @@ export class BlobWriter {
     return slot;
   }
 
-  private onMessage(slot: WorkerSlot, msg: PackWorkerOut): void {
-    switch (msg.t) {
-      case 'ack':
-        slot.inflight -= msg.bytes;
-        this.inflight -= msg.bytes;
+  private send(slot: Slot, op: Op, transfer?: ArrayBuffer, bytes = 0): void {
+    slot.ops.push(op);
+    if (transfer) slot.transfer.push(transfer);
+    slot.opBytes += bytes;
+    if (slot.opBytes >= STREAM_PIECE) this.post(slot);
+    else if (!slot.scheduled) {
+      slot.scheduled = true;
+      setImmediate(() => this.post(slot));
+    }
+  }
+
+  private post(slot: Slot): void {
+    slot.scheduled = false;
+    if (slot.ops.length === 0) return;
+    const msg: ToWorker = { ops: slot.ops };
+    const t = slot.transfer;
+    slot.ops = [];
+    slot.transfer = [];
+    slot.opBytes = 0;
+    slot.worker.postMessage(msg, t);
+  }
+
+  private flushOps(): void {
+    for (const s of this.slots) this.post(s);
+  }
+
+  private onEvent(slot: Slot, ev: Event): void {
+    switch (ev.ev) {
+      case 'chunks':
+        this.decide(slot, ev.job, ev.batch, ev.ids, ev.sizes, ev.end);
+        break;
+      case 'consumed': {
+        const job = this.jobs.get(ev.job);
+        if (job && !job.file) this.release(job, ev.bytes);
+        if (job) {
+          job.batchesOpen--;
+          for (const w of job.waiters.splice(0)) w();
+          this.settle(ev.job, job);
+        }
         this.wake();
         break;
+      }
       case 'pack':
-        this.upload(msg.pack);
+        this.upload(ev.pack);
         break;
       case 'flushed':
-        slot.flushWaiters.get(msg.seq)?.();
-        slot.flushWaiters.delete(msg.seq);
+        this.flushWaiters.get(ev.seq)?.();
+        this.flushWaiters.delete(ev.seq);
         break;
+      case 'failed': {
+        const job = this.jobs.get(ev.job);
+        if (job) {
+          this.jobs.delete(ev.job);
+          this.release(job, job.inflight);
+          job.reject(new JobError(ev.message, ev.code));
+          this.wake();
+        }
+        break;
+      }
       case 'error':
-        this.abort(new Error(`pack worker: ${msg.message}`));
+        this.abort(new Error(`pack worker: ${ev.message}`));
         break;
     }
+  }
+
+  /** Decides which chunks of a batch are new, and tells the worker. */
+  private decide(slot: Slot, jobId: number, batch: number, ids: Uint8Array, sizes: Uint32Array, end?: JobEnd): void {
+    const job = this.jobs.get(jobId);
+    const store = new Uint8Array(sizes.length);
+    const buf = Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength);
+    for (let i = 0; i < sizes.length; i++) {
+      const id = Buffer.from(buf.subarray(i * 32, i * 32 + 32));
+      const len = sizes[i]!;
+      this.stats.bytesIn += len;
+      const hex = id.toString('hex');
+      if (this.pending.has(hex) || this.index.has(id)) {
+        this.stats.dedupBytes += len;
+        this.stats.dedupBlobs++;
+      } else {
+        this.pending.add(hex);
+        this.stats.newBytes += len;
+        this.stats.newBlobs++;
+        store[i] = 1;
+      }
+      job?.ids.push(id);
+    }
+    if (job) {
+      job.batchesOpen++;
+      if (end) {
+        job.ended = true;
+        job.end = end;
+      }
+    }
+    this.send(slot, { op: 'decide', job: jobId, batch, store }, store.buffer as ArrayBuffer);
+  }
+
+  private settle(jobId: number, job: JobState): void {
+    if (!job.ended || job.batchesOpen > 0) return;
+    this.jobs.delete(jobId);
+    if (job.file) this.release(job, job.inflight);
+    job.resolve({ size: job.end!.size, ids: job.ids, sha1: job.end!.sha1, sha512: job.end!.sha512 });
   }
 
   private abort(err: Error): void {
     this.failure ??= err;
+    for (const [id, job] of this.jobs) {
+      this.jobs.delete(id);
+      job.reject(err);
+    }
     this.wake();
-    for (const s of this.slots) for (const w of s.flushWaiters.values()) w();
+    for (const w of this.flushWaiters.values()) w();
   }
 
   private wake(): void {
-    while (this.roomWaiters.length && (this.inflight < this.maxInflight || this.failure)) this.roomWaiters.shift()!();
+    while (this.roomWaiters.length && (this.hasRoom() || this.failure)) this.roomWaiters.shift()!();
   }
 
-  private check(): void {
+  private hasRoom(): boolean {
+    return this.inflight < this.maxInflight && this.queuedPacks < this.maxQueuedPacks;
+  }
+
+  private async room(): Promise<void> {
+    while (!this.hasRoom() && !this.failure) await new Promise<void>((r) => this.roomWaiters.push(r));
     if (this.failure) throw this.failure;
   }
 
-  /** Writes a buffer (a document, a small file); resolves once its chunks are named and queued. */
+  /** The worker with the least in flight. */
+  private pick(): Slot {
+    let best = this.slots[0]!;
+    for (const s of this.slots) if (s.inflight < best.inflight) best = s;
+    return best;
+  }
+
+  private startJob(): { id: number; job: JobState; done: Promise<FileResult> } {
+    const slot = this.pick();
+    const id = this.nextJob++;
+    let resolve!: (r: FileResult) => void;
+    let reject!: (e: Error) => void;
+    const done = new Promise<FileResult>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const job: JobState = { slot, ids: [], size: 0, inflight: 0, file: false, ended: false, batchesOpen: 0, resolve, reject, waiters: [] };
+    this.jobs.set(id, job);
+    return { id, job, done };
+  }
+
+  private account(job: JobState, bytes: number): void {
+    job.inflight += bytes;
+    job.slot.inflight += bytes;
+    this.inflight += bytes;
+  }
+
+  private release(job: JobState, bytes: number): void {
+    job.inflight -= bytes;
+    job.slot.inflight -= bytes;
+    this.inflight -= bytes;
+    this.wake();
+  }
+
+  /**
+   * Stores a file, read by a worker thread (the bytes never pass through this thread). Resolves with its
+   * chunks (and SHA-1 / SHA-512 when asked). A file that cannot be read rejects with a JobError.
+   */
+  async writeFile(path: string, kind: BlobKind, size: number, opts: { sha1?: boolean; sha512?: boolean } = {}): Promise<FileResult> {
+    await this.room();
+    const { id, job, done } = this.startJob();
+    // The worker holds one piece of a file at a time.
+    job.file = true;
+    this.account(job, Math.min(size, PIECE_SIZE));
+    this.send(job.slot, { op: 'file', job: id, path, kind, size, sha1: Boolean(opts.sha1), sha512: Boolean(opts.sha512) });
+    return done;
+  }
+
+  /** Stores a buffer (a document, a listing piece). */
   async write(data: Buffer, kind: BlobKind): Promise<Chunks> {
-    const chunker = new Chunker(this.chunkers[kind], this.repo.gear);
-    const ids: Buffer[] = [];
-    const hint = kind === 'bulk' && looksCompressed(data) ? HINT_RAW : HINT_TRY;
-    let off = 0;
-    const cuts = chunker.push(data);
-    const last = chunker.finish();
-    if (last > 0 || data.length === 0) cuts.push(last);
-    for (const len of cuts) {
-      ids.push(await this.chunk(data.subarray(off, off + len), kind, hint));
-      off += len;
-    }
-    return { size: data.length, ids };
+    return this.writeStream([data], kind);
   }
 
-  /** Writes a stream of any length; memory stays at one chunk plus the writer's bounded queues. */
-  async writeStream(src: AsyncIterable<Buffer | Uint8Array>, kind: BlobKind): Promise<Chunks> {
-    const chunker = new Chunker(this.chunkers[kind], this.repo.gear);
-    const ids: Buffer[] = [];
-    let carry: Buffer[] = [];
-    let carryLen = 0;
-    let size = 0;
-    let hint: number | undefined;
-    for await (const piece of src) {
-      const buf = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
-      if (buf.length === 0) continue;
-      hint ??= kind === 'bulk' && looksCompressed(buf) ? HINT_RAW : HINT_TRY;
-      size += buf.length;
-      let off = 0;
-      for (const len of chunker.push(buf)) {
-        const need = len - carryLen;
-        carry.push(buf.subarray(off, off + need));
-        const chunk = carry.length === 1 ? carry[0]! : Buffer.concat(carry, len);
-        ids.push(await this.chunk(chunk, kind, hint));
-        off += need;
-        carry = [];
-        carryLen = 0;
+  /** Stores a stream of any length; memory stays bounded by the stream window. */
+  async writeStream(src: AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>, kind: BlobKind): Promise<Chunks> {
+    await this.room();
+    const { id, job, done } = this.startJob();
+    done.catch(() => undefined); // observed below
+    let pending: Buffer[] = [];
+    let pendingLen = 0;
+    const ship = async (end: boolean) => {
+      while (job.inflight > STREAM_WINDOW && !this.failure && this.jobs.has(id)) await new Promise<void>((r) => job.waiters.push(r));
+      if (this.failure) throw this.failure;
+      const data = new Uint8Array(pendingLen);
+      let at = 0;
+      for (const p of pending) {
+        data.set(p, at);
+        at += p.length;
       }
-      if (off < buf.length) {
-        // Copy: the caller may reuse its buffer.
-        carry.push(Buffer.from(buf.subarray(off)));
-        carryLen += buf.length - off;
+      pending = [];
+      pendingLen = 0;
+      this.account(job, data.length);
+      this.send(job.slot, { op: 'data', job: id, kind, data: data.buffer, end }, data.buffer, data.length);
+    };
+    try {
+      for await (const piece of src) {
+        if (piece.length === 0) continue;
+        pending.push(Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength));
+        pendingLen += piece.length;
+        if (pendingLen >= STREAM_PIECE) await ship(false);
       }
+      await ship(true);
+    } catch (err) {
+      // The source failed (a dropped connection): the job is abandoned; its chunks already stored are
+      // harmless (unreferenced until a snapshot names them).
+      this.jobs.delete(id);
+      this.release(job, job.inflight);
+      throw err;
     }
-    const last = chunker.finish();
-    if (last > 0 || size === 0) {
-      const chunk = carry.length === 1 ? carry[0]! : Buffer.concat(carry, carryLen);
-      ids.push(await this.chunk(chunk, kind, hint ?? HINT_TRY));
-    }
-    return { size, ids };
-  }
-
-  private async chunk(data: Buffer, kind: BlobKind, hint: number): Promise<Buffer> {
-    this.check();
-    const type = kind === 'tree' ? BlobType.tree : BlobType.data;
-    const id = blobId(this.repo.idKey, type, data);
-    this.stats.bytesIn += data.length;
-    const hex = id.toString('hex');
-    if (this.pending.has(hex) || this.index.has(id)) {
-      this.stats.dedupBytes += data.length;
-      this.stats.dedupBlobs++;
-      return id;
-    }
-    this.pending.add(hex);
-    this.stats.newBytes += data.length;
-    this.stats.newBlobs++;
-    while (this.inflight >= this.maxInflight && !this.failure) await new Promise<void>((r) => this.roomWaiters.push(r));
-    this.check();
-    const slot = this.slots[this.next]!;
-    const b = slot.batch;
-    b.meta.push(type, hint, b.bytes, data.length);
-    b.data.push(data);
-    b.ids.push(id);
-    b.bytes += data.length;
-    slot.inflight += data.length;
-    this.inflight += data.length;
-    if (b.bytes >= BATCH_BYTES) {
-      this.send(slot);
-    } else if (b.data.length === 1) {
-      // Do not let a lone small blob wait for company forever.
-      setImmediate(() => {
-        if (slot.batch === b && b.data.length) this.send(slot);
-      });
-    }
-    return id;
-  }
-
-  private send(slot: WorkerSlot): void {
-    const b = slot.batch;
-    if (b.data.length === 0) return;
-    slot.batch = { data: [], ids: [], meta: [], bytes: 0 };
-    // The next blobs go to the next worker: both cores stay busy.
-    if (this.slots[this.next] === slot) this.next = (this.next + 1) % this.slots.length;
-    const data = new Uint8Array(b.bytes);
-    let at = 0;
-    for (const d of b.data) {
-      data.set(d, at);
-      at += d.length;
-    }
-    const ids = new Uint8Array(b.ids.length * ID_SIZE);
-    b.ids.forEach((id, i) => ids.set(id, i * ID_SIZE));
-    const meta = Uint32Array.from(b.meta);
-    const msg: PackWorkerIn = { t: 'blobs', seq: ++this.seq, data: data.buffer, ids, meta };
-    slot.worker.postMessage(msg, [data.buffer, ids.buffer, meta.buffer]);
+    const r = await done;
+    return { size: r.size, ids: r.ids };
   }
 
   private upload(p: WirePack): void {
-    const bytes = Buffer.from(p.bytes);
     const eb = Buffer.from(p.entries.buffer, p.entries.byteOffset, p.entries.byteLength);
     const entries: PackEntry[] = [];
     for (let at = 0; at < eb.length; at += ENTRY_SIZE) entries.push(decodeEntry(eb, at));
-    const info: PackInfo = { id: p.id, type: p.type, size: bytes.length, sha256: p.sha256 };
+    const info: PackInfo = { id: p.id, type: p.type, size: p.size, sha256: p.sha256 };
+    this.queuedPacks++;
     const job = this.uploadLimit(async () => {
       if (this.failure) return;
-      await this.fanout.put(packKey(p.type, p.id), bytes, { size: bytes.length });
+      await this.fanout.put(packKey(p.type, p.id), () => createReadStream(p.path, { highWaterMark: 1024 * 1024 }), { size: p.size });
       this.stats.packs++;
-      this.stats.packBytes += bytes.length;
+      this.stats.packBytes += p.size;
       this.stats.storedBytes += p.storedBytes;
       this.unindexed.push({ info, entries });
       if (this.unindexed.length >= this.indexEvery) await this.writeIndex();
-    }).catch((err: unknown) => this.abort(err as Error));
+    })
+      .catch((err: unknown) => this.abort(err as Error))
+      .finally(() => {
+        this.queuedPacks--;
+        rmSync(p.path, { force: true });
+        this.wake();
+      });
     this.uploads.add(job);
     void job.finally(() => this.uploads.delete(job));
   }
@@ -300,20 +437,19 @@ export class BlobWriter {
    * blob written so far is stored on every active target and findable through the index.
    */
   async flush(): Promise<void> {
-    this.check();
+    if (this.failure) throw this.failure;
     await Promise.all(
       this.slots.map((slot) => {
-        this.send(slot);
         const seq = ++this.seq;
-        return new Promise<void>((resolve) => {
-          slot.flushWaiters.set(seq, resolve);
-          slot.worker.postMessage({ t: 'flush', seq } satisfies PackWorkerIn);
-        });
+        const p = new Promise<void>((resolve) => this.flushWaiters.set(seq, resolve));
+        this.send(slot, { op: 'flush', seq });
+        this.post(slot);
+        return p;
       }),
     );
-    this.check();
+    if (this.failure) throw this.failure;
     while (this.uploads.size) await Promise.all([...this.uploads]);
-    this.check();
+    if (this.failure) throw this.failure;
     await this.writeIndex();
     this.index.persist();
     if (this.pending.size) log().warn({ pending: this.pending.size }, 'blobs still pending after flush');
@@ -322,5 +458,28 @@ export class BlobWriter {
   async close(): Promise<void> {
     this.closed = true;
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    rmSync(this.spoolDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A spool directory of this process under `root` (`<pid>-<random>`); directories of processes that are gone
+ * (a killed backup) are removed on the way.
+ */
+function makeSpoolDir(root: string): string {
+  mkdirSync(root, { recursive: true, mode: 0o700 });
+  for (const d of readdirSync(root)) {
+    const pid = Number(d.split('-')[0]);
+    if (!Number.isInteger(pid) || pid <= 0) continue;
+    let alive = true;
+    try {
+      process.kill(pid, 0);
+    } catch (err) {
+      alive = (err as NodeJS.ErrnoException).code === 'EPERM';
+    }
+    if (!alive) rmSync(path.join(root, d), { recursive: true, force: true });
+  }
+  const dir = path.join(root, `${process.pid}-${Math.random().toString(16).slice(2, 10)}`);
+  mkdirSync(dir, { mode: 0o700 });
+  return dir;
 }

@@ -8,6 +8,7 @@ import { refFromChunks, validateRef, writeStream, type StreamRef } from '../../r
 import { mergeJoin, orderedMap } from '../../util/ordered.js';
 import { isSafeRelativePath, openTarballStore, type TarballStore } from './store.js';
 import { comparePaths, type WalkEntry } from './walk.js';
+import { JobError } from '../../repo/writer.js';
 
 /**
  * One file of a tarball listing (docs/FORMAT.md, "Tarball listings"): JSON lines sorted by `comparePaths`.
@@ -19,8 +20,11 @@ export interface TarballEntry {
   mtime: number;
   /** S3 sources: the object's ETag, for the incremental check. */
   etag?: string;
-  /** SHA-1 of the file, hex (npm's dist.shasum); checked at restore. */
-  sha1: string;
+  /**
+   * SHA-1 of the file, hex (npm's dist.shasum), computed when a packument of the run refers to the file (to
+   * check it); checked again at restore. Every file is in any case verified at restore by its keyed chunk IDs.
+   */
+  sha1?: string;
   /** SHA-512 of the file, base64 (as in dist.integrity): only when the packument recorded no shasum. */
   sha512?: string;
   /** Set when the file did not match its packument's dist.shasum / dist.integrity at backup time. */
@@ -31,7 +35,7 @@ export interface TarballEntry {
 export function checkEntry(v: unknown): TarballEntry {
   const e = v as TarballEntry;
   if (!e || typeof e !== 'object' || typeof e.path !== 'string' || !isSafeRelativePath(e.path)) throw new Error('bad path');
-  if (!Number.isSafeInteger(e.size) || e.size < 0 || typeof e.mtime !== 'number' || typeof e.sha1 !== 'string' || !/^[0-9a-f]{40}$/.test(e.sha1)) {
+  if (!Number.isSafeInteger(e.size) || e.size < 0 || typeof e.mtime !== 'number' || (e.sha1 !== undefined && !/^[0-9a-f]{40}$/.test(e.sha1))) {
     throw new Error(`bad entry for ${e.path}`);
   }
   validateRef(e.data);
@@ -158,7 +162,7 @@ export async function backupTarballSource(
         entry = await readAndStore(store, file, ctx, exp);
       } catch (err) {
         if (err instanceof SourceError) throw err;
-        const gone = systemCodeOf(err) === 'ENOENT';
+        const gone = systemCodeOf(err) === 'ENOENT' || (err instanceof JobError && err.code === 'ENOENT');
         report({ severity: gone ? 'warning' : 'error', code: gone ? 'tarball-gone' : 'tarball-unreadable', object: file.path, message: `${file.path}: ${gone ? 'removed while the backup ran' : `cannot be read: ${messageOf(err)}`}` }, 'problems');
         // A file that could not be read keeps its previous version, if any: nothing stored is lost.
         return p;
@@ -175,7 +179,7 @@ export async function backupTarballSource(
 
   const verify = (entry: TarballEntry, exp: TarballExpectation) => {
     let ok: boolean | undefined;
-    if (exp.shasum && /^[0-9a-f]{40}$/i.test(exp.shasum)) ok = entry.sha1 === exp.shasum.toLowerCase();
+    if (exp.shasum && /^[0-9a-f]{40}$/i.test(exp.shasum) && entry.sha1) ok = entry.sha1 === exp.shasum.toLowerCase();
     else if (entry.flag === undefined && entry.sha512 && exp.integrity) {
       ok = integrityMatches(exp.integrity, entry.sha512);
     }
@@ -223,29 +227,38 @@ function integrityMatches(integrity: string, sha512b64: string): boolean {
 }
 
 async function readAndStore(store: TarballStore, file: WalkEntry & { kind: 'file'; etag?: string }, ctx: BackupContext, exp: TarballExpectation | undefined): Promise<TarballEntry> {
-  const body = await store.read(file.path, file.size);
-  const sha1 = createHash('sha1');
-  // sha512 only when the packument has no shasum to compare with (npm always records one).
-  const sha512 = exp && !exp.shasum && exp.integrity ? createHash('sha512') : undefined;
+  // Checksums only for files a packument of this run refers to: sha1 (dist.shasum), and sha512 only when
+  // the packument has no shasum to compare with (npm always records one).
+  const wantSha1 = Boolean(exp?.shasum);
+  const wantSha512 = Boolean(exp && !exp.shasum && exp.integrity);
   let data: StreamRef;
-  if (Buffer.isBuffer(body)) {
-    sha1.update(body);
-    sha512?.update(body);
-    data = await refFromChunks(ctx.writer, await ctx.writer.write(body, 'bulk'));
+  let sha1: string | undefined;
+  let sha512: string | undefined;
+  if (store.localPath) {
+    // A directory: a writer thread reads, hashes, chunks and packs the file; its bytes never come here.
+    const r = await ctx.writer.writeFile(store.localPath(file.path), 'bulk', file.size, { sha1: wantSha1, sha512: wantSha512 });
+    data = await refFromChunks(ctx.writer, r);
+    sha1 = r.sha1;
+    sha512 = r.sha512;
   } else {
-    const hashed = async function* (src: Readable) {
-      for await (const piece of src) {
+    const body = await store.read(file.path, file.size);
+    const h1 = wantSha1 ? createHash('sha1') : undefined;
+    const h512 = wantSha512 ? createHash('sha512') : undefined;
+    const hashed = async function* (src: Buffer | Readable) {
+      for await (const piece of Buffer.isBuffer(src) ? [src] : src) {
         const b = piece as Buffer;
-        sha1.update(b);
-        sha512?.update(b);
+        h1?.update(b);
+        h512?.update(b);
         yield b;
       }
     };
     data = await writeStream(ctx.writer, hashed(body), 'bulk');
+    sha1 = h1?.digest('hex');
+    sha512 = h512?.digest('base64');
   }
-  const entry: TarballEntry = { path: file.path, size: data.size, mtime: file.mtimeMs, sha1: sha1.digest('hex'), data };
+  const entry: TarballEntry = { path: file.path, size: data.size, mtime: file.mtimeMs, data };
+  if (sha1) entry.sha1 = sha1;
   if (file.etag !== undefined) entry.etag = file.etag;
-  if (sha512) entry.sha512 = sha512.digest('base64');
+  if (sha512) entry.sha512 = sha512;
   return entry;
 }
-

@@ -17,6 +17,8 @@ export interface TarballStore {
   entries(tmpDir: string): AsyncIterable<WalkEntry & { etag?: string }>;
   /** The whole file when small (one read), else a stream. */
   read(p: string, size: number): Promise<Buffer | Readable>;
+  /** A local file's path, when the store is a directory: the writer's workers then read it themselves. */
+  localPath?(p: string): string;
 }
 
 /** Files up to this size are read in one go; bigger ones are streamed. */
@@ -34,6 +36,10 @@ export class DirTarballStore implements TarballStore {
 
   entries(): AsyncIterable<WalkEntry> {
     return walkTree(this.root);
+  }
+
+  localPath(p: string): string {
+    return path.join(this.root, p);
   }
 
   async read(p: string, size: number): Promise<Buffer | Readable> {

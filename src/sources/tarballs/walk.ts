@@ -1,13 +1,17 @@
-import { lstat, opendir, realpath, stat } from 'node:fs/promises';
+import { lstatSync, readdirSync, realpathSync, statSync, type Dirent } from 'node:fs';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { systemCodeOf } from '../../errors.js';
 import { compareCodePoints, ExternalSorter } from '../../util/external-sort.js';
 
 /**
  * Walks a directory tree in listing order: paths compared component by component (code point order), i.e.
- * as strings where "/" sorts before any other character. Directories with a huge number of entries (a real
- * registry has millions of package directories at the top level) are sorted externally, so memory stays
- * bounded.
+ * as strings where "/" sorts before any other character.
+ *
+ * The walk runs in a worker thread with synchronous file-system calls: a tarball store holds millions of
+ * files, and one awaited call per file would make the walk alone take longer than the backup. Directories
+ * with a huge number of entries (a real registry has millions of package directories at the top level) are
+ * sorted externally, so memory stays bounded.
  */
 export interface WalkFile {
   kind: 'file';
@@ -35,33 +39,26 @@ export function comparePaths(a: string, b: string): number {
 
 const IN_MEMORY_DIR = 50_000;
 
-async function* sortedNames(dir: string): AsyncGenerator<{ name: string; type: 'dir' | 'file' | 'link' | 'other' }> {
-  const d = await opendir(dir, { bufferSize: 256 });
-  let small: { name: string; type: 'dir' | 'file' | 'link' | 'other' }[] | undefined = [];
-  let sorter: ExternalSorter | undefined;
-  for await (const e of d) {
-    const type = e.isDirectory() ? 'dir' : e.isFile() ? 'file' : e.isSymbolicLink() ? 'link' : 'other';
-    if (small) {
-      small.push({ name: e.name, type });
-      if (small.length > IN_MEMORY_DIR) {
-        sorter = new ExternalSorter((r) => r.slice(2));
-        for (const s of small) await sorter.add(`${s.type[0]}:${s.name}`);
-        small = undefined;
-      }
-    } else await sorter!.add(`${type[0]}:${e.name}`);
-  }
-  if (small) {
-    small.sort((a, b) => compareCodePoints(a.name, b.name));
-    yield* small;
-    return;
-  }
-  const types = { d: 'dir', f: 'file', l: 'link', o: 'other' } as const;
-  for await (const r of sorter!.sorted()) yield { name: r.slice(2), type: types[r[0] as keyof typeof types] };
+type Named = { name: string; type: 'd' | 'f' | 'l' | 'o' };
+
+function typeOf(e: Dirent): Named['type'] {
+  return e.isDirectory() ? 'd' : e.isFile() ? 'f' : e.isSymbolicLink() ? 'l' : 'o';
 }
 
-export async function* walkTree(root: string): AsyncGenerator<WalkEntry> {
-  const realRoot = await realpath(root);
-  yield* walkDir(root, realRoot, '');
+async function* sortedNames(dir: string, tmpDir?: string): AsyncGenerator<Named> {
+  const entries = readdirSync(dir, { withFileTypes: true });
+  if (entries.length <= IN_MEMORY_DIR) {
+    const named = entries.map((e) => ({ name: e.name, type: typeOf(e) }));
+    named.sort((a, b) => compareCodePoints(a.name, b.name));
+    yield* named;
+    return;
+  }
+  // A huge directory: readdirSync already holds its names; sort them through run files rather than as
+  // objects, and drop the array as soon as it is copied out.
+  const sorter = new ExternalSorter((r) => r.slice(2), { tmpDir });
+  for (let i = 0; i < entries.length; i++) await sorter.add(`${typeOf(entries[i]!)}:${entries[i]!.name}`);
+  entries.length = 0;
+  for await (const r of sorter.sorted()) yield { name: r.slice(2), type: r[0] as Named['type'] };
 }
 
 function problemOf(err: unknown): string {
@@ -71,12 +68,17 @@ function problemOf(err: unknown): string {
   return code ?? String((err as Error).message ?? err);
 }
 
-async function* walkDir(root: string, realRoot: string, rel: string): AsyncGenerator<WalkEntry> {
+/** The walk itself, synchronous calls inside an async generator (run it in a worker: see walkTree). */
+export async function* walkTreeHere(root: string, tmpDir?: string): AsyncGenerator<WalkEntry> {
+  const realRoot = realpathSync(root);
+  yield* walkDir(root, realRoot, '', tmpDir);
+}
+
+async function* walkDir(root: string, realRoot: string, rel: string, tmpDir?: string): AsyncGenerator<WalkEntry> {
   const abs = rel ? path.join(root, rel) : root;
-  let names: AsyncGenerator<{ name: string; type: 'dir' | 'file' | 'link' | 'other' }>;
+  let names: AsyncGenerator<Named>;
   try {
-    names = sortedNames(abs);
-    // Prime the generator so that an unreadable directory is reported here.
+    names = sortedNames(abs, tmpDir);
     const first = await names.next();
     if (first.done) return;
     names = (async function* (head, rest) {
@@ -84,41 +86,40 @@ async function* walkDir(root: string, realRoot: string, rel: string): AsyncGener
       yield* rest;
     })(first.value, names);
   } catch (err) {
-    yield { kind: 'problem', path: rel || '.', problem: `directory cannot be read: ${problemOf(err)}`, severity: 'error' };
+    if (!rel) throw err; // the root itself: the caller reports the source as unreadable
+    yield { kind: 'problem', path: rel, problem: `directory cannot be read: ${problemOf(err)}`, severity: 'error' };
     return;
   }
   for await (const e of names) {
     const relPath = rel ? `${rel}/${e.name}` : e.name;
-    // Names with "/" cannot come from readdir; names with NUL or "\n" cannot be stored safely in a listing.
-    if (e.name.includes('\0') || e.name.includes('\n')) {
+    // Names with NUL or newlines cannot be stored safely in a listing (and no registry makes them).
+    if (/[\0\n\r]/.test(e.name)) {
       yield { kind: 'problem', path: JSON.stringify(relPath), problem: 'file name contains a control character; skipped', severity: 'error' };
       continue;
     }
     const full = path.join(root, relPath);
-    if (e.type === 'dir') {
-      yield* walkDir(root, realRoot, relPath);
-    } else if (e.type === 'file') {
+    if (e.type === 'd') {
+      yield* walkDir(root, realRoot, relPath, tmpDir);
+    } else if (e.type === 'f') {
       try {
-        const st = await lstat(full);
+        const st = lstatSync(full);
         if (!st.isFile()) continue; // replaced while walking
         yield { kind: 'file', path: relPath, size: st.size, mtimeMs: Math.floor(st.mtimeMs) };
       } catch (err) {
         yield { kind: 'problem', path: relPath, problem: `cannot stat: ${problemOf(err)}`, severity: 'error' };
       }
-    } else if (e.type === 'link') {
+    } else if (e.type === 'l') {
       // A symbolic link is never followed: the store is a tree of plain files. One that points outside the
-      // tree is reported as an error (someone may be trying to exfiltrate files through the backup).
+      // tree is an error (someone may be trying to get files outside the store into the backup).
       try {
-        const target = await realpath(full);
+        const target = realpathSync(full);
         const inside = target === realRoot || target.startsWith(realRoot + path.sep);
-        const st = await stat(full);
+        const isFile = statSync(full).isFile();
         yield {
           kind: 'problem',
           path: relPath,
-          problem: inside
-            ? `is a symbolic link (to ${path.relative(realRoot, target)}); not followed`
-            : `is a symbolic link pointing out of the tree; not followed`,
-          severity: inside && st.isFile() ? 'warning' : 'error',
+          problem: inside ? `is a symbolic link (to ${path.relative(realRoot, target)}); not followed` : 'is a symbolic link pointing out of the tree; not followed',
+          severity: inside && isFile ? 'warning' : 'error',
         };
       } catch {
         yield { kind: 'problem', path: relPath, problem: 'is a dangling symbolic link; skipped', severity: 'warning' };
@@ -126,5 +127,44 @@ async function* walkDir(root: string, realRoot: string, rel: string): AsyncGener
     } else {
       yield { kind: 'problem', path: relPath, problem: 'is not a regular file; skipped', severity: 'warning' };
     }
+  }
+}
+
+/** Message protocol of the walk worker (walk-worker.ts). */
+export type WalkMessage = { entries: WalkEntry[] } | { done: true } | { error: string; code?: string };
+
+const BATCH = 512;
+
+/**
+ * Walks `root` in a worker thread and yields its entries in listing order. The worker walks ahead by at most
+ * a few batches (it waits for the consumer), so memory stays bounded.
+ */
+export async function* walkTree(root: string, tmpDir?: string): AsyncGenerator<WalkEntry> {
+  const worker = new Worker(new URL('./walk-worker.js', import.meta.url), { workerData: { root, tmpDir, batch: BATCH } });
+  const queue: WalkMessage[] = [];
+  let wake: (() => void) | undefined;
+  let failed: Error | undefined;
+  worker.on('message', (m: WalkMessage) => {
+    queue.push(m);
+    wake?.();
+  });
+  worker.on('error', (err) => {
+    failed = err;
+    wake?.();
+  });
+  try {
+    for (;;) {
+      while (queue.length === 0 && !failed) await new Promise<void>((r) => (wake = r));
+      wake = undefined;
+      if (failed) throw failed;
+      const m = queue.shift()!;
+      if ('error' in m) throw Object.assign(new Error(m.error), { code: m.code });
+      if ('done' in m) return;
+      // Ask for the next batch while this one is consumed.
+      worker.postMessage('more');
+      yield* m.entries;
+    }
+  } finally {
+    await worker.terminate();
   }
 }
