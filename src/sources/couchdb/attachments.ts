@@ -19,12 +19,24 @@ export interface AttStub {
 export function attachmentStubs(run: DbRun, id: string, atts: unknown): AttStub[] {
   if (atts === undefined) return [];
   if (typeof atts !== 'object' || atts === null || Array.isArray(atts)) {
-    run.findings.add({ severity: 'error', code: 'attachment-malformed', object: `${run.db}/${id}`, message: '_attachments is not an object' });
+    run.findings.add({
+      severity: 'error',
+      code: 'attachment-malformed',
+      object: `${run.db}/${id}`,
+      message: '_attachments is not an object',
+    });
     return [];
   }
   const out: AttStub[] = [];
   for (const [name, v] of Object.entries(atts as Record<string, unknown>)) {
-    const s = v as { content_type?: unknown; digest?: unknown; length?: unknown; revpos?: unknown; encoding?: unknown; encoded_length?: unknown };
+    const s = v as {
+      content_type?: unknown;
+      digest?: unknown;
+      length?: unknown;
+      revpos?: unknown;
+      encoding?: unknown;
+      encoded_length?: unknown;
+    };
     if (!s || typeof s.digest !== 'string' || !Number.isSafeInteger(s.length) || (s.length as number) < 0) {
       run.findings.add({
         severity: 'error',
@@ -45,14 +57,24 @@ export function attachmentStubs(run: DbRun, id: string, atts: unknown): AttStub[
 }
 
 export function attEntry(stub: AttStub, data: StreamRef): AttEntry {
-  const a: AttEntry = { name: stub.name, type: stub.type, digest: stub.digest, length: stub.length, revpos: stub.revpos, data };
+  const a: AttEntry = {
+    name: stub.name,
+    type: stub.type,
+    digest: stub.digest,
+    length: stub.length,
+    revpos: stub.revpos,
+    data,
+  };
   if (stub.encoding !== undefined) a.encoding = stub.encoding;
   if (stub.encodedLength !== undefined) a.encodedLength = stub.encodedLength;
   return a;
 }
 
 /** Same bytes: same name, digest and length (a digest alone is MD5, and the name ties it to the document). */
-function sameAtt(a: { name: string; digest: string; length: number }, b: { name: string; digest: string; length: number }): boolean {
+function sameAtt(
+  a: { name: string; digest: string; length: number },
+  b: { name: string; digest: string; length: number },
+): boolean {
   return a.name === b.name && a.digest === b.digest && a.length === b.length;
 }
 
@@ -68,7 +90,12 @@ export function reusable(prev: DocEntry | undefined, stub: AttStub): StreamRef |
  * repository: never base64, never whole in memory. Returns undefined when the revision or attachment is
  * gone (404: compacted since the changes were read; the document comes back in the next round).
  */
-export async function downloadAttachment(run: DbRun, id: string, rev: string, stub: AttStub): Promise<StreamRef | undefined> {
+export async function downloadAttachment(
+  run: DbRun,
+  id: string,
+  rev: string,
+  stub: AttStub,
+): Promise<StreamRef | undefined> {
   const path = `${run.path}/${docPath(id)}/${encodeURIComponent(stub.name)}?rev=${encodeURIComponent(rev)}`;
   return run.client.exchange('GET', path, { db: run.db, accept: '*/*', notFound: 'return' }, async (res) => {
     if (res.status === 404) return undefined;

@@ -46,7 +46,11 @@ export class ChangesFeed {
     const limit = run.cfg.batchSize;
     let since = this.since;
     for (;;) {
-      const qs = new URLSearchParams({ style: 'all_docs', limit: String(limit), seq_interval: String(limit) });
+      const qs = new URLSearchParams({
+        style: 'all_docs',
+        limit: String(limit),
+        seq_interval: String(limit),
+      });
       if (since !== undefined) qs.set('since', String(since));
       const path = `${run.path}/_changes?${qs}`;
       const { status, body } = await run.client.json<ChangesPage>('GET', path, { db: run.db, pass: [400] });
@@ -60,7 +64,8 @@ export class ChangesFeed {
       for (const row of page.rows) yield row;
       this.lastSeq = page.lastSeq;
       since = page.lastSeq;
-      if (page.rows.length === 0 || page.pending === 0 || (page.pending === undefined && page.count < limit)) return;
+      if (page.rows.length === 0 || page.pending === 0 || (page.pending === undefined && page.count < limit))
+        return;
     }
   }
 }
@@ -78,7 +83,9 @@ function checkPage(
   for (const r of body.results as unknown[]) {
     const row = r as { id?: unknown; changes?: unknown };
     if (!row || typeof row.id !== 'string' || !Array.isArray(row.changes)) throw bad('a malformed row');
-    const revs = (row.changes as { rev?: unknown }[]).map((c) => c?.rev).filter((x): x is string => typeof x === 'string');
+    const revs = (row.changes as { rev?: unknown }[])
+      .map((c) => c?.rev)
+      .filter((x): x is string => typeof x === 'string');
     if (revs.length === 0) throw bad(`a row without revisions (${JSON.stringify(row.id)})`);
     rows.push({ id: row.id, revs: [...new Set(revs)] });
   }

@@ -49,6 +49,8 @@ export class DbGoneError extends SourceError {
 class TransientError extends Error {
   constructor(
     message: string,
+    /** The server could not be reached or the connection broke (as opposed to an HTTP error status). */
+    readonly network: boolean,
     readonly retryAfterMs?: number,
   ) {
     super(message);
@@ -105,12 +107,14 @@ function isTimeout(err: unknown): boolean {
 /** Converts a failure while sending or reading into TransientError when it is worth another attempt. */
 function classify(err: unknown): unknown {
   if (err instanceof TransientError || err instanceof RegbackupError) return err;
-  if (isTimeout(err)) return new TransientError('timed out');
+  if (isTimeout(err)) return new TransientError('timed out', true);
   if (err instanceof Error && err.name === 'AbortError') return err;
   const code = networkCode(err);
-  if (code && (TRANSIENT_CODES.has(code) || code.startsWith('UND_ERR'))) return new TransientError(code);
+  if (code && (TRANSIENT_CODES.has(code) || code.startsWith('UND_ERR')))
+    return new TransientError(code, true);
   if (err instanceof TypeError && /fetch failed|terminated|other side closed/i.test(err.message)) {
-    return new TransientError(code ?? err.message);
+    const cause = (err as { cause?: unknown }).cause;
+    return new TransientError(code ?? (cause instanceof Error ? cause.message : err.message), true);
   }
   return err;
 }
@@ -179,7 +183,8 @@ export class CouchClient {
       } catch (raw) {
         const err = classify(raw);
         if (!(err instanceof TransientError)) throw err;
-        if (attempt >= this.attempts || this.opts.signal?.aborted) throw this.giveUp(err, method, path, opts.db);
+        if (attempt >= this.attempts || this.opts.signal?.aborted)
+          throw this.giveUp(err, method, path, opts.db);
         const delay = err.retryAfterMs ?? this.backoffMs * 2 ** (attempt - 1) * (0.75 + Math.random() / 2);
         await sleep(delay, this.opts.signal);
       }
@@ -187,7 +192,11 @@ export class CouchClient {
   }
 
   /** A request whose JSON answer is read whole (as bytes, then decoded: multi-byte characters stay intact). */
-  async json<T = unknown>(method: string, path: string, opts: RequestOptions = {}): Promise<{ status: number; body: T }> {
+  async json<T = unknown>(
+    method: string,
+    path: string,
+    opts: RequestOptions = {},
+  ): Promise<{ status: number; body: T }> {
     return this.exchange(method, path, opts, async (res) => {
       const bytes = Buffer.from(await res.arrayBuffer());
       return { status: res.status, body: this.parse<T>(bytes, method, path, opts.db, res) };
@@ -244,12 +253,16 @@ export class CouchClient {
       );
     }
     if (res.status === 404 && opts.db !== undefined && (opts.notFound ?? 'db') === 'db') {
-      throw new DbGoneError(`${where}: the database does not exist (any more)${reason ? ` (${reason})` : ''}`, opts.db);
+      throw new DbGoneError(
+        `${where}: the database does not exist (any more)${reason ? ` (${reason})` : ''}`,
+        opts.db,
+      );
     }
     if (res.status >= 500 || res.status === 429) {
       const after = Number(res.headers.get('retry-after'));
       throw new TransientError(
         `HTTP ${res.status}${reason ? ` ${reason}` : ''}`,
+        false,
         Number.isFinite(after) && after > 0 ? Math.min(after, 30) * 1000 : undefined,
       );
     }
@@ -262,14 +275,17 @@ export class CouchClient {
   }
 
   private giveUp(err: TransientError, method: string, path: string, db: string | undefined): SourceError {
-    const what = /^[A-Z_]+$/.test(err.message)
-      ? `cannot reach CouchDB at ${this.baseUrl} (${err.message})`
+    const what = err.network
+      ? `cannot reach CouchDB at ${this.baseUrl} (${method} ${pathOnly(path)}: ${err.message})`
       : `${method} ${pathOnly(path)} failed: ${err.message}`;
-    return new SourceError(`${this.where(db)}: ${what}, after ${this.attempts} attempt${this.attempts > 1 ? 's' : ''}`, {
-      source: this.source,
-      db,
-      url: this.baseUrl,
-    });
+    return new SourceError(
+      `${this.where(db)}: ${what}, after ${this.attempts} attempt${this.attempts > 1 ? 's' : ''}`,
+      {
+        source: this.source,
+        db,
+        url: this.baseUrl,
+      },
+    );
   }
 }
 

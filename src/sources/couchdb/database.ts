@@ -6,7 +6,14 @@ import { pipeline } from 'node:stream/promises';
 import { randomBytes } from 'node:crypto';
 import type { CouchdbSourceConfig } from '../../config/schema.js';
 import { encodeLines, readListing } from '../../backup/listing.js';
-import type { BackupContext, CouchSeq, CouchSourceSnapshot, DbSnapshot, Finding, PartResult } from '../../backup/types.js';
+import type {
+  BackupContext,
+  CouchSeq,
+  CouchSourceSnapshot,
+  DbSnapshot,
+  Finding,
+  PartResult,
+} from '../../backup/types.js';
 import { IntegrityError } from '../../errors.js';
 import { writeBuffer, writeStream, type StreamRef } from '../../repo/stream-ref.js';
 import { ExternalSorter } from '../../util/external-sort.js';
@@ -56,7 +63,11 @@ const DEFAULT_MAX_ROUNDS = 5;
 async function dbInfo(run: DbRun): Promise<DbInfo> {
   const { body } = await run.client.json<DbInfo>('GET', run.path, { db: run.db });
   if (!body || typeof body !== 'object' || Array.isArray(body)) {
-    throw new CouchHttpError(`${run.client.where(run.db)}: GET /${run.path} did not answer a database description`, 200, undefined);
+    throw new CouchHttpError(
+      `${run.client.where(run.db)}: GET /${run.path} did not answer a database description`,
+      200,
+      undefined,
+    );
   }
   return body;
 }
@@ -65,7 +76,9 @@ async function dbInfo(run: DbRun): Promise<DbInfo> {
 async function readSecurity(run: DbRun): Promise<StreamRef | undefined> {
   const p = `${run.path}/_security`;
   try {
-    const bytes = await run.client.exchange('GET', p, { db: run.db }, async (res) => Buffer.from(await res.arrayBuffer()));
+    const bytes = await run.client.exchange('GET', p, { db: run.db }, async (res) =>
+      Buffer.from(await res.arrayBuffer()),
+    );
     run.client.parse(bytes, 'GET', p, run.db);
     return await writeBuffer(run.ctx.writer, bytes, 'json');
   } catch (err) {
@@ -85,11 +98,18 @@ function incrementalBlocker(run: DbRun, previous: DbSnapshot, info: DbInfo): str
   if (!run.ctx.reader) return 'the previous listing cannot be read in this run (no reader)';
   const pi = previous.info ?? {};
   const ist = typeof info.instance_start_time === 'string' ? info.instance_start_time : undefined;
-  if (pi.instanceStartTime && ist && pi.instanceStartTime !== '0' && ist !== '0' && pi.instanceStartTime !== ist) {
+  if (
+    pi.instanceStartTime &&
+    ist &&
+    pi.instanceStartTime !== '0' &&
+    ist !== '0' &&
+    pi.instanceStartTime !== ist
+  ) {
     return `the database was re-created (instance_start_time ${pi.instanceStartTime} is now ${ist})`;
   }
   const uuid = typeof info.uuid === 'string' ? info.uuid : undefined;
-  if (pi.uuid && uuid && pi.uuid !== uuid) return `the database was re-created (uuid ${pi.uuid} is now ${uuid})`;
+  if (pi.uuid && uuid && pi.uuid !== uuid)
+    return `the database was re-created (uuid ${pi.uuid} is now ${uuid})`;
   if (pi.purgeSeq !== undefined && isSeq(info.purge_seq) && !sameSeq(pi.purgeSeq, info.purge_seq)) {
     return 'documents were purged since the previous snapshot (purge_seq changed): purges are not in the changes feed';
   }
@@ -119,7 +139,11 @@ async function* listable(run: DbRun, rows: AsyncIterable<ChangeRow>): AsyncGener
  * changed ID.
  */
 async function* joinPrevious(run: DbRun, feed: ChangesFeed, previous: DbSnapshot): AsyncGenerator<FetchItem> {
-  const sorter = new ExternalSorter(recordKey, { unique: true, tmpDir: run.ctx.tmpDir, memoryBudget: SORT_BUDGET });
+  const sorter = new ExternalSorter(recordKey, {
+    unique: true,
+    tmpDir: run.ctx.tmpDir,
+    memoryBudget: SORT_BUDGET,
+  });
   let n = 0;
   for await (const row of listable(run, feed.rows())) {
     await sorter.add(encodeRecord(row.id, row.revs));
@@ -127,7 +151,9 @@ async function* joinPrevious(run: DbRun, feed: ChangesFeed, previous: DbSnapshot
   }
   run.ctx.progress.docsTotal += n;
   const what = `previous listing of ${run.cfg.name}/${run.db}`;
-  const prev = inOrder(readListing(run.ctx.reader!, previous.listing, checkDocEntry, what), what)[Symbol.asyncIterator]();
+  const prev = inOrder(readListing(run.ctx.reader!, previous.listing, checkDocEntry, what), what)[
+    Symbol.asyncIterator
+  ]();
   try {
     let l = await prev.next();
     for await (const rec of sorter.sorted()) {
@@ -152,8 +178,15 @@ interface AttemptResult {
 }
 
 /** Fetches the items through `_bulk_get` batches, `concurrency` at a time, into the sorter. */
-async function fetchAll(run: DbRun, items: AsyncIterable<FetchItem>, out: ExternalSorter, gone: Set<string>): Promise<void> {
-  for await (const res of orderedMap(batches(items, run.cfg.batchSize), run.cfg.concurrency, (b) => fetchBatch(run, b))) {
+async function fetchAll(
+  run: DbRun,
+  items: AsyncIterable<FetchItem>,
+  out: ExternalSorter,
+  gone: Set<string>,
+): Promise<void> {
+  for await (const res of orderedMap(batches(items, run.cfg.batchSize), run.cfg.concurrency, (b) =>
+    fetchBatch(run, b),
+  )) {
     for (const rec of res.records) await out.add(rec);
     for (const id of res.gone) gone.add(id);
   }
@@ -165,9 +198,17 @@ async function fetchAll(run: DbRun, items: AsyncIterable<FetchItem>, out: Extern
  * incremental, written as the new complete listing. The counts are checked against the `GET /db` taken
  * just before the quiet round: nothing changed between the two, so they must agree.
  */
-async function attempt(run: DbRun, infoStart: DbInfo, previous: DbSnapshot | undefined): Promise<AttemptResult> {
+async function attempt(
+  run: DbRun,
+  infoStart: DbInfo,
+  previous: DbSnapshot | undefined,
+): Promise<AttemptResult> {
   const { ctx, cfg } = run;
-  const fetched = new ExternalSorter(recordKey, { unique: true, tmpDir: ctx.tmpDir, memoryBudget: SORT_BUDGET });
+  const fetched = new ExternalSorter(recordKey, {
+    unique: true,
+    tmpDir: ctx.tmpDir,
+    memoryBudget: SORT_BUDGET,
+  });
   const maxRounds = Math.max(1, run.opts.maxRounds ?? DEFAULT_MAX_ROUNDS);
   let since: CouchSeq | undefined = previous?.seq;
   let info = infoStart;
@@ -218,7 +259,8 @@ async function attempt(run: DbRun, infoStart: DbInfo, previous: DbSnapshot | und
           severity: 'warning',
           code: 'doc-incomplete',
           object: `${run.db}/${id}`,
-          message: 'a revision or attachment of this document was gone when fetched and it could not be read again in time',
+          message:
+            'a revision or attachment of this document was gone when fetched and it could not be read again in time',
         });
       }
       break;
@@ -231,17 +273,22 @@ async function attempt(run: DbRun, infoStart: DbInfo, previous: DbSnapshot | und
   // The new listing: fetched entries win over the previous listing's; previous _local entries are dropped
   // (they are read whole each run).
   const counts = emptyCounts();
-  const expSorter = new ExternalSorter((r) => (JSON.parse(r) as { path: string }).path.replaceAll('/', '\0'), {
-    tmpDir: ctx.tmpDir,
-    memoryBudget: SORT_BUDGET,
-  });
+  const expSorter = new ExternalSorter(
+    (r) => (JSON.parse(r) as { path: string }).path.replaceAll('/', '\0'),
+    {
+      tmpDir: ctx.tmpDir,
+      memoryBudget: SORT_BUDGET,
+    },
+  );
   let expCount = 0;
   const fromSorter = async function* (): AsyncGenerator<FetchedRecord> {
     for await (const rec of fetched.sorted()) yield recordPayload<FetchedRecord>(rec);
   };
   const entries = async function* (): AsyncGenerator<DocEntry> {
     const what = `previous listing of ${cfg.name}/${run.db}`;
-    const prev = previous ? inOrder(readListing(ctx.reader!, previous.listing, checkDocEntry, what), what) : undefined;
+    const prev = previous
+      ? inOrder(readListing(ctx.reader!, previous.listing, checkDocEntry, what), what)
+      : undefined;
     const prevIt = prev?.[Symbol.asyncIterator]();
     let l = prevIt ? await prevIt.next() : { done: true as const, value: undefined };
     const take = async (e: DocEntry, x: FetchedRecord['x']) => {
@@ -308,10 +355,14 @@ async function attempt(run: DbRun, infoStart: DbInfo, previous: DbSnapshot | und
 function countMismatch(info: DbInfo, c: ListingCounts): string | undefined {
   const problems: string[] = [];
   if (typeof info.doc_count === 'number' && info.doc_count !== c.docCount) {
-    problems.push(`the listing has ${c.docCount} live documents, the server's doc_count is ${info.doc_count}`);
+    problems.push(
+      `the listing has ${c.docCount} live documents, the server's doc_count is ${info.doc_count}`,
+    );
   }
   if (typeof info.doc_del_count === 'number' && info.doc_del_count !== c.deletedCount) {
-    problems.push(`the listing has ${c.deletedCount} deleted documents, the server's doc_del_count is ${info.doc_del_count}`);
+    problems.push(
+      `the listing has ${c.deletedCount} deleted documents, the server's doc_del_count is ${info.doc_del_count}`,
+    );
   }
   return problems.length ? problems.join('; ') : undefined;
 }
@@ -353,7 +404,8 @@ export async function backupDb(
         else fullReason = r.reason;
       } catch (err) {
         if (err instanceof SeqRefusedError) fullReason = err.message;
-        else if (err instanceof IntegrityError) fullReason = `the previous listing cannot be read (${err.message})`;
+        else if (err instanceof IntegrityError)
+          fullReason = `the previous listing cannot be read (${err.message})`;
         else throw err;
       }
     }
@@ -389,11 +441,17 @@ export async function backupDb(
   }
   const info: NonNullable<DbSnapshot['info']> = {};
   if (isSeq(result.info.purge_seq)) info.purgeSeq = result.info.purge_seq;
-  if (typeof result.info.instance_start_time === 'string') info.instanceStartTime = result.info.instance_start_time;
+  if (typeof result.info.instance_start_time === 'string')
+    info.instanceStartTime = result.info.instance_start_time;
   if (typeof result.info.uuid === 'string') info.uuid = result.info.uuid;
   snap.info = info;
   run.stats.requests = run.client.requests - requestsBefore;
-  return { db: snap, expectationsFile: result.expectationsFile, findings: run.findings.all(), stats: run.stats };
+  return {
+    db: snap,
+    expectationsFile: result.expectationsFile,
+    findings: run.findings.all(),
+    stats: run.stats,
+  };
 }
 
 /** Stores a sorted expectations file as a listing stream (tree blobs) and removes the file. */
@@ -415,9 +473,11 @@ export async function backupDatabase(
   ctx: BackupContext,
   previous?: DbSnapshot,
   opts: DbBackupOptions = {},
-): Promise<PartResult<CouchSourceSnapshot> & { db: DbSnapshot }> {
+): Promise<PartResult<CouchSourceSnapshot> & { db: DbSnapshot; stats: DbStats }> {
   const out = await backupDb(cfg, db, ctx, previous, opts);
-  const expectations = out.expectationsFile ? await storeExpectationsFile(ctx, out.expectationsFile) : undefined;
+  const expectations = out.expectationsFile
+    ? await storeExpectationsFile(ctx, out.expectationsFile)
+    : undefined;
   return {
     snapshot: { kind: 'couchdb', name: cfg.name, url: redactedUrl(cfg.url), databases: [out.db] },
     db: out.db,

@@ -18,14 +18,17 @@ function safePath(p: string): string | undefined {
     return 'contains NUL, a backslash or a line break';
   }
   if (p.startsWith('/')) return 'is absolute';
-  if (p.split('/').some((s) => s === '' || s === '.' || s === '..')) return 'has an empty, "." or ".." segment';
+  if (p.split('/').some((s) => s === '' || s === '.' || s === '..'))
+    return 'has an empty, "." or ".." segment';
   return undefined;
 }
 
 /** True when the body looks like a packument (it has a `versions` object). */
 export function isPackument(body: unknown): body is { versions: Record<string, unknown>; name?: unknown } {
   const v = (body as { versions?: unknown } | null)?.versions;
-  return typeof body === 'object' && body !== null && typeof v === 'object' && v !== null && !Array.isArray(v);
+  return (
+    typeof body === 'object' && body !== null && typeof v === 'object' && v !== null && !Array.isArray(v)
+  );
 }
 
 export function packumentTarballs(body: unknown, docId: string, db: string): PackumentTarballs {
@@ -49,7 +52,9 @@ export function packumentTarballs(body: unknown, docId: string, db: string): Pac
     const path = `${name}/-/${base}-${version}.tgz`;
     const problem =
       nameProblem ??
-      (version.length === 0 || version.includes('/') ? 'the version is empty or contains "/"' : safePath(path));
+      (version.length === 0 || version.includes('/')
+        ? 'the version is empty or contains "/"'
+        : safePath(path));
     if (problem) {
       out.hostile.push({ version, problem: `${JSON.stringify(path)}: ${problem}` });
       continue;

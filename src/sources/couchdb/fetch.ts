@@ -6,7 +6,14 @@ import { bodyBytes } from './client.js';
 import type { DbRun } from './context.js';
 import { isPackument, packumentTarballs, type PackumentTarballs } from './expectations.js';
 import { arrayItems, JsonShapeError, objectMembers, splitArrayMember } from './json-split.js';
-import { compareLeaves, encodeRecord, type AttEntry, type DocEntry, type FetchedRecord, type LeafEntry } from './listing.js';
+import {
+  compareLeaves,
+  encodeRecord,
+  type AttEntry,
+  type DocEntry,
+  type FetchedRecord,
+  type LeafEntry,
+} from './listing.js';
 
 /** A document to fetch: its current leaves, and its entry in the previous listing (to reuse attachments). */
 export interface FetchItem extends ChangeRow {
@@ -55,7 +62,10 @@ export async function* batches(src: AsyncIterable<FetchItem>, size: number): Asy
  */
 export async function fetchBatch(run: DbRun, items: FetchItem[]): Promise<BatchResult> {
   const round = run.round;
-  await run.opts.beforeBulkGet?.(round, items.map((i) => i.id));
+  await run.opts.beforeBulkGet?.(
+    round,
+    items.map((i) => i.id),
+  );
   const docs = items.flatMap((it) => it.revs.map((rev) => ({ id: it.id, rev })));
   const path = `${run.path}/_bulk_get?revs=true`;
   let accs = new Map<string, DocAcc>();
@@ -66,11 +76,14 @@ export async function fetchBatch(run: DbRun, items: FetchItem[]): Promise<BatchR
       for await (const el of splitArrayMember(bodyBytes(res), 'results')) await takeResult(run, el, accs);
     } catch (err) {
       if (!(err instanceof JsonShapeError)) throw err;
-      throw new SourceError(`${run.client.where(run.db)}: the answer to POST /${run.path}/_bulk_get is not the JSON expected (${err.message})`, {
-        source: run.cfg.name,
-        db: run.db,
-        path: `/${run.path}/_bulk_get`,
-      });
+      throw new SourceError(
+        `${run.client.where(run.db)}: the answer to POST /${run.path}/_bulk_get is not the JSON expected (${err.message})`,
+        {
+          source: run.cfg.name,
+          db: run.db,
+          path: `/${run.path}/_bulk_get`,
+        },
+      );
     }
   });
 
@@ -127,7 +140,10 @@ async function takeResult(run: DbRun, el: Buffer, accs: Map<string, DocAcc>): Pr
   const id = JSON.parse(el.toString('utf8', idRange.start, idRange.end)) as unknown;
   const acc = typeof id === 'string' ? accs.get(id) : undefined;
   if (!acc) {
-    run.ctx.log.warn({ source: run.cfg.name, db: run.db, id }, '_bulk_get answered for a document not asked for; ignored');
+    run.ctx.log.warn(
+      { source: run.cfg.name, db: run.db, id },
+      '_bulk_get answered for a document not asked for; ignored',
+    );
     return;
   }
   for (const r of arrayItems(el, docsRange.start, docsRange.end)) {
@@ -169,7 +185,11 @@ function attKey(s: { name: string; digest: string; length: number }): string {
 }
 
 /** The data of every attachment of a document's leaves: reused, or downloaded once per distinct content. */
-async function attachmentData(run: DbRun, item: FetchItem, leaves: LeafAcc[]): Promise<Map<string, StreamRef>> {
+async function attachmentData(
+  run: DbRun,
+  item: FetchItem,
+  leaves: LeafAcc[],
+): Promise<Map<string, StreamRef>> {
   const wanted = new Map<string, { stub: AttStub; revs: string[] }>();
   for (const l of leaves) {
     for (const s of l.stubs) {

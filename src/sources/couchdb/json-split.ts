@@ -137,7 +137,10 @@ function toBuffer(u: Uint8Array): Buffer {
  * arrays), in order, as they arrive. Members before `member` must be small (they are buffered); the rest of
  * the object after the array is read and checked loosely. Throws JsonShapeError on anything else.
  */
-export async function* splitArrayMember(src: AsyncIterable<Uint8Array>, member: string): AsyncGenerator<Buffer> {
+export async function* splitArrayMember(
+  src: AsyncIterable<Uint8Array>,
+  member: string,
+): AsyncGenerator<Buffer> {
   const it = src[Symbol.asyncIterator]();
   let buf = Buffer.alloc(0);
   let pos = 0;
@@ -216,7 +219,6 @@ export async function* splitArrayMember(src: AsyncIterable<Uint8Array>, member: 
         const odd = (stop - 1 - k) % 2 === 1;
         if (q < 0) {
           esc = odd;
-          i = n;
           break;
         }
         i = q + 1;

@@ -61,7 +61,10 @@ function revHash(rev: string): string {
 }
 
 /** CouchDB's leaf order: negative when `a` wins over `b`. */
-export function compareLeaves(a: { rev: string; deleted: boolean }, b: { rev: string; deleted: boolean }): number {
+export function compareLeaves(
+  a: { rev: string; deleted: boolean },
+  b: { rev: string; deleted: boolean },
+): number {
   if (a.deleted !== b.deleted) return a.deleted ? 1 : -1;
   const pa = revPos(a.rev);
   const pb = revPos(b.rev);
@@ -126,7 +129,10 @@ export function checkDocEntry(v: unknown): DocEntry {
 }
 
 /** Wraps a listing so that an entry out of order (a corrupt or foreign listing) is an error, not a bad merge. */
-export async function* inOrder<T extends { id: string }>(src: AsyncIterable<T>, what: string): AsyncGenerator<T> {
+export async function* inOrder<T extends { id: string }>(
+  src: AsyncIterable<T>,
+  what: string,
+): AsyncGenerator<T> {
   let last: string | undefined;
   for await (const e of src) {
     if (last !== undefined && compareIds(last, e.id) >= 0) {

@@ -46,12 +46,19 @@ export async function* localDocRecords(run: DbRun): AsyncGenerator<string> {
       if (typeof row.id !== 'string') continue;
       last = row.id;
       if (!doc || typeof doc !== 'object' || row.id.includes('\0')) continue;
-      const rev = typeof doc._rev === 'string' ? doc._rev : typeof row.value?.rev === 'string' ? row.value.rev : '0-0';
+      const rev =
+        typeof doc._rev === 'string' ? doc._rev : typeof row.value?.rev === 'string' ? row.value.rev : '0-0';
       const raw = Buffer.from(JSON.stringify(doc));
       const ref = await writeBuffer(run.ctx.writer, raw, 'json');
       run.stats.localDocs++;
       run.ctx.progress.bytes += raw.length;
-      const e: DocEntry = { id: row.id, rev, deleted: false, local: true, leaves: [{ rev, deleted: false, body: ref }] };
+      const e: DocEntry = {
+        id: row.id,
+        rev,
+        deleted: false,
+        local: true,
+        leaves: [{ rev, deleted: false, body: ref }],
+      };
       const rec: FetchedRecord = { e };
       yield encodeRecord(row.id, rec);
     }

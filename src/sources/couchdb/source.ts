@@ -1,5 +1,11 @@
 import type { CouchdbSourceConfig } from '../../config/schema.js';
-import type { BackupContext, CouchSourceSnapshot, DbSnapshot, Finding, PartResult } from '../../backup/types.js';
+import type {
+  BackupContext,
+  CouchSourceSnapshot,
+  DbSnapshot,
+  Finding,
+  PartResult,
+} from '../../backup/types.js';
 import { SourceError } from '../../errors.js';
 import { writeStream, type StreamRef } from '../../repo/stream-ref.js';
 import { compareCodePoints, lines } from '../../util/external-sort.js';
@@ -13,7 +19,9 @@ import { backupDb, redactedUrl, storeExpectationsFile } from './database.js';
 const SYSTEM_DBS = new Set(['_users', '_replicator']);
 
 function globToRegExp(glob: string): RegExp {
-  const body = [...glob].map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'))).join('');
+  const body = [...glob]
+    .map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')))
+    .join('');
   return new RegExp(`^${body}$`, 'u');
 }
 
@@ -105,7 +113,13 @@ export async function backupCouchSource(
       } catch (err) {
         if (err instanceof DbGoneError) {
           ctx.log.error({ source: cfg.name, db }, 'database is gone');
-          findings.push({ severity: 'error', code: 'db-gone', source: cfg.name, object: db, message: err.message });
+          findings.push({
+            severity: 'error',
+            code: 'db-gone',
+            source: cfg.name,
+            object: db,
+            message: err.message,
+          });
           continue;
         }
         if (err instanceof CouchHttpError && err.status === 401) throw err;
