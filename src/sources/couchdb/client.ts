@@ -1,6 +1,6 @@
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { CouchdbSourceConfig } from '../../config/schema.js';
-import { messageOf, RegbackupError, SourceError } from '../../errors.js';
+import { InterruptedError, messageOf, RegbackupError, SourceError } from '../../errors.js';
 import { registerSecret } from '../../util/redact.js';
 
 /**
@@ -181,6 +181,12 @@ export class CouchClient {
           }
         });
       } catch (raw) {
+        if (this.opts.signal?.aborted) {
+          throw new InterruptedError(`${this.where(opts.db)}: interrupted`, {
+            source: this.source,
+            db: opts.db,
+          });
+        }
         const err = classify(raw);
         if (!(err instanceof TransientError)) throw err;
         if (attempt >= this.attempts || this.opts.signal?.aborted)

@@ -169,6 +169,8 @@ async function* joinPrevious(run: DbRun, feed: ChangesFeed, previous: DbSnapshot
 
 interface AttemptResult {
   ok: boolean;
+  /** The GET /db taken before the attempt read anything. */
+  startInfo: DbInfo;
   reason?: string;
   seq: CouchSeq;
   counts: ListingCounts;
@@ -331,6 +333,7 @@ async function attempt(
       seq,
       counts,
       info: lastInfo,
+      startInfo: infoStart,
     };
   }
   if (mismatch) {
@@ -349,7 +352,7 @@ async function attempt(
     };
     await pipeline(Readable.from(lines()), createWriteStream(expectationsFile));
   } else await drain(expSorter);
-  return { ok: true, seq, counts, listing, info: lastInfo, expectationsFile };
+  return { ok: true, seq, counts, listing, info: lastInfo, startInfo: infoStart, expectationsFile };
 }
 
 function countMismatch(info: DbInfo, c: ListingCounts): string | undefined {
@@ -439,8 +442,9 @@ export async function backupDb(
   if (info0.props && typeof info0.props === 'object' && !Array.isArray(info0.props)) {
     snap.props = info0.props as Record<string, unknown>;
   }
+  // purge_seq as it was when the read started: a purge during the run then shows on the next one.
   const info: NonNullable<DbSnapshot['info']> = {};
-  if (isSeq(result.info.purge_seq)) info.purgeSeq = result.info.purge_seq;
+  if (isSeq(result.startInfo.purge_seq)) info.purgeSeq = result.startInfo.purge_seq;
   if (typeof result.info.instance_start_time === 'string')
     info.instanceStartTime = result.info.instance_start_time;
   if (typeof result.info.uuid === 'string') info.uuid = result.info.uuid;

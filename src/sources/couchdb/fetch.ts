@@ -70,10 +70,15 @@ export async function fetchBatch(run: DbRun, items: FetchItem[]): Promise<BatchR
   const path = `${run.path}/_bulk_get?revs=true`;
   let accs = new Map<string, DocAcc>();
   run.stats.bulkGetRequests++;
-  await run.client.exchange('POST', path, { db: run.db, body: { docs } }, async (res) => {
+  const opts = { db: run.db, body: { docs }, notFound: 'return' as const, pass: [400, 405] };
+  const refused = await run.client.exchange('POST', path, opts, async (res) => {
+    if (!res.ok) return res.status;
     accs = new Map(items.map((it) => [it.id, { item: it, leaves: new Map() }]));
     try {
-      for await (const el of splitArrayMember(bodyBytes(res), 'results')) await takeResult(run, el, accs);
+      const writes = new WriteWindow();
+      for await (const el of splitArrayMember(bodyBytes(res), 'results'))
+        await takeResult(run, el, accs, writes);
+      await writes.drain();
     } catch (err) {
       if (!(err instanceof JsonShapeError)) throw err;
       throw new SourceError(
@@ -85,7 +90,17 @@ export async function fetchBatch(run: DbRun, items: FetchItem[]): Promise<BatchR
         },
       );
     }
+    return undefined;
   });
+  if (refused !== undefined) {
+    // The database is gone (then GET /db throws DbGoneError), or the server predates _bulk_get (CouchDB 1.x).
+    // Asked here, not while the request slot above was held.
+    await run.client.json('GET', run.path, { db: run.db });
+    throw new SourceError(
+      `${run.client.where(run.db)}: the server has no _bulk_get (HTTP ${refused}); CouchDB 2.0 or later is needed`,
+      { source: run.cfg.name, db: run.db },
+    );
+  }
 
   const out: BatchResult = { records: [], gone: [] };
   await Promise.all(
@@ -132,7 +147,12 @@ export async function fetchBatch(run: DbRun, items: FetchItem[]): Promise<BatchR
   return out;
 }
 
-async function takeResult(run: DbRun, el: Buffer, accs: Map<string, DocAcc>): Promise<void> {
+async function takeResult(
+  run: DbRun,
+  el: Buffer,
+  accs: Map<string, DocAcc>,
+  writes: WriteWindow,
+): Promise<void> {
   const m = objectMembers(el);
   const idRange = m.get('id');
   const docsRange = m.get('docs');
@@ -166,17 +186,50 @@ async function takeResult(run: DbRun, el: Buffer, accs: Map<string, DocAcc>): Pr
     }
     if (acc.leaves.has(body._rev)) continue;
     const deleted = body._deleted === true;
-    const ref = await writeBuffer(run.ctx.writer, raw, 'json');
+    const leaf: LeafAcc = {
+      rev: body._rev,
+      deleted,
+      body: { size: raw.length, chunks: [] }, // replaced when the write below is done
+      stubs: attachmentStubs(run, acc.item.id, body._attachments),
+      tarballs: !deleted && isPackument(body) ? packumentTarballs(body, acc.item.id, run.db) : undefined,
+    };
+    acc.leaves.set(body._rev, leaf);
     run.stats.leavesFetched++;
     run.stats.bodyBytesFetched += raw.length;
     run.ctx.progress.bytes += raw.length;
-    acc.leaves.set(body._rev, {
-      rev: body._rev,
-      deleted,
-      body: ref,
-      stubs: attachmentStubs(run, acc.item.id, body._attachments),
-      tarballs: !deleted && isPackument(body) ? packumentTarballs(body, acc.item.id, run.db) : undefined,
-    });
+    await writes.add(
+      writeBuffer(run.ctx.writer, raw, 'json').then((ref) => {
+        leaf.body = ref;
+      }),
+      raw.length,
+    );
+  }
+}
+
+/**
+ * Body writes in flight for one `_bulk_get` answer: the next bodies are parsed while earlier ones are being
+ * stored, up to 32 bodies or 8 MiB (at least one, whatever its size).
+ */
+export class WriteWindow {
+  private readonly pending: { p: Promise<void>; size: number }[] = [];
+  private bytes = 0;
+
+  async add(p: Promise<void>, size: number): Promise<void> {
+    p.catch(() => undefined); // awaited in order below; this only keeps an early failure from being "unhandled"
+    this.pending.push({ p, size });
+    this.bytes += size;
+    while (this.pending.length > 32 || (this.pending.length > 1 && this.bytes > 8 * 1024 * 1024))
+      await this.shift();
+  }
+
+  private async shift(): Promise<void> {
+    const w = this.pending.shift()!;
+    this.bytes -= w.size;
+    await w.p;
+  }
+
+  async drain(): Promise<void> {
+    while (this.pending.length) await this.shift();
   }
 }
 

@@ -159,6 +159,18 @@ describe('CouchDB source: databases, errors, several databases', () => {
     assert.equal(r.stats.databases, 2);
     await assert.rejects(backupDatabase(cfg, 'doomed', t.ctx()), DbGoneError);
 
+    // Deleted while its own documents are being fetched.
+    await couch.req('PUT', 'doomed2');
+    await couch.put('doomed2', 'x', { x: 1 });
+    await assert.rejects(
+      backupDatabase(cfg, 'doomed2', t.ctx(), undefined, {
+        beforeBulkGet: async () => {
+          await couch.req('DELETE', 'doomed2');
+        },
+      }),
+      (err: Error) => err instanceof DbGoneError && /doomed2/.test(err.message),
+    );
+
     // One sorted expectations stream for all databases.
     await t.writer.flush();
     const reader = await t.restoreReader();
