@@ -142,6 +142,15 @@ export async function* splitArrayMember(
   member: string,
 ): AsyncGenerator<Buffer> {
   const it = src[Symbol.asyncIterator]();
+  try {
+    yield* splitFrom(it, member);
+  } finally {
+    // A consumer that stops early (an error) releases the source (the HTTP answer) at once.
+    await it.return?.();
+  }
+}
+
+async function* splitFrom(it: AsyncIterator<Uint8Array>, member: string): AsyncGenerator<Buffer> {
   let buf = Buffer.alloc(0);
   let pos = 0;
   let ended = false;

@@ -105,15 +105,20 @@ describe('CouchDB source: databases, errors, several databases', () => {
     }
   });
 
-  it('retries transient failures (5xx, dropped connections)', async () => {
+  it('retries transient failures (5xx, dropped connections, an answer cut short)', async () => {
     let failures = 0;
     const proxy = await startProxy(servers.couchdb.baseUrl, (req, res) => {
-      if (req.url?.includes('_bulk_get') && failures < 2) {
+      if (req.url?.includes('_bulk_get') && failures < 3) {
         failures++;
         if (failures === 1) {
           res.writeHead(503, { 'content-type': 'application/json' });
           res.end('{"error":"unavailable"}');
-        } else res.socket?.destroy();
+        } else if (failures === 2) res.socket?.destroy();
+        else {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.write('{"results":[{"id":"left-pad","docs":[{"ok":{"_id":"left-pad","na');
+          setTimeout(() => res.socket?.destroy(), 20);
+        }
         return true;
       }
       return false;
@@ -121,8 +126,24 @@ describe('CouchDB source: databases, errors, several databases', () => {
     try {
       const cfg = sourceConfig(withCredentialsOf(servers.couchdb.url, proxy.url));
       const r = await backupDatabase(cfg, 'alpha', t.ctx(), undefined, { backoffMs: 5 });
-      assert.equal(failures, 2);
+      assert.equal(failures, 3);
       assert.equal(r.db.docCount, 1);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it('gives up on a server that does not answer within the timeout', async () => {
+    const proxy = await startProxy(servers.couchdb.baseUrl, (req) => req.url === '/alpha');
+    try {
+      const cfg = sourceConfig(withCredentialsOf(servers.couchdb.url, proxy.url), { timeout: 150 });
+      await assert.rejects(backupDatabase(cfg, 'alpha', t.ctx(), undefined, fast), (err: Error) => {
+        assert.ok(err instanceof SourceError);
+        assert.match(err.message, /timed out/);
+        assert.match(err.message, /after 2 attempts/);
+        return true;
+      });
+      assert.equal(proxy.seen.filter((r) => r === 'GET /alpha').length, 2);
     } finally {
       await proxy.stop();
     }
