@@ -13,7 +13,8 @@ import { comparePaths } from '../tarballs/walk.js';
 import { rm } from 'node:fs/promises';
 import { CouchClient, CouchHttpError, DbGoneError, type ClientOptions } from './client.js';
 import type { DbBackupOptions } from './context.js';
-import { backupDb, redactedUrl, storeExpectationsFile } from './database.js';
+import { backupDb, redactedUrl } from './database.js';
+import { storeExpectationsFile } from './merge.js';
 
 /** `_users` and `_replicator`: backed up with `includeSystem`, or when named. */
 const SYSTEM_DBS = new Set(['_users', '_replicator']);
