@@ -66,7 +66,7 @@ export async function startServers<O extends ServerOptions>(
     await stop().catch((err: unknown) => console.error('while stopping after a failed start:', err));
     throw failed.reason;
   }
-  return Object.assign(started as Servers<O>, { stop });
+  return Object.assign({}, started as Servers<O>, { stop });
 }
 
 async function stopAll(started: Started): Promise<void> {

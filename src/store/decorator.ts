@@ -1,0 +1,39 @@
+import type { Readable } from 'node:stream';
+import type { ByteRange, ObjectInfo, ObjectStore, PutOptions } from './types.js';
+
+/** Passes every call through to `inner`; decorators override what they change. */
+export abstract class StoreDecorator implements ObjectStore {
+  constructor(protected readonly inner: ObjectStore) {}
+
+  get name(): string {
+    return this.inner.name;
+  }
+
+  get location(): string {
+    return this.inner.location;
+  }
+
+  put(key: string, body: Buffer | Readable, opts?: PutOptions): Promise<void> {
+    return this.inner.put(key, body, opts);
+  }
+
+  get(key: string, range?: ByteRange): Promise<Readable> {
+    return this.inner.get(key, range);
+  }
+
+  getBuffer(key: string, range?: ByteRange): Promise<Buffer> {
+    return this.inner.getBuffer(key, range);
+  }
+
+  stat(key: string): Promise<ObjectInfo | undefined> {
+    return this.inner.stat(key);
+  }
+
+  list(prefix: string): AsyncIterable<ObjectInfo> {
+    return this.inner.list(prefix);
+  }
+
+  delete(key: string): Promise<void> {
+    return this.inner.delete(key);
+  }
+}

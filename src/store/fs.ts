@@ -1,0 +1,280 @@
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, readdir, realpath, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import type { Readable } from 'node:stream';
+import { TargetError, systemCodeOf } from '../errors.js';
+import { toTargetError, type StoreOperation } from './errors.js';
+import { assertValidRange, deferErrors, emptyStream, mapStreamErrors, readAll } from './streams.js';
+import {
+  ObjectNotFoundError,
+  assertValidKey,
+  assertValidPrefix,
+  type ByteRange,
+  type ObjectInfo,
+  type ObjectStore,
+  type PutOptions,
+} from './types.js';
+
+export interface FsStoreOptions {
+  /** The target's name, for messages. */
+  name: string;
+  /** The directory that holds the objects (created on the first put). */
+  root: string;
+}
+
+/** A name that is a valid key segment (the same rule as assertValidKey, for one segment). */
+const KEY_SEGMENT = /^[\x21-\x2e\x30-\x5b\x5d-\x7e]+$/;
+
+/**
+ * Temporary files contain a space, which no key may contain: a temp file can never shadow an object, and
+ * list() can recognize (and skip) those left behind by a crash.
+ */
+const TEMP_PREFIX = '.tmp ';
+
+/**
+ * Objects as files under a root directory; a key's "/" separates directories. Writes are atomic and
+ * durable: a temp file in the same directory, fsync, rename, fsync of the directory. Never touches anything
+ * outside the root: keys cannot climb out (validated), and a symbolic link inside the root that points
+ * elsewhere is refused (its real path is checked) rather than followed.
+ */
+export class FsStore implements ObjectStore {
+  readonly name: string;
+  readonly location: string;
+  private readonly root: string;
+  private realRoot: string | undefined;
+
+  constructor(opts: FsStoreOptions) {
+    this.name = opts.name;
+    this.root = resolve(opts.root);
+    this.location = `file://${this.root}/`;
+  }
+
+  async put(key: string, body: Buffer | Readable, opts: PutOptions = {}): Promise<void> {
+    const path = this.pathOf(key);
+    const dir = dirname(path);
+    let tmp: string | undefined;
+    let fh: FileHandle | undefined;
+    if (!Buffer.isBuffer(body)) deferErrors(body);
+    try {
+      const firstCreated = await mkdir(dir, { recursive: true }).catch((err: unknown) => {
+        throw systemCodeOf(err) === 'EEXIST' || systemCodeOf(err) === 'ENOTDIR' ? this.inTheWay(key) : err;
+      });
+      await this.assertInside(dir);
+      tmp = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
+      fh = await open(
+        tmp,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+        0o644,
+      );
+      let written = 0;
+      if (Buffer.isBuffer(body)) {
+        await fh.writeFile(body);
+        written = body.length;
+      } else {
+        for await (const chunk of body) {
+          const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
+          await fh.write(buf, 0, buf.length);
+          written += buf.length;
+        }
+      }
+      if (opts.size !== undefined && !Buffer.isBuffer(body) && written !== opts.size) {
+        throw new Error(`the body had ${written} bytes, ${opts.size} were announced`);
+      }
+      await fh.sync();
+      await fh.close();
+      fh = undefined;
+      await rename(tmp, path).catch((err: unknown) => {
+        throw systemCodeOf(err) === 'EISDIR' ? this.inTheWay(key) : err;
+      });
+      tmp = undefined;
+      await fsyncDir(dir);
+      // New directories must reach the disk too: their entries live in their parents.
+      if (firstCreated !== undefined) {
+        for (let d = dir; d !== dirname(firstCreated) && d.length >= this.root.length; d = dirname(d)) {
+          await fsyncDir(dirname(d));
+        }
+      }
+    } catch (err) {
+      // Clean-up failures are secondary: the error that matters is `err`.
+      await fh?.close().catch(() => undefined);
+      if (tmp) await unlink(tmp).catch(() => undefined);
+      throw this.fail(err, 'put', key);
+    }
+  }
+
+  async get(key: string, range?: ByteRange): Promise<Readable> {
+    const path = this.pathOf(key);
+    assertValidRange(range);
+    let fh: FileHandle | undefined;
+    try {
+      fh = await this.openObject(path, key);
+      const { size } = await fh.stat();
+      const start = range?.offset ?? 0;
+      const end = range ? Math.min(size, range.offset + range.length) : size; // exclusive
+      if (end <= start) {
+        await fh.close();
+        return emptyStream();
+      }
+      const stream = fh.createReadStream({ start, end: end - 1 });
+      fh = undefined; // the stream closes it
+      return mapStreamErrors(stream, (err) => this.fail(err, 'get', key));
+    } catch (err) {
+      await fh?.close().catch(() => undefined);
+      throw this.fail(err, 'get', key);
+    }
+  }
+
+  async getBuffer(key: string, range?: ByteRange): Promise<Buffer> {
+    return readAll(await this.get(key, range));
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    const path = this.pathOf(key);
+    try {
+      const st = await lstat(path);
+      if (!st.isFile()) return undefined;
+      await this.assertInside(dirname(path));
+      return { key, size: st.size, mtime: st.mtime };
+    } catch (err) {
+      if (isAbsent(err)) return undefined;
+      throw this.fail(err, 'stat', key);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    assertValidPrefix(prefix);
+    const slash = prefix.lastIndexOf('/');
+    const dirKey = slash >= 0 ? prefix.slice(0, slash) : '';
+    const namePrefix = prefix.slice(slash + 1);
+    const dir = dirKey ? join(this.root, ...dirKey.split('/')) : this.root;
+    try {
+      yield* this.walk(dir, dirKey, namePrefix);
+    } catch (err) {
+      throw this.fail(err, 'list', prefix);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    const path = this.pathOf(key);
+    try {
+      await this.assertInside(dirname(path));
+      await unlink(path);
+    } catch (err) {
+      // Absent, or a directory (not an object): nothing to delete.
+      if (isAbsent(err) || systemCodeOf(err) === 'EISDIR') return;
+      throw this.fail(err, 'delete', key);
+    }
+  }
+
+  /** Keys in lexicographic order: a directory sorts as its name + "/", which is where its keys belong. */
+  private async *walk(dir: string, dirKey: string, namePrefix: string): AsyncGenerator<ObjectInfo> {
+    let entries;
+    try {
+      await this.assertInside(dir);
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if (isAbsent(err)) return;
+      throw err;
+    }
+    const items = entries
+      .filter(
+        (e) => e.name.startsWith(namePrefix) && KEY_SEGMENT.test(e.name) && e.name !== '.' && e.name !== '..',
+      )
+      .filter((e) => e.isFile() || e.isDirectory())
+      .map((e) => ({
+        name: e.name,
+        isDir: e.isDirectory(),
+        sortKey: e.isDirectory() ? `${e.name}/` : e.name,
+      }))
+      .sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
+    for (const item of items) {
+      const key = dirKey ? `${dirKey}/${item.name}` : item.name;
+      const path = join(dir, item.name);
+      if (item.isDir) {
+        yield* this.walk(path, key, '');
+        continue;
+      }
+      try {
+        const st = await lstat(path);
+        if (st.isFile()) yield { key, size: st.size, mtime: st.mtime };
+      } catch (err) {
+        if (!isAbsent(err)) throw err; // deleted while listing: not there any more
+      }
+    }
+  }
+
+  private pathOf(key: string): string {
+    assertValidKey(key);
+    const path = join(this.root, ...key.split('/'));
+    const rel = relative(this.root, path);
+    if (rel === '' || rel.startsWith('..') || isAbsolute(rel))
+      throw new Error(`invalid object key ${JSON.stringify(key)}`);
+    return path;
+  }
+
+  /** Opens an object's file for reading without following a symbolic link; absent → ObjectNotFoundError. */
+  private async openObject(path: string, key: string): Promise<FileHandle> {
+    let fh: FileHandle;
+    try {
+      await this.assertInside(dirname(path));
+      fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch (err) {
+      if (isAbsent(err) || systemCodeOf(err) === 'ELOOP') throw new ObjectNotFoundError(this.name, key);
+      throw err;
+    }
+    if (!(await fh.stat()).isFile()) {
+      await fh.close();
+      throw new ObjectNotFoundError(this.name, key);
+    }
+    return fh;
+  }
+
+  /** Refuses a directory whose real path (symbolic links resolved) is not inside the root. */
+  private async assertInside(dir: string): Promise<void> {
+    this.realRoot ??= await realpath(this.root);
+    const real = await realpath(dir);
+    if (real !== this.realRoot && !real.startsWith(this.realRoot + sep)) {
+      throw Object.assign(
+        new Error(`${dir} leads outside the target directory (a symbolic link to ${real})`),
+        {
+          code: 'EPERM',
+        },
+      );
+    }
+  }
+
+  /** A file system cannot hold both `a` and `a/b`: one of them is a file where a directory is needed. */
+  private inTheWay(key: string): TargetError {
+    return new TargetError(
+      `target ${this.name}: cannot put ${key}: a directory and an object would have the same name ` +
+        '(a filesystem target cannot hold both a key and keys below it, such as "a" and "a/b")',
+      { target: this.name, operation: 'put', key, kind: 'rejected', transient: false },
+    );
+  }
+
+  private fail(err: unknown, operation: StoreOperation, key: string): Error {
+    if (err instanceof ObjectNotFoundError) return err;
+    return toTargetError(err, {
+      target: this.name,
+      operation,
+      key,
+      endpoint: this.root,
+      container: 'directory',
+    });
+  }
+}
+
+function isAbsent(err: unknown): boolean {
+  const code = systemCodeOf(err);
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
