@@ -14,7 +14,7 @@ import { catchUp } from '../repo/sync.js';
 import { BlobWriter, type WriterStats } from '../repo/writer.js';
 import { openStore } from '../store/index.js';
 import type { ObjectStore } from '../store/types.js';
-import { backupDatabase, listDatabases } from '../sources/couchdb/index.js';
+import { backupCouchSource } from '../sources/couchdb/index.js';
 import { backupTarballSource } from '../sources/tarballs/source.js';
 import { Progress } from './progress.js';
 import type { BackupContext, CouchSourceSnapshot, DbSnapshot, Finding, TarballSourceSnapshot } from './types.js';
@@ -138,9 +138,11 @@ export async function runBackup(config: Config, opts: BackupOptions = {}): Promi
       checkAbort();
       progress.phase = src.name;
       const before = prev.bySource.get(src.name) as (CouchSourceSnapshot & { snapshot: string }) | undefined;
-      const snap = await backupCouch(src, before, ctx, findings, expectations, logger);
-      sources.push(snap.snapshot);
-      summaries.push(snap.summary);
+      const snap = await backupCouch(src, before, ctx, findings, expectations);
+      if (snap) {
+        sources.push(snap.snapshot);
+        summaries.push(snap.summary);
+      }
     }
     // The tarball parts read the expectations written above: make them readable.
     if (expectations.length) await writer.flush();
@@ -212,41 +214,28 @@ async function backupCouch(
   ctx: (previous?: SourceSnapshot) => BackupContext,
   findings: Finding[],
   expectations: StreamRef[],
-  logger: Logger,
-): Promise<{ snapshot: CouchSourceSnapshot; summary: SourceSummary }> {
-  const url = redactUrl(src.url);
-  let names: string[];
+): Promise<{ snapshot: CouchSourceSnapshot; summary: SourceSummary } | undefined> {
+  let previous: CouchSourceSnapshot | undefined;
+  if (before) {
+    const { snapshot: _id, ...rest } = before;
+    previous = rest as CouchSourceSnapshot;
+  }
   try {
-    names = await listDatabases(src);
+    const r = await backupCouchSource(src, ctx(previous));
+    findings.push(...r.findings);
+    if (r.expectations) expectations.push(r.expectations);
+    return { snapshot: r.snapshot, summary: { name: src.name, kind: 'couchdb', databases: r.snapshot.databases.map(dbSummary) } };
   } catch (err) {
-    if (!(err instanceof RegbackupError)) throw err;
+    if (!(err instanceof RegbackupError) || err instanceof InterruptedError) throw err;
+    // The whole source could not be read (unreachable, credentials refused): keep its previous entry, so that
+    // the snapshot stays complete, and say so.
     findings.push({ severity: 'error', code: 'source-failed', source: src.name, message: err.message });
-    if (!before) throw err;
-    const { snapshot, ...carried } = before;
+    if (!before) return undefined;
     return {
-      snapshot: { ...carried, carriedFrom: snapshot } as CouchSourceSnapshot,
-      summary: { name: src.name, kind: 'couchdb', carriedFrom: snapshot, databases: before.databases.map(dbSummary) },
+      snapshot: { ...previous!, carriedFrom: before.snapshot } as CouchSourceSnapshot,
+      summary: { name: src.name, kind: 'couchdb', carriedFrom: before.snapshot, databases: before.databases.map(dbSummary) },
     };
   }
-  const databases: DbSnapshot[] = [];
-  for (const db of names) {
-    const prevDb = before?.databases.find((d) => d.name === db);
-    try {
-      const r = await backupDatabase(src, db, ctx(before), prevDb);
-      findings.push(...r.findings);
-      if (r.expectations) expectations.push(r.expectations);
-      databases.push(r.db);
-    } catch (err) {
-      if (!(err instanceof RegbackupError)) throw err;
-      logger.error({ source: src.name, db, err: err.message }, 'database backup failed');
-      findings.push({ severity: 'error', code: 'db-failed', source: src.name, object: db, message: err.message });
-      if (prevDb) databases.push({ ...prevDb, carriedFrom: before!.snapshot } as DbSnapshot);
-    }
-  }
-  return {
-    snapshot: { kind: 'couchdb', name: src.name, url, databases },
-    summary: { name: src.name, kind: 'couchdb', databases: databases.map(dbSummary) },
-  };
 }
 
 function dbSummary(d: DbSnapshot): NonNullable<SourceSummary['databases']>[number] {

@@ -24,8 +24,8 @@ export interface PackWorkerInit {
 
 export type JobKind = 'json' | 'bulk' | 'tree';
 
-/** A file is read in pieces of this size (and bulk chunks are this size, so pieces hold whole chunks). */
-export const PIECE_SIZE = 4 * 1024 * 1024;
+/** A file is read in pieces of this size (the default bulk chunk size, so a piece holds whole chunks). */
+export const PIECE_SIZE = 1024 * 1024;
 
 export type Op =
   | { op: 'file'; job: number; path: string; kind: JobKind; size: number; sha1: boolean; sha512: boolean }

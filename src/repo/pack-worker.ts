@@ -111,8 +111,10 @@ function feed(id: number, job: Job, piece: Buffer, end: boolean, pooled?: Buffer
 
 function readNextPiece(id: number, job: Job): void {
   const want = Math.max(0, Math.min(PIECE_SIZE, job.fileSize! - job.offset!));
-  const pooled = freePieces.pop() ?? Buffer.allocUnsafe(PIECE_SIZE);
-  const buf = pooled.subarray(0, want);
+  // Full pieces come from (and go back to) a small pool; a smaller read gets a buffer of its own size, so
+  // that the memory a worker holds matches what the writer budgets for (most tarballs are small).
+  const pooled = want === PIECE_SIZE ? (freePieces.pop() ?? Buffer.allocUnsafe(PIECE_SIZE)) : undefined;
+  const buf = pooled ?? Buffer.allocUnsafe(want);
   let got = 0;
   while (got < want) {
     const n = readSync(job.fd!, buf, got, want - got, job.offset! + got);
@@ -173,7 +175,7 @@ async function decide(id: number, batch: number, store: Uint8Array): Promise<voi
     sizes[job.type].stored += stored.length;
     if (b.size >= init.packSize) seal(job.type);
   }
-  if (piece && freePieces.length < 2) freePieces.push(piece);
+  if (piece && freePieces.length < 4) freePieces.push(piece);
   out.push({ ev: 'consumed', job: id, bytes });
   if (job.fd !== undefined && job.held.size === 0) readNextPiece(id, job);
   if (job.ended && job.held.size === 0) jobs.delete(id);

@@ -31,8 +31,9 @@ export const DEFAULT_CHUNKERS: RepoConfig['chunkers'] = {
   // Packuments and listings: JSON that changes by insertions; ~32 KiB chunks keep edits local and still
   // compress well (zstd on 32 KiB of packument JSON: ~8x).
   json: { kind: 'cdc', min: 8 * 1024, avg: 32 * 1024, max: 128 * 1024 },
-  // Tarballs and attachments: gzip'd and immutable; fixed 4 MiB pieces (most tarballs are one piece).
-  bulk: { kind: 'fixed', size: 4 * 1024 * 1024 },
+  // Tarballs and attachments: gzip'd and immutable; fixed 1 MiB pieces (most tarballs are one piece, and
+  // a writer holds at most one piece per file in memory).
+  bulk: { kind: 'fixed', size: 1024 * 1024 },
 };
 
 /** Where each kind of metadata object lives. */

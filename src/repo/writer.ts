@@ -64,8 +64,6 @@ export interface WriterOptions {
 
 /** Largest piece of a stream sent in one message. */
 const STREAM_PIECE = 1024 * 1024;
-/** Bytes of one stream job in flight at most (more than a bulk chunk, so a chunk can always complete). */
-const STREAM_WINDOW = PIECE_SIZE + 4 * STREAM_PIECE;
 
 interface JobState {
   slot: Slot;
@@ -132,6 +130,8 @@ export class BlobWriter {
   readonly indexKeys: string[] = [];
   /** This writer's spool directory: sealed packs wait here for upload. */
   private readonly spoolDir: string;
+  private readonly maxChunk: number;
+  private readonly streamWindow: number;
 
   constructor(
     private readonly repo: Repository,
@@ -141,11 +141,15 @@ export class BlobWriter {
   ) {
     const n = Math.max(1, opts.workers ?? Math.min(4, os.availableParallelism()));
     this.spoolDir = makeSpoolDir(path.join(repo.cacheDir, 'spool'));
-    this.maxInflight = opts.maxInflight ?? 16 * 1024 * 1024;
+    this.maxInflight = opts.maxInflight ?? 12 * 1024 * 1024;
     this.maxQueuedPacks = opts.maxQueuedPacks ?? 2;
     this.indexEvery = opts.indexEvery ?? 64;
     this.uploadLimit = pLimit(opts.uploadConcurrency ?? 2);
     const c = repo.config;
+    // A worker holds at most one chunk of a job beyond what it has been sent: the largest chunk sets the
+    // per-job windows.
+    this.maxChunk = Math.max(...[c.chunkers.json, c.chunkers.bulk].map((p) => (p.kind === 'fixed' ? p.size : p.max)));
+    this.streamWindow = this.maxChunk + 2 * STREAM_PIECE;
     const init: PackWorkerInit = {
       recipients: { data: c.recipients, tree: [...c.recipients, c.metadataRecipient] },
       packSize: c.packSize,
@@ -159,7 +163,8 @@ export class BlobWriter {
   }
 
   private spawn(init: PackWorkerInit): Slot {
-    const worker = new Worker(new URL('./pack-worker.js', import.meta.url), { workerData: init });
+    // A small young generation: the workers allocate few, short-lived objects; a big one only costs memory.
+    const worker = new Worker(new URL('./pack-worker.js', import.meta.url), { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 8 } });
     const slot: Slot = { worker, ops: [], transfer: [], opBytes: 0, scheduled: false, inflight: 0 };
     worker.on('message', (msg: FromWorker) => {
       for (const ev of msg.events) this.onEvent(slot, ev);
@@ -339,9 +344,9 @@ export class BlobWriter {
   async writeFile(path: string, kind: BlobKind, size: number, opts: { sha1?: boolean; sha512?: boolean } = {}): Promise<FileResult> {
     await this.room();
     const { id, job, done } = this.startJob();
-    // The worker holds one piece of a file at a time.
+    // The worker holds one piece of a file at a time (and at most one chunk across pieces).
     job.file = true;
-    this.account(job, Math.min(size, PIECE_SIZE));
+    this.account(job, Math.min(size, Math.max(PIECE_SIZE, this.maxChunk)));
     this.send(job.slot, { op: 'file', job: id, path, kind, size, sha1: Boolean(opts.sha1), sha512: Boolean(opts.sha512) });
     return done;
   }
@@ -359,7 +364,7 @@ export class BlobWriter {
     let pending: Buffer[] = [];
     let pendingLen = 0;
     const ship = async (end: boolean) => {
-      while (job.inflight > STREAM_WINDOW && !this.failure && this.jobs.has(id)) await new Promise<void>((r) => job.waiters.push(r));
+      while (job.inflight > this.streamWindow && !this.failure && this.jobs.has(id)) await new Promise<void>((r) => job.waiters.push(r));
       if (this.failure) throw this.failure;
       const data = new Uint8Array(pendingLen);
       let at = 0;
@@ -399,7 +404,7 @@ export class BlobWriter {
     this.queuedPacks++;
     const job = this.uploadLimit(async () => {
       if (this.failure) return;
-      await this.fanout.put(packKey(p.type, p.id), () => createReadStream(p.path, { highWaterMark: 1024 * 1024 }), { size: p.size });
+      await this.fanout.put(packKey(p.type, p.id), () => createReadStream(p.path, { highWaterMark: 256 * 1024 }), { size: p.size });
       this.stats.packs++;
       this.stats.packBytes += p.size;
       this.stats.storedBytes += p.storedBytes;

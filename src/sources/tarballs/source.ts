@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import type { TarballSourceConfig } from '../../config/schema.js';
 import { encodeLines, readListing } from '../../backup/listing.js';
 import type { BackupContext, Finding, PartResult, TarballExpectation, TarballSourceSnapshot } from '../../backup/types.js';
-import { messageOf, SourceError, systemCodeOf } from '../../errors.js';
+import { InterruptedError, messageOf, SourceError, systemCodeOf } from '../../errors.js';
 import { refFromChunks, validateRef, writeStream, type StreamRef } from '../../repo/stream-ref.js';
 import { mergeJoin, orderedMap } from '../../util/ordered.js';
 import { isSafeRelativePath, openTarballStore, type TarballStore } from './store.js';
@@ -151,6 +151,7 @@ export async function backupTarballSource(
   let files_ = 0;
   let bytes = 0;
   const process = async (job: Job): Promise<TarballEntry | undefined> => {
+    if (ctx.signal.aborted) throw new InterruptedError(`backup of ${cfg.name} interrupted`);
     const { file, prev: p, exp } = job;
     const unchanged = p && p.size === file.size && (file.etag !== undefined ? p.etag === file.etag : p.mtime === file.mtimeMs);
     let entry: TarballEntry;
