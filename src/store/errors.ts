@@ -11,6 +11,7 @@ export type FailureKind =
   | 'no-bucket'
   | 'unauthenticated'
   | 'forbidden'
+  | 'retained'
   | 'clock-skew'
   | 'throttled'
   | 'timeout'
@@ -171,6 +172,9 @@ export function classify(err: unknown): Failure {
     return f('not-found', false);
   if (name === 'RequestTimeTooSkewed') return f('clock-skew', false);
   if ((name && AUTH_NAMES.has(name)) || status === 401) return f('unauthenticated', false);
+  if ((status === 403 || name === 'AccessDenied') && /retention|object lock|retain/i.test(detail)) {
+    return f('retained', false);
+  }
   if (status === 403 || name === 'AccessDenied') return f('forbidden', false);
   if (throttling || status === 429 || (name && THROTTLE_NAMES.has(name))) return f('throttled', true);
   if (status === 408 || (name && TIMEOUT_NAMES.has(name)) || sysCode === 'ETIMEDOUT')
@@ -233,6 +237,9 @@ export function toTargetError(err: unknown, ctx: FailureContext): TargetError {
       break;
     case 'forbidden':
       what = `access denied${statusText(f)} ${where}: check the credentials and the ${container} policy`;
+      break;
+    case 'retained':
+      what = `the object is under retention${statusText(f)} ${where}: it cannot be changed or deleted before its retention date`;
       break;
     case 'clock-skew':
       what = `the provider rejected the request time${statusText(f)} ${where}: this host's clock is off; sync it (NTP)`;

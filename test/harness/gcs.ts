@@ -1,11 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { Storage } from '@google-cloud/storage';
+import { Storage, type CreateBucketRequest } from '@google-cloud/storage';
 import { startFakeGcs, type FakeGcs, type FakeGcsOptions } from '../fakes/gcs/server.js';
 
 export { startFakeGcs };
 export type { FakeGcs, FakeGcsOptions };
 
 export interface GcsServer {
+  /** The fake itself: failNext() for error injection, listObjects(), readObject(), openUploadSessions(). */
+  fake: FakeGcs;
   /** The fake's base URL: `apiEndpoint` for `new Storage(...)`. */
   url: string;
   projectId: string;
@@ -13,8 +15,11 @@ export interface GcsServer {
   requests: FakeGcs['requests'];
   /** A client for the fake (no credentials: the library skips auth with a custom endpoint). */
   storage(): Storage;
-  /** Creates a bucket (a fresh unique name unless one is given) and returns its name. */
-  createBucket(name?: string): Promise<string>;
+  /**
+   * Creates a bucket (a fresh unique name unless one is given) and returns its name. Options as for
+   * Storage.createBucket, e.g. `{ enableObjectRetention: true }`.
+   */
+  createBucket(name?: string, options?: CreateBucketRequest): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -28,13 +33,14 @@ export async function startGcs(opts: FakeGcsOptions = {}): Promise<GcsServer> {
   const admin = storage();
   let stopped = false;
   return {
+    fake,
     url: fake.url,
     projectId,
     requests: fake.requests,
     storage,
-    async createBucket(name?: string) {
+    async createBucket(name?: string, options?: CreateBucketRequest) {
       const bucket = name ?? `test-${++bucketCounter}-${randomBytes(4).toString('hex')}`;
-      await admin.createBucket(bucket);
+      await admin.createBucket(bucket, options ?? {});
       return bucket;
     },
     async stop() {

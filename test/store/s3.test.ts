@@ -1,9 +1,15 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { describe, it } from 'node:test';
+import { S3Client } from '@aws-sdk/client-s3';
 import { S3Store } from '../../src/store/s3.js';
 import { useServers } from '../harness/index.js';
 import { storeConformance } from './conformance.js';
 
 const servers = useServers({ s3: true });
 
+const MiB = 1024 * 1024;
 let n = 0;
 storeConformance('s3 (s3rver)', {
   async open({ pageSize }) {
@@ -31,4 +37,89 @@ storeConformance('s3 (s3rver)', {
   knownGaps: {
     listOrder: 's3rver walks its directory tree ("a/b" before "a-b"); S3 lists in UTF-8 byte order',
   },
+});
+
+describe('s3 store: provider specifics (against s3rver)', () => {
+  /** A client whose outgoing requests (method, path, headers) are recorded. */
+  function recordingClient() {
+    const client = new S3Client(servers.s3.clientConfig());
+    const sent: Array<{
+      method: string;
+      path: string;
+      query: Record<string, unknown>;
+      headers: Record<string, string>;
+    }> = [];
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        const req = args.request as {
+          method: string;
+          path: string;
+          query: Record<string, unknown>;
+          headers: Record<string, string>;
+        };
+        sent.push({
+          method: req.method,
+          path: req.path,
+          query: { ...req.query },
+          headers: { ...req.headers },
+        });
+        return next(args);
+      },
+      { step: 'finalizeRequest', name: 'record' },
+    );
+    return { client, sent };
+  }
+
+  it('sends Object Lock retention, the storage class and plain byte ranges', async () => {
+    const { client, sent } = recordingClient();
+    try {
+      const store = new S3Store({
+        name: 'aws',
+        bucket: await servers.s3.createBucket(),
+        client,
+        storageClass: 'STANDARD_IA',
+        objectLockMode: 'COMPLIANCE',
+      });
+      const until = new Date('2031-01-02T03:04:05.000Z');
+      await store.put('snapshots/one', Buffer.from('{"a":1}'), { retainUntil: until });
+      const put = sent.find((r) => r.method === 'PUT')!;
+      assert.equal(put.headers['x-amz-object-lock-mode'], 'COMPLIANCE');
+      assert.equal(
+        new Date(put.headers['x-amz-object-lock-retain-until-date']!).toISOString(),
+        until.toISOString(),
+      );
+      assert.equal(put.headers['x-amz-storage-class'], 'STANDARD_IA');
+      assert.ok(put.headers['x-amz-checksum-crc32'], 'Object Lock puts carry a checksum');
+
+      await store.getBuffer('snapshots/one', { offset: 2, length: 3 });
+      assert.equal(sent.at(-1)!.headers.range, 'bytes=2-4');
+      await store.getBuffer('snapshots/one', { offset: 0, length: 1 });
+      assert.equal(sent.at(-1)!.headers.range, 'bytes=0-0');
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('a streamed body larger than one part goes up as a multipart upload', async () => {
+    const { client, sent } = recordingClient();
+    try {
+      const store = new S3Store({
+        name: 'aws',
+        bucket: await servers.s3.createBucket(),
+        client,
+        partSize: 5 * MiB,
+      });
+      const body = randomBytes(11 * MiB);
+      await store.put('packs/multi', Readable.from([body.subarray(0, 4 * MiB), body.subarray(4 * MiB)]));
+      const parts = sent.filter((r) => r.method === 'PUT' && 'partNumber' in r.query);
+      assert.deepEqual(
+        parts.map((r) => r.query.partNumber),
+        ['1', '2', '3'],
+      );
+      assert.equal(sent.filter((r) => r.method === 'POST').length, 2, 'CreateMultipartUpload and Complete');
+      assert.deepEqual(await store.getBuffer('packs/multi'), body);
+    } finally {
+      client.destroy();
+    }
+  });
 });
