@@ -91,6 +91,8 @@ export interface DbSnapshot {
   info?: { purgeSeq?: CouchSeq; instanceStartTime?: string; uuid?: string };
   /** The sorted listing of documents (JSON lines; see docs/FORMAT.md). */
   listing: StreamRef;
+  /** Set when this database could not be read in the run: the entry is the one of that earlier snapshot. */
+  carriedFrom?: string;
 }
 
 export interface CouchSourceSnapshot extends SourceSnapshot {

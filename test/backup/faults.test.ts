@@ -169,6 +169,7 @@ targets:
     await new Promise((r) => setTimeout(r, 700));
     await s3.stop();
     const r = await child;
+    if (r.code !== 6) console.log('STDERR', r.stderr.slice(-3000));
     assert.equal(r.code, 6, r.stderr);
     const out = JSON.parse(r.stdout) as { targets: { name: string; status: string }[] };
     assert.deepEqual(out.targets.map((t) => [t.name, t.status]), [['local', 'ok'], ['aws', 'behind']]);

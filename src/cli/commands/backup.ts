@@ -8,7 +8,7 @@ function summary(r: BackupResult): string {
   const lines: string[] = [];
   lines.push(r.snapshot ? `snapshot ${r.snapshot.id.slice(0, 12)} at ${r.snapshot.time}` : 'no snapshot written');
   lines.push(
-    `read ${formatBytes(s.bytesIn)}: new ${formatBytes(s.newBytes)} (stored as ${formatBytes(s.storedBytes)}), deduplicated ${formatBytes(s.dedupBytes)}; ${s.packs} packs in ${formatDuration(s.durationMs)}`,
+    `read ${formatBytes(s.bytesIn ?? 0)}: new ${formatBytes(s.newBytes ?? 0)} (stored as ${formatBytes(s.storedBytes ?? 0)}), deduplicated ${formatBytes(s.dedupBytes ?? 0)}; ${s.packs ?? 0} packs in ${formatDuration(s.durationMs)}`,
   );
   for (const src of r.sources) {
     const carried = src.carriedFrom ? ` (NOT READ: carried over from ${src.carriedFrom.slice(0, 12)})` : '';

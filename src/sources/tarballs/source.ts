@@ -7,7 +7,7 @@ import { InterruptedError, messageOf, SourceError, systemCodeOf } from '../../er
 import { refFromChunks, validateRef, writeStream, type StreamRef } from '../../repo/stream-ref.js';
 import { mergeJoin, orderedMap } from '../../util/ordered.js';
 import { isSafeRelativePath, openTarballStore, type TarballStore } from './store.js';
-import { comparePaths, type WalkEntry } from './walk.js';
+import { comparePaths, inShard, type Shard, type WalkEntry } from './walk.js';
 import { JobError } from '../../repo/writer.js';
 
 /**
@@ -88,6 +88,7 @@ export async function backupTarballSource(
   ctx: BackupContext,
   expectations: StreamRef[] = [],
   store: TarballStore = openTarballStore(cfg),
+  shard?: Shard,
 ): Promise<PartResult<TarballSourceSnapshot>> {
   const findings: Finding[] = [];
   const counters = { missing: 0, mismatch: 0, verified: 0, unverified: 0, read: 0, reused: 0, problems: 0 };
@@ -98,18 +99,21 @@ export async function backupTarballSource(
     if (f.severity !== 'info') ctx.log.warn({ source: cfg.name, object: f.object, code: f.code }, f.message);
   };
   const prev = ctx.previous as TarballSourceSnapshot | undefined;
+  const only = async function* <T extends { path: string }>(src: AsyncIterable<T>): AsyncGenerator<T> {
+    for await (const e of src) if (inShard(e.path, shard)) yield e;
+  };
   const prevEntries: AsyncIterable<TarballEntry> =
     prev?.listing && ctx.reader
-      ? readListing(ctx.reader, prev.listing, checkEntry, `previous listing of ${cfg.name}`)
+      ? only(readListing(ctx.reader, prev.listing, checkEntry, `previous listing of ${cfg.name}`))
       : (async function* () {})();
   const expected: AsyncIterable<TarballExpectation> =
     expectations.length && ctx.reader
-      ? uniquePaths(mergeExpectations(expectations.map((r) => readListing(ctx.reader!, r, checkExpectation, 'tarball expectations'))))
+      ? only(uniquePaths(mergeExpectations(expectations.map((r) => readListing(ctx.reader!, r, checkExpectation, 'tarball expectations')))))
       : (async function* () {})();
 
   let walked: AsyncIterable<WalkEntry & { etag?: string }>;
   try {
-    walked = store.entries(ctx.tmpDir);
+    walked = store.entries(ctx.tmpDir, shard);
   } catch (err) {
     throw new SourceError(`tarball source ${cfg.name}: cannot list ${store.location}: ${messageOf(err)}`, { source: cfg.name });
   }

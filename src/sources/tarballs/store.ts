@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import type { TarballSourceConfig } from '../../config/schema.js';
 import { S3Store } from '../../store/s3.js';
 import { ExternalSorter } from '../../util/external-sort.js';
-import { walkTree, type WalkEntry } from './walk.js';
+import { inShard, walkTree, type Shard, type WalkEntry } from './walk.js';
 
 /**
  * A tarball store to back up: a directory tree in the registry layout, or an S3 bucket and prefix. Both list
@@ -14,7 +14,8 @@ import { walkTree, type WalkEntry } from './walk.js';
 export interface TarballStore {
   /** Where it is, without credentials (a directory or s3://bucket/prefix). */
   readonly location: string;
-  entries(tmpDir: string): AsyncIterable<WalkEntry & { etag?: string }>;
+  /** Files in listing order (only those of `shard`, when given). */
+  entries(tmpDir: string, shard?: Shard): AsyncIterable<WalkEntry & { etag?: string }>;
   /** The whole file when small (one read), else a stream. */
   read(p: string, size: number): Promise<Buffer | Readable>;
   /** A local file's path, when the store is a directory: the writer's workers then read it themselves. */
@@ -34,8 +35,8 @@ export class DirTarballStore implements TarballStore {
     this.location = path.resolve(root);
   }
 
-  entries(): AsyncIterable<WalkEntry> {
-    return walkTree(this.root);
+  entries(tmpDir: string, shard?: Shard): AsyncIterable<WalkEntry> {
+    return walkTree(this.root, tmpDir, shard);
   }
 
   localPath(p: string): string {
@@ -94,10 +95,11 @@ export class S3TarballStore implements TarballStore {
     this.location = `s3://${s.bucket}/${s.prefix}`;
   }
 
-  async *entries(tmpDir: string): AsyncIterable<WalkEntry & { etag?: string }> {
+  async *entries(tmpDir: string, shard?: Shard): AsyncIterable<WalkEntry & { etag?: string }> {
     // S3 lists in byte order, where "/" is an ordinary character: re-sort into listing order.
     const sorter = new ExternalSorter((r) => (JSON.parse(r) as { k: string }).k, { tmpDir });
     for await (const o of this.store.list('')) {
+      if (!inShard(o.key, shard)) continue;
       await sorter.add(JSON.stringify({ k: o.key.replaceAll('/', '\0'), p: o.key, s: o.size, m: o.mtime?.getTime() ?? 0, e: o.etag }));
     }
     for await (const r of sorter.sorted()) {

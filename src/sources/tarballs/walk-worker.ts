@@ -1,9 +1,9 @@
 /** Worker thread of walkTree (walk.ts): walks with synchronous calls, sends entries in batches on request. */
 import { parentPort, workerData } from 'node:worker_threads';
 import { systemCodeOf } from '../../errors.js';
-import { walkTreeHere, type WalkEntry, type WalkMessage } from './walk.js';
+import { walkTreeHere, type Shard, type WalkEntry, type WalkMessage } from './walk.js';
 
-const { root, tmpDir, batch } = workerData as { root: string; tmpDir?: string; batch: number };
+const { root, tmpDir, batch, shard } = workerData as { root: string; tmpDir?: string; batch: number; shard?: Shard };
 const port = parentPort!;
 /** Batches sent and not yet asked for again: the walk stays at most this far ahead of its consumer. */
 let credit = 2;
@@ -18,7 +18,7 @@ const send = (m: WalkMessage) => port.postMessage(m);
 async function main(): Promise<void> {
   let entries: WalkEntry[] = [];
   try {
-    for await (const e of walkTreeHere(root, tmpDir)) {
+    for await (const e of walkTreeHere(root, tmpDir, shard)) {
       entries.push(e);
       if (entries.length >= batch) {
         while (credit === 0) await new Promise<void>((r) => (resume = r));

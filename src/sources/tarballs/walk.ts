@@ -37,6 +37,23 @@ export function comparePaths(a: string, b: string): number {
   return compareCodePoints(a.replaceAll('/', '\0'), b.replaceAll('/', '\0'));
 }
 
+/**
+ * A part of a tree: the paths whose first component lies in [from, to) (code point order; an absent bound is
+ * open). Such a part is one contiguous stretch of the listing order, so the listings of consecutive shards,
+ * concatenated, are the listing of the whole tree.
+ */
+export interface Shard {
+  from?: string;
+  to?: string;
+}
+
+export function inShard(p: string, shard: Shard | undefined): boolean {
+  if (!shard) return true;
+  const slash = p.indexOf('/');
+  const top = slash < 0 ? p : p.slice(0, slash);
+  return (shard.from === undefined || compareCodePoints(top, shard.from) >= 0) && (shard.to === undefined || compareCodePoints(top, shard.to) < 0);
+}
+
 const IN_MEMORY_DIR = 50_000;
 
 type Named = { name: string; type: 'd' | 'f' | 'l' | 'o' };
@@ -69,12 +86,12 @@ function problemOf(err: unknown): string {
 }
 
 /** The walk itself, synchronous calls inside an async generator (run it in a worker: see walkTree). */
-export async function* walkTreeHere(root: string, tmpDir?: string): AsyncGenerator<WalkEntry> {
+export async function* walkTreeHere(root: string, tmpDir?: string, shard?: Shard): AsyncGenerator<WalkEntry> {
   const realRoot = realpathSync(root);
-  yield* walkDir(root, realRoot, '', tmpDir);
+  yield* walkDir(root, realRoot, '', tmpDir, shard);
 }
 
-async function* walkDir(root: string, realRoot: string, rel: string, tmpDir?: string): AsyncGenerator<WalkEntry> {
+async function* walkDir(root: string, realRoot: string, rel: string, tmpDir?: string, shard?: Shard): AsyncGenerator<WalkEntry> {
   const abs = rel ? path.join(root, rel) : root;
   let names: AsyncGenerator<Named>;
   try {
@@ -91,6 +108,7 @@ async function* walkDir(root: string, realRoot: string, rel: string, tmpDir?: st
     return;
   }
   for await (const e of names) {
+    if (!rel && !inShard(e.name, shard)) continue;
     const relPath = rel ? `${rel}/${e.name}` : e.name;
     // Names with NUL or newlines cannot be stored safely in a listing (and no registry makes them).
     if (/[\0\n\r]/.test(e.name)) {
@@ -139,8 +157,8 @@ const BATCH = 512;
  * Walks `root` in a worker thread and yields its entries in listing order. The worker walks ahead by at most
  * a few batches (it waits for the consumer), so memory stays bounded.
  */
-export async function* walkTree(root: string, tmpDir?: string): AsyncGenerator<WalkEntry> {
-  const worker = new Worker(new URL('./walk-worker.js', import.meta.url), { workerData: { root, tmpDir, batch: BATCH } });
+export async function* walkTree(root: string, tmpDir?: string, shard?: Shard): AsyncGenerator<WalkEntry> {
+  const worker = new Worker(new URL('./walk-worker.js', import.meta.url), { workerData: { root, tmpDir, batch: BATCH, shard } });
   const queue: WalkMessage[] = [];
   let wake: (() => void) | undefined;
   let failed: Error | undefined;

@@ -132,7 +132,7 @@ describe('tarball store backup', () => {
     const inner = new DirTarballStore(root);
     const failing: TarballStore = {
       location: inner.location,
-      entries: () => inner.entries(),
+      entries: (tmp: string) => inner.entries(tmp),
       async read(p: string, size: number): Promise<Buffer | Readable> {
         if (p === 'left-pad/-/left-pad-1.4.0.tgz') throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' });
         return inner.read(p, size);

@@ -1,0 +1,242 @@
+import type { Config } from '../config/schema.js';
+import { ExitCode, InterruptedError, RegbackupError, SourceError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { newManifest, sealSnapshot, type SourceSnapshot } from '../repo/snapshot.js';
+import { chunkIds, refFromChunks, type StreamRef } from '../repo/stream-ref.js';
+import type { WriterStats } from '../repo/writer.js';
+import { backupDatabase, CouchHttpError, DbGoneError } from '../sources/couchdb/index.js';
+import { backupTarballSource } from '../sources/tarballs/source.js';
+import type { BackupPart, BackupPlan, Session } from './plan.js';
+import { Progress } from './progress.js';
+import type { BackupContext, CouchSourceSnapshot, DbSnapshot, Finding, TarballSourceSnapshot } from './types.js';
+
+/** What one part of a run produced (plain JSON: it travels through BullMQ from a worker to the commit). */
+export interface PartOutcome {
+  part: BackupPart;
+  db?: DbSnapshot;
+  tarballs?: TarballSourceSnapshot;
+  expectations?: StreamRef;
+  findings: Finding[];
+  /** The whole source failed in this part (unreachable, credentials refused): carried over at commit. */
+  sourceError?: string;
+  /** Targets that failed while this part wrote. */
+  behind: Record<string, string>;
+  stats: Partial<WriterStats>;
+}
+
+export interface PartOptions {
+  /** Expectation streams of stage 1, for tarball parts. */
+  expectations?: StreamRef[];
+  progress?: Progress;
+  signal?: AbortSignal;
+  logger: Logger;
+  /** Flush the writer at the end (a part done by its own process must; in-process runs flush once). */
+  flush?: boolean;
+}
+
+/** Does one part of a planned run with `session`'s writer. */
+export async function runPart(config: Config, plan: BackupPlan, part: BackupPart, session: Session, opts: PartOptions): Promise<PartOutcome> {
+  const signal = opts.signal ?? new AbortController().signal;
+  const prev = plan.previous[part.source];
+  const ctx: BackupContext = {
+    writer: session.writer,
+    reader: session.reader,
+    previous: prev?.entry,
+    progress: opts.progress ?? new Progress(),
+    log: opts.logger,
+    tmpDir: session.tmpDir,
+    signal,
+  };
+  const out: PartOutcome = { part, findings: [], behind: {}, stats: {} };
+  const before = { ...session.writer.stats };
+  if (part.kind === 'couchdb') {
+    const cfg = config.sources.couchdb.find((s) => s.name === part.source);
+    if (!cfg) throw new SourceError(`no CouchDB source named ${part.source} in the configuration`);
+    const prevDb = (prev?.entry as CouchSourceSnapshot | undefined)?.databases?.find((d) => d.name === part.db);
+    ctx.progress.phase = `${part.source}/${part.db}`;
+    try {
+      const r = await backupDatabase(cfg, part.db, ctx, prevDb);
+      out.db = r.db;
+      out.findings.push(...r.findings);
+      if (r.expectations) out.expectations = r.expectations;
+    } catch (err) {
+      if (err instanceof InterruptedError || !(err instanceof RegbackupError)) throw err;
+      if (err instanceof DbGoneError) {
+        out.findings.push({ severity: 'error', code: 'db-gone', source: part.source, object: part.db, message: err.message });
+      } else if (err instanceof CouchHttpError && (err.status === 401 || err.status === 403)) {
+        out.sourceError = err.message;
+      } else {
+        out.findings.push({ severity: 'error', code: 'db-failed', source: part.source, object: part.db, message: `${err.message}${prevDb ? ' (its entry of the previous snapshot is kept)' : ''}` });
+        if (prevDb) out.db = { ...prevDb, carriedFrom: prev!.snapshot } as DbSnapshot;
+      }
+    }
+  } else {
+    const cfg = config.sources.tarballs.find((s) => s.name === part.source);
+    if (!cfg) throw new SourceError(`no tarball source named ${part.source} in the configuration`);
+    ctx.progress.phase = part.count > 1 ? `${part.source} ${part.index + 1}/${part.count}` : part.source;
+    try {
+      const r = await backupTarballSource(cfg, ctx, opts.expectations ?? [], undefined, part.shard);
+      out.tarballs = r.snapshot;
+      out.findings.push(...r.findings);
+    } catch (err) {
+      if (err instanceof InterruptedError || !(err instanceof SourceError)) throw err;
+      out.sourceError = err.message;
+    }
+  }
+  if (opts.flush) await session.writer.flush();
+  for (const [t, e] of session.fanout.failed) out.behind[t] = e.message;
+  for (const k of Object.keys(before) as (keyof WriterStats)[]) out.stats[k] = session.writer.stats[k] - before[k];
+  return out;
+}
+
+export interface TargetReport {
+  name: string;
+  status: 'ok' | 'behind';
+  error?: string;
+  /** Bytes written to it by the committing process (packs, index objects, snapshot) and catch-up copies. */
+  bytesWritten: number;
+  caughtUp?: { objects: number; bytes: number };
+}
+
+export interface SourceSummary {
+  name: string;
+  kind: string;
+  /** Carried over unchanged from an earlier snapshot because it could not be read this time. */
+  carriedFrom?: string;
+  databases?: Pick<DbSnapshot, 'name' | 'seq' | 'mode' | 'fullReason' | 'docCount' | 'deletedCount' | 'conflictCount' | 'attachmentCount' | 'carriedFrom'>[];
+  files?: number;
+  bytes?: number;
+}
+
+export interface BackupResult {
+  runId: string;
+  snapshot?: { id: string; time: string; key: string };
+  targets: TargetReport[];
+  sources: SourceSummary[];
+  findings: Finding[];
+  stats: Partial<WriterStats> & { durationMs: number };
+  exitCode: ExitCode;
+}
+
+const dbSummary = (d: DbSnapshot): NonNullable<SourceSummary['databases']>[number] => ({
+  name: d.name,
+  seq: d.seq,
+  mode: d.mode,
+  ...(d.fullReason ? { fullReason: d.fullReason } : {}),
+  docCount: d.docCount,
+  deletedCount: d.deletedCount,
+  conflictCount: d.conflictCount,
+  attachmentCount: d.attachmentCount,
+  ...(d.carriedFrom ? { carriedFrom: d.carriedFrom } : {}),
+});
+
+/**
+ * Commits a run: assembles every part's outcome into one snapshot — complete on its own: a source that could
+ * not be read is carried over from its previous entry — and writes it to every target that has all the
+ * run's data.
+ */
+export async function commitBackup(config: Config, plan: BackupPlan, outcomes: PartOutcome[], session: Session, logger: Logger): Promise<BackupResult> {
+  const findings: Finding[] = [...plan.failed];
+  const sources: SourceSnapshot[] = [];
+  const summaries: SourceSummary[] = [];
+  const behind = new Map<string, string>(Object.entries(plan.behind));
+  for (const o of outcomes) {
+    findings.push(...o.findings);
+    for (const [t, e] of Object.entries(o.behind)) behind.set(t, e);
+  }
+  const carry = (name: string, kind: string, why: string) => {
+    findings.push({ severity: 'error', code: 'source-failed', source: name, message: why });
+    const prev = plan.previous[name];
+    if (!prev) return;
+    sources.push({ ...prev.entry, carriedFrom: prev.snapshot });
+    const e = prev.entry as { databases?: DbSnapshot[]; files?: number; bytes?: number };
+    summaries.push({ name, kind, carriedFrom: prev.snapshot, databases: e.databases?.map(dbSummary), files: e.files, bytes: e.bytes });
+  };
+
+  for (const { name } of plan.sources.filter((x) => x.kind === 'couchdb')) {
+    const src = config.sources.couchdb.find((c) => c.name === name);
+    if (!src) throw new SourceError(`no CouchDB source named ${name} in the configuration`);
+    const parts = outcomes.filter((o) => o.part.kind === 'couchdb' && o.part.source === src.name);
+    const listingFailure = plan.failed.find((f) => f.source === src.name);
+    if (listingFailure) {
+      findings.splice(findings.indexOf(listingFailure), 1);
+      carry(src.name, 'couchdb', listingFailure.message);
+      continue;
+    }
+    const fatal = parts.find((o) => o.sourceError);
+    if (fatal) {
+      carry(src.name, 'couchdb', fatal.sourceError!);
+      continue;
+    }
+    const databases = parts.map((o) => o.db).filter((d): d is DbSnapshot => Boolean(d));
+    const prev = plan.previous[src.name]?.entry as CouchSourceSnapshot | undefined;
+    for (const old of prev?.databases ?? []) {
+      if (!parts.some((o) => o.part.kind === 'couchdb' && o.part.db === old.name)) {
+        findings.push({ severity: 'warning', code: 'db-removed', source: src.name, object: old.name, message: `database ${old.name} was in the previous snapshot and is not backed up now (deleted, or no longer selected)` });
+      }
+    }
+    const url = new URL(src.url);
+    url.username = '';
+    url.password = '';
+    sources.push({ kind: 'couchdb', name: src.name, url: url.toString().replace(/\/+$/, ''), databases } satisfies CouchSourceSnapshot);
+    summaries.push({ name: src.name, kind: 'couchdb', databases: databases.map(dbSummary) });
+  }
+
+  for (const { name } of plan.sources.filter((x) => x.kind === 'tarballs')) {
+    const src = config.sources.tarballs.find((c) => c.name === name);
+    if (!src) throw new SourceError(`no tarball source named ${name} in the configuration`);
+    const parts = outcomes.filter((o) => o.part.kind === 'tarballs' && o.part.source === src.name).sort((a, b) => (a.part as { index: number }).index - (b.part as { index: number }).index);
+    if (parts.length === 0) continue;
+    const fatal = parts.find((o) => o.sourceError);
+    if (fatal) {
+      carry(src.name, 'tarballs', fatal.sourceError!);
+      continue;
+    }
+    const shards = parts.map((o) => o.tarballs!);
+    let listing = shards[0]!.listing;
+    if (shards.length > 1) {
+      // Consecutive shards' listings, concatenated, are the store's listing: chunk lists are joined as they are.
+      const ids: Buffer[] = [];
+      let size = 0;
+      for (const s of shards) {
+        for await (const id of chunkIds(session.reader, s.listing)) ids.push(Buffer.from(id));
+        size += s.listing.size;
+      }
+      listing = await refFromChunks(session.writer, { size, ids });
+    }
+    const sum = (k: 'files' | 'bytes' | 'missing' | 'mismatches') => shards.reduce((n, s) => n + ((s[k] as number | undefined) ?? 0), 0);
+    sources.push({ kind: 'tarballs', name: src.name, location: shards[0]!.location, files: sum('files'), bytes: sum('bytes'), missing: sum('missing'), mismatches: sum('mismatches'), listing } satisfies TarballSourceSnapshot);
+    summaries.push({ name: src.name, kind: 'tarballs', files: sum('files'), bytes: sum('bytes') });
+  }
+  if (sources.length === 0) throw new SourceError(`no source could be read: ${findings.map((f) => f.message).join('; ')}`);
+
+  // Everything the snapshot refers to is stored (and indexed) on every target still in the run; then the snapshot.
+  await session.writer.flush();
+  for (const [t, e] of session.fanout.failed) behind.set(t, e.message);
+  for (const t of behind.keys()) if (!session.fanout.failed.has(t)) session.fanout.fail(t, new Error(behind.get(t)!));
+  const stats: Partial<WriterStats> & { durationMs: number } = { durationMs: Date.now() - Date.parse(plan.started) };
+  for (const o of outcomes) for (const [k, v] of Object.entries(o.stats) as [keyof WriterStats, number][]) stats[k] = (stats[k] ?? 0) + v;
+  const manifest = newManifest(session.repo, sources, { ...(plan.parent ? { parent: plan.parent } : {}), stats: stats as Record<string, number> });
+  const sealed = await sealSnapshot(session.repo, manifest);
+  await session.fanout.put(sealed.key, sealed.bytes);
+  for (const [t, e] of session.fanout.failed) behind.set(t, e.message);
+
+  const targets: TargetReport[] = config.targets.map((t) => ({
+    name: t.name,
+    status: behind.has(t.name) || !(plan.targets.includes(t.name) || t.name in plan.behind) ? 'behind' : 'ok',
+    ...(behind.has(t.name) ? { error: behind.get(t.name) } : {}),
+    bytesWritten: (session.fanout.written.get(t.name) ?? 0) + (plan.caughtUp[t.name]?.bytes ?? 0),
+    ...(plan.caughtUp[t.name] ? { caughtUp: plan.caughtUp[t.name] } : {}),
+  }));
+  const partial = targets.some((t) => t.status !== 'ok') || findings.some((f) => f.severity === 'error');
+  logger.info({ snapshot: sealed.id, partial }, 'snapshot committed');
+  return {
+    runId: plan.runId,
+    snapshot: { id: sealed.id, time: manifest.time, key: sealed.key },
+    targets,
+    sources: summaries,
+    findings,
+    stats,
+    exitCode: partial ? ExitCode.partial : ExitCode.ok,
+  };
+}

@@ -1,0 +1,223 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { mkdtemp, opendir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Config, TarballSourceConfig } from '../config/schema.js';
+import { messageOf, RegbackupError, SourceError, TargetError } from '../errors.js';
+import { log as rootLog, type Logger } from '../log.js';
+import type { BlobIndex } from '../repo/blob-index.js';
+import { Fanout } from '../repo/fanout.js';
+import { loadWorkerKey } from '../repo/keys.js';
+import { BlobReader } from '../repo/reader.js';
+import { defaultCacheRoot, Repository } from '../repo/repository.js';
+import { listSnapshots, loadSnapshot, type SnapshotManifest, type SourceSnapshot } from '../repo/snapshot.js';
+import { catchUp } from '../repo/sync.js';
+import { BlobWriter } from '../repo/writer.js';
+import { openStore } from '../store/index.js';
+import type { ObjectStore } from '../store/types.js';
+import { listDatabases } from '../sources/couchdb/index.js';
+import type { Shard } from '../sources/tarballs/walk.js';
+import { compareCodePoints } from '../util/external-sort.js';
+import type { Finding } from './types.js';
+
+/**
+ * A backup run, planned (docs: README "Scale-out"): the parts it is made of, so that one process or many
+ * (BullMQ workers) can do them. Stage 1 is every CouchDB database; stage 2 the tarball stores (after the
+ * packuments: they check tarballs against them), split into shards by top-level name; the commit writes the
+ * snapshot once every part is done. A plan is plain JSON.
+ */
+export type BackupPart =
+  | { kind: 'couchdb'; source: string; db: string }
+  | { kind: 'tarballs'; source: string; shard?: Shard; index: number; count: number };
+
+export interface BackupPlan {
+  runId: string;
+  started: string;
+  /** The newest snapshot when the run started. */
+  parent?: string;
+  /** Per source name: its entry in the newest snapshot that has it, and that snapshot's ID. */
+  previous: Record<string, { snapshot: string; entry: SourceSnapshot }>;
+  /** Targets written by this run, and those left behind (with why). */
+  targets: string[];
+  behind: Record<string, string>;
+  /** Objects copied to targets that had missed earlier runs. */
+  caughtUp: Record<string, { objects: number; bytes: number }>;
+  /** The sources of this run, in configuration order. */
+  sources: { name: string; kind: 'couchdb' | 'tarballs' }[];
+  stage1: BackupPart[];
+  stage2: BackupPart[];
+  /** Sources that could not even be listed (their previous entry is carried over at commit). */
+  failed: Finding[];
+}
+
+export interface PlanOptions {
+  /** Only these sources (by name); default all. */
+  sources?: string[];
+  /** Shards per tarball store (directories only; default 1). */
+  tarballShards?: number;
+  logger?: Logger;
+  /** The targets' stores (default: opened from the configuration). */
+  stores?: ObjectStore[];
+}
+
+export function selectedSources(config: Config, names?: string[]) {
+  for (const n of names ?? []) {
+    if (![...config.sources.couchdb, ...config.sources.tarballs].some((s) => s.name === n)) {
+      throw new SourceError(`no source named ${n} in the configuration`);
+    }
+  }
+  const wanted = (name: string) => !names?.length || names.includes(name);
+  const couch = config.sources.couchdb.filter((s) => wanted(s.name));
+  const tarballs = config.sources.tarballs.filter((s) => wanted(s.name));
+  if (couch.length + tarballs.length === 0) throw new SourceError('no source to back up (the configuration lists none)');
+  return { couch, tarballs };
+}
+
+/** What a process needs to do parts of a run: the repository, its index, a writer to the run's targets. */
+export interface Session {
+  repo: Repository;
+  index: BlobIndex;
+  fanout: Fanout;
+  writer: BlobWriter;
+  reader: BlobReader;
+  tmpDir: string;
+  close(): Promise<void>;
+}
+
+/** Opens the repository on `targets` (names) with the worker key, for a plan's parts or commit. */
+export async function openSession(config: Config, targets: string[], opts: { workers?: number; stores?: ObjectStore[] } = {}): Promise<Session> {
+  const worker = await loadWorkerKey(config.keys);
+  const all = opts.stores ?? config.targets.map((t) => openStore(t));
+  const stores = all.filter((s) => targets.includes(s.name));
+  if (stores.length === 0) throw new TargetError('no target to write to');
+  // Repository.open throws when no target answers; one that stopped answering since the plan is left behind.
+  const { repo, unreachable } = await Repository.open(stores, { worker }, { cacheRoot: config.cache ?? defaultCacheRoot() });
+  const index = await repo.loadIndex(repo.targets[0]);
+  const fanout = new Fanout(repo.targets);
+  for (const u of unreachable) fanout.fail(u.target, u.error);
+  const writer = new BlobWriter(repo, index, fanout, { workers: opts.workers });
+  const reader = new BlobReader(repo, index, repo.targets);
+  mkdirSync(repo.cacheDir, { recursive: true });
+  const tmpDir = await mkdtemp(path.join(repo.cacheDir, 'tmp-'));
+  return {
+    repo,
+    index,
+    fanout,
+    writer,
+    reader,
+    tmpDir,
+    async close() {
+      await writer.close();
+      repo.close();
+      await rm(tmpDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Plans a run: catches up targets that missed earlier runs, finds each source's previous entry, lists the
+ * databases, and cuts the tarball stores into shards.
+ */
+export async function planBackup(config: Config, opts: PlanOptions = {}): Promise<BackupPlan> {
+  const logger = opts.logger ?? rootLog();
+  const { couch, tarballs } = selectedSources(config, opts.sources);
+  const worker = await loadWorkerKey(config.keys);
+  const stores = opts.stores ?? config.targets.map((t) => openStore(t));
+  const { repo, unreachable } = await Repository.open(stores, { worker }, { cacheRoot: config.cache ?? defaultCacheRoot() });
+  const behind: Record<string, string> = {};
+  for (const u of unreachable) {
+    behind[u.target] = u.error.message;
+    logger.error({ target: u.target, err: u.error.message }, `target ${u.target} cannot be read; it is left behind this run`);
+  }
+  try {
+    const index = await repo.loadIndex(repo.targets[0]);
+    const sync = await catchUp(repo.targets, { packHash: (id) => index.packById(id)?.sha256 });
+    for (const [t, e] of sync.failed) behind[t] = e.message;
+    const live = repo.targets.filter((t) => !(t.name in behind));
+    if (live.length === 0) throw new TargetError(`no target can be written (${Object.entries(behind).map(([n, e]) => `${n}: ${e}`).join('; ')})`);
+
+    const previous = await previousEntries(repo, live[0]!, [...couch, ...tarballs].map((s) => s.name), logger);
+    const failed: Finding[] = [];
+    const stage1: BackupPart[] = [];
+    for (const src of couch) {
+      try {
+        for (const db of await listDatabases(src)) stage1.push({ kind: 'couchdb', source: src.name, db });
+      } catch (err) {
+        if (!(err instanceof RegbackupError)) throw err;
+        failed.push({ severity: 'error', code: 'source-failed', source: src.name, message: err.message });
+      }
+    }
+    const stage2: BackupPart[] = [];
+    for (const src of tarballs) {
+      const shards = await planShards(src, opts.tarballShards ?? 1);
+      shards.forEach((shard, index) => stage2.push({ kind: 'tarballs', source: src.name, ...(shard.from || shard.to ? { shard } : {}), index, count: shards.length }));
+    }
+    const caughtUp: BackupPlan['caughtUp'] = {};
+    for (const [t, c] of sync.copied) if (c.objects) caughtUp[t] = c;
+    return {
+      runId: randomBytes(8).toString('hex'),
+      started: new Date().toISOString(),
+      parent: previous.latest,
+      previous: previous.bySource,
+      targets: live.map((t) => t.name),
+      behind,
+      caughtUp,
+      sources: [...couch.map((c) => ({ name: c.name, kind: 'couchdb' as const })), ...tarballs.map((t) => ({ name: t.name, kind: 'tarballs' as const }))],
+      stage1,
+      stage2,
+      failed,
+    };
+  } finally {
+    repo.close();
+  }
+}
+
+async function previousEntries(repo: Repository, store: ObjectStore, names: string[], logger: Logger): Promise<{ latest?: string; bySource: BackupPlan['previous'] }> {
+  const list = await listSnapshots(store);
+  const bySource: BackupPlan['previous'] = {};
+  const latest = list[list.length - 1]?.id;
+  for (let i = list.length - 1; i >= 0 && i >= list.length - 50; i--) {
+    if (names.every((n) => n in bySource)) break;
+    let m: SnapshotManifest;
+    try {
+      m = await loadSnapshot(repo, store, list[i]!);
+    } catch (err) {
+      logger.warn({ snapshot: list[i]!.id, err: messageOf(err) }, 'an earlier snapshot cannot be read; skipping it for incremental state');
+      continue;
+    }
+    for (const s of m.sources) if (!(s.name in bySource)) bySource[s.name] = { snapshot: list[i]!.id, entry: s };
+  }
+  return { latest, bySource };
+}
+
+/**
+ * Cuts a tarball store into `n` shards of about equal numbers of top-level names (grouped by first
+ * character, so planning reads only the top directory and keeps no names). S3 stores are one shard.
+ */
+export async function planShards(src: TarballSourceConfig, n: number): Promise<Shard[]> {
+  if (n <= 1 || !('path' in src)) return [{}];
+  const counts = new Map<string, number>();
+  let total = 0;
+  try {
+    for await (const e of await opendir(src.path, { bufferSize: 1024 })) {
+      const c = String.fromCodePoint(e.name.codePointAt(0)!);
+      counts.set(c, (counts.get(c) ?? 0) + 1);
+      total++;
+    }
+  } catch {
+    return [{}]; // the part itself reports the unreadable directory
+  }
+  const chars = [...counts.keys()].sort(compareCodePoints);
+  const shards: Shard[] = [];
+  let from: string | undefined;
+  let acc = 0;
+  for (const c of chars) {
+    if (acc >= (total / n) * (shards.length + 1) && shards.length < n - 1) {
+      shards.push({ ...(from ? { from } : {}), to: c });
+      from = c;
+    }
+    acc += counts.get(c)!;
+  }
+  shards.push(from ? { from } : {});
+  return shards;
+}
