@@ -5,8 +5,10 @@ import { registerKeys } from './keys.js';
 import { registerInit } from './init.js';
 import { registerBackup } from './backup.js';
 import { registerSnapshots } from './snapshots.js';
+import { registerRestore } from './restore.js';
+import { registerDump } from './dump.js';
 
 /** Each subcommand lives in its own file and registers itself on the program. */
 export type RegisterCommand = (program: Command, ctx: () => CliContext) => void;
 
-export const commands: RegisterCommand[] = [registerConfig, registerKeys, registerInit, registerBackup, registerSnapshots];
+export const commands: RegisterCommand[] = [registerConfig, registerKeys, registerInit, registerBackup, registerSnapshots, registerRestore, registerDump];

@@ -1,0 +1,329 @@
+import { isDeepStrictEqual } from 'node:util';
+import type { Progress } from '../src/backup/progress.js';
+import { readListing } from '../src/backup/listing.js';
+import type { DbSnapshot } from '../src/backup/types.js';
+import { DestinationError, IntegrityError, messageOf } from '../src/errors.js';
+import type { BlobReader } from '../src/repo/reader.js';
+import type { StreamRef } from '../src/repo/stream-ref.js';
+import { dbPath, docPath } from '../src/sources/couchdb/client.js';
+import { checkDocEntry, compareIds, type DocEntry } from '../src/sources/couchdb/listing.js';
+import { bodyMembers } from './couch-body.js';
+import { reasonOf, type CouchDestination } from './couch-http.js';
+import { verifyDatabase } from './couch-verify.js';
+import { DocWriter, type AttachmentMode } from './couch-write.js';
+import type { BlobFetcher } from './fetch.js';
+import { prefetch, StreamBytes } from './prefetch.js';
+import type { Journal } from './state.js';
+import type { Check, DbPlanCounts, DbReport } from './types.js';
+
+/** One database of the snapshot to restore. */
+export interface DbJob {
+  /** The CouchDB source (its name in the snapshot). */
+  source: string;
+  db: DbSnapshot;
+  /** The database to write. */
+  dest: string;
+  /** Only these document IDs (`--package`). */
+  packages?: Set<string>;
+}
+
+export interface DbPlan {
+  job: DbJob;
+  exists: boolean;
+  nonEmpty: boolean;
+  /** What the destination database holds now (for messages). */
+  holds?: string;
+  /** Created by the interrupted restore this one resumes. */
+  resumable: boolean;
+  mode: 'exact' | 'revert';
+  /** Why the restore would refuse to write this database. */
+  refusal?: string;
+  counts: DbPlanCounts;
+  /** `--package`: the selected documents, found by reading the listing. */
+  entries?: DocEntry[];
+}
+
+export interface CouchContext {
+  dest: CouchDestination;
+  fetcher: BlobFetcher;
+  treeReader: BlobReader;
+  journal?: Journal;
+  progress: Progress;
+  parallel: number;
+  force: boolean;
+  attachments?: AttachmentMode;
+  batchBytes?: number;
+}
+
+function listing(ctx: CouchContext, job: DbJob): AsyncGenerator<DocEntry> {
+  return readListing(ctx.treeReader, job.db.listing, checkDocEntry, `listing of database ${job.db.name}`);
+}
+
+/** The references read to write a document: per leaf, its body then its attachments. */
+function refsOf(e: DocEntry): StreamRef[] {
+  return e.leaves.flatMap((l) => [l.body, ...(l.atts ?? []).map((a) => a.data)]);
+}
+
+function countsOf(entries: DocEntry[]): DbPlanCounts {
+  const c: DbPlanCounts = { docs: 0, deleted: 0, attachments: 0, bytes: 0 };
+  for (const e of entries) {
+    if (e.local) continue;
+    if (e.deleted) c.deleted++;
+    else c.docs++;
+    for (const l of e.leaves) {
+      c.bytes += l.body.size;
+      for (const a of l.atts ?? []) {
+        c.attachments++;
+        c.bytes += a.length;
+      }
+    }
+  }
+  return c;
+}
+
+/** Looks at the destination database (read only) and decides what the restore will do there. */
+export async function planDatabase(ctx: CouchContext, job: DbJob): Promise<DbPlan> {
+  const path = dbPath(job.dest);
+  const state = ctx.journal?.db(job.dest);
+  const { status, body } = await ctx.dest.json<{ doc_count?: number; doc_del_count?: number }>('GET', path, { db: job.dest, notFound: 'return' });
+  const exists = status !== 404;
+  let nonEmpty = false;
+  let holds: string | undefined;
+  if (exists) {
+    nonEmpty = (body.doc_count ?? 0) > 0 || (body.doc_del_count ?? 0) > 0;
+    if (!nonEmpty && body.doc_del_count === undefined) {
+      // A server that does not count deleted documents: any change at all means it is not empty.
+      const ch = await ctx.dest.json<{ results?: unknown[] }>('GET', `${path}/_changes?limit=1`, { db: job.dest });
+      nonEmpty = (ch.body.results?.length ?? 0) > 0;
+    }
+    holds = `${body.doc_count ?? 0} documents${body.doc_del_count !== undefined ? `, ${body.doc_del_count} deleted` : ''}`;
+  }
+  const resumable = Boolean(state?.started && exists);
+  let entries: DocEntry[] | undefined;
+  let counts: DbPlanCounts;
+  if (job.packages) {
+    entries = [];
+    for await (const e of listing(ctx, job)) if (job.packages.has(e.id)) entries.push(e);
+    counts = countsOf(entries);
+  } else {
+    const d = job.db;
+    counts = { docs: d.docCount, deleted: d.deletedCount, attachments: d.attachmentCount, bytes: d.bodyBytes + d.attachmentBytes };
+  }
+  let mode: DbPlan['mode'] = 'exact';
+  let refusal: string | undefined;
+  if (nonEmpty && !resumable) {
+    if (!ctx.force) {
+      refusal = `database ${job.dest} on ${ctx.dest.baseUrl} is not empty (${holds}); refusing to write into it: restore into a new database, or pass --force to ${job.packages ? 'put the packages back into it as new revisions' : "merge the snapshot's revisions into it"}`;
+    } else if (job.packages) mode = 'revert';
+  }
+  return { job, exists, nonEmpty, holds, resumable, mode, refusal, counts, entries };
+}
+
+/** What a dry run reports for a database. */
+export function plannedReport(plan: DbPlan): DbReport {
+  const { job } = plan;
+  const note = plan.refusal
+    ? `would refuse: ${plan.refusal}`
+    : !plan.exists
+      ? `would create ${job.dest}`
+      : plan.resumable
+        ? `would resume the interrupted restore of ${job.dest}`
+        : plan.nonEmpty
+          ? plan.mode === 'revert'
+            ? `would put the packages back into ${job.dest} (${plan.holds}) as new revisions`
+            : `would merge into ${job.dest} (${plan.holds})`
+          : `would write into the existing empty database ${job.dest}`;
+  return { ...emptyReport(plan), status: 'planned', note };
+}
+
+function emptyReport(plan: DbPlan): DbReport {
+  return {
+    source: plan.job.source,
+    name: plan.job.db.name,
+    dest: plan.job.dest,
+    status: 'restored',
+    mode: plan.mode,
+    created: false,
+    planned: plan.counts,
+    docs: 0,
+    revisions: 0,
+    attachments: 0,
+    bytes: 0,
+    durationMs: 0,
+    failures: [],
+    failureCount: 0,
+    checks: [],
+  };
+}
+
+/** Restores one database as planned, then verifies it against the snapshot. */
+export async function restoreDatabase(ctx: CouchContext, plan: DbPlan): Promise<DbReport> {
+  const t0 = Date.now();
+  const { job } = plan;
+  if (plan.refusal) throw new DestinationError(plan.refusal, { db: job.dest });
+  const path = dbPath(job.dest);
+  const journal = ctx.journal;
+  const state = journal?.db(job.dest) ?? {};
+  const report = emptyReport(plan);
+  if (!plan.resumable) {
+    state.checkpoint = undefined;
+    state.done = false;
+  } else if (state.checkpoint) report.resumedAfter = state.checkpoint;
+
+  if (!plan.exists) {
+    const q = job.db.props?.partitioned === true ? '?partitioned=true' : '';
+    const r = await ctx.dest.json('PUT', `${path}${q}`, { db: job.dest, pass: [412] });
+    if (r.status === 412) throw new DestinationError(`database ${job.dest} appeared on ${ctx.dest.baseUrl} while the restore was starting; refusing to write into it`);
+    state.created = true;
+  } else if (!plan.resumable) state.created = false;
+  state.started = true;
+  journal?.touch(true);
+  report.created = Boolean(state.created);
+
+  // _security first: the data is never readable by more people than the snapshot allowed.
+  let security: unknown;
+  if (job.db.security && !(job.packages && plan.mode === 'revert')) {
+    const bytes = await ctx.fetcher.readAll(job.db.security, 16 * 1024 * 1024);
+    try {
+      security = JSON.parse(bytes.toString('utf8'));
+    } catch {
+      throw new IntegrityError(`the _security object of ${job.db.name} in the snapshot is not JSON`);
+    }
+    const r = await ctx.dest.raw('PUT', `${path}/_security`, 'application/json', bytes, bytes.length, job.dest);
+    if (r.status !== 200 && r.status !== 201) throw new DestinationError(`${ctx.dest.where(job.dest)}: writing _security failed with HTTP ${r.status}: ${reasonOf(r.body)}`);
+  }
+
+  const writer = new DocWriter(ctx.dest, job.dest, ctx.fetcher, {
+    parallel: ctx.parallel,
+    attachments: ctx.attachments,
+    progress: ctx.progress,
+    batchBytes: ctx.batchBytes,
+    onCheckpoint: (id) => {
+      state.checkpoint = id;
+      journal?.touch();
+    },
+  });
+  ctx.progress.phase = job.dest;
+  ctx.progress.docsTotal += plan.counts.docs + plan.counts.deleted;
+  if (plan.mode === 'revert') {
+    report.reverted = [];
+    await revertPackages(ctx, plan, writer, report);
+  } else if (!state.done) {
+    // Design documents last (a validate_doc_update function must not judge the restore), _local ones too.
+    const later: DocEntry[] = [];
+    const checkpoint = state.checkpoint;
+    const src = plan.entries ? (async function* () { yield* plan.entries!; })() : listing(ctx, job);
+    const main = async function* () {
+      for await (const e of src) {
+        if (e.local || e.id.startsWith('_design/')) later.push(e);
+        else if (checkpoint === undefined || compareIds(e.id, checkpoint) > 0) yield e;
+      }
+    };
+    for await (const { item, streams } of prefetch(main(), refsOf, ctx.fetcher)) await writer.add(item, streams);
+    await writer.finish();
+    for (const e of later) {
+      if (e.local) await writeLocal(ctx, job.dest, e, report);
+      else await writer.add(e, refsOf(e).map((r) => new StreamBytes(r, ctx.fetcher)));
+    }
+    await writer.finish();
+    if (writer.failureCount === 0 && report.failureCount === 0) {
+      state.done = true;
+      journal?.touch(true);
+    }
+  }
+  report.docs += writer.docs;
+  report.revisions += writer.revisions;
+  report.attachments += writer.attachments;
+  report.bytes += writer.bytes;
+  report.failures.push(...writer.failures);
+  report.failureCount += writer.failureCount;
+
+  ctx.progress.phase = `verify ${job.dest}`;
+  if (plan.mode === 'revert') report.checks.push(...(await verifyReverted(ctx, plan)));
+  else {
+    const entries = plan.entries ? (async function* () { yield* plan.entries!; })() : listing(ctx, job);
+    const onlyOurs = !plan.nonEmpty || plan.resumable;
+    const counts = job.packages ? { docCount: plan.counts.docs, deletedCount: plan.counts.deleted } : { docCount: job.db.docCount, deletedCount: job.db.deletedCount };
+    report.checks.push(...(await verifyDatabase(ctx.dest, job.dest, entries, { counts: onlyOurs ? counts : undefined, security }, ctx.parallel)));
+  }
+  if (report.failureCount) {
+    report.checks.push({ object: job.dest, check: 'documents accepted by the destination', ok: false, expected: report.failureCount + report.docs, actual: report.docs, details: report.failures.slice(0, 20).map((f) => `${JSON.stringify(f.id)}${f.rev ? ` ${f.rev}` : ''}: ${f.message}`) });
+  }
+  report.status = report.checks.every((c) => c.ok) ? 'restored' : 'failed';
+  report.durationMs = Date.now() - t0;
+  return report;
+}
+
+/** A `_local` document (replication checkpoint): written as is, without revision semantics. */
+async function writeLocal(ctx: CouchContext, db: string, e: DocEntry, report: DbReport): Promise<void> {
+  const body = JSON.parse((await ctx.fetcher.readAll(e.leaves[0]!.body)).toString('utf8')) as Record<string, unknown>;
+  delete body._rev;
+  delete body._revisions;
+  const p = `${dbPath(db)}/${docPath(e.id)}`;
+  let r = await ctx.dest.json<{ _rev?: string }>('PUT', p, { db, body, pass: [409] });
+  if (r.status === 409) {
+    const cur = await ctx.dest.json<{ _rev?: string }>('GET', p, { db });
+    r = await ctx.dest.json('PUT', p, { db, body: { ...body, _rev: cur.body._rev } });
+  }
+  report.docs++;
+}
+
+/**
+ * `--package` into a live database: each package document is put back as a NEW revision with the snapshot's
+ * content on top of what the database holds now (so that it wins, and replicates to every follower); a
+ * package the database never had is written exactly as backed up.
+ */
+async function revertPackages(ctx: CouchContext, plan: DbPlan, writer: DocWriter, report: DbReport): Promise<void> {
+  const db = plan.job.dest;
+  for (const e of plan.entries ?? []) {
+    const { body } = await ctx.dest.json<{ rows?: { error?: string; value?: { rev: string; deleted?: boolean } }[] }>('POST', `${dbPath(db)}/_all_docs`, { db, body: { keys: [e.id] } });
+    const row = body.rows?.[0];
+    if (!row?.value) {
+      await writer.add(e, refsOf(e).map((r) => new StreamBytes(r, ctx.fetcher)));
+      await writer.finish();
+      continue;
+    }
+    if (row.value.rev === e.rev && Boolean(row.value.deleted) === e.deleted) continue; // already as in the snapshot
+    if (e.deleted) {
+      report.failureCount++;
+      report.failures.push({ id: e.id, message: `deleted in the snapshot (it did not exist then); not restored: pick an earlier snapshot` });
+      continue;
+    }
+    const winner = e.leaves[0]!;
+    const bodyBytes = await ctx.fetcher.readAll(winner.body);
+    const atts = (winner.atts ?? []).map((a) => new StreamBytes(a.data, ctx.fetcher));
+    try {
+      const to = await writer.putNewEdit(e, winner, bodyBytes, atts, row.value.rev);
+      report.reverted!.push({ id: e.id, from: `${row.value.rev}${row.value.deleted ? ' (deleted)' : ''}`, to, snapshotRev: e.rev });
+      report.docs++;
+      report.revisions++;
+      report.bytes += winner.body.size + (winner.atts ?? []).reduce((n, a) => n + a.length, 0);
+    } catch (err) {
+      report.failureCount++;
+      report.failures.push({ id: e.id, message: messageOf(err) });
+    }
+  }
+}
+
+/** A package put back as a new revision: its content (all but the revision fields) equals the snapshot's. */
+async function verifyReverted(ctx: CouchContext, plan: DbPlan): Promise<Check[]> {
+  const db = plan.job.dest;
+  const checks: Check[] = [];
+  const strip = (j: Record<string, unknown>) => {
+    const { _rev, _revisions, _attachments, ...rest } = j;
+    void _rev;
+    void _revisions;
+    const atts = Object.fromEntries(Object.entries((_attachments as Record<string, { length?: number; content_type?: string }>) ?? {}).map(([k, v]) => [k, [v.length, v.content_type]]));
+    return { rest, atts };
+  };
+  for (const e of plan.entries ?? []) {
+    if (e.deleted) continue;
+    const want = JSON.parse(`{${bodyMembers(await ctx.fetcher.readAll(e.leaves[0]!.body), {}, e.id).join(',')}}`) as Record<string, unknown>;
+    const wantAtts = Object.fromEntries((e.leaves[0]!.atts ?? []).map((a) => [a.name, [a.length, a.type ?? 'application/octet-stream']]));
+    const { status, body } = await ctx.dest.json<Record<string, unknown>>('GET', `${dbPath(db)}/${docPath(e.id)}`, { db, notFound: 'return' });
+    const got = status === 200 ? strip(body) : undefined;
+    const ok = got !== undefined && isDeepStrictEqual(got.rest, strip(want).rest) && isDeepStrictEqual(got.atts, wantAtts);
+    checks.push({ object: `${db}/${e.id}`, check: 'content equals the snapshot', ok, expected: e.rev, actual: status === 200 ? String(body._rev) : `HTTP ${status}` });
+  }
+  return checks;
+}

@@ -1,0 +1,388 @@
+import { createHash, type Hash } from 'node:crypto';
+import { lstat, open, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import type { Progress } from '../src/backup/progress.js';
+import { readListing } from '../src/backup/listing.js';
+import type { TarballSourceSnapshot } from '../src/backup/types.js';
+import { DestinationError, IntegrityError, messageOf, RegbackupError, systemCodeOf } from '../src/errors.js';
+import type { BlobReader } from '../src/repo/reader.js';
+import { validateRef } from '../src/repo/stream-ref.js';
+import { checkEntry, type TarballEntry } from '../src/sources/tarballs/source.js';
+import { comparePaths } from '../src/sources/tarballs/walk.js';
+import { assertValidKey, type ObjectStore } from '../src/store/types.js';
+import { orderedMap } from '../src/util/ordered.js';
+import type { BlobFetcher } from './fetch.js';
+import { prefetch, type StreamBytes } from './prefetch.js';
+import { pathProblem, SafeTree } from './safe-path.js';
+import type { Journal } from './state.js';
+import type { Check, TarballReport } from './types.js';
+
+/** Where a tarball store is restored: a directory tree in the registry layout, or an S3 bucket and prefix. */
+export type TarballDestination = { dir: string } | { s3: ObjectStore };
+
+export interface TarballJob {
+  source: TarballSourceSnapshot;
+  /** Only the tarballs of these packages (`<name>/…`, `@scope/name/…`). */
+  packages?: string[];
+}
+
+export interface TarballContext {
+  fetcher: BlobFetcher;
+  treeReader: BlobReader;
+  journal?: Journal;
+  progress: Progress;
+  parallel: number;
+  force: boolean;
+}
+
+export interface TarballPlan {
+  job: TarballJob;
+  dest: TarballDestination;
+  location: string;
+  files: number;
+  bytes: number;
+  exists: boolean;
+  nonEmpty: boolean;
+  resumable: boolean;
+  refusal?: string;
+  /** `--package`: files per package. */
+  perPackage?: Map<string, number>;
+}
+
+/** Files up to this size are verified in memory before they are stored (S3); bigger ones while streaming. */
+const WHOLE = 8 * 1024 * 1024;
+
+export function describeTarballDestination(dest: TarballDestination): string {
+  return 'dir' in dest ? path.resolve(dest.dir) : dest.s3.location;
+}
+
+function lenient(v: unknown): TarballEntry & { problem?: string } {
+  const e = v as TarballEntry;
+  if (!e || typeof e !== 'object') throw new Error('not an object');
+  const problem = pathProblem(e.path);
+  if (problem) return { ...e, path: String(e.path), problem };
+  return checkEntry(e);
+}
+
+function selected(job: TarballJob, p: string): boolean {
+  return !job.packages || job.packages.some((name) => p.startsWith(`${name}/`));
+}
+
+async function* entries(ctx: TarballContext, job: TarballJob): AsyncGenerator<TarballEntry & { problem?: string }> {
+  for await (const e of readListing(ctx.treeReader, job.source.listing, lenient, `tarball listing of ${job.source.name}`)) {
+    if (e.problem || selected(job, e.path)) yield e;
+  }
+}
+
+/**
+ * Reads the listing once (metadata only): counts what will be written, and validates EVERY name before
+ * anything is written — a single unsafe name (absolute, "..", NUL, control characters) stops the restore of
+ * this store with an error that names it. Looks at the destination (read only).
+ */
+export async function planTarballs(ctx: TarballContext, job: TarballJob, dest: TarballDestination): Promise<TarballPlan> {
+  const location = describeTarballDestination(dest);
+  const problems: string[] = [];
+  let files = 0;
+  let bytes = 0;
+  let count = 0;
+  const perPackage = new Map<string, number>();
+  for await (const e of entries(ctx, job)) {
+    count++;
+    if (e.problem) {
+      if (problems.length < 20) problems.push(`${JSON.stringify(e.path)} (${e.problem})`);
+      continue;
+    }
+    files++;
+    bytes += e.size;
+    for (const name of job.packages ?? []) if (e.path.startsWith(`${name}/`)) perPackage.set(name, (perPackage.get(name) ?? 0) + 1);
+  }
+  if (problems.length) {
+    throw new IntegrityError(
+      `the tarball listing of ${job.source.name} in this snapshot names unsafe paths, refused before anything was written to ${location}: ${problems.join(', ')}`,
+      { source: job.source.name },
+    );
+  }
+  void count;
+  const state = ctx.journal?.tarballs(job.source.name);
+  let exists = false;
+  let nonEmpty = false;
+  if ('dir' in dest) {
+    try {
+      const names = await readdir(dest.dir);
+      exists = true;
+      nonEmpty = names.length > 0;
+    } catch (err) {
+      if (systemCodeOf(err) !== 'ENOENT') throw new DestinationError(`cannot read the destination directory ${location}: ${messageOf(err)}`);
+    }
+  } else {
+    for await (const o of dest.s3.list('')) {
+      void o;
+      nonEmpty = true;
+      break;
+    }
+    exists = true;
+  }
+  const resumable = Boolean(state?.started);
+  let refusal: string | undefined;
+  if (nonEmpty && !resumable && !ctx.force) {
+    refusal = `the tarball destination ${location} is not empty; refusing to write into it: restore into an empty ${'dir' in dest ? 'directory' : 'prefix'}, or pass --force to write the snapshot's files over what is there`;
+  }
+  return { job, dest, location, files, bytes, exists, nonEmpty, resumable, refusal, perPackage };
+}
+
+export function plannedTarballReport(plan: TarballPlan): TarballReport {
+  const note = plan.refusal
+    ? `would refuse: ${plan.refusal}`
+    : plan.resumable
+      ? `would resume the interrupted restore into ${plan.location}`
+      : `would write ${plan.files} files into ${plan.nonEmpty ? 'the non-empty ' : ''}${plan.location}`;
+  return { ...emptyReport(plan), status: 'planned', note };
+}
+
+function emptyReport(plan: TarballPlan): TarballReport {
+  return {
+    source: plan.job.source.name,
+    dest: plan.location,
+    status: 'restored',
+    created: false,
+    planned: { files: plan.files, bytes: plan.bytes },
+    files: 0,
+    bytes: 0,
+    skipped: 0,
+    durationMs: 0,
+    failures: [],
+    failureCount: 0,
+    checks: [],
+  };
+}
+
+interface Hashes {
+  sha1?: Hash;
+  sha512?: Hash;
+  size: number;
+}
+
+function hashesFor(e: TarballEntry): Hashes {
+  return { sha1: e.sha1 ? createHash('sha1') : undefined, sha512: e.sha512 ? createHash('sha512') : undefined, size: 0 };
+}
+
+function update(h: Hashes, b: Buffer): void {
+  h.sha1?.update(b);
+  h.sha512?.update(b);
+  h.size += b.length;
+}
+
+/** Compares what was written with the listing: size, and sha1 (or sha512) when recorded. Throws on a mismatch. */
+function verify(e: TarballEntry, h: Hashes): 'sha1' | 'sha512' | 'size' {
+  if (h.size !== e.size) throw new IntegrityError(`${e.path}: ${h.size} bytes restored, the snapshot says ${e.size}`, { object: e.path });
+  if (h.sha1) {
+    const got = h.sha1.digest('hex');
+    if (got !== e.sha1) throw new IntegrityError(`${e.path}: sha1 ${got} does not match the recorded ${e.sha1}`, { object: e.path });
+    return 'sha1';
+  }
+  if (h.sha512) {
+    const got = h.sha512.digest('base64');
+    if (got !== e.sha512) throw new IntegrityError(`${e.path}: sha512 does not match the recorded one`, { object: e.path });
+    return 'sha512';
+  }
+  return 'size';
+}
+
+type Outcome = { path: string; ok: true; bytes: number; how: 'sha1' | 'sha512' | 'size' | 'skipped' } | { path: string; ok: false; message: string };
+
+/** Restores one tarball store as planned; each file is verified before it appears under its name. */
+export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): Promise<TarballReport> {
+  const t0 = Date.now();
+  const { job, dest } = plan;
+  if (plan.refusal) throw new DestinationError(plan.refusal);
+  const journal = ctx.journal;
+  const state = journal?.tarballs(job.source.name) ?? {};
+  const report = emptyReport(plan);
+  const resume = plan.resumable;
+  if (!resume) {
+    state.checkpoint = undefined;
+    state.done = false;
+    state.created = !plan.nonEmpty;
+    state.started = true;
+    journal?.touch(true);
+  } else if (state.checkpoint) report.resumedAfter = state.checkpoint;
+  report.created = Boolean(state.created);
+  const tree = 'dir' in dest ? new SafeTree(dest.dir) : undefined;
+  if (tree) await tree.rootReal();
+  const how = { sha1: 0, sha512: 0, size: 0, skipped: 0 };
+  let flagged = 0;
+  ctx.progress.phase = job.source.name;
+  ctx.progress.bytesTotal += plan.bytes;
+
+  const writeOne = async (e: TarballEntry, data: StreamBytes): Promise<Outcome> => {
+    try {
+      if (tree) return await writeFile(tree, e, data, resume);
+      return await putObject((dest as { s3: ObjectStore }).s3, e, data, resume);
+    } catch (err) {
+      if (err instanceof DestinationError || err instanceof IntegrityError) return { path: e.path, ok: false, message: err.message };
+      if (err instanceof RegbackupError) throw err;
+      throw new DestinationError(`${plan.location}: writing ${JSON.stringify(e.path)} failed: ${messageOf(err)}`, { object: e.path });
+    }
+  };
+
+  if (!state.done) {
+    const checkpoint = state.checkpoint;
+    const todo = async function* () {
+      for await (const e of entries(ctx, job)) {
+        if (e.problem) throw new IntegrityError(`unsafe path ${JSON.stringify(e.path)} in the tarball listing`); // checked by the plan
+        if (checkpoint !== undefined && comparePaths(e.path, checkpoint) <= 0) continue;
+        if (e.flag === 'checksum-mismatch') flagged++;
+        validateRef(e.data);
+        yield e;
+      }
+    };
+    let stuck = false;
+    let candidate: string | undefined;
+    let lastSync = Date.now();
+    // The checkpoint only ever names files whose content AND directory entry are on disk: files are synced
+    // before their rename, and the directories they were renamed in are synced before the checkpoint moves.
+    const durable = async () => {
+      lastSync = Date.now();
+      const at = candidate;
+      if (at === undefined || at === state.checkpoint) return;
+      if (tree) await tree.syncTouched();
+      state.checkpoint = at;
+      journal?.touch(true);
+    };
+    const done = orderedMap(prefetch(todo(), (e) => [e.data], ctx.fetcher), ctx.parallel, ({ item, streams }) => writeOne(item, streams[0]!));
+    for await (const o of done) {
+      if (o.ok) {
+        if (o.how === 'skipped') report.skipped++;
+        else {
+          report.files++;
+          report.bytes += o.bytes;
+          ctx.progress.files++;
+          ctx.progress.bytes += o.bytes;
+        }
+        how[o.how]++;
+        if (!stuck) candidate = o.path;
+        if (Date.now() - lastSync > 2000) await durable();
+      } else {
+        stuck = true; // a failed file is written again by the next run: the checkpoint stays before it
+        report.failureCount++;
+        if (report.failures.length < 1000) report.failures.push({ path: o.path, message: o.message });
+      }
+    }
+    await durable();
+    if (!stuck) {
+      state.done = true;
+      journal?.touch(true);
+    }
+  }
+  const written = how.sha1 + how.sha512 + how.size + how.skipped;
+  const checks: Check[] = [
+    {
+      object: `${job.source.name} -> ${plan.location}`,
+      check: 'files written and verified (size, and sha1/sha512 where recorded)',
+      ok: report.failureCount === 0 && (state.done === true || written === plan.files),
+      expected: plan.files,
+      actual: state.done && !report.failureCount ? plan.files : written,
+      details: [
+        `${how.sha1} by sha1, ${how.sha512} by sha512, ${how.size} by size only (no checksum recorded), ${how.skipped} already in place`,
+        ...report.failures.slice(0, 20).map((f) => `${JSON.stringify(f.path)}: ${f.message}`),
+      ],
+    },
+  ];
+  if (flagged) {
+    checks.push({ object: job.source.name, check: 'files that did not match their packument at backup time (restored as backed up)', ok: true, actual: flagged });
+  }
+  report.checks = checks;
+  report.status = checks.every((c) => c.ok) ? 'restored' : 'failed';
+  report.durationMs = Date.now() - t0;
+  return report;
+}
+
+async function writeFile(tree: SafeTree, e: TarballEntry, data: StreamBytes, resume: boolean): Promise<Outcome> {
+  if (resume && (await inPlace(tree, e))) {
+    await tree.removeStaleTemp(e.path);
+    return { path: e.path, ok: true, bytes: e.size, how: 'skipped' };
+  }
+  const { fh, tmp, final } = await tree.openTemp(e.path);
+  const h = hashesFor(e);
+  let how: 'sha1' | 'sha512' | 'size';
+  try {
+    for await (const b of data) {
+      update(h, b);
+      let off = 0;
+      while (off < b.length) off += (await fh.write(b, off, b.length - off)).bytesWritten;
+    }
+    how = verify(e, h);
+    await fh.datasync();
+    const t = e.mtime / 1000;
+    if (Number.isFinite(t) && t > 0) await fh.utimes(t, t);
+  } catch (err) {
+    await fh.close();
+    await tree.commitFailed(tmp);
+    throw err;
+  }
+  await fh.close();
+  await tree.commit(e.path, tmp, final);
+  return { path: e.path, ok: true, bytes: e.size, how };
+}
+
+/** A file already at its final name with the listing's size, mtime and checksum (written by the interrupted run). */
+async function inPlace(tree: SafeTree, e: TarballEntry): Promise<boolean> {
+  const dir = await tree.dirOf(e.path);
+  const file = path.join(dir, e.path.slice(e.path.lastIndexOf('/') + 1));
+  const st = await lstat(file).catch((err: unknown) => {
+    if (systemCodeOf(err) === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (!st?.isFile() || st.size !== e.size || Math.floor(st.mtimeMs) !== Math.floor(e.mtime)) return false;
+  if (!e.sha1 && !e.sha512) return true;
+  const h = hashesFor(e);
+  const fh = await open(file, 'r');
+  try {
+    for await (const b of fh.createReadStream({ autoClose: false })) update(h, b as Buffer);
+  } finally {
+    await fh.close();
+  }
+  try {
+    verify(e, h);
+    return true;
+  } catch {
+    return false; // not the file the snapshot has: written again
+  }
+}
+
+async function putObject(store: ObjectStore, e: TarballEntry, data: StreamBytes, resume: boolean): Promise<Outcome> {
+  try {
+    assertValidKey(e.path);
+  } catch {
+    throw new DestinationError(`${JSON.stringify(e.path)} cannot be an object key on ${store.location} (printable ASCII without spaces only)`, { object: e.path });
+  }
+  if (resume) {
+    const st = await store.stat(e.path);
+    if (st && st.size === e.size) {
+      for await (const b of data) void b; // the blobs were asked for; let them go
+      return { path: e.path, ok: true, bytes: e.size, how: 'skipped' };
+    }
+  }
+  const h = hashesFor(e);
+  if (e.size <= WHOLE) {
+    const buf = await data.all();
+    update(h, buf);
+    const how = verify(e, h);
+    await store.put(e.path, buf, { contentType: 'application/octet-stream' });
+    return { path: e.path, ok: true, bytes: e.size, how };
+  }
+  // Streamed: a mismatch found at the end fails the upload, so no object appears under the name.
+  let how: 'sha1' | 'sha512' | 'size' = 'size';
+  const body = Readable.from(
+    (async function* () {
+      for await (const b of data) {
+        update(h, b);
+        yield b;
+      }
+      how = verify(e, h);
+    })(),
+  );
+  await store.put(e.path, body, { size: e.size, contentType: 'application/octet-stream' });
+  return { path: e.path, ok: true, bytes: e.size, how };
+}

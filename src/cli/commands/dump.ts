@@ -1,0 +1,59 @@
+import type { RegisterCommand } from './index.js';
+import { UsageError } from '../../errors.js';
+import { formatBytes } from '../../util/units.js';
+import { dumpSnapshot } from '../../../restore/index.js';
+import { openSnapshot } from './restore.js';
+
+interface DumpFlags {
+  snapshot?: string;
+  at?: string;
+  from?: string;
+  db?: string;
+  tarballs?: boolean;
+  identity?: string;
+  workers?: number;
+}
+
+export const registerDump: RegisterCommand = (program, ctx) => {
+  program
+    .command('dump')
+    .description("write a snapshot's content to stdout as a tar archive (documents as JSON lines, the tarball store in the registry layout)")
+    .option('-s, --snapshot <id>', 'the snapshot: an ID (or unique prefix) or "latest"', 'latest')
+    .option('--at <time>', 'the newest snapshot taken at or before this time')
+    .option('--from <target>', 'read only this target')
+    .option('--db <name>', 'only this database')
+    .option('--tarballs', 'only the tarball store')
+    .option('--identity <file>', 'the restore identity (default: `identity:` of the configuration)')
+    .option('--workers <n>', 'decryption threads', (v) => Number.parseInt(v, 10))
+    .action(async (o: DumpFlags) => {
+      const c = ctx();
+      if (o.db && o.tarballs) throw new UsageError('give --db or --tarballs, not both');
+      if (process.stdout.isTTY) throw new UsageError('dump writes a tar archive to stdout: redirect it to a file or a pipe (regbackup dump > out.tar)');
+      const opened = await openSnapshot(c, { snapshot: o.at ? undefined : o.snapshot, at: o.at, from: o.from, identity: o.identity });
+      const abort = new AbortController();
+      const onSignal = () => abort.abort();
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      try {
+        const stats = await dumpSnapshot({
+          repo: opened.repo,
+          snapshot: opened.info,
+          manifest: opened.manifest,
+          metaStore: opened.store,
+          only: { db: o.db, tarballs: o.tarballs },
+          out: process.stdout,
+          workers: o.workers,
+          signal: abort.signal,
+        });
+        await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+        c.log.info(
+          { snapshot: opened.info.id, ...stats },
+          `dumped snapshot ${opened.info.id.slice(0, 12)}: ${stats.docs} documents (${stats.revisions} revisions), ${stats.files} files, ${formatBytes(stats.bytes)} of tar`,
+        );
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        opened.repo.close();
+      }
+    });
+};
