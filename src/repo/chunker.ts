@@ -7,11 +7,14 @@ import { hkdfSync } from 'node:crypto';
  *   repository secret, so that chunk boundaries (and thus chunk sizes, visible to a storage provider through
  *   pack offsets) do not depend on content alone. Used for JSON (packuments, listings), which changes by
  *   insertions: only the chunks around an edit change.
+ * - `cdc` with `snap`: the same, but a cut moves forward to just after the next `snap` byte (at most to
+ *   `max`). Listings use it with "\n": their chunks hold whole lines, so a chunk seen before is a set of
+ *   entries seen before (prune and check skip it).
  * - `fixed`: cut every `size` bytes. Used for data that is already compressed and immutable (tarballs): CDC
  *   finds nothing to share inside gzip streams, and identical files still get identical chunks.
  */
 export type ChunkerParams =
-  | { kind: 'cdc'; min: number; avg: number; max: number }
+  | { kind: 'cdc'; min: number; avg: number; max: number; snap?: number }
   | { kind: 'fixed'; size: number };
 
 export const MAX_CHUNK = 16 * 1024 * 1024 - 1;
@@ -29,7 +32,8 @@ export function validateChunkerParams(p: ChunkerParams): void {
     p.min < p.avg &&
     p.avg < p.max &&
     p.max <= MAX_CHUNK &&
-    (p.avg & (p.avg - 1)) === 0;
+    (p.avg & (p.avg - 1)) === 0 &&
+    (p.snap === undefined || (Number.isInteger(p.snap) && p.snap >= 0 && p.snap <= 255));
   if (!ok) throw new Error('bad CDC chunker parameters (need 64 <= min < avg < max <= 16 MiB, avg a power of two)');
 }
 
@@ -53,6 +57,7 @@ function topMask(bits: number): number {
 export class Chunker {
   private n = 0; // bytes in the current chunk so far
   private h = 0; // gear hash of the current chunk
+  private seeking = false; // `snap`: a cut point was found, the chunk ends after the next snap byte
   private readonly maskS: number;
   private readonly maskL: number;
 
@@ -95,7 +100,30 @@ export class Chunker {
     const maskS = this.maskS;
     const maskL = this.maskL;
     let h = this.h;
+    const snap = this.p.snap;
     while (i < len) {
+      if (this.seeking) {
+        // Move the cut forward to just after the next snap byte (a newline: chunks hold whole lines), but
+        // never beyond max.
+        const at = buf.indexOf(snap!, i);
+        const room = max - n;
+        if (at >= 0 && at - i < room) {
+          n += at + 1 - i;
+          i = at + 1;
+        } else if (len - i >= room) {
+          n += room;
+          i += room;
+        } else {
+          n += len - i;
+          i = len;
+          break;
+        }
+        out.push(n);
+        n = 0;
+        h = 0;
+        this.seeking = false;
+        continue;
+      }
       if (n < min) {
         const skip = Math.min(min - n, len - i);
         n += skip;
@@ -130,6 +158,10 @@ export class Chunker {
         }
         n += i - i0;
       }
+      if (cut && snap !== undefined && n < max && buf[i - 1] !== snap) {
+        this.seeking = true;
+        continue;
+      }
       if (cut || n >= max) {
         out.push(n);
         n = 0;
@@ -146,6 +178,7 @@ export class Chunker {
     const n = this.n;
     this.n = 0;
     this.h = 0;
+    this.seeking = false;
     return n;
   }
 }

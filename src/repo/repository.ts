@@ -24,13 +24,16 @@ export interface RepoConfig {
   metadataRecipient: string;
   packSize: number;
   compressionLevel: number;
-  chunkers: { json: ChunkerParams; bulk: ChunkerParams };
+  chunkers: { json: ChunkerParams; bulk: ChunkerParams; tree: ChunkerParams };
 }
 
 export const DEFAULT_CHUNKERS: RepoConfig['chunkers'] = {
   // Packuments and listings: JSON that changes by insertions; ~32 KiB chunks keep edits local and still
   // compress well (zstd on 32 KiB of packument JSON: ~8x).
   json: { kind: 'cdc', min: 8 * 1024, avg: 32 * 1024, max: 128 * 1024 },
+  // Listings (JSON lines): the same, with cuts moved to the end of a line, so that every chunk holds whole
+  // entries and an unchanged chunk means unchanged entries.
+  tree: { kind: 'cdc', min: 8 * 1024, avg: 32 * 1024, max: 128 * 1024, snap: 0x0a },
   // Tarballs and attachments: gzip'd and immutable; fixed 1 MiB pieces (most tarballs are one piece, and
   // a writer holds at most one piece per file in memory).
   bulk: { kind: 'fixed', size: 1024 * 1024 },
@@ -94,8 +97,10 @@ function decodeConfig(bytes: Buffer, verifyKey: KeyObject, keyId: string, where:
   }
   if (c.version !== 1) throw new IntegrityError(`${where}: repository format version ${String(c.version)} is not supported`);
   if (!/^[0-9a-f]{32}$/.test(c.id)) throw new IntegrityError(`${where}: config has a bad repository id`);
+  if (!c.chunkers?.json || !c.chunkers.bulk || !c.chunkers.tree) throw new IntegrityError(`${where}: config lacks chunker parameters`);
   validateChunkerParams(c.chunkers.json);
   validateChunkerParams(c.chunkers.bulk);
+  validateChunkerParams(c.chunkers.tree);
   if (!Number.isInteger(c.packSize) || c.packSize < 64 * 1024 || c.packSize > 1024 ** 3) {
     throw new IntegrityError(`${where}: config has a bad pack size`);
   }

@@ -148,7 +148,7 @@ export class BlobWriter {
     const c = repo.config;
     // A worker holds at most one chunk of a job beyond what it has been sent: the largest chunk sets the
     // per-job windows.
-    this.maxChunk = Math.max(...[c.chunkers.json, c.chunkers.bulk].map((p) => (p.kind === 'fixed' ? p.size : p.max)));
+    this.maxChunk = Math.max(...[c.chunkers.json, c.chunkers.bulk, c.chunkers.tree].map((p) => (p.kind === 'fixed' ? p.size : p.max)));
     this.streamWindow = this.maxChunk + 2 * STREAM_PIECE;
     const init: PackWorkerInit = {
       recipients: { data: c.recipients, tree: [...c.recipients, c.metadataRecipient] },
@@ -156,7 +156,7 @@ export class BlobWriter {
       compressionLevel: c.compressionLevel,
       idKey: repo.idKey,
       gear: repo.gear,
-      chunkers: { json: c.chunkers.json, tree: c.chunkers.json, bulk: c.chunkers.bulk },
+      chunkers: { json: c.chunkers.json, tree: c.chunkers.tree, bulk: c.chunkers.bulk },
       spoolDir: this.spoolDir,
     };
     this.slots = Array.from({ length: n }, () => this.spawn(init));

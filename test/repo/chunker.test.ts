@@ -63,3 +63,25 @@ test('blob IDs are keyed and typed', () => {
   assert.notDeepEqual(blobId(k, BlobType.data, d), blobId(k, BlobType.tree, d));
   assert.deepEqual(blobId(k, BlobType.data, d), blobId(k, BlobType.data, Buffer.from('left-pad')));
 });
+
+test('with snap, CDC cuts move to the end of a line: chunks hold whole lines, however the input is split', () => {
+  const gear = gearTable(randomBytes(32));
+  const p: ChunkerParams = { kind: 'cdc', min: 2048, avg: 8192, max: 32768, snap: 0x0a };
+  const lines: string[] = [];
+  for (let i = 0; i < 20000; i++) lines.push(JSON.stringify({ id: `pkg-${i}`, rev: `${i}-${randomBytes(8).toString('hex')}`, pad: 'x'.repeat(i % 90) }));
+  // One line longer than max: it must be cut at max (the only cut not at a line end).
+  lines.splice(5000, 0, 'y'.repeat(100_000));
+  const data = Buffer.from(lines.join('\n') + '\n');
+  const whole = cut(p, gear, data);
+  assert.deepEqual(cut(p, gear, data, 999), whole);
+  let off = 0;
+  let notAtLineEnd = 0;
+  for (const len of whole) {
+    off += len;
+    assert.ok(len <= 32768);
+    if (data[off - 1] !== 0x0a) notAtLineEnd++;
+  }
+  assert.equal(off, data.length);
+  // Only the cuts inside the 100 kB line (at max) do not end a line.
+  assert.ok(notAtLineEnd >= 3 && notAtLineEnd <= 4, `${notAtLineEnd} cuts inside a line`);
+});
