@@ -1,3 +1,4 @@
+import { validate as validateCron } from 'node-cron';
 import { z } from 'zod';
 import { parseDuration, parseSize } from '../util/units.js';
 
@@ -101,11 +102,22 @@ const storageClass = z.enum([
   'ARCHIVE',
 ]);
 
+/**
+ * Immutability: every new object is locked for `days` (S3 Object Lock retention — the bucket must have Object
+ * Lock enabled — or GCS object retention — the bucket must allow it). `compliance` cannot be lifted by anyone
+ * before the date; `governance` by an administrator with the bypass permission (on GCS: Locked / Unlocked).
+ */
+const retention = z.strictObject({
+  days: z.number().int().min(1).max(3650),
+  mode: z.enum(['governance', 'compliance']).default('governance'),
+});
+
 const s3Target = z.strictObject({
   name,
   type: z.literal('s3'),
   ...s3Location,
   storageClass: storageClass.default('STANDARD'),
+  retention: retention.optional(),
 });
 
 const gcsTarget = z.strictObject({
@@ -119,6 +131,7 @@ const gcsTarget = z.strictObject({
   /** Another endpoint for the JSON API (tests, private service connect). */
   apiEndpoint: httpUrl.optional(),
   storageClass: storageClass.default('STANDARD'),
+  retention: retention.optional(),
 });
 
 const fsTarget = z.strictObject({
@@ -141,11 +154,20 @@ const destination = z
 const cron = z
   .string()
   .refine(
-    (s) => /^(\S+\s+){4,5}\S+$/.test(s.trim()),
-    'expected a cron expression of 5 or 6 fields, such as "0 * * * *"',
+    (s) => /^(\S+\s+){4,5}\S+$/.test(s.trim()) && validateCron(s.trim()),
+    'expected a cron expression of 5 or 6 fields (seconds first when 6), such as "0 * * * *"',
   );
 
-const retention = z.strictObject({
+const timezone = z.string().refine((tz) => {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}, 'expected an IANA time zone such as UTC or Europe/Berlin');
+
+const retentionPolicy = z.strictObject({
   last: z.number().int().min(0).default(0),
   hourly: z.number().int().min(0).default(24),
   daily: z.number().int().min(0).default(7),
@@ -176,21 +198,35 @@ export const configSchema = z.strictObject({
     .default({ couchdb: [], tarballs: [] }),
   targets: z.array(target).min(1, 'at least one target is needed'),
   destinations: z.record(name, destination).default({}),
+  /** When `regbackup worker` runs each job (cron, 5 or 6 fields), in `timezone`. */
   schedule: z
     .strictObject({
       backup: cron.optional(),
       drill: cron.optional(),
       prune: cron.optional(),
       check: cron.optional(),
-      timezone: z.string().default('UTC'),
+      timezone: timezone.default('UTC'),
+      /** On SIGTERM: how long the current job may take to finish before it is interrupted (and handed back). */
+      shutdownGrace: duration('20s'),
     })
     .optional(),
   retention: retention.optional(),
+  /** With a Redis URL, jobs go through BullMQ and any number of workers share them. */
   queue: z
     .strictObject({
       redis: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL'),
+      /** Jobs this worker runs at once. */
       concurrency: z.number().int().min(1).max(64).default(1),
-      prefix: z.string().default('regbackup'),
+      /** BullMQ key prefix (several deployments can share one Redis with different prefixes). */
+      prefix: z.string().min(1).default('regbackup'),
+      /** Attempts per job, the first included, before it counts as failed. */
+      attempts: z.number().int().min(1).max(100).default(3),
+      /** First delay before a retry, doubled at each attempt; also how long a job waits when its source is busy. */
+      backoff: duration('30s'),
+      /** How long a worker's claim on a job lasts unrenewed: a worker that died is noticed after about this long. */
+      lockDuration: duration('30s'),
+      /** Each tarball store (directory) is cut into this many parts, shared out among the workers. */
+      tarballShards: z.number().int().min(1).max(256).default(4),
     })
     .optional(),
   alerts: z
@@ -209,16 +245,47 @@ export const configSchema = z.strictObject({
         .optional(),
       /** Raise an alert when the newest snapshot on a target is older than this. */
       rpoThreshold: duration('2h'),
+      /** Raise an alert when the newest restore drill is older than this (only once a drill has run). */
+      drillMaxAge: duration('8d'),
+      /** How often the worker re-evaluates health (RPO grows without any job running). */
+      checkInterval: duration('1min'),
+      /** Names this deployment in alerts; part of every dedup key (one incident per problem). */
+      name: z.string().min(1).default('regbackup'),
     })
     .optional(),
   metrics: z
     .strictObject({
       prometheus: z
         .strictObject({
-          port: z.number().int().min(1).max(65535).default(9464),
+          /** 0: a free port (tests). */
+          port: z.number().int().min(0).max(65535).default(9464),
           host: z.string().default('0.0.0.0'),
         })
         .optional(),
+      /** Pushes the same metrics as InfluxDB line protocol (v1 `/write?db=` or v2 `/api/v2/write?org=&bucket=`). */
+      influxdb: z
+        .strictObject({
+          url: httpUrl,
+          /** Sent as `Authorization: Token …` (InfluxDB 2) when set. */
+          token: z.string().min(1).optional(),
+          interval: duration('1min'),
+        })
+        .optional(),
+    })
+    .optional(),
+  /** The restore drill (`regbackup drill`, and weekly in the worker). */
+  drill: z
+    .strictObject({
+      /** A CouchDB to restore into, under scratch database names; absent: a temporary in-memory server. */
+      couchdb: httpUrl.optional(),
+      /** Where the scratch tarball directories go (default: the system's temporary directory). */
+      tarballs: z.string().min(1).optional(),
+      /** Documents and tarballs sampled for the deep checks (source comparison, unpacking). */
+      sample: z.number().int().min(1).max(100_000).default(50),
+      /** Only these targets (default: every target). */
+      targets: z.array(name).min(1).optional(),
+      /** Keep the scratch databases and directory after the drill (for inspection). */
+      keep: z.boolean().default(false),
     })
     .optional(),
 });
@@ -231,4 +298,8 @@ export type FsTargetConfig = z.output<typeof fsTarget>;
 export type CouchdbSourceConfig = z.output<typeof couchdbSource>;
 export type TarballSourceConfig = z.output<typeof tarballFsSource> | z.output<typeof tarballS3Source>;
 export type DestinationConfig = z.output<typeof destination>;
-export type RetentionConfig = z.output<typeof retention>;
+export type RetentionConfig = z.output<typeof retentionPolicy>;
+export type ImmutabilityConfig = z.output<typeof retention>;
+export type DrillConfig = NonNullable<Config['drill']>;
+export type QueueConfig = NonNullable<Config['queue']>;
+export type AlertsConfig = NonNullable<Config['alerts']>;
