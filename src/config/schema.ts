@@ -210,7 +210,28 @@ export const configSchema = z.strictObject({
       shutdownGrace: duration('20s'),
     })
     .optional(),
-  retention: retention.optional(),
+  retention: retentionPolicy.optional(),
+  /** `regbackup prune`: safety and thresholds. */
+  prune: z
+    .strictObject({
+      /** Marked packs are deleted only by a prune run at least this much later: longer than any backup. */
+      grace: duration('24h'),
+      /** A tree pack whose live bytes are below this fraction of its size is rewritten (repacked). */
+      repackThreshold: z.number().min(0).max(1).default(0.5),
+    })
+    .default({ grace: 24 * 3_600_000, repackThreshold: 0.5 }),
+  /** Price table for `regbackup cost`, per storage class (USD): overrides the built-in list prices. */
+  prices: z
+    .record(
+      storageClass,
+      z.strictObject({
+        storagePerGBMonth: z.number().min(0),
+        putPer1000: z.number().min(0),
+        getPer1000: z.number().min(0),
+        minimumDays: z.number().int().min(0).default(0),
+      }),
+    )
+    .default({}),
   /** With a Redis URL, jobs go through BullMQ and any number of workers share them. */
   queue: z
     .strictObject({
