@@ -222,7 +222,7 @@ export const configSchema = z.strictObject({
     .default({ grace: 24 * 3_600_000, repackThreshold: 0.5 }),
   /** Price table for `regbackup cost`, per storage class (USD): overrides the built-in list prices. */
   prices: z
-    .record(
+    .partialRecord(
       storageClass,
       z.strictObject({
         storagePerGBMonth: z.number().min(0),
