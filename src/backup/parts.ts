@@ -1,5 +1,6 @@
 import type { Config } from '../config/schema.js';
-import { ExitCode, InterruptedError, RegbackupError, SourceError } from '../errors.js';
+import { ExitCode, IntegrityError, InterruptedError, RegbackupError, SourceError } from '../errors.js';
+import { deletedSince, loadMarks } from '../maintenance/marks.js';
 import type { Logger } from '../log.js';
 import { newManifest, sealSnapshot, type SourceSnapshot } from '../repo/snapshot.js';
 import { chunkIds, refFromChunks, type StreamRef } from '../repo/stream-ref.js';
@@ -13,6 +14,8 @@ import type { BackupContext, CouchSourceSnapshot, DbSnapshot, Finding, TarballSo
 /** What one part of a run produced (plain JSON: it travels through BullMQ from a worker to the commit). */
 export interface PartOutcome {
   part: BackupPart;
+  /** The session (process) that did it. */
+  sessionId: string;
   db?: DbSnapshot;
   tarballs?: TarballSourceSnapshot;
   expectations?: StreamRef;
@@ -22,6 +25,17 @@ export interface PartOutcome {
   /** Targets that failed while this part wrote. */
   behind: Record<string, string>;
   stats: Partial<WriterStats>;
+  /** Packs this part deduplicated against (checked against prune executions at commit). */
+  usedPacks: string[];
+  /** Requests made to each target by this part (`requests.<target>.<op>` in the snapshot's stats). */
+  requests: Record<string, number>;
+}
+
+/** Requests so far per target, flattened as `requests.<target>.<op>`. */
+export function requestCounts(session: Session): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [t, m] of session.metrics) for (const [op, n] of Object.entries(m.snapshot().requests)) out[`requests.${t}.${op}`] = n;
+  return out;
 }
 
 export interface PartOptions {
@@ -47,8 +61,9 @@ export async function runPart(config: Config, plan: BackupPlan, part: BackupPart
     tmpDir: session.tmpDir,
     signal,
   };
-  const out: PartOutcome = { part, findings: [], behind: {}, stats: {} };
+  const out: PartOutcome = { part, sessionId: session.id, findings: [], behind: {}, stats: {}, usedPacks: [], requests: {} };
   const before = { ...session.writer.stats };
+  const requestsBefore = requestCounts(session);
   if (part.kind === 'couchdb') {
     const cfg = config.sources.couchdb.find((s) => s.name === part.source);
     if (!cfg) throw new SourceError(`no CouchDB source named ${part.source} in the configuration`);
@@ -86,6 +101,8 @@ export async function runPart(config: Config, plan: BackupPlan, part: BackupPart
   if (opts.flush) await session.writer.flush();
   for (const [t, e] of session.fanout.failed) out.behind[t] = e.message;
   for (const k of Object.keys(before) as (keyof WriterStats)[]) out.stats[k] = session.writer.stats[k] - before[k];
+  out.usedPacks = [...session.writer.usedPacks];
+  for (const [k, v] of Object.entries(requestCounts(session))) out.requests[k] = v - (requestsBefore[k] ?? 0);
   return out;
 }
 
@@ -212,11 +229,31 @@ export async function commitBackup(config: Config, plan: BackupPlan, outcomes: P
 
   // Everything the snapshot refers to is stored (and indexed) on every target still in the run; then the snapshot.
   await session.writer.flush();
+  // A prune that deleted, after this run started, a pack the run deduplicated against (the run was longer
+  // than the prune grace period): committing would refer to missing data. Refuse; the next run redoes it.
+  const gone = deletedSince(await loadMarks(session.repo, session.repo.targets[0]!), new Date(plan.started));
+  const used = new Set([...outcomes.flatMap((o) => o.usedPacks), ...session.writer.usedPacks]);
+  const lost = [...used].filter((p) => gone.has(p));
+  if (lost.length) {
+    throw new IntegrityError(
+      `a prune deleted ${lost.length} pack(s) this run relied on (pack ${lost[0]}) while it ran (the run took longer than the prune grace period); nothing was committed — run the backup again`,
+    );
+  }
   for (const [t, e] of session.fanout.failed) behind.set(t, e.message);
   for (const t of behind.keys()) if (!session.fanout.failed.has(t)) session.fanout.fail(t, new Error(behind.get(t)!));
   const stats: Partial<WriterStats> & { durationMs: number } = { durationMs: Date.now() - Date.parse(plan.started) };
   for (const o of outcomes) for (const [k, v] of Object.entries(o.stats) as [keyof WriterStats, number][]) stats[k] = (stats[k] ?? 0) + v;
-  const manifest = newManifest(session.repo, sources, { ...(plan.parent ? { parent: plan.parent } : {}), stats: stats as Record<string, number> });
+  // Requests: the parts' (made in their sessions) plus this session's beyond them (commit, and in-process
+  // runs whose parts shared this session are counted by their deltas already).
+  const requests: Record<string, number> = {};
+  for (const o of outcomes) for (const [k, v] of Object.entries(o.requests)) requests[k] = (requests[k] ?? 0) + v;
+  const sessionTotal = requestCounts(session);
+  const inSession = outcomes.filter((o) => o.sessionId === session.id);
+  for (const [k, v] of Object.entries(sessionTotal)) {
+    const counted = inSession.reduce((n, o) => n + (o.requests[k] ?? 0), 0);
+    requests[k] = (requests[k] ?? 0) + Math.max(0, v - counted);
+  }
+  const manifest = newManifest(session.repo, sources, { ...(plan.parent ? { parent: plan.parent } : {}), stats: { ...(stats as Record<string, number>), ...requests } });
   const sealed = await sealSnapshot(session.repo, manifest);
   await session.fanout.put(sealed.key, sealed.bytes);
   for (const [t, e] of session.fanout.failed) behind.set(t, e.message);

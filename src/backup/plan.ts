@@ -13,12 +13,13 @@ import { defaultCacheRoot, Repository } from '../repo/repository.js';
 import { listSnapshots, loadSnapshot, type SnapshotManifest, type SourceSnapshot } from '../repo/snapshot.js';
 import { catchUp } from '../repo/sync.js';
 import { BlobWriter } from '../repo/writer.js';
-import { openStore } from '../store/index.js';
+import { openStore, StoreMetrics } from '../store/index.js';
 import type { ObjectStore } from '../store/types.js';
 import { listDatabases } from '../sources/couchdb/index.js';
 import type { Shard } from '../sources/tarballs/walk.js';
 import { compareCodePoints } from '../util/external-sort.js';
 import type { Finding } from './types.js';
+import { excludedPacks, loadMarks } from '../maintenance/marks.js';
 
 /**
  * A backup run, planned (docs: README "Scale-out"): the parts it is made of, so that one process or many
@@ -60,6 +61,13 @@ export interface PlanOptions {
   stores?: ObjectStore[];
 }
 
+/** Per target name, the days new objects are locked for (targets with `retention`). */
+export function retentionDaysOf(config: Config): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const t of config.targets) if (t.type !== 'fs' && t.retention) m.set(t.name, t.retention.days);
+  return m;
+}
+
 export function selectedSources(config: Config, names?: string[]) {
   for (const n of names ?? []) {
     if (![...config.sources.couchdb, ...config.sources.tarballs].some((s) => s.name === n)) {
@@ -75,6 +83,10 @@ export function selectedSources(config: Config, names?: string[]) {
 
 /** What a process needs to do parts of a run: the repository, its index, a writer to the run's targets. */
 export interface Session {
+  /** Random: tells the parts done in this session from those of other processes. */
+  id: string;
+  /** Request counters per target name. */
+  metrics: Map<string, StoreMetrics>;
   repo: Repository;
   index: BlobIndex;
   fanout: Fanout;
@@ -87,19 +99,24 @@ export interface Session {
 /** Opens the repository on `targets` (names) with the worker key, for a plan's parts or commit. */
 export async function openSession(config: Config, targets: string[], opts: { workers?: number; stores?: ObjectStore[] } = {}): Promise<Session> {
   const worker = await loadWorkerKey(config.keys);
-  const all = opts.stores ?? config.targets.map((t) => openStore(t));
+  const metrics = new Map(config.targets.map((t) => [t.name, new StoreMetrics()]));
+  const all = opts.stores ?? config.targets.map((t) => openStore(t, { metrics: metrics.get(t.name) }));
   const stores = all.filter((s) => targets.includes(s.name));
   if (stores.length === 0) throw new TargetError('no target to write to');
   // Repository.open throws when no target answers; one that stopped answering since the plan is left behind.
   const { repo, unreachable } = await Repository.open(stores, { worker }, { cacheRoot: config.cache ?? defaultCacheRoot() });
   const index = await repo.loadIndex(repo.targets[0]);
-  const fanout = new Fanout(repo.targets);
+  const fanout = new Fanout(repo.targets, retentionDaysOf(config));
   for (const u of unreachable) fanout.fail(u.target, u.error);
-  const writer = new BlobWriter(repo, index, fanout, { workers: opts.workers });
+  // Packs a prune has marked are not deduplicated against (marks.ts explains why this is safe).
+  const exclude = excludedPacks(await loadMarks(repo, repo.targets[0]!));
+  const writer = new BlobWriter(repo, index, fanout, { workers: opts.workers, exclude });
   const reader = new BlobReader(repo, index, repo.targets);
   mkdirSync(repo.cacheDir, { recursive: true });
   const tmpDir = await mkdtemp(path.join(repo.cacheDir, 'tmp-'));
   return {
+    id: randomBytes(8).toString('hex'),
+    metrics,
     repo,
     index,
     fanout,

@@ -470,6 +470,40 @@ export class BlobIndex {
   close(): void {
     for (const r of this.runs) r.close();
   }
+
+  /**
+   * Every record in blob-ID order (a streaming merge of the runs and the sorted memtable; memory stays at
+   * one block per run). A blob stored in two packs appears twice.
+   */
+  *records(): Generator<{ id: Buffer; loc: BlobLocation }> {
+    const sources: { current(): Buffer | undefined; advance(): void; close(): void }[] = [];
+    const mem = this.mem.sorted();
+    let memAt = 0;
+    sources.push({
+      current: () => (memAt < mem.length ? mem.subarray(memAt, memAt + RECORD) : undefined),
+      advance: () => {
+        memAt += RECORD;
+      },
+      close: () => undefined,
+    });
+    for (const r of this.runs) sources.push(new RunReader(r.file));
+    try {
+      for (;;) {
+        let best = -1;
+        for (let i = 0; i < sources.length; i++) {
+          const cur = sources[i]!.current();
+          if (!cur) continue;
+          if (best < 0 || Buffer.compare(cur.subarray(0, ID_SIZE), sources[best]!.current()!.subarray(0, ID_SIZE)) < 0) best = i;
+        }
+        if (best < 0) return;
+        const rec = Buffer.from(sources[best]!.current()!);
+        sources[best]!.advance();
+        yield { id: rec.subarray(0, ID_SIZE), loc: this.decode(rec, 0) };
+      }
+    } finally {
+      for (const s of sources) s.close();
+    }
+  }
 }
 
 class RunReader {

@@ -16,7 +16,14 @@ export class Fanout {
   /** Bytes written per target. */
   readonly written = new Map<string, number>();
 
-  constructor(readonly targets: readonly ObjectStore[]) {
+  /**
+   * `retentionDays`: per target name, how long new objects are locked (S3 Object Lock / GCS retention), so
+   * that a stolen credential cannot delete backups before then.
+   */
+  constructor(
+    readonly targets: readonly ObjectStore[],
+    private readonly retentionDays: ReadonlyMap<string, number> = new Map(),
+  ) {
     if (targets.length === 0) throw new TargetError('no target to write to');
     for (const t of targets) this.written.set(t.name, 0);
   }
@@ -39,7 +46,9 @@ export class Fanout {
     await Promise.all(
       targets.map(async (t) => {
         try {
-          await t.put(key, Buffer.isBuffer(body) ? body : body(), opts);
+          const days = this.retentionDays.get(t.name);
+          const o = days ? { ...opts, retainUntil: new Date(Date.now() + days * 86_400_000) } : opts;
+          await t.put(key, Buffer.isBuffer(body) ? body : body(), o);
           this.written.set(t.name, (this.written.get(t.name) ?? 0) + size);
         } catch (err) {
           this.fail(t.name, err as Error);

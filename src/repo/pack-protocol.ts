@@ -19,10 +19,11 @@ export interface PackWorkerInit {
   spoolDir: string;
   idKey: Uint8Array;
   gear: Int32Array;
-  chunkers: Record<JobKind, ChunkerParams>;
+  chunkers: Record<'json' | 'bulk' | 'tree', ChunkerParams>;
 }
 
-export type JobKind = 'json' | 'bulk' | 'tree';
+/** json, bulk, tree: chunked by the repository's chunkers. blob-tree, blob-data: one blob as it is (repacking). */
+export type JobKind = 'json' | 'bulk' | 'tree' | 'blob-tree' | 'blob-data';
 
 /** A file is read in pieces of this size (the default bulk chunk size, so a piece holds whole chunks). */
 export const PIECE_SIZE = 1024 * 1024;

@@ -5,7 +5,7 @@
 import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { createHash, type Hash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
-import { Chunker } from './chunker.js';
+import { Chunker, MAX_CHUNK, type ChunkerParams } from './chunker.js';
 import { BlobCompressor, looksCompressed } from './compress.js';
 import { blobId, BlobType } from './ids.js';
 import { encodeEntry, ENTRY_SIZE, PackBuilder } from './pack.js';
@@ -44,11 +44,13 @@ const freePieces: Buffer[] = [];
 let out: Event[] = [];
 let transfer: ArrayBuffer[] = [];
 
+const WHOLE: ChunkerParams = { kind: 'fixed', size: MAX_CHUNK };
+
 function newJob(kind: JobKind): Job {
   return {
     kind,
-    type: kind === 'tree' ? BlobType.tree : BlobType.data,
-    chunker: new Chunker(init.chunkers[kind], init.gear),
+    type: kind === 'tree' || kind === 'blob-tree' ? BlobType.tree : BlobType.data,
+    chunker: new Chunker(kind === 'blob-tree' || kind === 'blob-data' ? WHOLE : init.chunkers[kind], init.gear),
     carry: [],
     carryLen: 0,
     batch: 0,

@@ -278,8 +278,9 @@ export class Repository {
    * Index objects already in the cache are not read again; if the target lost some (prune), the cache is
    * rebuilt.
    */
-  async loadIndex(store: ObjectStore = this.targets[0]!): Promise<BlobIndex> {
-    const idx = (this.index ??= BlobIndex.open(path.join(this.cacheDir, 'index'), { memoryBudget: this.opts.indexMemory }));
+  async loadIndex(store: ObjectStore = this.targets[0]!, cacheName = 'index'): Promise<BlobIndex> {
+    // The cache named `index` is shared by every run on this host; another name (prune's) is separate.
+    const idx = cacheName === 'index' ? (this.index ??= BlobIndex.open(path.join(this.cacheDir, 'index'), { memoryBudget: this.opts.indexMemory })) : BlobIndex.open(path.join(this.cacheDir, cacheName), { memoryBudget: this.opts.indexMemory });
     const names: string[] = [];
     for await (const o of store.list(META_PREFIX.index)) names.push(o.key);
     const present = new Set(names);

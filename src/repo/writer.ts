@@ -60,6 +60,8 @@ export interface WriterOptions {
   maxQueuedPacks?: number;
   /** Packs uploading at once. */
   uploadConcurrency?: number;
+  /** Packs not to deduplicate against (marked by a prune): their blobs are stored again. */
+  exclude?: ReadonlySet<string>;
 }
 
 /** Largest piece of a stream sent in one message. */
@@ -128,6 +130,9 @@ export class BlobWriter {
   private closed = false;
   /** Keys of index objects written by this writer. */
   readonly indexKeys: string[] = [];
+  /** Packs (IDs) this writer deduplicated against: a prune must not have deleted them before the commit. */
+  readonly usedPacks = new Set<string>();
+  private readonly exclude: ReadonlySet<string>;
   /** This writer's spool directory: sealed packs wait here for upload. */
   private readonly spoolDir: string;
   private readonly maxChunk: number;
@@ -141,6 +146,7 @@ export class BlobWriter {
   ) {
     const n = Math.max(1, opts.workers ?? Math.min(4, os.availableParallelism()));
     this.spoolDir = makeSpoolDir(path.join(repo.cacheDir, 'spool'));
+    this.exclude = opts.exclude ?? new Set();
     this.maxInflight = opts.maxInflight ?? 12 * 1024 * 1024;
     this.maxQueuedPacks = opts.maxQueuedPacks ?? 2;
     this.indexEvery = opts.indexEvery ?? 64;
@@ -252,7 +258,9 @@ export class BlobWriter {
       const len = sizes[i]!;
       this.stats.bytesIn += len;
       const hex = id.toString('hex');
-      if (this.pending.has(hex) || this.index.has(id)) {
+      const loc = this.pending.has(hex) ? undefined : this.index.lookup(id);
+      if (loc && !this.exclude.has(loc.pack.id)) this.usedPacks.add(loc.pack.id);
+      if (this.pending.has(hex) || (loc && !this.exclude.has(loc.pack.id))) {
         this.stats.dedupBytes += len;
         this.stats.dedupBlobs++;
       } else {

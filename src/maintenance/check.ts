@@ -1,0 +1,180 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { KeyError, RegbackupError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { decrypt } from '../repo/age.js';
+import { BlobIndex, type PackInfo } from '../repo/blob-index.js';
+import { decompressBlob } from '../repo/compress.js';
+import { blobId } from '../repo/ids.js';
+import { decodeIndexBody } from '../repo/index-object.js';
+import { packKey, parsePackTrailer } from '../repo/pack.js';
+import { BlobReader } from '../repo/reader.js';
+import { META_PREFIX, type Repository } from '../repo/repository.js';
+import { sha256Hex } from '../repo/signed.js';
+import { listSnapshots, loadSnapshot, type SnapshotInfo } from '../repo/snapshot.js';
+import type { ObjectInfo, ObjectStore } from '../store/types.js';
+import { scanReferences } from './references.js';
+
+/**
+ * `regbackup check`: the structure of each target — every index object and snapshot verifies (signature,
+ * name, time), every indexed pack exists with its recorded size, every blob every snapshot needs is in the
+ * index, no snapshot is older than its parent — and, with `--read-data`, the data itself: packs downloaded,
+ * their SHA-256 checked against the index, decrypted and every blob checked against its keyed ID.
+ */
+export type ProblemKind =
+  | 'bad-index'
+  | 'bad-snapshot'
+  | 'missing-pack'
+  | 'pack-size'
+  | 'pack-hash'
+  | 'missing-blob'
+  | 'bad-blob'
+  | 'time-order'
+  | 'unreadable';
+
+export interface CheckProblem {
+  kind: ProblemKind;
+  object: string;
+  message: string;
+}
+
+export interface TargetCheck {
+  target: string;
+  ok: boolean;
+  snapshots: number;
+  indexObjects: number;
+  packs: number;
+  /** Packs on the target that no index object names (left by an interrupted run; prune removes them). */
+  unindexedPacks: number;
+  neededBlobs: number;
+  packsRead: number;
+  bytesRead: number;
+  blobsVerified: number;
+  problems: CheckProblem[];
+}
+
+export interface CheckOptions {
+  /** Fraction of packs to read (0: none; 1: all). Needs the restore identity. */
+  readData?: number;
+  logger: Logger;
+  /** At most this many problems of one kind are listed (all are counted). */
+  maxListed?: number;
+}
+
+export async function checkTarget(repo: Repository, store: ObjectStore, opts: CheckOptions): Promise<TargetCheck> {
+  const readData = opts.readData ?? 0;
+  if (readData > 0 && !repo.access.restore) throw new KeyError('check --read-data needs the restore identity (--identity FILE): data packs are readable only with it');
+  const maxListed = opts.maxListed ?? 100;
+  const result: TargetCheck = { target: store.name, ok: true, snapshots: 0, indexObjects: 0, packs: 0, unindexedPacks: 0, neededBlobs: 0, packsRead: 0, bytesRead: 0, blobsVerified: 0, problems: [] };
+  const counts = new Map<ProblemKind, number>();
+  const problem = (kind: ProblemKind, object: string, message: string) => {
+    const n = (counts.get(kind) ?? 0) + 1;
+    counts.set(kind, n);
+    if (n <= maxListed) result.problems.push({ kind, object, message });
+    else if (n === maxListed + 1) result.problems.push({ kind, object: '…', message: `more problems of this kind are not listed` });
+  };
+  const tmp = await mkdtemp(path.join(repo.cacheDir, `check-${store.name}-`));
+  const index = BlobIndex.open(path.join(tmp, 'index'));
+  try {
+    // Index objects, each read and verified (a bad one is a problem, not the end of the check).
+    for await (const o of store.list(META_PREFIX.index)) {
+      result.indexObjects++;
+      try {
+        for (const p of decodeIndexBody(await repo.readMeta('index', o.key, store), o.key)) index.addPack(p.info, p.entries);
+      } catch (err) {
+        if (!(err instanceof RegbackupError)) throw err;
+        problem('bad-index', o.key, err.message);
+      }
+    }
+    index.persist();
+    // Packs: present, and of the size the index records.
+    const objects = new Map<string, ObjectInfo>();
+    for (const prefix of ['data/', 'tree/']) for await (const o of store.list(prefix)) objects.set(o.key, o);
+    const packs: PackInfo[] = [...index.packs()];
+    result.packs = packs.length;
+    const indexed = new Set<string>();
+    for (const p of packs) {
+      const key = packKey(p.type, p.id);
+      indexed.add(key);
+      const o = objects.get(key);
+      if (!o) problem('missing-pack', key, `pack ${key} is in the index but not on the target`);
+      else if (o.size !== p.size) problem('pack-size', key, `pack ${key} is ${o.size} bytes, the index says ${p.size}`);
+    }
+    for (const k of objects.keys()) if (!indexed.has(k)) result.unindexedPacks++;
+
+    // Snapshots: each verifies; none is older than its parent.
+    const list = await listSnapshots(store);
+    const good: SnapshotInfo[] = [];
+    const times = new Map(list.map((s) => [s.id, s.time]));
+    for (const info of list) {
+      result.snapshots++;
+      try {
+        const m = await loadSnapshot(repo, store, info);
+        good.push(info);
+        const parentTime = m.parent ? times.get(m.parent) : undefined;
+        if (parentTime && parentTime.getTime() > Date.parse(m.time)) {
+          problem('time-order', info.key, `snapshot ${info.id.slice(0, 12)} (${m.time}) is older than its parent ${m.parent!.slice(0, 12)} (${parentTime.toISOString()})`);
+        }
+      } catch (err) {
+        if (!(err instanceof RegbackupError)) throw err;
+        problem('bad-snapshot', info.key, err.message);
+      }
+    }
+    // Every blob the snapshots need is in the index.
+    const reader = new BlobReader(repo, index, [store]);
+    try {
+      const refs = await scanReferences(repo, reader, store, good, tmp);
+      const rec = index.records();
+      let cur = rec.next();
+      for await (const hex of refs.ids) {
+        result.neededBlobs++;
+        while (!cur.done && cur.value.id.toString('hex') < hex) cur = rec.next();
+        if (cur.done || cur.value.id.toString('hex') !== hex) problem('missing-blob', hex, `blob ${hex} is needed by a snapshot but no index object names it`);
+      }
+      rec.return(undefined);
+    } catch (err) {
+      if (!(err instanceof RegbackupError)) throw err;
+      problem('unreadable', 'listings', `a listing cannot be read: ${err.message}`);
+    }
+
+    // --read-data: download, hash, decrypt, verify.
+    if (readData > 0) {
+      const chosen = packs.filter(() => readData >= 1 || Math.random() < readData);
+      for (const p of chosen) {
+        const key = packKey(p.type, p.id);
+        if (!objects.has(key)) continue;
+        let bytes: Buffer;
+        try {
+          bytes = await store.getBuffer(key);
+        } catch (err) {
+          if (!(err instanceof RegbackupError)) throw err;
+          problem('unreadable', key, err.message);
+          continue;
+        }
+        result.packsRead++;
+        result.bytesRead += bytes.length;
+        if (sha256Hex(bytes) !== p.sha256) {
+          problem('pack-hash', key, `pack ${key} does not match its SHA-256 (corrupt)`);
+          continue;
+        }
+        try {
+          const plain = await decrypt(repo.identities!, bytes);
+          for (const e of parsePackTrailer(plain, key)) {
+            const raw = decompressBlob(plain.subarray(e.offset, e.offset + e.length), e.compression, e.rawLength);
+            if (!blobId(repo.idKey, e.type, raw).equals(e.id)) throw new Error(`blob ${e.id.toString('hex')} does not match its ID`);
+            result.blobsVerified++;
+          }
+        } catch (err) {
+          if (err instanceof KeyError) throw err;
+          problem('bad-blob', key, `pack ${key}: ${(err as Error).message}`);
+        }
+      }
+    }
+    result.ok = counts.size === 0;
+    opts.logger.info({ target: store.name, ok: result.ok, problems: [...counts].map(([k, n]) => `${k}:${n}`).join(',') }, 'check finished');
+    return result;
+  } finally {
+    index.close();
+    await rm(tmp, { recursive: true, force: true });
+  }
+}

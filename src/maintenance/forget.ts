@@ -1,0 +1,61 @@
+import type { Logger } from '../log.js';
+import type { Repository } from '../repo/repository.js';
+import { listSnapshots, loadSnapshot } from '../repo/snapshot.js';
+import { RegbackupError } from '../errors.js';
+import { applyRetention, type RetentionDecision, type RetentionPolicy } from './retention.js';
+
+/**
+ * `regbackup forget`: applies the retention policy to the snapshots (grouped by their set of sources) and
+ * deletes the snapshot objects it does not keep, on every target. The data they alone needed stays until
+ * `prune`. A snapshot under retention (Object Lock) cannot be deleted before its date: it is reported kept.
+ */
+export interface ForgetResult {
+  decisions: (RetentionDecision & { sources: string[]; deleted?: boolean; error?: string })[];
+  kept: number;
+  forgotten: number;
+}
+
+export async function forget(repo: Repository, policy: RetentionPolicy, opts: { dryRun?: boolean; logger: Logger }): Promise<ForgetResult> {
+  const store = repo.targets[0]!;
+  const infos = await listSnapshots(store);
+  const inputs: { id: string; time: Date; sources: string[]; key: string }[] = [];
+  for (const info of infos) {
+    let sources: string[];
+    try {
+      sources = (await loadSnapshot(repo, store, info)).sources.map((s) => s.name);
+    } catch (err) {
+      if (!(err instanceof RegbackupError)) throw err;
+      // An unreadable snapshot is never forgotten here: `check` reports it, `repair` may heal it.
+      opts.logger.warn({ snapshot: info.id, err: err.message }, 'snapshot cannot be read; kept');
+      sources = ['(unreadable)'];
+    }
+    inputs.push({ id: info.id, time: info.time, sources, key: info.key });
+  }
+  const decisions: ForgetResult['decisions'] = applyRetention(inputs, policy).map((d) => ({ ...d, sources: inputs.find((i) => i.id === d.id)!.sources }));
+  for (const d of decisions) {
+    if (d.sources.includes('(unreadable)')) {
+      d.keep = true;
+      d.reasons.push('unreadable (never forgotten automatically)');
+    }
+  }
+  let forgotten = 0;
+  for (const d of decisions) {
+    if (d.keep || opts.dryRun) continue;
+    const key = inputs.find((i) => i.id === d.id)!.key;
+    const errors: string[] = [];
+    for (const t of repo.targets) {
+      try {
+        await t.delete(key);
+      } catch (err) {
+        if (!(err instanceof RegbackupError)) throw err;
+        errors.push(`${t.name}: ${err.message}`);
+      }
+    }
+    if (errors.length) d.error = errors.join('; ');
+    else {
+      d.deleted = true;
+      forgotten++;
+    }
+  }
+  return { decisions, kept: decisions.filter((d) => d.keep).length, forgotten: opts.dryRun ? decisions.filter((d) => !d.keep).length : forgotten };
+}

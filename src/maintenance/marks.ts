@@ -1,0 +1,88 @@
+import os from 'node:os';
+import pLimit from 'p-limit';
+import { IntegrityError } from '../errors.js';
+import type { Repository } from '../repo/repository.js';
+import { META_PREFIX } from '../repo/repository.js';
+import type { ObjectStore } from '../store/types.js';
+
+/**
+ * Prune marks (docs/FORMAT.md, "Pruning"): signed, encrypted JSON objects under `marks/`. Pruning never
+ * deletes at once, and never takes a lock:
+ *
+ * 1. a prune run marks the packs no snapshot needs (`kind: "marked"`);
+ * 2. backups that start later see the mark and do not deduplicate against those packs (they store such
+ *    blobs again); a backup that started earlier may still use them;
+ * 3. a later prune run, once the mark is older than the grace period (longer than any backup run), checks
+ *    the references again against every snapshot that exists then — including those of the backups that
+ *    started before the mark — deletes what is still unneeded, and records it (`kind: "executed"`);
+ * 4. a backup that started before an execution and used one of its packs refuses to commit (the next run
+ *    redoes the work): a backup longer than the grace period is the only way to meet this, and it stays safe.
+ */
+export interface MarkBody {
+  version: 1;
+  kind: 'marked' | 'executed';
+  /** When the mark was written. */
+  time: string;
+  host: string;
+  /** Marked: packs no snapshot needed at `time`. Executed: packs deleted. */
+  packs: string[];
+  /** Marked: packs mostly unneeded, to be rewritten. Executed: packs rewritten (and deleted). */
+  repack: string[];
+  /** Executed: the mark acted on. */
+  of?: string;
+}
+
+export interface Mark {
+  key: string;
+  body: MarkBody;
+}
+
+const NAME = /^marks\/(\d{8}T\d{6}Z)-([0-9a-f]{64})$/;
+
+function nameTime(d: Date): string {
+  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
+}
+
+export async function loadMarks(repo: Repository, store: ObjectStore): Promise<Mark[]> {
+  const keys: string[] = [];
+  for await (const o of store.list(META_PREFIX.mark)) if (NAME.test(o.key)) keys.push(o.key);
+  const limit = pLimit(8);
+  const marks = await Promise.all(
+    keys.map((key) =>
+      limit(async () => {
+        const body = JSON.parse((await repo.readMeta('mark', key, store)).toString('utf8')) as MarkBody;
+        if (body.version !== 1 || !Array.isArray(body.packs) || !Array.isArray(body.repack) || (body.kind !== 'marked' && body.kind !== 'executed')) {
+          throw new IntegrityError(`mark ${key} on ${store.name} has an unknown shape`);
+        }
+        return { key, body };
+      }),
+    ),
+  );
+  return marks.sort((a, b) => a.body.time.localeCompare(b.body.time));
+}
+
+export async function sealMark(repo: Repository, body: Omit<MarkBody, 'version' | 'time' | 'host'>, now = new Date()): Promise<{ key: string; bytes: Buffer; body: MarkBody }> {
+  const full: MarkBody = { version: 1, time: now.toISOString(), host: os.hostname(), ...body };
+  const sealed = await repo.sealMeta('mark', Buffer.from(JSON.stringify(full)), `${nameTime(now)}-`);
+  return { key: sealed.key, bytes: sealed.bytes, body: full };
+}
+
+/** Packs a backup must not deduplicate against: marked for deletion or rewriting, or already deleted. */
+export function excludedPacks(marks: readonly Mark[]): Set<string> {
+  const out = new Set<string>();
+  for (const m of marks) {
+    for (const p of m.body.packs) out.add(p);
+    for (const p of m.body.repack) out.add(p);
+  }
+  return out;
+}
+
+/** Packs deleted by prune executions at or after `since` (for the commit-time check of a backup). */
+export function deletedSince(marks: readonly Mark[], since: Date): Set<string> {
+  const out = new Set<string>();
+  for (const m of marks) {
+    if (m.body.kind !== 'executed' || Date.parse(m.body.time) < since.getTime()) continue;
+    for (const p of [...m.body.packs, ...m.body.repack]) out.add(p);
+  }
+  return out;
+}

@@ -1,0 +1,291 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Config } from '../config/schema.js';
+import { IntegrityError, KeyError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { BlobIndex, PackInfo } from '../repo/blob-index.js';
+import { Fanout } from '../repo/fanout.js';
+import { BlobType } from '../repo/ids.js';
+import { decodeIndexBody, encodeIndexBody } from '../repo/index-object.js';
+import { packKey } from '../repo/pack.js';
+import { BlobReader } from '../repo/reader.js';
+import { META_PREFIX, type Repository } from '../repo/repository.js';
+import { listSnapshots, type SnapshotInfo } from '../repo/snapshot.js';
+import { catchUp } from '../repo/sync.js';
+import { BlobWriter } from '../repo/writer.js';
+import type { ObjectInfo, ObjectStore } from '../store/types.js';
+import { retentionDaysOf } from '../backup/plan.js';
+import { loadMarks, sealMark, type Mark } from './marks.js';
+import { scanReferences, type ReferenceStats } from './references.js';
+
+/** Minimum storage durations (days) of the cold classes: deleting earlier is charged as if kept. */
+export const MINIMUM_DAYS: Record<string, number> = {
+  STANDARD: 0,
+  INTELLIGENT_TIERING: 0,
+  STANDARD_IA: 30,
+  ONEZONE_IA: 30,
+  GLACIER_IR: 90,
+  NEARLINE: 30,
+  COLDLINE: 90,
+  ARCHIVE: 365,
+};
+
+export interface PruneOptions {
+  logger: Logger;
+  now?: Date;
+  dryRun?: boolean;
+  /** Overrides the configuration's prune.grace (ms). */
+  grace?: number;
+  repackThreshold?: number;
+}
+
+export interface TargetPruneReport {
+  target: string;
+  deletedPacks: number;
+  freedBytes: number;
+  repackedPacks: number;
+  rewrittenIndexObjects: number;
+  deletedMarks: number;
+  /** Packs kept although unneeded: younger than their storage class's minimum duration, or under retention. */
+  keptYoung: number;
+  keptRetention: number;
+}
+
+export interface PruneReport {
+  dryRun: boolean;
+  references: ReferenceStats;
+  packs: { total: number; unneeded: number; sparse: number; orphaned: number; unneededBytes: number };
+  /** Packs marked by this run (deleted by a later run, after the grace period). */
+  marked: { packs: number; repack: number; bytes: number };
+  /** Marks acted on by this run. */
+  executed: number;
+  targets: TargetPruneReport[];
+  durationMs: number;
+}
+
+interface PackState {
+  info: PackInfo;
+  live: number;
+  dead: number;
+}
+
+/**
+ * `regbackup prune`: deletes data no snapshot needs, safely while backups run elsewhere (marks.ts). One run:
+ * catch the targets up; find what every snapshot needs; act on marks older than the grace period (check
+ * again, announce, check the snapshots written meanwhile, delete, rewrite index objects); mark what is
+ * unneeded now. Tree packs that are mostly unneeded are rewritten; data packs only when every blob in them is
+ * unneeded (rewriting content needs the restore identity, which the backup host does not hold).
+ */
+export async function prune(config: Config, repo: Repository, opts: PruneOptions): Promise<PruneReport> {
+  const started = Date.now();
+  const now = opts.now ?? new Date();
+  const grace = opts.grace ?? config.prune.grace;
+  const threshold = opts.repackThreshold ?? config.prune.repackThreshold;
+  const dry = Boolean(opts.dryRun);
+  if (!repo.access.worker) throw new KeyError('prune needs the worker key (it writes marks and index objects)');
+  const targets = repo.targets;
+  const sync = dry ? { failed: new Map() } : await catchUp(targets);
+  if (sync.failed.size) {
+    const [t, e] = [...sync.failed][0]!;
+    throw new IntegrityError(`target ${t} cannot be brought in line with the others (${(e as Error).message}); prune refuses to run on targets that differ`);
+  }
+  const store = targets[0]!;
+  const index = await repo.loadIndex(store, 'prune-index');
+  const reader = new BlobReader(repo, index, targets);
+  const tmp = await mkdtemp(path.join(repo.cacheDir, 'prune-'));
+  try {
+    const marks = await loadMarks(repo, store);
+    const snapshots = await listSnapshots(store);
+
+    // 1. What every snapshot needs, against what the index holds: live and dead bytes per pack.
+    const refs = await scanReferences(repo, reader, store, snapshots, tmp);
+    const { states, liveTree } = await packStates(index, refs.ids);
+    const objects = new Map<string, ObjectInfo>();
+    for (const prefix of ['data/', 'tree/']) for await (const o of store.list(prefix)) objects.set(o.key, o);
+    const indexed = new Set(index.packs().map((p) => packKey(p.type, p.id)));
+    const orphanKeys = new Map<string, string>();
+    for (const k of objects.keys()) if (!indexed.has(k)) orphanKeys.set(k.slice(k.lastIndexOf('/') + 1), k);
+    const orphans = [...orphanKeys.keys()];
+    const keyOf = (id: string) => orphanKeys.get(id) ?? keyOfId(id, states);
+    const unneeded = new Set([...states.values()].filter((s) => s.live === 0).map((s) => s.info.id));
+    for (const o of orphans) unneeded.add(o);
+    const sparse = new Set(
+      [...states.values()].filter((s) => s.live > 0 && s.dead > 0 && s.info.type === BlobType.tree && s.live / (s.live + s.dead) < threshold).map((s) => s.info.id),
+    );
+
+    const report: PruneReport = {
+      dryRun: dry,
+      references: refs.stats,
+      packs: {
+        total: states.size,
+        unneeded: unneeded.size,
+        sparse: sparse.size,
+        orphaned: orphans.length,
+        unneededBytes: [...unneeded].reduce((n, id) => n + (states.get(id)?.info.size ?? objects.get(keyOf(id))?.size ?? 0), 0),
+      },
+      marked: { packs: 0, repack: 0, bytes: 0 },
+      executed: 0,
+      targets: targets.map((t) => ({ target: t.name, deletedPacks: 0, freedBytes: 0, repackedPacks: 0, rewrittenIndexObjects: 0, deletedMarks: 0, keptYoung: 0, keptRetention: 0 })),
+      durationMs: 0,
+    };
+    const tr = (name: string) => report.targets.find((t) => t.target === name)!;
+
+    // 2. Act on marks older than the grace period.
+    const executedOf = new Set(marks.filter((m) => m.body.kind === 'executed' && m.body.of).map((m) => m.body.of!));
+    const due = marks.filter((m) => m.body.kind === 'marked' && !executedOf.has(m.key) && now.getTime() - Date.parse(m.body.time) >= grace);
+    const stillMarked = new Set<string>();
+    if (due.length && !dry) {
+      let del = new Set(due.flatMap((m) => m.body.packs).filter((p) => unneeded.has(p)));
+      const rep = new Set(due.flatMap((m) => m.body.repack).filter((p) => sparse.has(p) && !del.has(p)));
+      // Cost-aware and retention-aware: a pack is deleted (or rewritten) on a target only when that is free.
+      const keep = new Set<string>();
+      for (const t of targets) {
+        const cfg = config.targets.find((c) => c.name === t.name);
+        const minDays = config.prices[cfg?.storageClass ?? 'STANDARD']?.minimumDays ?? MINIMUM_DAYS[cfg?.storageClass ?? 'STANDARD'] ?? 0;
+        const lockDays = retentionDaysOf(config).get(t.name) ?? 0;
+        for (const id of [...del, ...rep]) {
+          const o = objects.get(keyOf(id));
+          const age = o?.mtime ? (now.getTime() - o.mtime.getTime()) / 86_400_000 : Infinity;
+          if (age < minDays) {
+            tr(t.name).keptYoung++;
+            keep.add(id);
+          } else if (age < lockDays) {
+            tr(t.name).keptRetention++;
+            keep.add(id);
+          }
+        }
+      }
+      del = new Set([...del].filter((p) => !keep.has(p)));
+      for (const p of keep) stillMarked.add(p);
+      const repack = [...rep].filter((p) => !keep.has(p));
+
+      // Announce before deleting: a backup committing from now on sees it and refuses if it used these packs.
+      const fan = new Fanout(targets);
+      const intent = await sealMark(repo, { kind: 'executed', packs: [...del], repack, of: due[due.length - 1]!.key }, now);
+      await fan.put(intent.key, intent.bytes);
+      // Snapshots committed since the scan (before the announcement) keep what they need.
+      const seen = new Set(snapshots.map((s) => s.id));
+      const newer = (await listSnapshots(store)).filter((s) => !seen.has(s.id));
+      if (newer.length) {
+        const more = await scanReferences(repo, reader, store, newer, tmp);
+        const { states: needed } = await packStates(index, more.ids);
+        for (const [id, s] of needed) {
+          if (s.live > 0) {
+            del.delete(id);
+            const i = repack.indexOf(id);
+            if (i >= 0) repack.splice(i, 1);
+          }
+        }
+      }
+      // Rewrite the live blobs of sparse tree packs into new packs first.
+      if (repack.length) {
+        const writer = new BlobWriter(repo, index, fan, { workers: 1, exclude: new Set(repack) });
+        try {
+          for (const id of repack) for (const blob of liveTree.get(id) ?? []) await writer.write(await reader.read(blob), 'blob-tree');
+          await writer.flush();
+        } finally {
+          await writer.close();
+        }
+        for (const t of targets) tr(t.name).repackedPacks += repack.length;
+      }
+      const gone = new Set([...del, ...repack]);
+      // Index objects that name a pack about to go are rewritten without it (before the packs go).
+      await rewriteIndexObjects(repo, targets, gone, (t) => tr(t).rewrittenIndexObjects++);
+      for (const t of targets) {
+        for (const id of gone) {
+          const key = keyOf(id);
+          const size = objects.get(key)?.size ?? 0;
+          await t.delete(key);
+          tr(t.name).deletedPacks++;
+          tr(t.name).freedBytes += size;
+        }
+        for (const m of due) {
+          await t.delete(m.key);
+          tr(t.name).deletedMarks++;
+        }
+      }
+      report.executed = due.length;
+    }
+
+    // 3. Mark what is unneeded now (and not yet marked); a later run deletes it.
+    const pending = new Set(marks.filter((m) => m.body.kind === 'marked' && !due.includes(m)).flatMap((m) => [...m.body.packs, ...m.body.repack]));
+    for (const p of stillMarked) pending.delete(p);
+    const toMark = [...unneeded].filter((p) => !pending.has(p) && (dry || !due.some((m) => m.body.packs.includes(p)) || stillMarked.has(p)));
+    const toRepack = [...sparse].filter((p) => !pending.has(p) && !unneeded.has(p) && (dry || !due.some((m) => m.body.repack.includes(p)) || stillMarked.has(p)));
+    report.marked = { packs: toMark.length, repack: toRepack.length, bytes: toMark.reduce((n, id) => n + (objects.get(keyOf(id))?.size ?? 0), 0) };
+    if (!dry && toMark.length + toRepack.length > 0) {
+      const m = await sealMark(repo, { kind: 'marked', packs: toMark, repack: toRepack }, now);
+      await new Fanout(targets).put(m.key, m.bytes);
+    }
+    // Old execution records (kept so that long backups can check against them) eventually go.
+    if (!dry) {
+      for (const m of marks) {
+        if (m.body.kind === 'executed' && now.getTime() - Date.parse(m.body.time) > Math.max(grace * 4, 7 * 86_400_000)) {
+          for (const t of targets) {
+            await t.delete(m.key);
+            tr(t.name).deletedMarks++;
+          }
+        }
+      }
+    }
+    report.durationMs = Date.now() - started;
+    opts.logger.info({ deleted: report.targets[0]?.deletedPacks, marked: report.marked.packs, executed: report.executed }, 'prune finished');
+    return report;
+  } finally {
+    index.close();
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+function keyOfId(id: string, states: Map<string, PackState>): string {
+  const s = states.get(id);
+  // Orphans (not in the index) may be data or tree packs: the object listing holds their real key.
+  return s ? packKey(s.info.type, id) : `data/${id.slice(0, 2)}/${id}`;
+}
+
+/**
+ * Live and dead stored bytes per pack: a merge of the index (in blob-ID order) with the needed IDs; and the
+ * live blob IDs of every tree pack (few: listings), for rewriting sparse ones.
+ */
+async function packStates(index: BlobIndex, needed: AsyncGenerator<string>): Promise<{ states: Map<string, PackState>; liveTree: Map<string, Buffer[]> }> {
+  const states = new Map<string, PackState>();
+  const liveTree = new Map<string, Buffer[]>();
+  for (const p of index.packs()) states.set(p.id, { info: p, live: 0, dead: 0 });
+  let next = await needed.next();
+  for (const { id, loc } of index.records()) {
+    const hex = id.toString('hex');
+    while (!next.done && next.value < hex) next = await needed.next();
+    const s = states.get(loc.pack.id)!;
+    if (!next.done && next.value === hex) {
+      s.live += loc.length;
+      if (loc.type === BlobType.tree) (liveTree.get(loc.pack.id) ?? liveTree.set(loc.pack.id, []).get(loc.pack.id)!).push(Buffer.from(id));
+    } else s.dead += loc.length;
+  }
+  // Drain (and close) the sorted stream.
+  while (!next.done) next = await needed.next();
+  return { states, liveTree };
+}
+
+/** Rewrites every index object naming a pack in `gone` without those packs, on every target. */
+async function rewriteIndexObjects(repo: Repository, targets: readonly ObjectStore[], gone: Set<string>, onRewrite: (target: string) => void): Promise<void> {
+  if (gone.size === 0) return;
+  const store = targets[0]!;
+  const keys: string[] = [];
+  for await (const o of store.list(META_PREFIX.index)) keys.push(o.key);
+  const fan = new Fanout(targets);
+  for (const key of keys) {
+    const packs = decodeIndexBody(await repo.readMeta('index', key, store), key);
+    if (!packs.some((p) => gone.has(p.info.id))) continue;
+    const keep = packs.filter((p) => !gone.has(p.info.id));
+    if (keep.length) {
+      const sealed = await repo.sealMeta('index', encodeIndexBody(keep));
+      await fan.put(sealed.key, sealed.bytes);
+    }
+    for (const t of targets) {
+      await t.delete(key);
+      onRewrite(t.name);
+    }
+  }
+}
+
+export type { SnapshotInfo, Mark };

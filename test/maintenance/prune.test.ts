@@ -1,0 +1,171 @@
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { loadIntoCouch } from '../../bench/generate/couch.js';
+import { writeRegistry } from '../../bench/generate/registry.js';
+import { startServers, tmpDir } from '../harness/index.js';
+import { runCli } from '../helpers/cli.js';
+import { assertTargetsIntact } from '../helpers/verify.js';
+
+function files(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) if (e.isFile()) out.push(path.join(e.parentPath, e.name));
+  return out.sort();
+}
+
+/** Adds `n` new tarballs and removes `m` existing ones: the churn that makes data unneeded. */
+function churn(root: string, n: number, m: number, tag: string): void {
+  const existing = files(root);
+  for (const f of existing.slice(0, m)) rmSync(f);
+  for (let i = 0; i < n; i++) {
+    const d = path.join(root, `churn-${tag}-${i}`, '-');
+    mkdirSync(d, { recursive: true });
+    writeFileSync(path.join(d, `churn-${tag}-${i}-1.0.0.tgz`), Buffer.concat([Buffer.from([0x1f, 0x8b]), randomBytes(20_000 + i * 1000)]));
+  }
+}
+
+describe('forget, prune, check, repair, cost', () => {
+  let dir: string;
+  let servers: Awaited<ReturnType<typeof startServers<{ couchdb: true }>>>;
+  let env: NodeJS.ProcessEnv;
+  let configFile: string;
+  const identity = () => path.join(dir, 'keys/restore.key');
+  const cli = async (args: string[], expect = 0) => {
+    const r = await runCli(args, { env });
+    assert.equal(r.code, expect, `${args.join(' ')}: ${r.stderr.slice(-2000)}`);
+    return r;
+  };
+  const json = async <T>(args: string[], expect = 0): Promise<T> => JSON.parse((await cli([...args, '--json'], expect)).stdout) as T;
+
+  before(async () => {
+    dir = await tmpDir();
+    servers = await startServers({ couchdb: true });
+    await writeRegistry({ out: path.join(dir, 'registry'), packages: 15, seed: 5, maxVersionsPerPackage: 10, tarballVersions: 2 });
+    await loadIntoCouch(servers.couchdb.url, 'registry', path.join(dir, 'registry'));
+    configFile = path.join(dir, 'regbackup.yaml');
+    writeFileSync(
+      configFile,
+      `keys: ./keys/worker.key
+cache: ./cache
+repository: { packSize: 256KiB }
+sources:
+  couchdb: [{ name: skimdb, url: "${servers.couchdb.url}" }]
+  tarballs: [{ name: tarballs, path: ./registry/tarballs }]
+targets:
+  - { name: a, type: fs, path: ./target-a }
+  - { name: b, type: fs, path: ./target-b }
+retention: { last: 2, hourly: 0, daily: 0, weekly: 0, monthly: 0 }
+prune: { grace: 1s }
+`,
+    );
+    env = { REGBACKUP_CONFIG: configFile };
+    await cli(['keys', 'generate', '--out', path.join(dir, 'keys')]);
+    await cli(['init']);
+  });
+  after(() => servers.stop());
+
+  test('forget keeps what the policy says; prune marks, then deletes after the grace period; everything left is intact', async () => {
+    const root = path.join(dir, 'registry/tarballs');
+    await cli(['backup']);
+    churn(root, 5, 8, 'a');
+    await cli(['backup']);
+    churn(root, 5, 8, 'b');
+    await cli(['backup']);
+    const dry = await json<{ decisions: { keep: boolean; reasons: string[] }[]; forgotten: number }>(['forget', '--dry-run']);
+    assert.equal(dry.forgotten, 1);
+    assert.deepEqual(dry.decisions.map((d) => d.keep), [false, true, true]);
+    assert.deepEqual(dry.decisions[2]!.reasons, ['last']);
+    const f = await json<{ forgotten: number }>(['forget']);
+    assert.equal(f.forgotten, 1);
+
+    const p0 = await json<{ packs: { unneeded: number } }>(['prune', '--dry-run']);
+    assert.ok(p0.packs.unneeded > 0, 'the forgotten snapshot alone needed some packs');
+    const p1 = await json<{ marked: { packs: number; repack: number }; executed: number; targets: { deletedPacks: number }[] }>(['prune']);
+    assert.ok(p1.marked.packs > 0);
+    assert.equal(p1.executed, 0, 'nothing is deleted the first time: only marked');
+    assert.deepEqual(p1.targets.map((t) => t.deletedPacks), [0, 0]);
+    await new Promise((r) => setTimeout(r, 1100)); // the grace period
+    const p2 = await json<{ executed: number; targets: { deletedPacks: number; freedBytes: number; rewrittenIndexObjects: number }[] }>(['prune']);
+    assert.equal(p2.executed, 1);
+    for (const t of p2.targets) {
+      // The unneeded packs, and the mostly unneeded tree packs (rewritten first, then deleted).
+      assert.equal(t.deletedPacks, p1.marked.packs + p1.marked.repack);
+      assert.ok(t.freedBytes > 0);
+    }
+    const checked = await json<{ ok: boolean }>(['check', '--read-data', '--identity', identity()]);
+    assert.equal(checked.ok, true);
+    assert.deepEqual(await assertTargetsIntact(configFile, identity()), [2, 2]);
+    // The next backup, on a host whose index cache still knew the deleted packs, is whole too.
+    churn(root, 2, 2, 'c');
+    await cli(['backup']);
+    assert.deepEqual(await assertTargetsIntact(configFile, identity()), [3, 3]);
+  });
+
+  test('backups and prunes running at the same time never lose data a snapshot needs', async () => {
+    const root = path.join(dir, 'registry/tarballs');
+    for (let i = 0; i < 4; i++) {
+      churn(root, 4, 6, `loop${i}`);
+      // A backup and two prunes at once; forget in between so that packs keep becoming unneeded.
+      const runs = await Promise.all([runCli(['backup', '--quiet'], { env }), runCli(['prune', '--quiet'], { env }), (async () => {
+        await new Promise((r) => setTimeout(r, 300 + i * 200));
+        return runCli(['prune', '--quiet'], { env });
+      })()]);
+      // A backup may refuse to commit (exit 5) if a prune deleted a pack it used: never anything else.
+      assert.ok([0, 5].includes(runs[0].code!), `backup: ${runs[0].stderr.slice(-1500)}`);
+      for (const p of runs.slice(1)) assert.equal(p.code, 0, `prune: ${p.stderr.slice(-1500)}`);
+      await cli(['forget', '--quiet']);
+      await new Promise((r) => setTimeout(r, 1100));
+    }
+    await cli(['prune']);
+    const counts = await assertTargetsIntact(configFile, identity());
+    assert.deepEqual(counts, [2, 2]);
+    const checked = await json<{ ok: boolean; targets: { problems: unknown[] }[] }>(['check', '--read-data', '--identity', identity()]);
+    assert.equal(checked.ok, true, JSON.stringify(checked.targets.map((t) => t.problems)));
+  });
+
+  test('check finds every missing or corrupt object on a target; repair heals them from the other; check passes', async () => {
+    const tb = path.join(dir, 'target-b');
+    const packs = files(path.join(tb, 'data'));
+    assert.ok(packs.length >= 3);
+    rmSync(packs[0]!);
+    const flipped = readFileSync(packs[1]!);
+    flipped[flipped.length - 40]! ^= 0xff;
+    writeFileSync(packs[1]!, flipped);
+    truncateSync(packs[2]!, 100);
+    const idx = files(path.join(tb, 'index'))[0]!;
+    rmSync(idx);
+    const snap = files(path.join(tb, 'snapshots'))[0]!;
+    writeFileSync(snap, Buffer.concat([readFileSync(snap), Buffer.from('x')]));
+
+    const bad = await json<{ ok: boolean; targets: { target: string; problems: { kind: string; object: string }[] }[] }>(['check', '--read-data', '--identity', identity()], 5);
+    assert.equal(bad.ok, false);
+    const b = bad.targets.find((t) => t.target === 'b')!;
+    const kinds = new Set(b.problems.map((p) => p.kind));
+    for (const k of ['bad-snapshot', 'pack-hash', 'pack-size']) assert.ok(kinds.has(k), `check reports ${k}: ${JSON.stringify(b.problems)}`);
+    // The deleted pack and the deleted index object: the pack is reported missing or its blobs unindexed.
+    assert.ok(kinds.has('missing-pack') || kinds.has('missing-blob'), JSON.stringify(b.problems));
+    assert.equal(bad.targets.find((t) => t.target === 'a')!.problems.length, 0);
+
+    const r = await json<{ targets: { target: string; copied: { key: string; reason: string }[]; unrepairable: unknown[] }[] }>(['repair', '--to', 'b', '--read-data']);
+    const rb = r.targets[0]!;
+    assert.equal(rb.unrepairable.length, 0);
+    const copied = new Set(rb.copied.map((c) => c.key));
+    for (const f of [packs[0]!, packs[1]!, packs[2]!, idx, snap]) assert.ok(copied.has(path.relative(tb, f)), `repaired ${f}`);
+    const good = await json<{ ok: boolean }>(['check', '--read-data', '--identity', identity()]);
+    assert.equal(good.ok, true);
+  });
+
+  test('cost: bytes and objects per target match what is stored; prices and savings are reported', async () => {
+    const r = await json<{ targets: { target: string; bytes: number; objects: number; storagePerMonth: number; price: { storagePerGBMonth: number }; recentRequests: { put: number } }[]; recent: { runs: number; bytesIn: number } }>(['cost']);
+    for (const t of r.targets) {
+      const all = files(path.join(dir, `target-${t.target}`));
+      assert.equal(t.objects, all.length);
+      assert.equal(t.bytes, all.reduce((n, f) => n + readFileSync(f).length, 0));
+      assert.ok(Math.abs(t.storagePerMonth - (t.bytes / 1e9) * t.price.storagePerGBMonth) < 1e-9);
+      assert.ok(t.recentRequests.put > 0, 'the recent runs made PUT requests');
+    }
+    assert.ok(r.recent.runs >= 1 && r.recent.bytesIn > 0);
+  });
+});
