@@ -19,7 +19,7 @@ import { listDatabases } from '../sources/couchdb/index.js';
 import type { Shard } from '../sources/tarballs/walk.js';
 import { compareCodePoints } from '../util/external-sort.js';
 import type { Finding } from './types.js';
-import { excludedPacks, loadMarks } from '../maintenance/marks.js';
+import { deletedKeys, excludedPacks, loadMarks } from '../maintenance/marks.js';
 
 /**
  * A backup run, planned (docs: README "Scale-out"): the parts it is made of, so that one process or many
@@ -148,7 +148,8 @@ export async function planBackup(config: Config, opts: PlanOptions = {}): Promis
   }
   try {
     const index = await repo.loadIndex(repo.targets[0]);
-    const sync = await catchUp(repo.targets, { packHash: (id) => index.packById(id)?.sha256 });
+    const skip = deletedKeys(await loadMarks(repo, repo.targets[0]!));
+    const sync = await catchUp(repo.targets, { packHash: (id) => index.packById(id)?.sha256, skip });
     for (const [t, e] of sync.failed) behind[t] = e.message;
     const live = repo.targets.filter((t) => !(t.name in behind));
     if (live.length === 0) throw new TargetError(`no target can be written (${Object.entries(behind).map(([n, e]) => `${n}: ${e}`).join('; ')})`);

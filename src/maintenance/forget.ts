@@ -3,6 +3,8 @@ import type { Repository } from '../repo/repository.js';
 import { listSnapshots, loadSnapshot } from '../repo/snapshot.js';
 import { RegbackupError } from '../errors.js';
 import { applyRetention, type RetentionDecision, type RetentionPolicy } from './retention.js';
+import { deletedKeys, loadMarks, sealMark } from './marks.js';
+import { Fanout } from '../repo/fanout.js';
 
 /**
  * `regbackup forget`: applies the retention policy to the snapshots (grouped by their set of sources) and
@@ -39,6 +41,27 @@ export async function forget(repo: Repository, policy: RetentionPolicy, opts: { 
     }
   }
   let forgotten = 0;
+  const going = decisions.filter((d) => !d.keep).map((d) => inputs.find((i) => i.id === d.id)!.key);
+  if (going.length && !opts.dryRun) {
+    // Recorded first: catching a target up never copies a forgotten snapshot back (from a target where it
+    // could not be deleted yet, e.g. under retention).
+    const rec = await sealMark(repo, { kind: 'forgotten', packs: [], repack: [], snapshots: going });
+    await new Fanout(repo.targets).put(rec.key, rec.bytes);
+  }
+  // Snapshots forgotten earlier but still on a target (retention then): try again.
+  if (!opts.dryRun) {
+    for (const key of deletedKeys(await loadMarks(repo, store))) {
+      if (!key.startsWith('snapshots/')) continue;
+      for (const t of repo.targets) {
+        if (!(await t.stat(key))) continue;
+        try {
+          await t.delete(key);
+        } catch (err) {
+          if (!(err instanceof RegbackupError)) throw err;
+        }
+      }
+    }
+  }
   for (const d of decisions) {
     if (d.keep || opts.dryRun) continue;
     const key = inputs.find((i) => i.id === d.id)!.key;

@@ -20,7 +20,8 @@ import type { ObjectStore } from '../store/types.js';
  */
 export interface MarkBody {
   version: 1;
-  kind: 'marked' | 'executed';
+  /** marked / executed: see above. forgotten: snapshots deleted by `forget` (never to be copied back). */
+  kind: 'marked' | 'executed' | 'forgotten';
   /** When the mark was written. */
   time: string;
   host: string;
@@ -30,6 +31,8 @@ export interface MarkBody {
   repack: string[];
   /** Executed: the mark acted on. */
   of?: string;
+  /** Forgotten: the snapshot object keys deleted. */
+  snapshots?: string[];
 }
 
 export interface Mark {
@@ -51,7 +54,7 @@ export async function loadMarks(repo: Repository, store: ObjectStore): Promise<M
     keys.map((key) =>
       limit(async () => {
         const body = JSON.parse((await repo.readMeta('mark', key, store)).toString('utf8')) as MarkBody;
-        if (body.version !== 1 || !Array.isArray(body.packs) || !Array.isArray(body.repack) || (body.kind !== 'marked' && body.kind !== 'executed')) {
+        if (body.version !== 1 || !Array.isArray(body.packs) || !Array.isArray(body.repack) || !['marked', 'executed', 'forgotten'].includes(body.kind)) {
           throw new IntegrityError(`mark ${key} on ${store.name} has an unknown shape`);
         }
         return { key, body };
@@ -83,6 +86,24 @@ export function deletedSince(marks: readonly Mark[], since: Date): Set<string> {
   for (const m of marks) {
     if (m.body.kind !== 'executed' || Date.parse(m.body.time) < since.getTime()) continue;
     for (const p of [...m.body.packs, ...m.body.repack]) out.add(p);
+  }
+  return out;
+}
+
+/**
+ * Object keys deleted on purpose (prune executions, forgotten snapshots): catching a target up must not copy
+ * them back from a target where the deletion has not happened (yet, or because of retention).
+ */
+export function deletedKeys(marks: readonly Mark[]): Set<string> {
+  const out = new Set<string>();
+  for (const m of marks) {
+    if (m.body.kind === 'executed') {
+      for (const p of [...m.body.packs, ...m.body.repack]) {
+        out.add(`data/${p.slice(0, 2)}/${p}`);
+        out.add(`tree/${p.slice(0, 2)}/${p}`);
+      }
+    }
+    if (m.body.kind === 'forgotten') for (const k of m.body.snapshots ?? []) out.add(k);
   }
   return out;
 }

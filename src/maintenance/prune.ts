@@ -15,7 +15,7 @@ import { catchUp } from '../repo/sync.js';
 import { BlobWriter } from '../repo/writer.js';
 import type { ObjectInfo, ObjectStore } from '../store/types.js';
 import { retentionDaysOf } from '../backup/plan.js';
-import { loadMarks, sealMark, type Mark } from './marks.js';
+import { deletedKeys, loadMarks, sealMark, type Mark } from './marks.js';
 import { scanReferences, type ReferenceStats } from './references.js';
 
 /** Minimum storage durations (days) of the cold classes: deleting earlier is charged as if kept. */
@@ -84,7 +84,7 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
   const dry = Boolean(opts.dryRun);
   if (!repo.access.worker) throw new KeyError('prune needs the worker key (it writes marks and index objects)');
   const targets = repo.targets;
-  const sync = dry ? { failed: new Map() } : await catchUp(targets);
+  const sync = dry ? { failed: new Map() } : await catchUp(targets, { skip: deletedKeys(await loadMarks(repo, targets[0]!)) });
   if (sync.failed.size) {
     const [t, e] = [...sync.failed][0]!;
     throw new IntegrityError(`target ${t} cannot be brought in line with the others (${(e as Error).message}); prune refuses to run on targets that differ`);
@@ -220,7 +220,10 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
     // Old execution records (kept so that long backups can check against them) eventually go.
     if (!dry) {
       for (const m of marks) {
-        if (m.body.kind === 'executed' && now.getTime() - Date.parse(m.body.time) > Math.max(grace * 4, 7 * 86_400_000)) {
+        // Kept long enough for backups running meanwhile to check against them, and for every target to
+        // have done the deletion (a target under retention deletes late).
+        const old = now.getTime() - Date.parse(m.body.time) > Math.max(grace * 4, 30 * 86_400_000);
+        if ((m.body.kind === 'executed' || m.body.kind === 'forgotten') && old) {
           for (const t of targets) {
             await t.delete(m.key);
             tr(t.name).deletedMarks++;

@@ -11,7 +11,7 @@ import { sha256Hex } from './signed.js';
  * the index's record for packs). Objects are copied packs first, then index objects, then snapshots, so a
  * target never holds a snapshot whose data it lacks, even if the copy is interrupted.
  */
-export const SYNC_ORDER = ['data/', 'tree/', 'index/', 'snapshots/', 'drills/'] as const;
+export const SYNC_ORDER = ['data/', 'tree/', 'index/', 'snapshots/', 'drills/', 'marks/'] as const;
 
 export interface SyncResult {
   /** Per target: objects and bytes copied to it. */
@@ -28,6 +28,8 @@ export interface SyncOptions {
   concurrency?: number;
   /** Only compare: report what would be copied. */
   dryRun?: boolean;
+  /** Objects deleted on purpose (forgotten snapshots, pruned packs): never copied back. */
+  skip?: ReadonlySet<string>;
 }
 
 async function names(store: ObjectStore, prefix: string): Promise<Map<string, number>> {
@@ -71,21 +73,28 @@ export async function catchUp(targets: readonly ObjectStore[], opts: SyncOptions
   };
   for (const prefix of ['index/', 'snapshots/']) {
     const per = await listAll(prefix);
-    const sets = [...per.values()];
-    if (sets.some((s) => s.size !== sets[0]!.size || [...s.keys()].some((k) => !sets[0]!.has(k)))) needPacks = true;
+    const sets = [...per.values()].map((m) => new Set([...m.keys()].filter((k) => !opts.skip?.has(k))));
+    if (sets.some((s) => s.size !== sets[0]!.size || [...s].some((k) => !sets[0]!.has(k)))) needPacks = true;
   }
+  let order: readonly string[] = SYNC_ORDER;
   if (!needPacks) {
-    const per = await listAll('drills/');
-    const sets = [...per.values()];
-    if (!sets.some((s) => s.size !== sets[0]!.size || [...s.keys()].some((k) => !sets[0]!.has(k)))) return result;
+    // Snapshots and indexes agree: only drill reports and prune marks may differ.
+    order = ['drills/', 'marks/'];
+    let differ = false;
+    for (const prefix of order) {
+      const sets = [...(await listAll(prefix)).values()].map((m) => new Set([...m.keys()].filter((k) => !opts.skip?.has(k))));
+      if (sets.some((s) => s.size !== sets[0]!.size || [...s].some((k) => !sets[0]!.has(k)))) differ = true;
+    }
+    if (!differ) return result;
   }
 
-  for (const prefix of SYNC_ORDER) {
+  for (const prefix of order) {
     const per = listings.get(prefix) ?? (await listAll(prefix));
     const union = new Map<string, string[]>(); // key -> targets that have it
     for (const [t, m] of per) for (const k of m.keys()) (union.get(k) ?? union.set(k, []).get(k)!).push(t);
     const jobs: Promise<void>[] = [];
     for (const [key, holders] of union) {
+      if (opts.skip?.has(key)) continue;
       for (const t of targets) {
         if (result.failed.has(t.name) || holders.includes(t.name) || !per.has(t.name)) continue;
         jobs.push(
