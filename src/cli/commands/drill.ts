@@ -1,0 +1,100 @@
+import path from 'node:path';
+import type { RegisterCommand } from './index.js';
+import { checkAndAlert } from '../../alerts/index.js';
+import { ExitCode, KeyError, messageOf, UsageError } from '../../errors.js';
+import { openStateStore, recordDrill } from '../../health/index.js';
+import { loadRestoreIdentity, loadWorkerKey } from '../../repo/keys.js';
+import { runDrill } from '../../../restore/drill.js';
+import { formatDrillReport } from '../../../restore/drill-report.js';
+
+interface DrillFlags {
+  target?: string[];
+  identity?: string;
+  couchdb?: string;
+  sample?: number;
+  keep?: boolean;
+  store?: boolean;
+  parallel?: number;
+}
+
+const positive = (name: string) => (v: string) => {
+  const n = Number.parseInt(v, 10);
+  if (!Number.isInteger(n) || n < 1 || String(n) !== v.trim())
+    throw new UsageError(`${name} expects a whole number above 0, got ${JSON.stringify(v)}`);
+  return n;
+};
+
+export const registerDrill: RegisterCommand = (program, ctx) => {
+  program
+    .command('drill')
+    .description(
+      'restore the newest snapshot of each target into a standby, verify it, measure RTO and RPO, clean up, store the report',
+    )
+    .option('-t, --target <name...>', 'only these targets (default: drill.targets, else every target)')
+    .option('--identity <file>', 'the restore identity (default: `identity:` of the configuration)')
+    .option(
+      '--couchdb <url>',
+      'restore into this CouchDB under scratch names (default: drill.couchdb, else a temporary in-memory server)',
+    )
+    .option(
+      '--sample <n>',
+      'documents and tarballs sampled for the deep checks (default: drill.sample, 50)',
+      positive('--sample'),
+    )
+    .option('--parallel <n>', 'requests and files in flight (default 8)', positive('--parallel'))
+    .option('--keep', 'keep the scratch databases and directory')
+    .option('--no-store', 'do not store the report in the repository')
+    .action(async (o: DrillFlags) => {
+      const c = ctx();
+      const { config, path: configPath } = c.config();
+      const identityFile = o.identity ?? config.identity;
+      if (!identityFile)
+        throw new KeyError(
+          'a drill restores, so it needs the restore identity: pass --identity FILE (or set `identity:` in the configuration)',
+        );
+      const identity = await loadRestoreIdentity(identityFile);
+      const worker = await loadWorkerKey(config.keys);
+      const abort = new AbortController();
+      const onSignal = (sig: NodeJS.Signals) => {
+        c.log.warn(`${sig}: stopping the drill; scratch data is removed`);
+        abort.abort();
+      };
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      try {
+        const scratch = config.drill?.tarballs
+          ? path.resolve(path.dirname(configPath), config.drill.tarballs)
+          : undefined;
+        const r = await runDrill({
+          config,
+          identity,
+          worker,
+          targets: o.target,
+          couchdb: o.couchdb,
+          sample: o.sample,
+          keep: o.keep,
+          store: o.store,
+          parallel: o.parallel,
+          scratchDir: scratch,
+          logger: c.log,
+          signal: abort.signal,
+        });
+        const state = openStateStore(config);
+        try {
+          await recordDrill(state, r.records, r.report.durationMs);
+          const { alerts } = await checkAndAlert(config, state, c.log);
+          if (alerts.triggered.length || alerts.resolved.length)
+            c.log.info({ triggered: alerts.triggered, resolved: alerts.resolved }, 'alerts updated');
+        } catch (err) {
+          c.log.error({ err: messageOf(err) }, 'recording the drill for health and alerts failed');
+        } finally {
+          await state.close();
+        }
+        c.print(() => formatDrillReport(r.report, { stored: r.stored }), { ...r.report, stored: r.stored });
+        process.exitCode = r.report.ok ? ExitCode.ok : ExitCode.integrity;
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    });
+};

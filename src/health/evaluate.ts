@@ -1,0 +1,259 @@
+import type { Config } from '../config/schema.js';
+import { formatDuration } from '../util/units.js';
+import type { BackupRecord, DrillRecord, TargetRecord } from './records.js';
+
+/**
+ * Health: from the records of the state store and what the targets hold now, the list of problems — each
+ * with a stable key, so that one problem is one alert incident however often it is seen — and an overall
+ * status in the Nagios sense (OK, WARNING, CRITICAL, UNKNOWN; exit statuses 0-3).
+ *
+ * Problems (key: severity):
+ *   target-unreachable:<t>  critical  the target cannot be listed
+ *   rpo:<t>                 critical  the newest snapshot on the target is older than alerts.rpoThreshold, or there is none
+ *   target-behind:<t>       warning   the target misses the newest snapshot of the others
+ *   backup-failed           critical  the last backup run wrote no snapshot
+ *   source-failed:<s>       critical  the last backup run could not read this source (it was carried over)
+ *   drill-failed:<t>        critical  the last restore drill from this target failed
+ *   drill-overdue           warning   the newest drill is older than alerts.drillMaxAge (once a drill has run)
+ */
+export type Severity = 'warning' | 'critical';
+export type HealthStatus = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN';
+
+export const STATUS_EXIT: Record<HealthStatus, 0 | 1 | 2 | 3> = {
+  OK: 0,
+  WARNING: 1,
+  CRITICAL: 2,
+  UNKNOWN: 3,
+};
+
+export interface Problem {
+  key: string;
+  severity: Severity;
+  summary: string;
+  /** The target or source concerned. */
+  component?: string;
+  details?: Record<string, unknown>;
+}
+
+export interface TargetHealth {
+  name: string;
+  reachable: boolean;
+  newest?: string;
+  rpoSeconds?: number;
+  snapshots: number;
+  drill?: { time: string; ok: boolean; rtoSeconds?: number; rpoSeconds?: number };
+}
+
+export interface HealthReport {
+  status: HealthStatus;
+  exitCode: 0 | 1 | 2 | 3;
+  checkedAt: string;
+  problems: Problem[];
+  targets: TargetHealth[];
+  lastBackup?: BackupRecord;
+  /** One line for humans and Nagios: "REGBACKUP OK - …". */
+  summary: string;
+  /** Nagios performance data: `label=value[unit];warn;crit;min;max …`. */
+  perfdata: string;
+}
+
+export interface HealthInput {
+  targets: Record<string, TargetRecord>;
+  backup?: BackupRecord;
+  drills: Record<string, DrillRecord>;
+}
+
+const DEFAULT_RPO = 2 * 3600_000;
+const DEFAULT_DRILL_AGE = 8 * 86400_000;
+/** A target missing the newest snapshot this long after it was written is behind (not just mid-commit). */
+const BEHIND_GRACE = 10 * 60_000;
+
+function age(ms: number): string {
+  return ms < 60_000
+    ? `${Math.round(ms / 1000)}s`
+    : formatDuration(ms)
+        .replace(/ (min|h|s)\b/g, '$1')
+        .replace(/ /g, '');
+}
+
+export function evaluateHealth(config: Config, input: HealthInput, now = Date.now()): HealthReport {
+  const rpoLimit = config.alerts?.rpoThreshold ?? DEFAULT_RPO;
+  const drillMaxAge = config.alerts?.drillMaxAge ?? DEFAULT_DRILL_AGE;
+  const problems: Problem[] = [];
+  const targets: TargetHealth[] = [];
+  const newestOverall = Math.max(
+    0,
+    ...Object.values(input.targets).flatMap((t) => (t.newest ? [Date.parse(t.newest)] : [])),
+  );
+
+  for (const t of config.targets) {
+    const rec = input.targets[t.name];
+    const drill = input.drills[t.name];
+    const newest = rec?.newest ? Date.parse(rec.newest) : undefined;
+    const th: TargetHealth = {
+      name: t.name,
+      reachable: Boolean(rec && !rec.error),
+      snapshots: rec?.snapshots ?? 0,
+      ...(rec?.newest
+        ? { newest: rec.newest, rpoSeconds: Math.max(0, Math.round((now - newest!) / 1000)) }
+        : {}),
+      ...(drill
+        ? {
+            drill: {
+              time: drill.time,
+              ok: drill.ok,
+              rtoSeconds: drill.rtoMs !== undefined ? drill.rtoMs / 1000 : undefined,
+              rpoSeconds: drill.rpoMs !== undefined ? drill.rpoMs / 1000 : undefined,
+            },
+          }
+        : {}),
+    };
+    targets.push(th);
+    if (!rec) {
+      problems.push({
+        key: `target-unreachable:${t.name}`,
+        severity: 'critical',
+        component: t.name,
+        summary: `target ${t.name} has not been checked`,
+      });
+      continue;
+    }
+    if (rec.error) {
+      problems.push({
+        key: `target-unreachable:${t.name}`,
+        severity: 'critical',
+        component: t.name,
+        summary: `target ${t.name} cannot be read: ${rec.error}`,
+        details: { error: rec.error },
+      });
+    }
+    if (newest === undefined) {
+      if (!rec.error)
+        problems.push({
+          key: `rpo:${t.name}`,
+          severity: 'critical',
+          component: t.name,
+          summary: `target ${t.name} holds no snapshot`,
+          details: { threshold: rpoLimit / 1000 },
+        });
+    } else if (now - newest > rpoLimit) {
+      problems.push({
+        key: `rpo:${t.name}`,
+        severity: 'critical',
+        component: t.name,
+        summary: `newest snapshot on ${t.name} is ${age(now - newest)} old (threshold ${age(rpoLimit)})`,
+        details: {
+          newest: rec.newest,
+          rpoSeconds: Math.round((now - newest) / 1000),
+          thresholdSeconds: rpoLimit / 1000,
+        },
+      });
+    }
+    const leftBehind = input.backup?.behind[t.name];
+    const missesNewest = newest === undefined ? newestOverall > 0 : newest < newestOverall;
+    if (!rec.error && missesNewest && (leftBehind !== undefined || now - newestOverall > BEHIND_GRACE)) {
+      problems.push({
+        key: `target-behind:${t.name}`,
+        severity: 'warning',
+        component: t.name,
+        summary: `target ${t.name} is behind the others: its newest snapshot is ${newest ? age(newestOverall - newest) : 'missing'}${newest ? ' older' : ''}${leftBehind ? ` (${leftBehind})` : ''}`,
+        details: {
+          newest: rec.newest,
+          newestOverall: new Date(newestOverall).toISOString(),
+          ...(leftBehind ? { error: leftBehind } : {}),
+        },
+      });
+    }
+    if (drill && !drill.ok) {
+      problems.push({
+        key: `drill-failed:${t.name}`,
+        severity: 'critical',
+        component: t.name,
+        summary: `restore drill from ${t.name} failed${drill.failed.length ? `: ${drill.failed[0]}${drill.failed.length > 1 ? ` (and ${drill.failed.length - 1} more)` : ''}` : ''}`,
+        details: {
+          time: drill.time,
+          snapshot: drill.snapshot,
+          failed: drill.failed.slice(0, 20),
+          report: drill.report,
+        },
+      });
+    }
+  }
+
+  const b = input.backup;
+  if (b && !b.ok) {
+    problems.push({
+      key: 'backup-failed',
+      severity: 'critical',
+      summary: `the last backup (${b.time}) failed: ${b.error ?? `exit status ${b.exitCode}`}`,
+      details: { time: b.time, runId: b.runId, error: b.error },
+    });
+  }
+  for (const s of b?.failedSources ?? []) {
+    problems.push({
+      key: `source-failed:${s}`,
+      severity: 'critical',
+      component: s,
+      summary: `the last backup could not read source ${s} (its previous state was carried over)`,
+      details: { time: b!.time, snapshot: b!.snapshot },
+    });
+  }
+
+  const drillTimes = Object.values(input.drills).map((d) => Date.parse(d.time));
+  if (config.schedule?.drill && drillTimes.length && now - Math.max(...drillTimes) > drillMaxAge) {
+    problems.push({
+      key: 'drill-overdue',
+      severity: 'warning',
+      summary: `no restore drill for ${age(now - Math.max(...drillTimes))} (at most ${age(drillMaxAge)} expected)`,
+    });
+  }
+
+  const status: HealthStatus = problems.some((p) => p.severity === 'critical')
+    ? 'CRITICAL'
+    : problems.length
+      ? 'WARNING'
+      : 'OK';
+  const perf: string[] = [];
+  for (const t of targets) {
+    if (t.rpoSeconds !== undefined) perf.push(`rpo_${t.name}=${t.rpoSeconds}s;;${rpoLimit / 1000};0`);
+    if (t.drill?.rtoSeconds !== undefined)
+      perf.push(`drill_rto_${t.name}=${t.drill.rtoSeconds.toFixed(1)}s;;;0`);
+  }
+  let text: string;
+  if (problems.length) {
+    const order = [...problems].sort((a, b) =>
+      a.severity === b.severity ? 0 : a.severity === 'critical' ? -1 : 1,
+    );
+    text = order.map((p) => p.summary).join('; ');
+  } else {
+    const rpos = targets
+      .map((t) => `${t.name} ${t.rpoSeconds !== undefined ? age(t.rpoSeconds * 1000) : '?'}`)
+      .join(', ');
+    const drills = Object.values(input.drills);
+    const lastDrill = drills.length ? Math.max(...drills.map((d) => Date.parse(d.time))) : undefined;
+    text = `${targets.length} target${targets.length === 1 ? '' : 's'}, newest snapshot age: ${rpos}; ${lastDrill ? `last drill passed ${age(now - lastDrill)} ago` : 'no drill on record'}`;
+  }
+  return {
+    status,
+    exitCode: STATUS_EXIT[status],
+    checkedAt: new Date(now).toISOString(),
+    problems,
+    targets,
+    ...(b ? { lastBackup: b } : {}),
+    summary: `REGBACKUP ${status} - ${text}`,
+    perfdata: perf.join(' '),
+  };
+}
+
+/** The report of a check that could not be made (configuration unreadable, state store down). */
+export function unknownHealth(why: string, now = Date.now()): HealthReport {
+  return {
+    status: 'UNKNOWN',
+    exitCode: 3,
+    checkedAt: new Date(now).toISOString(),
+    problems: [],
+    targets: [],
+    summary: `REGBACKUP UNKNOWN - ${why}`,
+    perfdata: '',
+  };
+}
