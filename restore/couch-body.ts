@@ -77,6 +77,10 @@ export function multipartBody(members: string[], atts: AttEntry[]): MultipartBod
 
 /** A JSON document with its attachments inline (base64), streamed: the same parts model, base64 for indexes. */
 export function inlineBody(members: string[], atts: AttEntry[]): MultipartBody {
+  if (!atts.length) {
+    const json = Buffer.from(`{${members.join(',')}}`);
+    return { contentType: 'application/json', length: json.length, parts: [json] };
+  }
   const parts: (Buffer | number)[] = [];
   let head = `{${[...members, '"_attachments":{'].join(',')}`;
   atts.forEach((a, i) => {

@@ -112,8 +112,12 @@ export function decodeRun(task: RunTask, idKey: Uint8Array): RunResult {
     if (raw === stored) {
       results.push([0, plain.byteOffset + rel, b.length]);
     } else {
-      // Decompressed into a fresh buffer: copy it into one that owns its memory, for the transfer.
-      const own = raw.byteOffset === 0 && raw.byteLength === raw.buffer.byteLength ? raw : Buffer.from(raw);
+      // Decompressed into a fresh buffer (maybe a slice of Node's pool): results name whole ArrayBuffers.
+      let own = raw;
+      if (raw.byteOffset !== 0 || raw.byteLength !== raw.buffer.byteLength) {
+        own = ownBuffer(raw.length);
+        raw.copy(own);
+      }
       buffers.push(own.buffer as ArrayBuffer);
       results.push([buffers.length - 1, 0, raw.length]);
     }

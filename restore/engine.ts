@@ -78,10 +78,13 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
   const couch = o.couchdb ? new CouchDestination(o.couchdb.url, { concurrency: parallel, signal: o.signal }) : undefined;
   const destination = describe(o, couch);
   const journalDir = path.join(o.repo.cacheDir, 'restore');
+  // One journal per destination and selection: a restore of one package does not resume a full one.
+  const sel = o.only ?? {};
+  const journalKey = `${destination}${sel.sources?.length || sel.dbs?.length || sel.packages?.length ? ` ${JSON.stringify([sel.sources ?? [], sel.dbs ?? [], sel.packages ?? []])}` : ''}`;
 
   // The journal: resume what an interrupted restore of the same snapshot into the same destination began.
   let journal: Journal | undefined;
-  let found = o.resume === false ? undefined : Journal.find(journalDir, destination);
+  let found = o.resume === false ? undefined : Journal.find(journalDir, journalKey);
   if (found && found.snapshot !== o.snapshot.id) {
     if (!o.force) {
       throw new UsageError(
@@ -90,7 +93,7 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
     }
     found = undefined;
   }
-  if (!o.dryRun) journal = Journal.open(journalDir, destination, o.snapshot.id, found);
+  if (!o.dryRun) journal = Journal.open(journalDir, journalKey, o.snapshot.id, found);
 
   const index = await o.repo.loadIndex(o.metaStore);
   const stores = [o.metaStore, ...o.repo.targets.filter((t) => t !== o.metaStore)];
@@ -106,11 +109,15 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
     // 1. Plan everything (read only): refusals come before any write.
     progress.phase = 'plan';
     const cctx: CouchContext | undefined = couch
-      ? { dest: couch, fetcher, treeReader, journal: journal ?? readOnlyJournal(journalDir, destination, found), progress, parallel, force: Boolean(o.force), attachments: o.couchdb?.attachments, batchBytes: o.couchdb?.batchBytes }
+      ? { dest: couch, fetcher, treeReader, journal: journal ?? readOnlyJournal(journalDir, journalKey, found), progress, parallel, force: Boolean(o.force), attachments: o.couchdb?.attachments, batchBytes: o.couchdb?.batchBytes }
       : undefined;
-    const tctx: TarballContext = { fetcher, treeReader, journal: journal ?? readOnlyJournal(journalDir, destination, found), progress, parallel, force: Boolean(o.force) };
+    const tctx: TarballContext = { fetcher, treeReader, journal: journal ?? readOnlyJournal(journalDir, journalKey, found), progress, parallel, force: Boolean(o.force) };
     const dbPlans: DbPlan[] = [];
-    for (const j of dbJobs) dbPlans.push(await planDatabase(cctx!, j));
+    for (const j of dbJobs) {
+      const plan = await planDatabase(cctx!, j);
+      // --package: databases without any of the packages are left alone (not even created).
+      if (!j.packages || plan.entries?.length) dbPlans.push(plan);
+    }
     const tbPlans: TarballPlan[] = [];
     for (const j of tarballJobs) tbPlans.push(await planTarballs(tctx, j, o.tarballs!));
     const packages = o.only?.packages?.map((name) => ({
@@ -119,6 +126,7 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
       files: 0,
     }));
     if (packages) {
+      for (const p of packages) p.files = tbPlans.reduce((n, t) => n + (t.perPackage?.get(p.name) ?? 0), 0);
       const missing = packages.filter((p) => !p.docs.length);
       if (missing.length) {
         throw new UsageError(`not in snapshot ${o.snapshot.id.slice(0, 12)}: ${missing.map((p) => `package ${p.name} (no document in ${dbJobs.map((j) => j.db.name).join(', ') || 'any database'})`).join('; ')}`);
@@ -145,7 +153,6 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
         tarballs.push(await restoreTarballs(tctx, p));
       }
     }
-    if (packages) for (const p of packages) p.files = tbPlans.reduce((n, t) => n + (t.perPackage?.get(p.name) ?? 0), 0);
 
     const durationMs = Date.now() - t0;
     const bytes = databases.reduce((n, d) => n + d.bytes, 0) + tarballs.reduce((n, t) => n + t.bytes, 0);

@@ -36,6 +36,7 @@ export interface JournalData {
 export class Journal {
   private data: JournalData;
   private dirty = false;
+  private removed = false;
   private lastWrite = 0;
 
   private constructor(
@@ -110,7 +111,7 @@ export class Journal {
   }
 
   flush(force = false, everyMs = 500): void {
-    if (this.readOnly) return;
+    if (this.readOnly || this.removed) return;
     if (!force && (!this.dirty || Date.now() - this.lastWrite < everyMs)) return;
     this.data.updated = new Date().toISOString();
     const tmp = `${this.file}.${randomBytes(4).toString('hex')}.tmp`;
@@ -123,6 +124,7 @@ export class Journal {
   /** The restore finished and verified: nothing to resume. */
   remove(): void {
     if (this.readOnly) return;
+    this.removed = true;
     rmSync(this.file, { force: true });
   }
 }

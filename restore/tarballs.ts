@@ -314,7 +314,7 @@ async function writeFile(tree: SafeTree, e: TarballEntry, data: StreamBytes, res
     }
     how = verify(e, h);
     await fh.datasync();
-    const t = e.mtime / 1000;
+    const t = (e.mtime + 0.5) / 1000; // the half millisecond survives the float seconds that utimes takes
     if (Number.isFinite(t) && t > 0) await fh.utimes(t, t);
   } catch (err) {
     await fh.close();

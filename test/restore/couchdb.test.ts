@@ -1,0 +1,107 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import type { RestoreReport } from '../../restore/types.js';
+import { BIG_ATTACHMENT, couch, databaseState, makeFixture, type Fixture } from './fixture.js';
+
+function files(dir: string, rel = ''): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+    const r = rel ? `${rel}/${e.name}` : e.name;
+    if (e.isDirectory()) out.push(...files(dir, r));
+    else out.push(r);
+  }
+  return out.sort();
+}
+
+function sha1(file: string): string {
+  return createHash('sha1').update(readFileSync(file)).digest('hex');
+}
+
+describe('regbackup restore into an empty CouchDB and a directory', () => {
+  let f: Fixture;
+  before(async () => {
+    f = await makeFixture();
+  });
+  after(() => f.stop());
+
+  test('--dry-run says what would be written, and writes nothing', async () => {
+    const r = await f.cli(['restore', '--to', 'new-primary', '--dry-run', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const rep = JSON.parse(r.stdout) as RestoreReport;
+    assert.equal(rep.dryRun, true);
+    const reg = rep.databases.find((d) => d.name === 'registry')!;
+    assert.match(reg.note!, /would create registry/);
+    assert.ok(reg.planned.docs > 10);
+    assert.ok(reg.planned.deleted >= 1);
+    assert.ok(rep.tarballs[0]!.planned.files > 0);
+    assert.equal((await couch(f.dest.url, 'GET', 'registry')).status, 404);
+    const text = await f.cli(['restore', '--to', 'new-primary', '--dry-run']);
+    assert.match(text.stdout, /DRY RUN/);
+    assert.match(text.stdout, /would create registry/);
+  });
+
+  test('a full restore is revision-exact: conflicts, tombstones, attachments, design docs, _security, non-ASCII', async () => {
+    const r = await f.cli(['restore', '--to', 'new-primary', '--json']);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const rep = JSON.parse(r.stdout) as RestoreReport;
+    assert.equal(rep.verified, true);
+    assert.equal(rep.snapshot.id, f.snapshot);
+    for (const d of rep.databases) for (const c of d.checks) assert.ok(c.ok, `${c.object} ${c.check}`);
+    assert.ok(rep.databases.find((d) => d.name === 'registry')!.checks.some((c) => c.check === 'conflict leaves' && c.expected === 2));
+    assert.ok(rep.totals.docs > 10 && rep.totals.files > 0 && rep.totals.durationMs > 0);
+    for (const db of ['registry', 'extra']) {
+      assert.deepEqual(await databaseState(f.dest.url, db), await databaseState(f.source.url, db), db);
+    }
+    const att = await fetch(`${f.dest.baseUrl}/registry/with-attachments/big.bin`, { headers: { authorization: `Basic ${Buffer.from(`${f.dest.admin!.username}:${f.dest.admin!.password}`).toString('base64')}` } });
+    assert.ok(Buffer.from(await att.arrayBuffer()).equals(BIG_ATTACHMENT));
+    // The tarball store: same files, same bytes, nothing else (no temporary file left).
+    const dest = path.join(f.dir, 'restored-tarballs');
+    assert.deepEqual(files(dest), files(f.tarballsDir));
+    for (const p of files(f.tarballsDir)) {
+      assert.equal(sha1(path.join(dest, p)), sha1(path.join(f.tarballsDir, p)), p);
+      assert.equal(Math.floor(statSync(path.join(dest, p)).mtimeMs), Math.floor(statSync(path.join(f.tarballsDir, p)).mtimeMs));
+    }
+    const text = await f.cli(['restore', '--to', 'new-primary', '--dry-run']);
+    assert.match(text.stdout, /would refuse/);
+    assert.equal(text.code, 8);
+  });
+
+  test('refuses a non-empty database without --force, naming it; nothing is written', async () => {
+    await couch(f.dest.url, 'PUT', 'fresh-target');
+    const r = await f.cli(['restore', '--couchdb', f.dest.url, '--db', 'extra']);
+    assert.equal(r.code, 8, r.stderr);
+    assert.match(r.stderr, /database extra on .* is not empty \(2 documents/);
+    assert.match(r.stderr, /--force/);
+    const forced = await f.cli(['restore', '--couchdb', f.dest.url, '--db', 'extra', '--force', '--json']);
+    assert.equal(forced.code, 0, forced.stderr);
+  });
+
+  test('--package puts one package back into the live database as a new revision, with its tarballs', async () => {
+    const ids = ((await couch<{ rows: { id: string }[] }>(f.source.url, 'GET', 'registry/_all_docs')).body.rows).map((r) => r.id);
+    const pkg = ids.find((id) => !id.startsWith('_') && !['conflicted', 'half-deleted', 'unicode-doc', 'with-attachments', '@scope/pkg', 'gone'].includes(id))!;
+    const before = (await couch<Record<string, unknown>>(f.dest.url, 'GET', `registry/${encodeURIComponent(pkg)}`)).body;
+    // The mistake: overwritten with junk, its tarballs deleted.
+    await couch(f.dest.url, 'PUT', `registry/${encodeURIComponent(pkg)}`, { _rev: before._rev, name: pkg, junk: true });
+    const tarDir = path.join(f.dir, 'restored-tarballs', pkg);
+    const { rmSync } = await import('node:fs');
+    rmSync(tarDir, { recursive: true, force: true });
+    const refused = await f.cli(['restore', '--to', 'new-primary', '--package', pkg]);
+    assert.equal(refused.code, 8, refused.stderr + refused.stdout);
+    const r = await f.cli(['restore', '--to', 'new-primary', '--package', pkg, '--force', '--json']);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const rep = JSON.parse(r.stdout) as RestoreReport;
+    assert.equal(rep.packages![0]!.name, pkg);
+    assert.ok(rep.packages![0]!.files > 0);
+    const after = (await couch<Record<string, unknown>>(f.dest.url, 'GET', `registry/${encodeURIComponent(pkg)}`)).body;
+    assert.equal(after.junk, undefined);
+    assert.deepEqual({ ...after, _rev: undefined }, { ...before, _rev: undefined });
+    assert.match(String(after._rev), /^3-/);
+    assert.ok(files(path.join(f.dir, 'restored-tarballs')).some((p) => p.startsWith(`${pkg}/-/`)));
+    const missing = await f.cli(['restore', '--to', 'new-primary', '--package', 'no-such-package', '--force']);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /package no-such-package/);
+  });
+});
