@@ -1,0 +1,187 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { encodeLines } from '../../src/backup/listing.js';
+import { DestinationError, IntegrityError } from '../../src/errors.js';
+import { Repository } from '../../src/repo/repository.js';
+import { newManifest, sealSnapshot } from '../../src/repo/snapshot.js';
+import { writeBuffer, writeStream, type StreamRef } from '../../src/repo/stream-ref.js';
+import { openForRestore, pickSnapshot, restoreSnapshot } from '../../restore/index.js';
+import type { RestoreReport } from '../../restore/types.js';
+import { startServers, tmpDir } from '../harness/index.js';
+import { makeTestRepo, type TestRepo } from '../helpers/repo.js';
+import { couch, databaseState, makeFixture, type Fixture } from './fixture.js';
+
+function walk(dir: string, rel = ''): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+    const r = rel ? `${rel}/${e.name}` : e.name;
+    if (e.isDirectory()) out.push(...walk(dir, r));
+    else out.push(r);
+  }
+  return out.sort();
+}
+
+describe('tarball store restored into S3; documents with inline attachments; too-large documents', () => {
+  let f: Fixture;
+  let s3: S3Client;
+  before(async () => {
+    f = await makeFixture({ packages: 5 });
+    s3 = new S3Client(f.s3.clientConfig());
+  });
+  after(async () => {
+    s3.destroy();
+    await f.stop();
+  });
+
+  test('into an S3 bucket: every tarball, byte for byte, verified', async () => {
+    const bucket = await f.s3.createBucket();
+    const dest = `s3://${bucket}/restored?endpoint=${encodeURIComponent(f.s3.endpoint)}&forcePathStyle=true`;
+    const r = await f.cli(['restore', '--tarballs', dest, '--json']);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const rep = JSON.parse(r.stdout) as RestoreReport;
+    assert.equal(rep.databases.length, 0);
+    const t = rep.tarballs[0]!;
+    assert.ok(t.files > 0);
+    assert.match(t.checks[0]!.details![0]!, new RegExp(`^${t.files} by sha1`));
+    const keys = ((await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'restored/' }))).Contents ?? []).map((o) => o.Key!.slice('restored/'.length)).sort();
+    assert.deepEqual(keys, walk(f.tarballsDir));
+    for (const k of keys) {
+      const o = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: `restored/${k}` }));
+      assert.ok(Buffer.from(await o.Body!.transformToByteArray()).equals(readFileSync(path.join(f.tarballsDir, k))), k);
+    }
+    const again = await f.cli(['restore', '--tarballs', dest]);
+    assert.equal(again.code, 8);
+    assert.match(again.stderr, /not empty/);
+  });
+
+  test('attachments sent inline (base64 JSON) come back the same as with multipart', async () => {
+    const r = await f.cli(['restore', '--couchdb', f.dest.url, '--db', 'registry', '--attachments', 'inline', '--json']);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.deepEqual(await databaseState(f.dest.url, 'registry'), await databaseState(f.source.url, 'registry'));
+  });
+
+  test("a document larger than the destination's max_document_size is named, with the limit; the rest is restored", async () => {
+    await couch(f.dest.url, 'DELETE', 'registry');
+    await couch(f.dest.url, 'PUT', '_config/couchdb/max_document_size', '"200000"');
+    try {
+      const r = await f.cli(['restore', '--couchdb', f.dest.url, '--db', 'registry', '--json']);
+      assert.equal(r.code, 8, r.stderr + r.stdout);
+      const rep = JSON.parse(r.stdout) as RestoreReport;
+      const db = rep.databases[0]!;
+      const big = db.failures.find((x) => x.id === 'unicode-doc');
+      assert.ok(big, JSON.stringify(db.failures));
+      assert.match(big.message, /too large for the destination: the document is [\d,]+ bytes of JSON, the destination's limit \(couchdb\/max_document_size\) is 200,000 bytes/);
+      assert.ok(db.docs > 10, 'the other documents are restored');
+      const text = await f.cli(['restore', '--couchdb', f.dest.url, '--db', 'registry', '--dry-run']);
+      assert.match(text.stdout, /would resume/);
+    } finally {
+      await couch(f.dest.url, 'PUT', '_config/couchdb/max_document_size', '"4294967296"');
+    }
+    // Raised: the same command continues, and the document goes in.
+    const r2 = await f.cli(['restore', '--couchdb', f.dest.url, '--db', 'registry', '--json']);
+    assert.equal(r2.code, 0, r2.stderr + r2.stdout);
+    assert.deepEqual(await databaseState(f.dest.url, 'registry'), await databaseState(f.source.url, 'registry'));
+  });
+});
+
+describe('hostile names in a tarball listing', () => {
+  let t: TestRepo;
+  let outside: string;
+  let servers: Awaited<ReturnType<typeof startServers<{ s3: true }>>>;
+
+  /** A snapshot whose tarball listing holds `paths` (each file is `content of <path>`). */
+  async function snapshotWith(paths: string[]): Promise<void> {
+    const entries: { path: string; size: number; mtime: number; sha1: string; data: StreamRef }[] = [];
+    for (const p of paths) {
+      const data = Buffer.from(`content of ${p}`);
+      entries.push({ path: p, size: data.length, mtime: 1_700_000_000_000, sha1: createHash('sha1').update(data).digest('hex'), data: await writeBuffer(t.writer, data, 'bulk') });
+    }
+    const listing = await writeStream(t.writer, encodeLines((async function* () { yield* entries; })()), 'tree');
+    await t.writer.flush();
+    const sealed = await sealSnapshot(t.repo, newManifest(t.repo, [{ kind: 'tarballs', name: 'tarballs', location: '/x', files: entries.length, bytes: 0, listing }]));
+    for (const s of t.stores) await s.put(sealed.key, sealed.bytes);
+  }
+
+  async function restoreInto(dir: string, force = false): Promise<RestoreReport> {
+    const { repo } = await openForRestore({ targets: t.stores, identity: t.keys.restore, cacheRoot: path.join(t.dir, 'cache-r') });
+    try {
+      const { info, store, manifest } = await pickSnapshot(repo, {});
+      return await restoreSnapshot({ repo, snapshot: info, manifest, metaStore: store, tarballs: { dir }, force, workers: 0 });
+    } finally {
+      repo.close();
+    }
+  }
+
+  before(async () => {
+    t = await makeTestRepo();
+    outside = await tmpDir();
+    servers = await startServers({ s3: true });
+  });
+  after(async () => {
+    await t.close();
+    await servers.stop();
+  });
+
+  test('"..", absolute paths and NUL bytes: refused before anything is written, each named', async () => {
+    await snapshotWith(['good/-/good-1.0.0.tgz', '../../etc/x', '/abs/olute.tgz', 'nul\0byte/-/x.tgz', `a/../../${path.basename(outside)}/escaped`]);
+    const dest = path.join(await tmpDir(), 'dest');
+    await assert.rejects(restoreInto(dest), (err: unknown) => {
+      assert.ok(err instanceof IntegrityError, String(err));
+      assert.match(err.message, /"\.\.\/\.\.\/etc\/x" \(has a "\.\." segment\)/);
+      assert.match(err.message, /"\/abs\/olute\.tgz" \(is absolute\)/);
+      assert.match(err.message, /"nul\\u0000byte\/-\/x\.tgz" \(contains a NUL byte\)/);
+      assert.match(err.message, /refused before anything was written/);
+      return true;
+    });
+    assert.equal(existsSync(path.join(dest, 'good')), false);
+    assert.deepEqual(readdirSync(outside), []);
+  });
+
+  test('a symbolic link planted in the destination is never followed; the file is refused, named', async () => {
+    await snapshotWith(['evil/-/evil-1.0.0.tgz', 'good/-/good-1.0.0.tgz', 'linked/-/linked-1.0.0.tgz']);
+    const dest = path.join(await tmpDir(), 'dest');
+    mkdirSync(path.join(dest, 'linked', '-'), { recursive: true });
+    mkdirSync(path.join(dest, 'good', '-'), { recursive: true });
+    symlinkSync(outside, path.join(dest, 'evil')); // a directory on the way is a link out
+    writeFileSync(path.join(outside, 'target'), 'do not touch');
+    symlinkSync(path.join(outside, 'target'), path.join(dest, 'linked', '-', 'linked-1.0.0.tgz')); // the file itself
+    symlinkSync(path.join(outside, 'tmp-target'), path.join(dest, 'good', '-', '.good-1.0.0.tgz.rbtmp')); // its temporary name
+    const rep = await restoreInto(dest, true);
+    assert.equal(rep.verified, false);
+    assert.equal(rep.exitCode, 8);
+    const tb = rep.tarballs[0]!;
+    assert.equal(tb.failures.length, 1);
+    assert.match(tb.failures[0]!.message, /"evil\/-\/evil-1\.0\.0\.tgz": evil in the destination is a symbolic link; refusing to follow it/);
+    assert.deepEqual(readdirSync(outside).sort(), ['target']);
+    assert.equal(readFileSync(path.join(outside, 'target'), 'utf8'), 'do not touch');
+    // The link at the file's name was replaced by the restored file; the planted temporary link is gone.
+    assert.ok(lstatSync(path.join(dest, 'linked', '-', 'linked-1.0.0.tgz')).isFile());
+    assert.equal(readFileSync(path.join(dest, 'good', '-', 'good-1.0.0.tgz'), 'utf8'), 'content of good/-/good-1.0.0.tgz');
+    assert.equal(existsSync(path.join(dest, 'good', '-', '.good-1.0.0.tgz.rbtmp')), false);
+    void DestinationError;
+  });
+
+  test('an S3 destination refuses a name that cannot be an object key', async () => {
+    await snapshotWith(['ok/-/ok-1.0.0.tgz', 'spaced name/-/x.tgz']);
+    const { repo } = await openForRestore({ targets: t.stores, identity: t.keys.restore, cacheRoot: path.join(t.dir, 'cache-r') });
+    try {
+      const bucket = await servers.s3.createBucket();
+      const { openTarballDestination } = await import('../../restore/index.js');
+      process.env.AWS_ACCESS_KEY_ID ??= 'S3RVER';
+      process.env.AWS_SECRET_ACCESS_KEY ??= 'S3RVER';
+      const dest = openTarballDestination(`s3://${bucket}/p?endpoint=${encodeURIComponent(servers.s3.endpoint)}&forcePathStyle=true`);
+      const { info, store, manifest } = await pickSnapshot(repo, {});
+      const rep = await restoreSnapshot({ repo, snapshot: info, manifest, metaStore: store, tarballs: dest, workers: 0 });
+      assert.equal(rep.tarballs[0]!.files, 1);
+      assert.match(rep.tarballs[0]!.failures[0]!.message, /"spaced name\/-\/x\.tgz" cannot be an object key/);
+      assert.equal(rep.exitCode, 8);
+    } finally {
+      repo.close();
+    }
+    void Repository;
+  });
+});
