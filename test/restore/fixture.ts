@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -53,6 +55,32 @@ export async function startChildCouch(): Promise<CouchServer> {
       const exited = new Promise((r) => child.once('exit', r));
       child.stdin.end();
       await exited;
+    },
+  };
+}
+
+/** A proxy in front of a CouchDB that holds every write request for `delayMs` (to catch a restore mid-way). */
+export async function slowProxy(target: string, delayMs: number): Promise<{ url: (creds: { username: string; password: string }) => string; stop(): Promise<void> }> {
+  const t = new URL(target);
+  const server = http.createServer((req, res) => {
+    const forward = () => {
+      const up = http.request({ host: t.hostname, port: t.port, path: req.url, method: req.method, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    };
+    if (req.method === 'POST' || req.method === 'PUT') setTimeout(forward, delayMs);
+    else forward();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: (c) => `http://${encodeURIComponent(c.username)}:${encodeURIComponent(c.password)}@127.0.0.1:${port}`,
+    async stop() {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
     },
   };
 }

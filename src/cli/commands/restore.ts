@@ -6,6 +6,7 @@ import { UsageError } from '../../errors.js';
 import { loadRestoreIdentity, type RestoreIdentity } from '../../repo/keys.js';
 import { defaultCacheRoot } from '../../repo/repository.js';
 import { openStore } from '../../store/index.js';
+import { parseSize } from '../../util/units.js';
 import { formatRestoreReport, openForRestore, openTarballDestination, parseAt, pickSnapshot, restoreSnapshot, type AttachmentMode, type OpenedRestore, type SnapshotChoice } from '../../../restore/index.js';
 
 interface RestoreFlags {
@@ -25,6 +26,7 @@ interface RestoreFlags {
   dryRun?: boolean;
   resume?: boolean;
   attachments?: AttachmentMode;
+  batchBytes?: number;
 }
 
 const int = (name: string) => (v: string) => {
@@ -69,6 +71,11 @@ export const registerRestore: RegisterCommand = (program, ctx) => {
     .option('--force', 'write into a non-empty database or store; start over instead of resuming another snapshot')
     .option('--dry-run', 'print what would be written, and how much, without writing')
     .option('--no-resume', 'ignore an interrupted restore into the same destination and start over')
+    .option('--batch-bytes <size>', 'bytes of documents per _bulk_docs request (default 4MiB)', (v) => {
+      const n = parseSize(v);
+      if (n === undefined || n < 1) throw new UsageError(`--batch-bytes expects a size such as 4MiB, got ${JSON.stringify(v)}`);
+      return n;
+    })
     .addOption(new Option('--attachments <mode>', 'how documents with attachments are sent').choices(['multipart', 'inline']).hideHelp())
     .action(async (o: RestoreFlags) => {
       const c = ctx();
@@ -98,7 +105,7 @@ export const registerRestore: RegisterCommand = (program, ctx) => {
           snapshot: opened.info,
           manifest: opened.manifest,
           metaStore: opened.store,
-          couchdb: couchdb ? { url: couchdb, attachments: o.attachments } : undefined,
+          couchdb: couchdb ? { url: couchdb, attachments: o.attachments, batchBytes: o.batchBytes } : undefined,
           tarballs: tarballs ? openTarballDestination(tarballs) : undefined,
           only: { dbs: o.db, packages: o.package, sources: o.source },
           parallel: o.parallel,
