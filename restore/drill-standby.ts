@@ -10,11 +10,12 @@ import PouchDB from 'pouchdb-core';
 import memoryAdapter from 'pouchdb-adapter-memory';
 import httpAdapter from 'pouchdb-adapter-http';
 import mapreduce from 'pouchdb-mapreduce';
-import replication from 'pouchdb-replication';
 import { DestinationError, messageOf } from '../src/errors.js';
 import { registerSecret } from '../src/util/redact.js';
 
-PouchDB.plugin(memoryAdapter).plugin(httpAdapter).plugin(mapreduce).plugin(replication);
+// Adapters and views only: registering them again is harmless (the test harness registers the same ones);
+// replication is not needed here, and pouchdb-replication cannot be registered twice on one PouchDB.
+PouchDB.plugin(memoryAdapter).plugin(httpAdapter).plugin(mapreduce);
 
 /**
  * A temporary CouchDB-compatible server for a restore drill when no drill CouchDB is configured: PouchDB's

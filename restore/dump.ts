@@ -21,8 +21,8 @@ import { pathProblem } from './safe-path.js';
  *   manifest.json                        what is inside, and how to load it
  *   couchdb/<db>/docs.jsonl              every revision of every document (all leaves: conflicts and
  *                                        tombstones), one JSON object per line, with `_revisions`, and
- *                                        attachments inline (base64): load with POST /<db>/_bulk_docs
- *                                        {"new_edits": false, "docs": [ …lines… ]}
+ *                                        attachments inline (base64), design documents last: load in
+ *                                        order with POST /<db>/_bulk_docs {"new_edits": false, "docs": […]}
  *   couchdb/<db>/local.jsonl             `_local` documents (when they were backed up)
  *   couchdb/<db>/security.json           the `_security` object
  *   tarballs/<name>/-/<name>-<v>.tgz     the tarball store in the registry layout
@@ -136,7 +136,7 @@ export async function dumpSnapshot(o: DumpOptions): Promise<DumpStats> {
           repository: o.manifest.repository,
           contents,
           howTo: {
-            documents: 'docs.jsonl holds one revision per line (every leaf: conflicts and tombstones too), with _revisions and inline attachments; load it with POST /<db>/_bulk_docs {"new_edits":false,"docs":[...]} in batches',
+            documents: 'docs.jsonl holds one revision per line (every leaf: conflicts and tombstones too), with _revisions and inline attachments, design documents last; load it in order with POST /<db>/_bulk_docs {"new_edits":false,"docs":[...]} in batches',
             tarballs: 'tarballs/ is the tarball store in the registry layout: tar -x --strip-components=1 -C /srv/tarballs',
           },
         },
@@ -194,8 +194,15 @@ async function dumpDatabase(o: DumpOptions, db: DbSnapshot, fetcher: BlobFetcher
   const refsOf = (e: DocEntry): StreamRef[] => e.leaves.flatMap((l) => [l.body, ...(l.atts ?? []).map((a) => a.data)]);
   const lines = (local: boolean) =>
     async function* (): AsyncGenerator<Buffer> {
+      // Design documents last: loaded in order, a validate_doc_update function must not judge the load.
       const selected = async function* () {
-        for await (const e of docs(reader, db)) if (Boolean(e.local) === local) yield e;
+        const design: DocEntry[] = [];
+        for await (const e of docs(reader, db)) {
+          if (Boolean(e.local) !== local) continue;
+          if (e.id.startsWith('_design/')) design.push(e);
+          else yield e;
+        }
+        yield* design;
       };
       for await (const { item, streams } of prefetch(selected(), refsOf, fetcher)) {
         let s = 0;
