@@ -61,7 +61,9 @@ export function multipartBody(members: string[], atts: AttEntry[]): MultipartBod
   const stubs: Record<string, unknown> = {};
   for (const a of atts) stubs[a.name] = { ...attMeta(a), length: a.length, follows: true };
   const json = `{${[...members, `"_attachments":${JSON.stringify(stubs)}`].join(',')}}`;
-  const parts: (Buffer | number)[] = [Buffer.from(`--${boundary}\r\nContent-Type: application/json\r\n\r\n${json}`)];
+  const parts: (Buffer | number)[] = [
+    Buffer.from(`--${boundary}\r\nContent-Type: application/json\r\n\r\n${json}`),
+  ];
   atts.forEach((a, i) => {
     parts.push(
       Buffer.from(
@@ -91,7 +93,10 @@ export function inlineBody(members: string[], atts: AttEntry[]): MultipartBody {
     head = '"}';
   });
   parts.push(Buffer.from(`${head}}}`));
-  const length = parts.reduce<number>((n, p) => n + (typeof p === 'number' ? 4 * Math.ceil(atts[p]!.length / 3) : p.length), 0);
+  const length = parts.reduce<number>(
+    (n, p) => n + (typeof p === 'number' ? 4 * Math.ceil(atts[p]!.length / 3) : p.length),
+    0,
+  );
   return { contentType: 'application/json', length, parts };
 }
 

@@ -48,7 +48,10 @@ export class CouchDestination {
       { name: 'destination', url, timeout: opts.timeoutMs ?? 10 * 60_000, concurrency },
       { signal: opts.signal, onRequest: () => this.requests++ },
     );
-    this.agent = new (u.protocol === 'https:' ? https.Agent : http.Agent)({ keepAlive: true, maxSockets: concurrency * 2 });
+    this.agent = new (u.protocol === 'https:' ? https.Agent : http.Agent)({
+      keepAlive: true,
+      maxSockets: concurrency * 2,
+    });
   }
 
   where(db?: string): string {
@@ -56,7 +59,11 @@ export class CouchDestination {
   }
 
   /** A JSON request through the CouchDB client; its failures become DestinationErrors. */
-  async json<T = unknown>(method: string, path: string, opts: RequestOptions = {}): Promise<{ status: number; body: T }> {
+  async json<T = unknown>(
+    method: string,
+    path: string,
+    opts: RequestOptions = {},
+  ): Promise<{ status: number; body: T }> {
     try {
       return await this.client.json<T>(method, path, opts);
     } catch (err) {
@@ -67,8 +74,14 @@ export class CouchDestination {
   relabel(err: unknown, db?: string): unknown {
     if (err instanceof InterruptedError) return err;
     if (err instanceof SourceError) {
-      const msg = err.message.replace(/^CouchDB source destination(, database [^:]*)?: /, `${this.where(db)}: `);
-      return new DestinationError(msg, { ...err.details, status: err instanceof CouchHttpError ? err.status : undefined });
+      const msg = err.message.replace(
+        /^CouchDB source destination(, database [^:]*)?: /,
+        `${this.where(db)}: `,
+      );
+      return new DestinationError(msg, {
+        ...err.details,
+        status: err instanceof CouchHttpError ? err.status : undefined,
+      });
     }
     return err;
   }
@@ -77,7 +90,14 @@ export class CouchDestination {
    * Sends `body` (bytes, or a factory of a byte stream of exactly `length` bytes) and reads the whole answer.
    * Statuses are the caller's to judge; connection failures are retried.
    */
-  async raw(method: string, path: string, contentType: string, body: Buffer | BodySource, length: number, db?: string): Promise<RawResponse> {
+  async raw(
+    method: string,
+    path: string,
+    contentType: string,
+    body: Buffer | BodySource,
+    length: number,
+    db?: string,
+  ): Promise<RawResponse> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.once(method, path, contentType, body, length);
@@ -85,16 +105,29 @@ export class CouchDestination {
         if (this.opts.signal?.aborted) throw new InterruptedError(`${this.where(db)}: interrupted`);
         if (err instanceof RegbackupError) throw err;
         if (attempt >= 4 || !TRANSIENT.test(messageOf(err))) {
-          throw new DestinationError(`${this.where(db)}: ${method} /${path.split('?')[0]} failed: ${messageOf(err)}${attempt > 1 ? ` (after ${attempt} attempts)` : ''}`, { db });
+          throw new DestinationError(
+            `${this.where(db)}: ${method} /${path.split('?')[0]} failed: ${messageOf(err)}${attempt > 1 ? ` (after ${attempt} attempts)` : ''}`,
+            { db },
+          );
         }
         await new Promise((r) => setTimeout(r, 250 * 2 ** (attempt - 1)));
       }
     }
   }
 
-  private once(method: string, path: string, contentType: string, body: Buffer | BodySource, length: number): Promise<RawResponse> {
+  private once(
+    method: string,
+    path: string,
+    contentType: string,
+    body: Buffer | BodySource,
+    length: number,
+  ): Promise<RawResponse> {
     return new Promise<RawResponse>((resolve, reject) => {
-      const headers: Record<string, string | number> = { 'content-type': contentType, 'content-length': length, accept: 'application/json' };
+      const headers: Record<string, string | number> = {
+        'content-type': contentType,
+        'content-length': length,
+        accept: 'application/json',
+      };
       if (this.auth) headers.authorization = this.auth;
       this.requests++;
       const req = (this.baseUrl.startsWith('https:') ? https : http).request(`${this.baseUrl}/${path}`, {
@@ -120,14 +153,15 @@ export class CouchDestination {
         let sent = 0;
         for await (const piece of body()) {
           sent += piece.length;
-          if (!req.write(piece)) await new Promise<void>((r, j) => {
-            const onErr = (e: Error) => j(e);
-            req.once('error', onErr);
-            req.once('drain', () => {
-              req.off('error', onErr);
-              r();
+          if (!req.write(piece))
+            await new Promise<void>((r, j) => {
+              const onErr = (e: Error) => j(e);
+              req.once('error', onErr);
+              req.once('drain', () => {
+                req.off('error', onErr);
+                r();
+              });
             });
-          });
         }
         if (sent !== length) throw new Error(`request body was ${sent} bytes, ${length} announced`);
         req.end();

@@ -2,7 +2,15 @@ import { DestinationError, messageOf } from '../src/errors.js';
 import type { Progress } from '../src/backup/progress.js';
 import { docPath, dbPath } from '../src/sources/couchdb/client.js';
 import type { DocEntry, LeafEntry } from '../src/sources/couchdb/listing.js';
-import { base64Stream, bodyMembers, inlineBody, multipartBody, multipartSafeName, type BodyEdit, type MultipartBody } from './couch-body.js';
+import {
+  base64Stream,
+  bodyMembers,
+  inlineBody,
+  multipartBody,
+  multipartSafeName,
+  type BodyEdit,
+  type MultipartBody,
+} from './couch-body.js';
 import { reasonOf, type CouchDestination, type RawResponse } from './couch-http.js';
 import type { BlobFetcher } from './fetch.js';
 import type { StreamBytes } from './prefetch.js';
@@ -96,7 +104,11 @@ export class DocWriter {
       p.bytes += body.size + atts.reduce((n, a) => n + a.size, 0);
       if (!leaf.atts?.length) {
         const bytes = await body.all();
-        if (this.batch.length && (this.batchSize + bytes.length > this.batchBytes || this.batch.length >= this.batchDocs)) await this.flush();
+        if (
+          this.batch.length &&
+          (this.batchSize + bytes.length > this.batchBytes || this.batch.length >= this.batchDocs)
+        )
+          await this.flush();
         this.batch.push({ idx, id: doc.id, rev: leaf.rev, body: bytes });
         this.batchSize += bytes.length;
       } else {
@@ -107,11 +119,23 @@ export class DocWriter {
   }
 
   /** Writes a new revision on top of `baseRev` (a package put back into a live database), not new_edits=false. */
-  async putNewEdit(doc: DocEntry, leaf: LeafEntry, body: Buffer, atts: StreamBytes[], baseRev: string): Promise<string> {
-    const edit: BodyEdit = { drop: ['_rev', '_revisions', '_deleted'], add: [`"_rev":${JSON.stringify(baseRev)}`] };
+  async putNewEdit(
+    doc: DocEntry,
+    leaf: LeafEntry,
+    body: Buffer,
+    atts: StreamBytes[],
+    baseRev: string,
+  ): Promise<string> {
+    const edit: BodyEdit = {
+      drop: ['_rev', '_revisions', '_deleted'],
+      add: [`"_rev":${JSON.stringify(baseRev)}`],
+    };
     const res = await this.sendLeaf(doc.id, leaf, body, atts, edit, '');
     if (res.status !== 201 && res.status !== 202) {
-      throw new DestinationError(`${this.dest.where(this.db)}: writing ${JSON.stringify(doc.id)} failed with HTTP ${res.status}: ${reasonOf(res.body)}`, { object: doc.id });
+      throw new DestinationError(
+        `${this.dest.where(this.db)}: writing ${JSON.stringify(doc.id)} failed with HTTP ${res.status}: ${reasonOf(res.body)}`,
+        { object: doc.id },
+      );
     }
     const j = JSON.parse(res.body.toString('utf8')) as { rev?: string };
     return j.rev ?? '?';
@@ -180,7 +204,13 @@ export class DocWriter {
     });
     parts.push(Buffer.from(']}'));
     const length = parts.reduce((n, b) => n + b.length, 0);
-    const res = await this.request('POST', `${this.path}/_bulk_docs`, 'application/json', () => parts, length);
+    const res = await this.request(
+      'POST',
+      `${this.path}/_bulk_docs`,
+      'application/json',
+      () => parts,
+      length,
+    );
     if (res.status === 413 || res.status === 400) {
       if (items.length > 1) {
         // One of them is too big (or refused): send them one by one to find it, and write the others.
@@ -188,7 +218,8 @@ export class DocWriter {
         return;
       }
       const it = items[0]!;
-      const message = res.status === 413 ? await this.tooLarge(it.body.length) : `refused: ${reasonOf(res.body)}`;
+      const message =
+        res.status === 413 ? await this.tooLarge(it.body.length) : `refused: ${reasonOf(res.body)}`;
       this.leafDone(it.idx, { id: it.id, rev: it.rev, message });
       return;
     }
@@ -202,18 +233,35 @@ export class DocWriter {
     }
     const errors = new Map<string, string>();
     for (const a of Array.isArray(answer) ? answer : []) {
-      if (a.error && a.id !== undefined) errors.set(`${a.id}\0${a.rev ?? ''}`, a.error === 'too_large' || a.error === 'document_too_large' ? 'too_large' : `${a.error}${a.reason ? `: ${a.reason}` : ''}`);
+      if (a.error && a.id !== undefined)
+        errors.set(
+          `${a.id}\0${a.rev ?? ''}`,
+          a.error === 'too_large' || a.error === 'document_too_large'
+            ? 'too_large'
+            : `${a.error}${a.reason ? `: ${a.reason}` : ''}`,
+        );
     }
     for (const it of items) {
       const e = errors.get(`${it.id}\0${it.rev}`) ?? errors.get(`${it.id}\0`);
       if (!e) {
         this.revisions++;
         this.leafDone(it.idx);
-      } else this.leafDone(it.idx, { id: it.id, rev: it.rev, message: e === 'too_large' ? await this.tooLarge(it.body.length) : `refused: ${e}` });
+      } else
+        this.leafDone(it.idx, {
+          id: it.id,
+          rev: it.rev,
+          message: e === 'too_large' ? await this.tooLarge(it.body.length) : `refused: ${e}`,
+        });
     }
   }
 
-  private async putLeaf(idx: number, id: string, leaf: LeafEntry, body: Buffer, atts: StreamBytes[]): Promise<void> {
+  private async putLeaf(
+    idx: number,
+    id: string,
+    leaf: LeafEntry,
+    body: Buffer,
+    atts: StreamBytes[],
+  ): Promise<void> {
     const res = await this.sendLeaf(id, leaf, body, atts, {}, '?new_edits=false');
     if (res.status === 413) {
       this.leafDone(idx, { id, rev: leaf.rev, message: await this.tooLarge(body.length, leaf.atts) });
@@ -229,10 +277,20 @@ export class DocWriter {
     this.leafDone(idx);
   }
 
-  private async sendLeaf(id: string, leaf: LeafEntry, body: Buffer, atts: StreamBytes[], edit: BodyEdit, query: string): Promise<RawResponse> {
+  private async sendLeaf(
+    id: string,
+    leaf: LeafEntry,
+    body: Buffer,
+    atts: StreamBytes[],
+    edit: BodyEdit,
+    query: string,
+  ): Promise<RawResponse> {
     const entries = leaf.atts ?? [];
     const members = bodyMembers(body, edit, `${this.db}/${id} revision ${leaf.rev}`);
-    const inline = entries.length === 0 || this.opts.attachments === 'inline' || !entries.every((a) => multipartSafeName(a.name));
+    const inline =
+      entries.length === 0 ||
+      this.opts.attachments === 'inline' ||
+      !entries.every((a) => multipartSafeName(a.name));
     const mb: MultipartBody = inline ? inlineBody(members, entries) : multipartBody(members, entries);
     let first = true;
     const source = () => {
@@ -250,7 +308,13 @@ export class DocWriter {
     return this.request('PUT', `${this.path}/${docPath(id)}${query}`, mb.contentType, source, mb.length);
   }
 
-  private async request(method: string, path: string, type: string, body: () => AsyncIterable<Buffer> | Buffer[], length: number): Promise<RawResponse> {
+  private async request(
+    method: string,
+    path: string,
+    type: string,
+    body: () => AsyncIterable<Buffer> | Buffer[],
+    length: number,
+  ): Promise<RawResponse> {
     for (let attempt = 1; ; attempt++) {
       const res = await this.dest.raw(method, path, type, () => toAsync(body()), length, this.db);
       if (!RETRY_STATUS.has(res.status) || attempt >= 4) return res;
@@ -262,10 +326,17 @@ export class DocWriter {
     if (res.status === 201 || res.status === 202 || res.status === 200) return;
     const reason = reasonOf(res.body);
     if (res.status === 401 || res.status === 403) {
-      throw new DestinationError(`${this.dest.where(this.db)}: the destination refused the credentials (${res.status})${reason ? `: ${reason}` : ''}; restoring needs a server admin`);
+      throw new DestinationError(
+        `${this.dest.where(this.db)}: the destination refused the credentials (${res.status})${reason ? `: ${reason}` : ''}; restoring needs a server admin`,
+      );
     }
-    if (res.status === 404) throw new DestinationError(`${this.dest.where(this.db)}: the database disappeared during the restore (${reason})`);
-    throw new DestinationError(`${this.dest.where(this.db)}: ${what} failed with HTTP ${res.status}${reason ? `: ${reason}` : ''}`);
+    if (res.status === 404)
+      throw new DestinationError(
+        `${this.dest.where(this.db)}: the database disappeared during the restore (${reason})`,
+      );
+    throw new DestinationError(
+      `${this.dest.where(this.db)}: ${what} failed with HTTP ${res.status}${reason ? `: ${reason}` : ''}`,
+    );
   }
 
   /** The message for a document the destination finds too large, with its limit when the server tells it. */
@@ -280,7 +351,8 @@ export class DocWriter {
     for (const p of ['_node/_local/_config/couchdb/max_document_size', '_config/couchdb/max_document_size']) {
       try {
         const r = await this.dest.json<unknown>('GET', p, { notFound: 'return', pass: [400, 401, 403, 405] });
-        if (r.status === 200 && (typeof r.body === 'string' || typeof r.body === 'number')) return `${Number(r.body).toLocaleString('en-US')} bytes`;
+        if (r.status === 200 && (typeof r.body === 'string' || typeof r.body === 'number'))
+          return `${Number(r.body).toLocaleString('en-US')} bytes`;
       } catch (err) {
         return `unknown (${messageOf(err)}; CouchDB's default is 8,000,000 bytes)`;
       }

@@ -85,7 +85,10 @@ function countsOf(entries: DocEntry[]): DbPlanCounts {
 export async function planDatabase(ctx: CouchContext, job: DbJob): Promise<DbPlan> {
   const path = dbPath(job.dest);
   const state = ctx.journal?.db(job.dest);
-  const { status, body } = await ctx.dest.json<{ doc_count?: number; doc_del_count?: number }>('GET', path, { db: job.dest, notFound: 'return' });
+  const { status, body } = await ctx.dest.json<{ doc_count?: number; doc_del_count?: number }>('GET', path, {
+    db: job.dest,
+    notFound: 'return',
+  });
   const exists = status !== 404;
   let nonEmpty = false;
   let holds: string | undefined;
@@ -93,7 +96,9 @@ export async function planDatabase(ctx: CouchContext, job: DbJob): Promise<DbPla
     nonEmpty = (body.doc_count ?? 0) > 0 || (body.doc_del_count ?? 0) > 0;
     if (!nonEmpty && body.doc_del_count === undefined) {
       // A server that does not count deleted documents: any change at all means it is not empty.
-      const ch = await ctx.dest.json<{ results?: unknown[] }>('GET', `${path}/_changes?limit=1`, { db: job.dest });
+      const ch = await ctx.dest.json<{ results?: unknown[] }>('GET', `${path}/_changes?limit=1`, {
+        db: job.dest,
+      });
       nonEmpty = (ch.body.results?.length ?? 0) > 0;
     }
     holds = `${body.doc_count ?? 0} documents${body.doc_del_count !== undefined ? `, ${body.doc_del_count} deleted` : ''}`;
@@ -107,7 +112,12 @@ export async function planDatabase(ctx: CouchContext, job: DbJob): Promise<DbPla
     counts = countsOf(entries);
   } else {
     const d = job.db;
-    counts = { docs: d.docCount, deleted: d.deletedCount, attachments: d.attachmentCount, bytes: d.bodyBytes + d.attachmentBytes };
+    counts = {
+      docs: d.docCount,
+      deleted: d.deletedCount,
+      attachments: d.attachmentCount,
+      bytes: d.bodyBytes + d.attachmentBytes,
+    };
   }
   let mode: DbPlan['mode'] = 'exact';
   let refusal: string | undefined;
@@ -173,7 +183,10 @@ export async function restoreDatabase(ctx: CouchContext, plan: DbPlan): Promise<
   if (!plan.exists) {
     const q = job.db.props?.partitioned === true ? '?partitioned=true' : '';
     const r = await ctx.dest.json('PUT', `${path}${q}`, { db: job.dest, pass: [412] });
-    if (r.status === 412) throw new DestinationError(`database ${job.dest} appeared on ${ctx.dest.baseUrl} while the restore was starting; refusing to write into it`);
+    if (r.status === 412)
+      throw new DestinationError(
+        `database ${job.dest} appeared on ${ctx.dest.baseUrl} while the restore was starting; refusing to write into it`,
+      );
     state.created = true;
   } else if (!plan.resumable) state.created = false;
   state.started = true;
@@ -189,8 +202,18 @@ export async function restoreDatabase(ctx: CouchContext, plan: DbPlan): Promise<
     } catch {
       throw new IntegrityError(`the _security object of ${job.db.name} in the snapshot is not JSON`);
     }
-    const r = await ctx.dest.raw('PUT', `${path}/_security`, 'application/json', bytes, bytes.length, job.dest);
-    if (r.status !== 200 && r.status !== 201) throw new DestinationError(`${ctx.dest.where(job.dest)}: writing _security failed with HTTP ${r.status}: ${reasonOf(r.body)}`);
+    const r = await ctx.dest.raw(
+      'PUT',
+      `${path}/_security`,
+      'application/json',
+      bytes,
+      bytes.length,
+      job.dest,
+    );
+    if (r.status !== 200 && r.status !== 201)
+      throw new DestinationError(
+        `${ctx.dest.where(job.dest)}: writing _security failed with HTTP ${r.status}: ${reasonOf(r.body)}`,
+      );
   }
 
   const writer = new DocWriter(ctx.dest, job.dest, ctx.fetcher, {
@@ -212,18 +235,27 @@ export async function restoreDatabase(ctx: CouchContext, plan: DbPlan): Promise<
     // Design documents last (a validate_doc_update function must not judge the restore), _local ones too.
     const later: DocEntry[] = [];
     const checkpoint = state.checkpoint;
-    const src = plan.entries ? (async function* () { yield* plan.entries!; })() : listing(ctx, job);
+    const src = plan.entries
+      ? (async function* () {
+          yield* plan.entries!;
+        })()
+      : listing(ctx, job);
     const main = async function* () {
       for await (const e of src) {
         if (e.local || e.id.startsWith('_design/')) later.push(e);
         else if (checkpoint === undefined || compareIds(e.id, checkpoint) > 0) yield e;
       }
     };
-    for await (const { item, streams } of prefetch(main(), refsOf, ctx.fetcher)) await writer.add(item, streams);
+    for await (const { item, streams } of prefetch(main(), refsOf, ctx.fetcher))
+      await writer.add(item, streams);
     await writer.finish();
     for (const e of later) {
       if (e.local) await writeLocal(ctx, job.dest, e, report);
-      else await writer.add(e, refsOf(e).map((r) => new StreamBytes(r, ctx.fetcher)));
+      else
+        await writer.add(
+          e,
+          refsOf(e).map((r) => new StreamBytes(r, ctx.fetcher)),
+        );
     }
     await writer.finish();
     if (writer.failureCount === 0 && report.failureCount === 0) {
@@ -241,13 +273,36 @@ export async function restoreDatabase(ctx: CouchContext, plan: DbPlan): Promise<
   ctx.progress.phase = `verify ${job.dest}`;
   if (plan.mode === 'revert') report.checks.push(...(await verifyReverted(ctx, plan)));
   else {
-    const entries = plan.entries ? (async function* () { yield* plan.entries!; })() : listing(ctx, job);
+    const entries = plan.entries
+      ? (async function* () {
+          yield* plan.entries!;
+        })()
+      : listing(ctx, job);
     const onlyOurs = !plan.nonEmpty || plan.resumable;
-    const counts = job.packages ? { docCount: plan.counts.docs, deletedCount: plan.counts.deleted } : { docCount: job.db.docCount, deletedCount: job.db.deletedCount };
-    report.checks.push(...(await verifyDatabase(ctx.dest, job.dest, entries, { counts: onlyOurs ? counts : undefined, security }, ctx.parallel)));
+    const counts = job.packages
+      ? { docCount: plan.counts.docs, deletedCount: plan.counts.deleted }
+      : { docCount: job.db.docCount, deletedCount: job.db.deletedCount };
+    report.checks.push(
+      ...(await verifyDatabase(
+        ctx.dest,
+        job.dest,
+        entries,
+        { counts: onlyOurs ? counts : undefined, security },
+        ctx.parallel,
+      )),
+    );
   }
   if (report.failureCount) {
-    report.checks.push({ object: job.dest, check: 'documents accepted by the destination', ok: false, expected: report.failureCount + report.docs, actual: report.docs, details: report.failures.slice(0, 20).map((f) => `${JSON.stringify(f.id)}${f.rev ? ` ${f.rev}` : ''}: ${f.message}`) });
+    report.checks.push({
+      object: job.dest,
+      check: 'documents accepted by the destination',
+      ok: false,
+      expected: report.failureCount + report.docs,
+      actual: report.docs,
+      details: report.failures
+        .slice(0, 20)
+        .map((f) => `${JSON.stringify(f.id)}${f.rev ? ` ${f.rev}` : ''}: ${f.message}`),
+    });
   }
   report.status = report.checks.every((c) => c.ok) ? 'restored' : 'failed';
   report.durationMs = Date.now() - t0;
@@ -256,14 +311,18 @@ export async function restoreDatabase(ctx: CouchContext, plan: DbPlan): Promise<
 
 /** A `_local` document (replication checkpoint): written as is, without revision semantics. */
 async function writeLocal(ctx: CouchContext, db: string, e: DocEntry, report: DbReport): Promise<void> {
-  const body = JSON.parse((await ctx.fetcher.readAll(e.leaves[0]!.body)).toString('utf8')) as Record<string, unknown>;
+  const body = JSON.parse((await ctx.fetcher.readAll(e.leaves[0]!.body)).toString('utf8')) as Record<
+    string,
+    unknown
+  >;
   delete body._rev;
   delete body._revisions;
   const p = `${dbPath(db)}/${docPath(e.id)}`;
-  let r = await ctx.dest.json<{ _rev?: string }>('PUT', p, { db, body, pass: [409] });
+  const r = await ctx.dest.json<{ _rev?: string }>('PUT', p, { db, body, pass: [409] });
   if (r.status === 409) {
+    // Written by the interrupted run this one resumes (or there before, with --force): replaced.
     const cur = await ctx.dest.json<{ _rev?: string }>('GET', p, { db });
-    r = await ctx.dest.json('PUT', p, { db, body: { ...body, _rev: cur.body._rev } });
+    await ctx.dest.json('PUT', p, { db, body: { ...body, _rev: cur.body._rev } });
   }
   report.docs++;
 }
@@ -273,20 +332,33 @@ async function writeLocal(ctx: CouchContext, db: string, e: DocEntry, report: Db
  * content on top of what the database holds now (so that it wins, and replicates to every follower); a
  * package the database never had is written exactly as backed up.
  */
-async function revertPackages(ctx: CouchContext, plan: DbPlan, writer: DocWriter, report: DbReport): Promise<void> {
+async function revertPackages(
+  ctx: CouchContext,
+  plan: DbPlan,
+  writer: DocWriter,
+  report: DbReport,
+): Promise<void> {
   const db = plan.job.dest;
   for (const e of plan.entries ?? []) {
-    const { body } = await ctx.dest.json<{ rows?: { error?: string; value?: { rev: string; deleted?: boolean } }[] }>('POST', `${dbPath(db)}/_all_docs`, { db, body: { keys: [e.id] } });
+    const { body } = await ctx.dest.json<{
+      rows?: { error?: string; value?: { rev: string; deleted?: boolean } }[];
+    }>('POST', `${dbPath(db)}/_all_docs`, { db, body: { keys: [e.id] } });
     const row = body.rows?.[0];
     if (!row?.value) {
-      await writer.add(e, refsOf(e).map((r) => new StreamBytes(r, ctx.fetcher)));
+      await writer.add(
+        e,
+        refsOf(e).map((r) => new StreamBytes(r, ctx.fetcher)),
+      );
       await writer.finish();
       continue;
     }
     if (row.value.rev === e.rev && Boolean(row.value.deleted) === e.deleted) continue; // already as in the snapshot
     if (e.deleted) {
       report.failureCount++;
-      report.failures.push({ id: e.id, message: `deleted in the snapshot (it did not exist then); not restored: pick an earlier snapshot` });
+      report.failures.push({
+        id: e.id,
+        message: `deleted in the snapshot (it did not exist then); not restored: pick an earlier snapshot`,
+      });
       continue;
     }
     const winner = e.leaves[0]!;
@@ -294,7 +366,12 @@ async function revertPackages(ctx: CouchContext, plan: DbPlan, writer: DocWriter
     const atts = (winner.atts ?? []).map((a) => new StreamBytes(a.data, ctx.fetcher));
     try {
       const to = await writer.putNewEdit(e, winner, bodyBytes, atts, row.value.rev);
-      report.reverted!.push({ id: e.id, from: `${row.value.rev}${row.value.deleted ? ' (deleted)' : ''}`, to, snapshotRev: e.rev });
+      report.reverted!.push({
+        id: e.id,
+        from: `${row.value.rev}${row.value.deleted ? ' (deleted)' : ''}`,
+        to,
+        snapshotRev: e.rev,
+      });
       report.docs++;
       report.revisions++;
       report.bytes += winner.body.size + (winner.atts ?? []).reduce((n, a) => n + a.length, 0);
@@ -313,17 +390,38 @@ async function verifyReverted(ctx: CouchContext, plan: DbPlan): Promise<Check[]>
     const { _rev, _revisions, _attachments, ...rest } = j;
     void _rev;
     void _revisions;
-    const atts = Object.fromEntries(Object.entries((_attachments as Record<string, { length?: number; content_type?: string }>) ?? {}).map(([k, v]) => [k, [v.length, v.content_type]]));
+    const atts = Object.fromEntries(
+      Object.entries((_attachments as Record<string, { length?: number; content_type?: string }>) ?? {}).map(
+        ([k, v]) => [k, [v.length, v.content_type]],
+      ),
+    );
     return { rest, atts };
   };
   for (const e of plan.entries ?? []) {
     if (e.deleted) continue;
-    const want = JSON.parse(`{${bodyMembers(await ctx.fetcher.readAll(e.leaves[0]!.body), {}, e.id).join(',')}}`) as Record<string, unknown>;
-    const wantAtts = Object.fromEntries((e.leaves[0]!.atts ?? []).map((a) => [a.name, [a.length, a.type ?? 'application/octet-stream']]));
-    const { status, body } = await ctx.dest.json<Record<string, unknown>>('GET', `${dbPath(db)}/${docPath(e.id)}`, { db, notFound: 'return' });
+    const want = JSON.parse(
+      `{${bodyMembers(await ctx.fetcher.readAll(e.leaves[0]!.body), {}, e.id).join(',')}}`,
+    ) as Record<string, unknown>;
+    const wantAtts = Object.fromEntries(
+      (e.leaves[0]!.atts ?? []).map((a) => [a.name, [a.length, a.type ?? 'application/octet-stream']]),
+    );
+    const { status, body } = await ctx.dest.json<Record<string, unknown>>(
+      'GET',
+      `${dbPath(db)}/${docPath(e.id)}`,
+      { db, notFound: 'return' },
+    );
     const got = status === 200 ? strip(body) : undefined;
-    const ok = got !== undefined && isDeepStrictEqual(got.rest, strip(want).rest) && isDeepStrictEqual(got.atts, wantAtts);
-    checks.push({ object: `${db}/${e.id}`, check: 'content equals the snapshot', ok, expected: e.rev, actual: status === 200 ? String(body._rev) : `HTTP ${status}` });
+    const ok =
+      got !== undefined &&
+      isDeepStrictEqual(got.rest, strip(want).rest) &&
+      isDeepStrictEqual(got.atts, wantAtts);
+    checks.push({
+      object: `${db}/${e.id}`,
+      check: 'content equals the snapshot',
+      ok,
+      expected: e.rev,
+      actual: status === 200 ? String(body._rev) : `HTTP ${status}`,
+    });
   }
   return checks;
 }

@@ -70,7 +70,9 @@ export function decodeRun(task: RunTask, idKey: Uint8Array): RunResult {
       bad[s] = 'age segment shorter than its tag';
       break;
     }
-    const d = createDecipheriv('chacha20-poly1305', task.key, segmentNonce(counter, last), { authTagLength: TAG_SIZE });
+    const d = createDecipheriv('chacha20-poly1305', task.key, segmentNonce(counter, last), {
+      authTagLength: TAG_SIZE,
+    });
     d.setAuthTag(cipher.subarray(end - TAG_SIZE, end));
     const body = d.update(cipher.subarray(start, end - TAG_SIZE));
     try {

@@ -10,16 +10,25 @@ import type { TarballDestination } from './tarballs.js';
  */
 export function openTarballDestination(spec: string): TarballDestination {
   if (!/^s3:\/\//i.test(spec)) {
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec)) throw new UsageError(`tarball destination ${spec}: only a directory or s3://bucket/prefix is supported`);
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec))
+      throw new UsageError(
+        `tarball destination ${spec}: only a directory or s3://bucket/prefix is supported`,
+      );
     return { dir: spec };
   }
   const u = new URL(spec);
   const bucket = u.hostname;
   if (!bucket) throw new UsageError(`tarball destination ${spec}: no bucket`);
-  if (u.username || u.password) throw new UsageError('put S3 credentials in the environment (AWS_ACCESS_KEY_ID, …), not in the destination URL');
+  if (u.username || u.password)
+    throw new UsageError(
+      'put S3 credentials in the environment (AWS_ACCESS_KEY_ID, …), not in the destination URL',
+    );
   const prefix = decodeURIComponent(u.pathname.replace(/^\/+/, ''));
   for (const k of u.searchParams.keys()) {
-    if (!['endpoint', 'region', 'forcePathStyle'].includes(k)) throw new UsageError(`tarball destination ${spec}: unknown parameter ${k} (endpoint, region, forcePathStyle)`);
+    if (!['endpoint', 'region', 'forcePathStyle'].includes(k))
+      throw new UsageError(
+        `tarball destination ${spec}: unknown parameter ${k} (endpoint, region, forcePathStyle)`,
+      );
   }
   const store = new S3Store({
     name: 'tarball destination',

@@ -53,7 +53,11 @@ export interface DumpStats {
 
 type Pack = ReturnType<typeof tar.pack>;
 
-async function addEntry(pack: Pack, header: Partial<tar.Header> & { name: string }, src: AsyncIterable<Buffer> | Iterable<Buffer>): Promise<void> {
+async function addEntry(
+  pack: Pack,
+  header: Partial<tar.Header> & { name: string },
+  src: AsyncIterable<Buffer> | Iterable<Buffer>,
+): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const entry = pack.entry(header, (err) => (err ? reject(err) : resolve()));
     (async () => {
@@ -84,7 +88,9 @@ export async function dumpSnapshot(o: DumpOptions): Promise<DumpStats> {
   const stats: DumpStats = { entries: 0, bytes: 0, docs: 0, revisions: 0, files: 0 };
   const couch = o.manifest.sources.filter((s) => s.kind === 'couchdb') as CouchSourceSnapshot[];
   const tarballs = o.manifest.sources.filter((s) => s.kind === 'tarballs') as TarballSourceSnapshot[];
-  let dbs: { source: string; db: DbSnapshot }[] = couch.flatMap((s) => s.databases.map((db) => ({ source: s.name, db })));
+  let dbs: { source: string; db: DbSnapshot }[] = couch.flatMap((s) =>
+    s.databases.map((db) => ({ source: s.name, db })),
+  );
   let stores = tarballs;
   if (o.only?.db) {
     const want = o.only.db;
@@ -124,8 +130,23 @@ export async function dumpSnapshot(o: DumpOptions): Promise<DumpStats> {
   };
   try {
     const contents: unknown[] = [];
-    for (const { source, db } of dbs) contents.push({ kind: 'couchdb', source, database: db.name, docs: db.docCount, deleted: db.deletedCount, docsFile: `couchdb/${dirName(db.name)}/docs.jsonl` });
-    for (const s of stores) contents.push({ kind: 'tarballs', source: s.name, files: s.files, bytes: s.bytes, directory: 'tarballs/' });
+    for (const { source, db } of dbs)
+      contents.push({
+        kind: 'couchdb',
+        source,
+        database: db.name,
+        docs: db.docCount,
+        deleted: db.deletedCount,
+        docsFile: `couchdb/${dirName(db.name)}/docs.jsonl`,
+      });
+    for (const s of stores)
+      contents.push({
+        kind: 'tarballs',
+        source: s.name,
+        files: s.files,
+        bytes: s.bytes,
+        directory: 'tarballs/',
+      });
     const manifest = Buffer.from(
       `${JSON.stringify(
         {
@@ -136,8 +157,10 @@ export async function dumpSnapshot(o: DumpOptions): Promise<DumpStats> {
           repository: o.manifest.repository,
           contents,
           howTo: {
-            documents: 'docs.jsonl holds one revision per line (every leaf: conflicts and tombstones too), with _revisions and inline attachments, design documents last; load it in order with POST /<db>/_bulk_docs {"new_edits":false,"docs":[...]} in batches',
-            tarballs: 'tarballs/ is the tarball store in the registry layout: tar -x --strip-components=1 -C /srv/tarballs',
+            documents:
+              'docs.jsonl holds one revision per line (every leaf: conflicts and tombstones too), with _revisions and inline attachments, design documents last; load it in order with POST /<db>/_bulk_docs {"new_edits":false,"docs":[...]} in batches',
+            tarballs:
+              'tarballs/ is the tarball store in the registry layout: tar -x --strip-components=1 -C /srv/tarballs',
           },
         },
         null,
@@ -173,7 +196,14 @@ function docs(reader: BlobReader, db: DbSnapshot): AsyncGenerator<DocEntry> {
   return readListing(reader, db.listing, checkDocEntry, `listing of database ${db.name}`);
 }
 
-async function dumpDatabase(o: DumpOptions, db: DbSnapshot, fetcher: BlobFetcher, reader: BlobReader, add: Add, stats: DumpStats): Promise<void> {
+async function dumpDatabase(
+  o: DumpOptions,
+  db: DbSnapshot,
+  fetcher: BlobFetcher,
+  reader: BlobReader,
+  add: Add,
+  stats: DumpStats,
+): Promise<void> {
   const dir = `couchdb/${dirName(db.name)}`;
   if (db.security) {
     const sec = await fetcher.readAll(db.security, 16 * 1024 * 1024);
@@ -186,12 +216,14 @@ async function dumpDatabase(o: DumpOptions, db: DbSnapshot, fetcher: BlobFetcher
   for await (const e of docs(reader, db)) {
     for (const l of e.leaves) {
       let n = l.body.size;
-      if (l.atts?.length) n = inlineBody(bodyMembers(await fetcher.readAll(l.body), {}, `${db.name}/${e.id}`), l.atts).length;
+      if (l.atts?.length)
+        n = inlineBody(bodyMembers(await fetcher.readAll(l.body), {}, `${db.name}/${e.id}`), l.atts).length;
       if (e.local) localSize += n + 1;
       else size += n + 1;
     }
   }
-  const refsOf = (e: DocEntry): StreamRef[] => e.leaves.flatMap((l) => [l.body, ...(l.atts ?? []).map((a) => a.data)]);
+  const refsOf = (e: DocEntry): StreamRef[] =>
+    e.leaves.flatMap((l) => [l.body, ...(l.atts ?? []).map((a) => a.data)]);
   const lines = (local: boolean) =>
     async function* (): AsyncGenerator<Buffer> {
       // Design documents last: loaded in order, a validate_doc_update function must not judge the load.
@@ -227,7 +259,13 @@ async function dumpDatabase(o: DumpOptions, db: DbSnapshot, fetcher: BlobFetcher
   if (localSize) await add(`${dir}/local.jsonl`, localSize, lines(true)());
 }
 
-async function dumpTarballs(s: TarballSourceSnapshot, fetcher: BlobFetcher, reader: BlobReader, add: Add, stats: DumpStats): Promise<void> {
+async function dumpTarballs(
+  s: TarballSourceSnapshot,
+  fetcher: BlobFetcher,
+  reader: BlobReader,
+  add: Add,
+  stats: DumpStats,
+): Promise<void> {
   const check = (v: unknown): TarballEntry => {
     const problem = pathProblem((v as TarballEntry | undefined)?.path);
     if (problem) throw new Error(`unsafe path ${JSON.stringify((v as TarballEntry).path)} (${problem})`);

@@ -9,10 +9,25 @@ import type { SnapshotInfo, SnapshotManifest } from '../src/repo/snapshot.js';
 import type { ObjectStore } from '../src/store/types.js';
 import { CouchDestination } from './couch-http.js';
 import type { AttachmentMode } from './couch-write.js';
-import { planDatabase, plannedReport, restoreDatabase, type CouchContext, type DbJob, type DbPlan } from './couchdb.js';
+import {
+  planDatabase,
+  plannedReport,
+  restoreDatabase,
+  type CouchContext,
+  type DbJob,
+  type DbPlan,
+} from './couchdb.js';
 import { BlobFetcher } from './fetch.js';
 import { Journal } from './state.js';
-import { describeTarballDestination, plannedTarballReport, planTarballs, restoreTarballs, type TarballContext, type TarballDestination, type TarballPlan } from './tarballs.js';
+import {
+  describeTarballDestination,
+  plannedTarballReport,
+  planTarballs,
+  restoreTarballs,
+  type TarballContext,
+  type TarballDestination,
+  type TarballPlan,
+} from './tarballs.js';
 import type { DbReport, RestoreReport, TarballReport } from './types.js';
 
 export interface CouchDestinationOptions {
@@ -75,7 +90,9 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
   const t0 = Date.now();
   const progress = o.progress ?? new Progress();
   const parallel = Math.max(1, o.parallel ?? 8);
-  const couch = o.couchdb ? new CouchDestination(o.couchdb.url, { concurrency: parallel, signal: o.signal }) : undefined;
+  const couch = o.couchdb
+    ? new CouchDestination(o.couchdb.url, { concurrency: parallel, signal: o.signal })
+    : undefined;
   const destination = describe(o, couch);
   const journalDir = path.join(o.repo.cacheDir, 'restore');
   // One journal per destination and selection: a restore of one package does not resume a full one.
@@ -98,20 +115,41 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
   const index = await o.repo.loadIndex(o.metaStore);
   const stores = [o.metaStore, ...o.repo.targets.filter((t) => t !== o.metaStore)];
   const treeReader = new BlobReader(o.repo, index, stores);
-  const fetcher = new BlobFetcher(o.repo, index, stores, treeReader, { workers: o.workers, concurrency: Math.max(4, Math.min(16, parallel)) });
+  const fetcher = new BlobFetcher(o.repo, index, stores, treeReader, {
+    workers: o.workers,
+    concurrency: Math.max(4, Math.min(16, parallel)),
+  });
   const onAbort = () => journal?.flush(true);
   o.signal?.addEventListener('abort', onAbort);
   try {
     const { dbJobs, tarballJobs, notes } = selectJobs(o);
     for (const n of notes) log().info(n);
-    if (dbJobs.length && !couch) throw new UsageError('the selection names databases, but no CouchDB destination was given');
+    if (dbJobs.length && !couch)
+      throw new UsageError('the selection names databases, but no CouchDB destination was given');
 
     // 1. Plan everything (read only): refusals come before any write.
     progress.phase = 'plan';
     const cctx: CouchContext | undefined = couch
-      ? { dest: couch, fetcher, treeReader, journal: journal ?? readOnlyJournal(journalDir, journalKey, found), progress, parallel, force: Boolean(o.force), attachments: o.couchdb?.attachments, batchBytes: o.couchdb?.batchBytes }
+      ? {
+          dest: couch,
+          fetcher,
+          treeReader,
+          journal: journal ?? readOnlyJournal(journalDir, journalKey, found),
+          progress,
+          parallel,
+          force: Boolean(o.force),
+          attachments: o.couchdb?.attachments,
+          batchBytes: o.couchdb?.batchBytes,
+        }
       : undefined;
-    const tctx: TarballContext = { fetcher, treeReader, journal: journal ?? readOnlyJournal(journalDir, journalKey, found), progress, parallel, force: Boolean(o.force) };
+    const tctx: TarballContext = {
+      fetcher,
+      treeReader,
+      journal: journal ?? readOnlyJournal(journalDir, journalKey, found),
+      progress,
+      parallel,
+      force: Boolean(o.force),
+    };
     const dbPlans: DbPlan[] = [];
     for (const j of dbJobs) {
       const plan = await planDatabase(cctx!, j);
@@ -122,17 +160,24 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
     for (const j of tarballJobs) tbPlans.push(await planTarballs(tctx, j, o.tarballs!));
     const packages = o.only?.packages?.map((name) => ({
       name,
-      docs: dbPlans.flatMap((p) => (p.entries ?? []).filter((e) => e.id === name).map(() => `${p.job.dest}/${name}`)),
+      docs: dbPlans.flatMap((p) =>
+        (p.entries ?? []).filter((e) => e.id === name).map(() => `${p.job.dest}/${name}`),
+      ),
       files: 0,
     }));
     if (packages) {
       for (const p of packages) p.files = tbPlans.reduce((n, t) => n + (t.perPackage?.get(p.name) ?? 0), 0);
       const missing = packages.filter((p) => !p.docs.length);
       if (missing.length) {
-        throw new UsageError(`not in snapshot ${o.snapshot.id.slice(0, 12)}: ${missing.map((p) => `package ${p.name} (no document in ${dbJobs.map((j) => j.db.name).join(', ') || 'any database'})`).join('; ')}`);
+        throw new UsageError(
+          `not in snapshot ${o.snapshot.id.slice(0, 12)}: ${missing.map((p) => `package ${p.name} (no document in ${dbJobs.map((j) => j.db.name).join(', ') || 'any database'})`).join('; ')}`,
+        );
       }
     }
-    const refusals = [...dbPlans.flatMap((p) => (p.refusal ? [p.refusal] : [])), ...tbPlans.flatMap((p) => (p.refusal ? [p.refusal] : []))];
+    const refusals = [
+      ...dbPlans.flatMap((p) => (p.refusal ? [p.refusal] : [])),
+      ...tbPlans.flatMap((p) => (p.refusal ? [p.refusal] : [])),
+    ];
 
     let databases: DbReport[];
     let tarballs: TarballReport[];
@@ -156,10 +201,21 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
 
     const durationMs = Date.now() - t0;
     const bytes = databases.reduce((n, d) => n + d.bytes, 0) + tarballs.reduce((n, t) => n + t.bytes, 0);
-    const failed = databases.some((d) => d.status === 'failed') || tarballs.some((t) => t.status === 'failed');
-    const refused = databases.some((d) => d.failureCount > 0) || tarballs.some((t) => t.failures.some((f) => /destination|symbolic link|object key/i.test(f.message)));
+    const failed =
+      databases.some((d) => d.status === 'failed') || tarballs.some((t) => t.status === 'failed');
+    const refused =
+      databases.some((d) => d.failureCount > 0) ||
+      tarballs.some((t) => t.failures.some((f) => /destination|symbolic link|object key/i.test(f.message)));
     const verified = !o.dryRun && !failed;
-    const exitCode = o.dryRun ? (refusals.length ? ExitCode.destination : ExitCode.ok) : verified ? ExitCode.ok : refused ? ExitCode.destination : ExitCode.integrity;
+    const exitCode = o.dryRun
+      ? refusals.length
+        ? ExitCode.destination
+        : ExitCode.ok
+      : verified
+        ? ExitCode.ok
+        : refused
+          ? ExitCode.destination
+          : ExitCode.integrity;
     if (verified) journal?.remove();
     else journal?.flush(true);
     return {
@@ -197,7 +253,10 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
 }
 
 function checkAbort(signal?: AbortSignal): void {
-  if (signal?.aborted) throw new InterruptedError('restore interrupted; run the same command again to continue where it stopped');
+  if (signal?.aborted)
+    throw new InterruptedError(
+      'restore interrupted; run the same command again to continue where it stopped',
+    );
 }
 
 function readOnlyJournal(dir: string, destination: string, found: ReturnType<typeof Journal.find>): Journal {
@@ -205,20 +264,30 @@ function readOnlyJournal(dir: string, destination: string, found: ReturnType<typ
 }
 
 /** Which databases and tarball stores of the snapshot to restore, given the destination and the selection. */
-function selectJobs(o: RestoreOptions): { dbJobs: DbJob[]; tarballJobs: { source: TarballSourceSnapshot; packages?: string[] }[]; notes: string[] } {
+function selectJobs(o: RestoreOptions): {
+  dbJobs: DbJob[];
+  tarballJobs: { source: TarballSourceSnapshot; packages?: string[] }[];
+  notes: string[];
+} {
   const only = o.only ?? {};
   const notes: string[] = [];
   const sources = o.manifest.sources.filter((s) => !only.sources?.length || only.sources.includes(s.name));
   for (const n of only.sources ?? []) {
-    if (!o.manifest.sources.some((s) => s.name === n)) throw new UsageError(`snapshot ${o.snapshot.id.slice(0, 12)} has no source ${n} (it has ${o.manifest.sources.map((s) => s.name).join(', ')})`);
+    if (!o.manifest.sources.some((s) => s.name === n))
+      throw new UsageError(
+        `snapshot ${o.snapshot.id.slice(0, 12)} has no source ${n} (it has ${o.manifest.sources.map((s) => s.name).join(', ')})`,
+      );
   }
   const dbJobs: DbJob[] = [];
   const packages = only.packages?.length ? new Set(only.packages) : undefined;
   const couchSources = sources.filter((s) => s.kind === 'couchdb') as CouchSourceSnapshot[];
-  const wantedDb = (src: string, db: string) => !only.dbs?.length || only.dbs.includes(db) || only.dbs.includes(`${src}/${db}`);
+  const wantedDb = (src: string, db: string) =>
+    !only.dbs?.length || only.dbs.includes(db) || only.dbs.includes(`${src}/${db}`);
   for (const n of only.dbs ?? []) {
     if (!couchSources.some((s) => s.databases.some((d) => n === d.name || n === `${s.name}/${d.name}`))) {
-      throw new UsageError(`snapshot ${o.snapshot.id.slice(0, 12)} has no database ${n} (it has ${couchSources.flatMap((s) => s.databases.map((d) => d.name)).join(', ') || 'none'})`);
+      throw new UsageError(
+        `snapshot ${o.snapshot.id.slice(0, 12)} has no database ${n} (it has ${couchSources.flatMap((s) => s.databases.map((d) => d.name)).join(', ') || 'none'})`,
+      );
     }
   }
   if (o.couchdb) {
@@ -229,12 +298,18 @@ function selectJobs(o: RestoreOptions): { dbJobs: DbJob[]; tarballJobs: { source
       }
     }
   } else if (couchSources.length && (only.dbs?.length || packages)) {
-    throw new UsageError('the selection needs a CouchDB destination (--couchdb URL, or a destination with `couchdb:`)');
-  } else if (couchSources.length) notes.push('the CouchDB databases of the snapshot are not restored: the destination has no CouchDB');
+    throw new UsageError(
+      'the selection needs a CouchDB destination (--couchdb URL, or a destination with `couchdb:`)',
+    );
+  } else if (couchSources.length)
+    notes.push('the CouchDB databases of the snapshot are not restored: the destination has no CouchDB');
   const seen = new Map<string, string>();
   for (const j of dbJobs) {
     const other = seen.get(j.dest);
-    if (other) throw new UsageError(`databases ${other} and ${j.source}/${j.db.name} would both be restored into ${j.dest}: select one with --db`);
+    if (other)
+      throw new UsageError(
+        `databases ${other} and ${j.source}/${j.db.name} would both be restored into ${j.dest}: select one with --db`,
+      );
     seen.set(j.dest, `${j.source}/${j.db.name}`);
   }
   let tarballJobs: { source: TarballSourceSnapshot; packages?: string[] }[] = [];
@@ -243,13 +318,21 @@ function selectJobs(o: RestoreOptions): { dbJobs: DbJob[]; tarballJobs: { source
     if (tarballSources.length) notes.push('--db: the tarball store is not restored');
   } else if (o.tarballs) {
     if (tarballSources.length > 1) {
-      throw new UsageError(`the snapshot has several tarball stores (${tarballSources.map((s) => s.name).join(', ')}) and the destination one: select one with --source`);
+      throw new UsageError(
+        `the snapshot has several tarball stores (${tarballSources.map((s) => s.name).join(', ')}) and the destination one: select one with --source`,
+      );
     }
     tarballJobs = tarballSources.map((source) => ({ source, packages: only.packages }));
   } else if (tarballSources.length) {
-    if (packages) throw new UsageError('--package restores the tarballs too: give a tarball destination (--tarballs, or a destination with `tarballs:`)');
+    if (packages)
+      throw new UsageError(
+        '--package restores the tarballs too: give a tarball destination (--tarballs, or a destination with `tarballs:`)',
+      );
     notes.push('the tarball store of the snapshot is not restored: the destination has no tarball store');
   }
-  if (!dbJobs.length && !tarballJobs.length) throw new UsageError('nothing to restore: the selection and the destination leave nothing of the snapshot');
+  if (!dbJobs.length && !tarballJobs.length)
+    throw new UsageError(
+      'nothing to restore: the selection and the destination leave nothing of the snapshot',
+    );
   return { dbJobs, tarballJobs, notes };
 }

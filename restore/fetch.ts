@@ -2,7 +2,14 @@ import os from 'node:os';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { IntegrityError, KeyError, RegbackupError, TargetError, messageOf } from '../src/errors.js';
 import { log } from '../src/log.js';
-import { cipherRange, MAX_HEADER_SIZE, NONCE_SIZE, openAge, TruncatedHeaderError, type OpenedAge } from '../src/repo/age.js';
+import {
+  cipherRange,
+  MAX_HEADER_SIZE,
+  NONCE_SIZE,
+  openAge,
+  TruncatedHeaderError,
+  type OpenedAge,
+} from '../src/repo/age.js';
 import type { BlobIndex, BlobLocation } from '../src/repo/blob-index.js';
 import { packKey } from '../src/repo/pack.js';
 import type { FallbackEvent, BlobReader } from '../src/repo/reader.js';
@@ -68,7 +75,10 @@ export class BlobFetcher {
 
   locate(id: Buffer): BlobLocation {
     const loc = this.index.lookup(id);
-    if (!loc) throw new IntegrityError(`blob ${id.toString('hex')} is not in the index (missing index object or pack)`);
+    if (!loc)
+      throw new IntegrityError(
+        `blob ${id.toString('hex')} is not in the index (missing index object or pack)`,
+      );
     return loc;
   }
 
@@ -107,7 +117,12 @@ export class BlobFetcher {
       for (const n of group) {
         const first = run[0];
         const last = run[run.length - 1];
-        if (first && last && (n.loc.offset - (last.loc.offset + last.loc.length) > GAP || n.loc.offset + n.loc.length - first.loc.offset > MAX_RUN)) {
+        if (
+          first &&
+          last &&
+          (n.loc.offset - (last.loc.offset + last.loc.length) > GAP ||
+            n.loc.offset + n.loc.length - first.loc.offset > MAX_RUN)
+        ) {
           this.schedule(run);
           run = [];
         }
@@ -151,12 +166,14 @@ export class BlobFetcher {
       size += b.length;
       yield b;
     }
-    if (size !== ref.size) throw new IntegrityError(`stream is ${size} bytes, its reference says ${ref.size}`);
+    if (size !== ref.size)
+      throw new IntegrityError(`stream is ${size} bytes, its reference says ${ref.size}`);
   }
 
   /** A whole (small) stream in memory. */
   async readAll(ref: StreamRef, maxSize = 256 * 1024 * 1024): Promise<Buffer> {
-    if (ref.size > maxSize) throw new IntegrityError(`stream of ${ref.size} bytes is larger than allowed here`);
+    if (ref.size > maxSize)
+      throw new IntegrityError(`stream of ${ref.size} bytes is larger than allowed here`);
     const parts: Buffer[] = [];
     for await (const b of this.stream(ref)) parts.push(b);
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
@@ -193,7 +210,11 @@ export class BlobFetcher {
       try {
         return await openAge(this.repo.identities!, head);
       } catch (err) {
-        if (err instanceof TruncatedHeaderError && head.length === len && len < MAX_HEADER_SIZE + NONCE_SIZE) {
+        if (
+          err instanceof TruncatedHeaderError &&
+          head.length === len &&
+          len < MAX_HEADER_SIZE + NONCE_SIZE
+        ) {
           len = MAX_HEADER_SIZE + NONCE_SIZE;
           continue;
         }
@@ -218,9 +239,22 @@ export class BlobFetcher {
       const cipher = await store.getBuffer(key, { offset: start, length: end - start });
       this.requests++;
       this.bytesRead += cipher.length;
-      const blobs: RunBlob[] = run.map((n) => ({ offset: n.loc.offset, length: n.loc.length, rawLength: n.loc.rawLength, compression: n.loc.compression, type: n.loc.type }));
+      const blobs: RunBlob[] = run.map((n) => ({
+        offset: n.loc.offset,
+        length: n.loc.length,
+        rawLength: n.loc.rawLength,
+        compression: n.loc.compression,
+        type: n.loc.type,
+      }));
       const ids = Buffer.concat(run.map((n) => n.id));
-      const result = await this.pool.run({ key: opened.key, cipher, firstSegment, reachesEnd: end === pack.size && cipher.length === end - start, blobs, ids });
+      const result = await this.pool.run({
+        key: opened.key,
+        cipher,
+        firstSegment,
+        reachesEnd: end === pack.size && cipher.length === end - start,
+        blobs,
+        ids,
+      });
       run.forEach((n, i) => {
         const r = result.blobs[i]!;
         if (typeof r === 'string') {
@@ -257,9 +291,19 @@ export class BlobFetcher {
 
   private served(n: Need, at: number): void {
     if (at === 0 || n.lastError === undefined) return;
-    const ev: FallbackEvent = { blob: n.hex, pack: n.loc.pack.id, from: this.stores[at - 1]!.name, to: this.stores[at]!.name, reason: n.lastError };
+    const ev: FallbackEvent = {
+      blob: n.hex,
+      pack: n.loc.pack.id,
+      from: this.stores[at - 1]!.name,
+      to: this.stores[at]!.name,
+      reason: n.lastError,
+    };
     this.fallbackCount++;
     if (this.fallbacks.length < 1000) this.fallbacks.push(ev);
-    if (this.fallbackCount <= 20) log().warn({ blob: n.hex.slice(0, 12), from: ev.from, to: ev.to, reason: ev.reason }, 'read from another target');
+    if (this.fallbackCount <= 20)
+      log().warn(
+        { blob: n.hex.slice(0, 12), from: ev.from, to: ev.to, reason: ev.reason },
+        'read from another target',
+      );
   }
 }

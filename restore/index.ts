@@ -7,8 +7,21 @@
  *   const report = await restoreSnapshot({ repo, snapshot: info, manifest, metaStore: store,
  *     couchdb: { url, dbName: (n) => `drill-${n}` }, tarballs: { dir }, parallel: 8 });
  */
-export { restoreSnapshot, type RestoreOptions, type RestoreSelection, type CouchDestinationOptions } from './engine.js';
-export { openForRestore, pickSnapshot, parseAt, selectTargets, type OpenRestoreOptions, type OpenedRestore, type SnapshotChoice } from './open.js';
+export {
+  restoreSnapshot,
+  type RestoreOptions,
+  type RestoreSelection,
+  type CouchDestinationOptions,
+} from './engine.js';
+export {
+  openForRestore,
+  pickSnapshot,
+  parseAt,
+  selectTargets,
+  type OpenRestoreOptions,
+  type OpenedRestore,
+  type SnapshotChoice,
+} from './open.js';
 export { dumpSnapshot, type DumpOptions, type DumpStats } from './dump.js';
 export { formatRestoreReport } from './report.js';
 export { openTarballDestination } from './destination.js';

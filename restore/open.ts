@@ -1,7 +1,13 @@
 import { IntegrityError, KeyError, TargetError, UsageError, messageOf } from '../src/errors.js';
 import type { RestoreIdentity } from '../src/repo/keys.js';
 import { defaultCacheRoot, Repository } from '../src/repo/repository.js';
-import { listSnapshots, loadSnapshot, resolveSnapshot, type SnapshotInfo, type SnapshotManifest } from '../src/repo/snapshot.js';
+import {
+  listSnapshots,
+  loadSnapshot,
+  resolveSnapshot,
+  type SnapshotInfo,
+  type SnapshotManifest,
+} from '../src/repo/snapshot.js';
 import { ObjectNotFoundError, type ObjectStore } from '../src/store/types.js';
 
 /**
@@ -46,7 +52,8 @@ function peek(bytes: Buffer): PeekedConfig | undefined {
 export function selectTargets(targets: ObjectStore[], from?: string): ObjectStore[] {
   if (!from) return targets;
   const t = targets.filter((s) => s.name === from);
-  if (!t.length) throw new UsageError(`no target named ${from} (configured: ${targets.map((s) => s.name).join(', ')})`);
+  if (!t.length)
+    throw new UsageError(`no target named ${from} (configured: ${targets.map((s) => s.name).join(', ')})`);
   return t;
 }
 
@@ -65,7 +72,11 @@ export async function openForRestore(o: OpenRestoreOptions): Promise<OpenedResto
   );
   const cfg = peeked.find((p) => p.c)?.c;
   const down = peeked.filter((p) => !p.c).map((p) => ({ target: p.s.name, error: p.error! }));
-  if (!cfg) throw new TargetError(`no target can be read (${down.map((d) => `${d.target}: ${d.error}`).join('; ')})`, { unreachable: down.map((d) => d.target) });
+  if (!cfg)
+    throw new TargetError(
+      `no target can be read (${down.map((d) => `${d.target}: ${d.error}`).join('; ')})`,
+      { unreachable: down.map((d) => d.target) },
+    );
   const recipients = cfg.recipients ?? [];
   const expected = `${recipients.join(' or ') || '(unknown recipient)'} (key ID ${cfg.keyId ?? '?'})`;
   if (!o.identity) {
@@ -79,8 +90,15 @@ export async function openForRestore(o: OpenRestoreOptions): Promise<OpenedResto
     );
   }
   const live = peeked.filter((p) => p.c).map((p) => p.s);
-  const { repo, unreachable } = await Repository.open(live, { restore: o.identity }, { cacheRoot: o.cacheRoot ?? defaultCacheRoot(), indexMemory: o.indexMemory });
-  return { repo, unreachable: [...down, ...unreachable.map((u) => ({ target: u.target, error: u.error.message }))] };
+  const { repo, unreachable } = await Repository.open(
+    live,
+    { restore: o.identity },
+    { cacheRoot: o.cacheRoot ?? defaultCacheRoot(), indexMemory: o.indexMemory },
+  );
+  return {
+    repo,
+    unreachable: [...down, ...unreachable.map((u) => ({ target: u.target, error: u.error.message }))],
+  };
 }
 
 export interface SnapshotChoice {
@@ -94,7 +112,10 @@ export interface SnapshotChoice {
  * Finds the snapshot: by ID (or unique prefix), "latest", or the newest taken at or before `at` — among the
  * snapshots of every reachable target (one that missed the last backups does not hide the newest one).
  */
-export async function pickSnapshot(repo: Repository, o: { snapshot?: string; at?: Date }): Promise<SnapshotChoice> {
+export async function pickSnapshot(
+  repo: Repository,
+  o: { snapshot?: string; at?: Date },
+): Promise<SnapshotChoice> {
   if (o.snapshot && o.at) throw new UsageError('give --snapshot or --at, not both');
   const where = new Map<string, ObjectStore[]>();
   const all: SnapshotInfo[] = [];
@@ -116,7 +137,8 @@ export async function pickSnapshot(repo: Repository, o: { snapshot?: string; at?
       }
     }
   }
-  if (!all.length && problems.length) throw new TargetError(`no target lists its snapshots (${problems.join('; ')})`);
+  if (!all.length && problems.length)
+    throw new TargetError(`no target lists its snapshots (${problems.join('; ')})`);
   all.sort((a, b) => a.time.getTime() - b.time.getTime() || a.id.localeCompare(b.id));
   let info: SnapshotInfo;
   if (o.at) {
@@ -125,7 +147,9 @@ export async function pickSnapshot(repo: Repository, o: { snapshot?: string; at?
     const hit = before[before.length - 1];
     if (!hit) {
       throw new UsageError(
-        all.length ? `no snapshot was taken at or before ${o.at.toISOString()} (the oldest is from ${all[0]!.time.toISOString()})` : 'there is no snapshot yet',
+        all.length
+          ? `no snapshot was taken at or before ${o.at.toISOString()} (the oldest is from ${all[0]!.time.toISOString()})`
+          : 'there is no snapshot yet',
       );
     }
     info = hit;
@@ -139,17 +163,24 @@ export async function pickSnapshot(repo: Repository, o: { snapshot?: string; at?
       last = err;
     }
   }
-  throw last instanceof Error ? last : new IntegrityError(`snapshot ${info.id} cannot be read from any target`);
+  throw last instanceof Error
+    ? last
+    : new IntegrityError(`snapshot ${info.id} cannot be read from any target`);
 }
 
 /** Parses `--at`: an ISO 8601 time (or anything Date understands), or an age such as "2h" / "3d ago". */
 export function parseAt(s: string, now = Date.now()): Date {
   const ago = /^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*(ago)?\s*$/i.exec(s);
   if (ago) {
-    const unit = { s: 1000, m: 60_000, min: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }[ago[2]!.toLowerCase() as 's'];
+    const unit = { s: 1000, m: 60_000, min: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }[
+      ago[2]!.toLowerCase() as 's'
+    ];
     return new Date(now - Number(ago[1]) * unit);
   }
   const t = Date.parse(s);
-  if (Number.isNaN(t)) throw new UsageError(`--at ${JSON.stringify(s)} is not a time (use e.g. 2026-11-26T04:00:00Z, or an age such as 6h)`);
+  if (Number.isNaN(t))
+    throw new UsageError(
+      `--at ${JSON.stringify(s)} is not a time (use e.g. 2026-11-26T04:00:00Z, or an age such as 6h)`,
+    );
   return new Date(t);
 }

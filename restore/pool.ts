@@ -30,7 +30,8 @@ export class CryptoPool {
     const n = this.next++;
     // Transfer the ciphertext when the buffer is its own; otherwise a copy (cheap next to the decryption).
     let cipher = task.cipher;
-    if (cipher.byteOffset !== 0 || cipher.byteLength !== cipher.buffer.byteLength) cipher = new Uint8Array(cipher);
+    if (cipher.byteOffset !== 0 || cipher.byteLength !== cipher.buffer.byteLength)
+      cipher = new Uint8Array(cipher);
     return new Promise<RunResult>((resolve, reject) => {
       slot.pending.set(n, { resolve, reject });
       if (slot.busy++ === 0) slot.worker.ref();
@@ -39,7 +40,9 @@ export class CryptoPool {
   }
 
   private start(): Slot {
-    const worker = new Worker(new URL('./crypto-worker.js', import.meta.url), { workerData: new Uint8Array(this.idKey) });
+    const worker = new Worker(new URL('./crypto-worker.js', import.meta.url), {
+      workerData: new Uint8Array(this.idKey),
+    });
     worker.unref();
     const slot: Slot = { worker, busy: 0, pending: new Map() };
     const settle = (n: number) => {

@@ -32,7 +32,8 @@ export class StreamBytes implements AsyncIterable<Buffer> {
       size += b.length;
       yield b;
     }
-    if (size !== this.ref.size) throw new IntegrityError(`stream is ${size} bytes, its reference says ${this.ref.size}`);
+    if (size !== this.ref.size)
+      throw new IntegrityError(`stream is ${size} bytes, its reference says ${this.ref.size}`);
   }
 
   /** The whole stream in memory (for bodies and small files). */

@@ -19,7 +19,10 @@ export function pathProblem(p: unknown): string | undefined {
   if (p.length === 0) return 'empty';
   if (p.length > 4096) return 'longer than 4096 characters';
   if (p.includes('\0')) return 'contains a NUL byte';
-  if (/[\x01-\x1f\x7f]/.test(p)) return 'contains a control character';
+  for (let i = 0; i < p.length; i++) {
+    const c = p.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return 'contains a control character';
+  }
   if (p.includes('\\')) return 'contains a backslash';
   if (p.startsWith('/')) return 'is absolute';
   for (const seg of p.split('/')) {
@@ -75,9 +78,15 @@ export class SafeTree {
         st = await lstat(abs);
       }
       if (st.isSymbolicLink()) {
-        throw new DestinationError(`${JSON.stringify(rel)}: ${cur} in the destination is a symbolic link; refusing to follow it out of ${root}`, { object: rel });
+        throw new DestinationError(
+          `${JSON.stringify(rel)}: ${cur} in the destination is a symbolic link; refusing to follow it out of ${root}`,
+          { object: rel },
+        );
       }
-      if (!st.isDirectory()) throw new DestinationError(`${JSON.stringify(rel)}: ${cur} in the destination is not a directory`, { object: rel });
+      if (!st.isDirectory())
+        throw new DestinationError(`${JSON.stringify(rel)}: ${cur} in the destination is not a directory`, {
+          object: rel,
+        });
       this.dirs.add(cur);
     }
     return path.join(root, ...segs);
@@ -104,7 +113,10 @@ export class SafeTree {
       const root = await this.rootReal();
       if (where !== undefined && !where.startsWith(root + path.sep)) {
         await fh.close();
-        throw new DestinationError(`${JSON.stringify(rel)}: the file opened outside the destination (${where}); a directory was replaced while restoring`, { object: rel });
+        throw new DestinationError(
+          `${JSON.stringify(rel)}: the file opened outside the destination (${where}); a directory was replaced while restoring`,
+          { object: rel },
+        );
       }
     }
     return { fh, tmp, final };
@@ -119,7 +131,10 @@ export class SafeTree {
       await this.commitFailed(tmp);
       const code = systemCodeOf(err);
       if (code === 'EISDIR' || code === 'ENOTEMPTY' || code === 'EEXIST') {
-        throw new DestinationError(`${JSON.stringify(rel)}: a directory of that name is in the way in the destination`, { object: rel });
+        throw new DestinationError(
+          `${JSON.stringify(rel)}: a directory of that name is in the way in the destination`,
+          { object: rel },
+        );
       }
       throw err;
     }

@@ -66,12 +66,16 @@ export class Journal {
     }
     try {
       const d = JSON.parse(text) as JournalData;
-      if (d.version !== 1 || typeof d.snapshot !== 'string' || d.destination !== destination) throw new Error('unknown shape');
+      if (d.version !== 1 || typeof d.snapshot !== 'string' || d.destination !== destination)
+        throw new Error('unknown shape');
       d.dbs ??= {};
       d.tarballs ??= {};
       return d;
     } catch (err) {
-      log().warn({ file, err: (err as Error).message }, 'the resume journal of this destination is damaged; ignoring it');
+      log().warn(
+        { file, err: (err as Error).message },
+        'the resume journal of this destination is damaged; ignoring it',
+      );
       return undefined;
     }
   }
@@ -79,7 +83,15 @@ export class Journal {
   static open(dir: string, destination: string, snapshot: string, existing?: JournalData): Journal {
     mkdirSync(dir, { recursive: true });
     const now = new Date().toISOString();
-    const data: JournalData = existing ?? { version: 1, snapshot, destination, started: now, updated: now, dbs: {}, tarballs: {} };
+    const data: JournalData = existing ?? {
+      version: 1,
+      snapshot,
+      destination,
+      started: now,
+      updated: now,
+      dbs: {},
+      tarballs: {},
+    };
     const j = new Journal(Journal.fileFor(dir, destination), data, Boolean(existing));
     j.flush(true);
     return j;
@@ -88,7 +100,9 @@ export class Journal {
   /** A journal that is looked at but never written (dry runs). */
   static readOnly(dir: string, destination: string, existing?: JournalData): Journal {
     const now = new Date().toISOString();
-    const data: JournalData = existing ? structuredClone(existing) : { version: 1, snapshot: '', destination, started: now, updated: now, dbs: {}, tarballs: {} };
+    const data: JournalData = existing
+      ? structuredClone(existing)
+      : { version: 1, snapshot: '', destination, started: now, updated: now, dbs: {}, tarballs: {} };
     return new Journal(Journal.fileFor(dir, destination), data, Boolean(existing), true);
   }
 

@@ -69,8 +69,16 @@ function selected(job: TarballJob, p: string): boolean {
   return !job.packages || job.packages.some((name) => p.startsWith(`${name}/`));
 }
 
-async function* entries(ctx: TarballContext, job: TarballJob): AsyncGenerator<TarballEntry & { problem?: string }> {
-  for await (const e of readListing(ctx.treeReader, job.source.listing, lenient, `tarball listing of ${job.source.name}`)) {
+async function* entries(
+  ctx: TarballContext,
+  job: TarballJob,
+): AsyncGenerator<TarballEntry & { problem?: string }> {
+  for await (const e of readListing(
+    ctx.treeReader,
+    job.source.listing,
+    lenient,
+    `tarball listing of ${job.source.name}`,
+  )) {
     if (e.problem || selected(job, e.path)) yield e;
   }
 }
@@ -80,7 +88,11 @@ async function* entries(ctx: TarballContext, job: TarballJob): AsyncGenerator<Ta
  * anything is written — a single unsafe name (absolute, "..", NUL, control characters) stops the restore of
  * this store with an error that names it. Looks at the destination (read only).
  */
-export async function planTarballs(ctx: TarballContext, job: TarballJob, dest: TarballDestination): Promise<TarballPlan> {
+export async function planTarballs(
+  ctx: TarballContext,
+  job: TarballJob,
+  dest: TarballDestination,
+): Promise<TarballPlan> {
   const location = describeTarballDestination(dest);
   const problems: string[] = [];
   let files = 0;
@@ -95,7 +107,8 @@ export async function planTarballs(ctx: TarballContext, job: TarballJob, dest: T
     }
     files++;
     bytes += e.size;
-    for (const name of job.packages ?? []) if (e.path.startsWith(`${name}/`)) perPackage.set(name, (perPackage.get(name) ?? 0) + 1);
+    for (const name of job.packages ?? [])
+      if (e.path.startsWith(`${name}/`)) perPackage.set(name, (perPackage.get(name) ?? 0) + 1);
   }
   if (problems.length) {
     throw new IntegrityError(
@@ -113,7 +126,8 @@ export async function planTarballs(ctx: TarballContext, job: TarballJob, dest: T
       exists = true;
       nonEmpty = names.length > 0;
     } catch (err) {
-      if (systemCodeOf(err) !== 'ENOENT') throw new DestinationError(`cannot read the destination directory ${location}: ${messageOf(err)}`);
+      if (systemCodeOf(err) !== 'ENOENT')
+        throw new DestinationError(`cannot read the destination directory ${location}: ${messageOf(err)}`);
     }
   } else {
     for await (const o of dest.s3.list('')) {
@@ -164,7 +178,11 @@ interface Hashes {
 }
 
 function hashesFor(e: TarballEntry): Hashes {
-  return { sha1: e.sha1 ? createHash('sha1') : undefined, sha512: e.sha512 ? createHash('sha512') : undefined, size: 0 };
+  return {
+    sha1: e.sha1 ? createHash('sha1') : undefined,
+    sha512: e.sha512 ? createHash('sha512') : undefined,
+    size: 0,
+  };
 }
 
 function update(h: Hashes, b: Buffer): void {
@@ -175,21 +193,30 @@ function update(h: Hashes, b: Buffer): void {
 
 /** Compares what was written with the listing: size, and sha1 (or sha512) when recorded. Throws on a mismatch. */
 function verify(e: TarballEntry, h: Hashes): 'sha1' | 'sha512' | 'size' {
-  if (h.size !== e.size) throw new IntegrityError(`${e.path}: ${h.size} bytes restored, the snapshot says ${e.size}`, { object: e.path });
+  if (h.size !== e.size)
+    throw new IntegrityError(`${e.path}: ${h.size} bytes restored, the snapshot says ${e.size}`, {
+      object: e.path,
+    });
   if (h.sha1) {
     const got = h.sha1.digest('hex');
-    if (got !== e.sha1) throw new IntegrityError(`${e.path}: sha1 ${got} does not match the recorded ${e.sha1}`, { object: e.path });
+    if (got !== e.sha1)
+      throw new IntegrityError(`${e.path}: sha1 ${got} does not match the recorded ${e.sha1}`, {
+        object: e.path,
+      });
     return 'sha1';
   }
   if (h.sha512) {
     const got = h.sha512.digest('base64');
-    if (got !== e.sha512) throw new IntegrityError(`${e.path}: sha512 does not match the recorded one`, { object: e.path });
+    if (got !== e.sha512)
+      throw new IntegrityError(`${e.path}: sha512 does not match the recorded one`, { object: e.path });
     return 'sha512';
   }
   return 'size';
 }
 
-type Outcome = { path: string; ok: true; bytes: number; how: 'sha1' | 'sha512' | 'size' | 'skipped' } | { path: string; ok: false; message: string };
+type Outcome =
+  | { path: string; ok: true; bytes: number; how: 'sha1' | 'sha512' | 'size' | 'skipped' }
+  | { path: string; ok: false; message: string };
 
 /** Restores one tarball store as planned; each file is verified before it appears under its name. */
 export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): Promise<TarballReport> {
@@ -220,9 +247,13 @@ export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): P
       if (tree) return await writeFile(tree, e, data, resume);
       return await putObject((dest as { s3: ObjectStore }).s3, e, data, resume);
     } catch (err) {
-      if (err instanceof DestinationError || err instanceof IntegrityError) return { path: e.path, ok: false, message: err.message };
+      if (err instanceof DestinationError || err instanceof IntegrityError)
+        return { path: e.path, ok: false, message: err.message };
       if (err instanceof RegbackupError) throw err;
-      throw new DestinationError(`${plan.location}: writing ${JSON.stringify(e.path)} failed: ${messageOf(err)}`, { object: e.path });
+      throw new DestinationError(
+        `${plan.location}: writing ${JSON.stringify(e.path)} failed: ${messageOf(err)}`,
+        { object: e.path },
+      );
     }
   };
 
@@ -230,7 +261,8 @@ export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): P
     const checkpoint = state.checkpoint;
     const todo = async function* () {
       for await (const e of entries(ctx, job)) {
-        if (e.problem) throw new IntegrityError(`unsafe path ${JSON.stringify(e.path)} in the tarball listing`); // checked by the plan
+        if (e.problem)
+          throw new IntegrityError(`unsafe path ${JSON.stringify(e.path)} in the tarball listing`); // checked by the plan
         if (checkpoint !== undefined && comparePaths(e.path, checkpoint) <= 0) continue;
         if (e.flag === 'checksum-mismatch') flagged++;
         validateRef(e.data);
@@ -250,7 +282,11 @@ export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): P
       state.checkpoint = at;
       journal?.touch(true);
     };
-    const done = orderedMap(prefetch(todo(), (e) => [e.data], ctx.fetcher), ctx.parallel, ({ item, streams }) => writeOne(item, streams[0]!));
+    const done = orderedMap(
+      prefetch(todo(), (e) => [e.data], ctx.fetcher),
+      ctx.parallel,
+      ({ item, streams }) => writeOne(item, streams[0]!),
+    );
     for await (const o of done) {
       if (o.ok) {
         if (o.how === 'skipped') report.skipped++;
@@ -290,7 +326,12 @@ export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): P
     },
   ];
   if (flagged) {
-    checks.push({ object: job.source.name, check: 'files that did not match their packument at backup time (restored as backed up)', ok: true, actual: flagged });
+    checks.push({
+      object: job.source.name,
+      check: 'files that did not match their packument at backup time (restored as backed up)',
+      ok: true,
+      actual: flagged,
+    });
   }
   report.checks = checks;
   report.status = checks.every((c) => c.ok) ? 'restored' : 'failed';
@@ -298,7 +339,12 @@ export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): P
   return report;
 }
 
-async function writeFile(tree: SafeTree, e: TarballEntry, data: StreamBytes, resume: boolean): Promise<Outcome> {
+async function writeFile(
+  tree: SafeTree,
+  e: TarballEntry,
+  data: StreamBytes,
+  resume: boolean,
+): Promise<Outcome> {
   if (resume && (await inPlace(tree, e))) {
     await tree.removeStaleTemp(e.path);
     return { path: e.path, ok: true, bytes: e.size, how: 'skipped' };
@@ -351,11 +397,19 @@ async function inPlace(tree: SafeTree, e: TarballEntry): Promise<boolean> {
   }
 }
 
-async function putObject(store: ObjectStore, e: TarballEntry, data: StreamBytes, resume: boolean): Promise<Outcome> {
+async function putObject(
+  store: ObjectStore,
+  e: TarballEntry,
+  data: StreamBytes,
+  resume: boolean,
+): Promise<Outcome> {
   try {
     assertValidKey(e.path);
   } catch {
-    throw new DestinationError(`${JSON.stringify(e.path)} cannot be an object key on ${store.location} (printable ASCII without spaces only)`, { object: e.path });
+    throw new DestinationError(
+      `${JSON.stringify(e.path)} cannot be an object key on ${store.location} (printable ASCII without spaces only)`,
+      { object: e.path },
+    );
   }
   if (resume) {
     const st = await store.stat(e.path);

@@ -7,7 +7,9 @@
 import { startCouchDB } from '../harness/couchdb.js';
 
 const server = await startCouchDB();
-process.stdout.write(`${JSON.stringify({ url: server.url, baseUrl: server.baseUrl, admin: server.admin })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ url: server.url, baseUrl: server.baseUrl, admin: server.admin })}\n`,
+);
 const stop = () => {
   void server.stop().finally(() => process.exit(0));
 };

@@ -50,19 +50,30 @@ describe('regbackup restore into an empty CouchDB and a directory', () => {
     assert.equal(rep.verified, true);
     assert.equal(rep.snapshot.id, f.snapshot);
     for (const d of rep.databases) for (const c of d.checks) assert.ok(c.ok, `${c.object} ${c.check}`);
-    assert.ok(rep.databases.find((d) => d.name === 'registry')!.checks.some((c) => c.check === 'conflict leaves' && c.expected === 2));
+    assert.ok(
+      rep.databases
+        .find((d) => d.name === 'registry')!
+        .checks.some((c) => c.check === 'conflict leaves' && c.expected === 2),
+    );
     assert.ok(rep.totals.docs > 10 && rep.totals.files > 0 && rep.totals.durationMs > 0);
     for (const db of ['registry', 'extra']) {
       assert.deepEqual(await databaseState(f.dest.url, db), await databaseState(f.source.url, db), db);
     }
-    const att = await fetch(`${f.dest.baseUrl}/registry/with-attachments/big.bin`, { headers: { authorization: `Basic ${Buffer.from(`${f.dest.admin!.username}:${f.dest.admin!.password}`).toString('base64')}` } });
+    const att = await fetch(`${f.dest.baseUrl}/registry/with-attachments/big.bin`, {
+      headers: {
+        authorization: `Basic ${Buffer.from(`${f.dest.admin!.username}:${f.dest.admin!.password}`).toString('base64')}`,
+      },
+    });
     assert.ok(Buffer.from(await att.arrayBuffer()).equals(BIG_ATTACHMENT));
     // The tarball store: same files, same bytes, nothing else (no temporary file left).
     const dest = path.join(f.dir, 'restored-tarballs');
     assert.deepEqual(files(dest), files(f.tarballsDir));
     for (const p of files(f.tarballsDir)) {
       assert.equal(sha1(path.join(dest, p)), sha1(path.join(f.tarballsDir, p)), p);
-      assert.equal(Math.floor(statSync(path.join(dest, p)).mtimeMs), Math.floor(statSync(path.join(f.tarballsDir, p)).mtimeMs));
+      assert.equal(
+        Math.floor(statSync(path.join(dest, p)).mtimeMs),
+        Math.floor(statSync(path.join(f.tarballsDir, p)).mtimeMs),
+      );
     }
     const text = await f.cli(['restore', '--to', 'new-primary', '--dry-run']);
     assert.match(text.stdout, /would refuse/);
@@ -80,11 +91,23 @@ describe('regbackup restore into an empty CouchDB and a directory', () => {
   });
 
   test('--package puts one package back into the live database as a new revision, with its tarballs', async () => {
-    const ids = ((await couch<{ rows: { id: string }[] }>(f.source.url, 'GET', 'registry/_all_docs')).body.rows).map((r) => r.id);
-    const pkg = ids.find((id) => !id.startsWith('_') && !['conflicted', 'half-deleted', 'unicode-doc', 'with-attachments', '@scope/pkg', 'gone'].includes(id))!;
-    const before = (await couch<Record<string, unknown>>(f.dest.url, 'GET', `registry/${encodeURIComponent(pkg)}`)).body;
+    const ids = (
+      await couch<{ rows: { id: string }[] }>(f.source.url, 'GET', 'registry/_all_docs')
+    ).body.rows.map((r) => r.id);
+    const pkg = ids.find(
+      (id) =>
+        !id.startsWith('_') &&
+        !['conflicted', 'half-deleted', 'unicode-doc', 'with-attachments', '@scope/pkg', 'gone'].includes(id),
+    )!;
+    const before = (
+      await couch<Record<string, unknown>>(f.dest.url, 'GET', `registry/${encodeURIComponent(pkg)}`)
+    ).body;
     // The mistake: overwritten with junk, its tarballs deleted.
-    await couch(f.dest.url, 'PUT', `registry/${encodeURIComponent(pkg)}`, { _rev: before._rev, name: pkg, junk: true });
+    await couch(f.dest.url, 'PUT', `registry/${encodeURIComponent(pkg)}`, {
+      _rev: before._rev,
+      name: pkg,
+      junk: true,
+    });
     const tarDir = path.join(f.dir, 'restored-tarballs', pkg);
     const { rmSync } = await import('node:fs');
     rmSync(tarDir, { recursive: true, force: true });
@@ -95,12 +118,21 @@ describe('regbackup restore into an empty CouchDB and a directory', () => {
     const rep = JSON.parse(r.stdout) as RestoreReport;
     assert.equal(rep.packages![0]!.name, pkg);
     assert.ok(rep.packages![0]!.files > 0);
-    const after = (await couch<Record<string, unknown>>(f.dest.url, 'GET', `registry/${encodeURIComponent(pkg)}`)).body;
+    const after = (
+      await couch<Record<string, unknown>>(f.dest.url, 'GET', `registry/${encodeURIComponent(pkg)}`)
+    ).body;
     assert.equal(after.junk, undefined);
     assert.deepEqual({ ...after, _rev: undefined }, { ...before, _rev: undefined });
     assert.match(String(after._rev), /^3-/);
     assert.ok(files(path.join(f.dir, 'restored-tarballs')).some((p) => p.startsWith(`${pkg}/-/`)));
-    const missing = await f.cli(['restore', '--to', 'new-primary', '--package', 'no-such-package', '--force']);
+    const missing = await f.cli([
+      'restore',
+      '--to',
+      'new-primary',
+      '--package',
+      'no-such-package',
+      '--force',
+    ]);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /package no-such-package/);
   });

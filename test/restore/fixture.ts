@@ -36,7 +36,9 @@ export interface Fixture {
 
 /** A destination CouchDB in a child process (two in-process test servers would share their databases). */
 export async function startChildCouch(): Promise<CouchServer> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('./couch-child.js', import.meta.url))], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./couch-child.js', import.meta.url))], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   const line = await new Promise<string>((resolve, reject) => {
     let buf = '';
     child.stdout.on('data', (b: Buffer) => {
@@ -49,7 +51,11 @@ export async function startChildCouch(): Promise<CouchServer> {
   const info = JSON.parse(line) as Pick<CouchServer, 'url' | 'baseUrl' | 'admin'>;
   return {
     ...info,
-    urlWith: (c) => info.url.replace(/\/\/[^@]*@/, `//${encodeURIComponent(c.username)}:${encodeURIComponent(c.password)}@`),
+    urlWith: (c) =>
+      info.url.replace(
+        /\/\/[^@]*@/,
+        `//${encodeURIComponent(c.username)}:${encodeURIComponent(c.password)}@`,
+      ),
     async stop() {
       if (child.exitCode !== null) return;
       const exited = new Promise((r) => child.once('exit', r));
@@ -60,14 +66,20 @@ export async function startChildCouch(): Promise<CouchServer> {
 }
 
 /** A proxy in front of a CouchDB that holds every write request for `delayMs` (to catch a restore mid-way). */
-export async function slowProxy(target: string, delayMs: number): Promise<{ url: (creds: { username: string; password: string }) => string; stop(): Promise<void> }> {
+export async function slowProxy(
+  target: string,
+  delayMs: number,
+): Promise<{ url: (creds: { username: string; password: string }) => string; stop(): Promise<void> }> {
   const t = new URL(target);
   const server = http.createServer((req, res) => {
     const forward = () => {
-      const up = http.request({ host: t.hostname, port: t.port, path: req.url, method: req.method, headers: req.headers }, (r) => {
-        res.writeHead(r.statusCode ?? 502, r.headers);
-        r.pipe(res);
-      });
+      const up = http.request(
+        { host: t.hostname, port: t.port, path: req.url, method: req.method, headers: req.headers },
+        (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        },
+      );
       up.on('error', () => res.destroy());
       req.pipe(up);
     };
@@ -77,7 +89,8 @@ export async function slowProxy(target: string, delayMs: number): Promise<{ url:
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
   return {
-    url: (c) => `http://${encodeURIComponent(c.username)}:${encodeURIComponent(c.password)}@127.0.0.1:${port}`,
+    url: (c) =>
+      `http://${encodeURIComponent(c.username)}:${encodeURIComponent(c.password)}@127.0.0.1:${port}`,
     async stop() {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
@@ -88,16 +101,26 @@ export async function slowProxy(target: string, delayMs: number): Promise<{ url:
 export function basicAuth(url: string): { base: string; headers: Record<string, string> } {
   const u = new URL(url);
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
-  if (u.username) headers.authorization = `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`;
+  if (u.username)
+    headers.authorization = `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`;
   u.username = '';
   u.password = '';
   return { base: u.toString().replace(/\/$/, ''), headers };
 }
 
 /** A JSON request to a CouchDB (credentials from the URL). */
-export async function couch<T = unknown>(url: string, method: string, p: string, body?: unknown): Promise<{ status: number; body: T }> {
+export async function couch<T = unknown>(
+  url: string,
+  method: string,
+  p: string,
+  body?: unknown,
+): Promise<{ status: number; body: T }> {
   const { base, headers } = basicAuth(url);
-  const res = await fetch(`${base}/${p}`, { method, headers, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
+  const res = await fetch(`${base}/${p}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
   const text = await res.text();
   return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
 }
@@ -126,10 +149,20 @@ async function hardCases(url: string, db: string): Promise<void> {
     couch(url, 'POST', `${p}/_bulk_docs`, {
       new_edits: false,
       docs: [
-        { _id: 'conflicted', _rev: '3-c3', _revisions: { start: 3, ids: ['c3', 'b2', 'a1'] }, v: 'long branch' },
+        {
+          _id: 'conflicted',
+          _rev: '3-c3',
+          _revisions: { start: 3, ids: ['c3', 'b2', 'a1'] },
+          v: 'long branch',
+        },
         { _id: 'conflicted', _rev: '2-d2', _revisions: { start: 2, ids: ['d2', 'a1'] }, v: 'short branch' },
         { _id: 'half-deleted', _rev: '2-x2', _revisions: { start: 2, ids: ['x2', 'x1'] }, v: 'alive' },
-        { _id: 'half-deleted', _rev: '3-y3', _deleted: true, _revisions: { start: 3, ids: ['y3', 'y2', 'x1'] } },
+        {
+          _id: 'half-deleted',
+          _rev: '3-y3',
+          _deleted: true,
+          _revisions: { start: 3, ids: ['y3', 'y2', 'x1'] },
+        },
       ],
     }),
   );
@@ -137,10 +170,19 @@ async function hardCases(url: string, db: string): Promise<void> {
   const gone = await ok(couch<{ rev: string }>(url, 'PUT', `${p}/gone`, { temporary: true }));
   await ok(couch(url, 'DELETE', `${p}/gone?rev=${gone.rev}`));
   // Attachments: a small text one and a multi-MiB binary one (several 1 MiB chunks).
-  const a = await ok(couch<{ rev: string }>(url, 'PUT', `${p}/with-attachments`, { note: 'has attachments', 'ü': unicodeText(500) }));
+  const a = await ok(
+    couch<{ rev: string }>(url, 'PUT', `${p}/with-attachments`, {
+      note: 'has attachments',
+      ü: unicodeText(500),
+    }),
+  );
   const { base, headers } = basicAuth(url);
   const put = async (doc: string, name: string, rev: string, type: string, data: Buffer) => {
-    const res = await fetch(`${base}/${p}/${doc}/${encodeURIComponent(name)}?rev=${rev}`, { method: 'PUT', headers: { ...headers, 'content-type': type }, body: data });
+    const res = await fetch(`${base}/${p}/${doc}/${encodeURIComponent(name)}?rev=${rev}`, {
+      method: 'PUT',
+      headers: { ...headers, 'content-type': type },
+      body: data,
+    });
     const j = (await res.json()) as { rev: string };
     assert.ok(res.ok, JSON.stringify(j));
     return j.rev;
@@ -149,17 +191,31 @@ async function hardCases(url: string, db: string): Promise<void> {
   rev = await put('with-attachments', 'big.bin', rev, 'application/octet-stream', BIG_ATTACHMENT);
   void rev;
   // Non-ASCII text long enough to be cut into several chunks, with boundaries inside characters.
-  await ok(couch(url, 'PUT', `${p}/unicode-doc`, { _id: 'unicode-doc', text: unicodeText(400_000), 'clé 漢': ['😀', 'Ж'] }));
+  await ok(
+    couch(url, 'PUT', `${p}/unicode-doc`, {
+      _id: 'unicode-doc',
+      text: unicodeText(400_000),
+      'clé 漢': ['😀', 'Ж'],
+    }),
+  );
   // A scoped package name (slash in the ID).
-  await ok(couch(url, 'PUT', `${p}/${encodeURIComponent('@scope/pkg')}`, { name: '@scope/pkg', versions: {} }));
+  await ok(
+    couch(url, 'PUT', `${p}/${encodeURIComponent('@scope/pkg')}`, { name: '@scope/pkg', versions: {} }),
+  );
   // A design document (with a validate function that refuses non-admins) and _security.
   await ok(
     couch(url, 'PUT', `${p}/_design/app`, {
       views: { by_name: { map: 'function (doc) { if (doc.name) emit(doc.name, null); }' } },
-      validate_doc_update: "function (newDoc, oldDoc, userCtx) { if (userCtx.roles.indexOf('_admin') < 0) throw({forbidden: 'admins only'}); }",
+      validate_doc_update:
+        "function (newDoc, oldDoc, userCtx) { if (userCtx.roles.indexOf('_admin') < 0) throw({forbidden: 'admins only'}); }",
     }),
   );
-  await ok(couch(url, 'PUT', `${p}/_security`, { admins: { names: ['ops'], roles: [] }, members: { names: [], roles: ['readers'] } }));
+  await ok(
+    couch(url, 'PUT', `${p}/_security`, {
+      admins: { names: ['ops'], roles: [] },
+      members: { names: [], roles: ['readers'] },
+    }),
+  );
 }
 
 export async function makeFixture(opts: { packages?: number } = {}): Promise<Fixture> {
@@ -168,11 +224,24 @@ export async function makeFixture(opts: { packages?: number } = {}): Promise<Fix
   const dest = await startChildCouch();
   const source = servers.couchdb;
   const registry = path.join(dir, 'registry');
-  await writeRegistry({ out: registry, packages: opts.packages ?? 10, seed: 5, maxVersionsPerPackage: 15, tarballVersions: 3 });
+  await writeRegistry({
+    out: registry,
+    packages: opts.packages ?? 10,
+    seed: 5,
+    maxVersionsPerPackage: 15,
+    tarballVersions: 3,
+  });
   await loadIntoCouch(source.url, 'registry', registry);
   await hardCases(source.url, 'registry');
   await ok(couch(source.url, 'PUT', 'extra'));
-  await ok(couch(source.url, 'POST', 'extra/_bulk_docs', { docs: [{ _id: 'one', n: 1 }, { _id: 'two', n: 2 }] }));
+  await ok(
+    couch(source.url, 'POST', 'extra/_bulk_docs', {
+      docs: [
+        { _id: 'one', n: 1 },
+        { _id: 'two', n: 2 },
+      ],
+    }),
+  );
   const s3Bucket = await servers.s3.createBucket();
   const gcsBucket = await servers.gcs.createBucket();
   const tarballsDir = path.join(registry, 'tarballs');
@@ -211,10 +280,19 @@ destinations:
     tarballs: ${path.join(dir, 'restored-tarballs')}
 `,
   );
-  const env: NodeJS.ProcessEnv = { REGBACKUP_CONFIG: configFile, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', REGBACKUP_LOG_LEVEL: 'warn' };
+  const env: NodeJS.ProcessEnv = {
+    REGBACKUP_CONFIG: configFile,
+    AWS_ACCESS_KEY_ID: 'S3RVER',
+    AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    REGBACKUP_LOG_LEVEL: 'warn',
+  };
   const cli = (args: string[], extra: NodeJS.ProcessEnv = {}) => runCli(args, { env: { ...env, ...extra } });
   mkdirSync(path.join(dir, 'keys'), { recursive: true });
-  for (const args of [['keys', 'generate', '--out', path.join(dir, 'keys')], ['init'], ['backup', '--json']]) {
+  for (const args of [
+    ['keys', 'generate', '--out', path.join(dir, 'keys')],
+    ['init'],
+    ['backup', '--json'],
+  ]) {
     const r = await cli(args);
     assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
     if (args[0] === 'backup') {
@@ -245,14 +323,22 @@ destinations:
 
 /** Everything of one document: every leaf with its body, history and attachment data. */
 async function docState(url: string, db: string, id: string): Promise<unknown> {
-  const docPath = id.startsWith('_design/') ? `_design/${encodeURIComponent(id.slice(8))}` : encodeURIComponent(id);
-  const r = await couch<{ ok?: Record<string, unknown> }[]>(url, 'GET', `${encodeURIComponent(db)}/${docPath}?open_revs=all&revs=true&attachments=true`);
+  const docPath = id.startsWith('_design/')
+    ? `_design/${encodeURIComponent(id.slice(8))}`
+    : encodeURIComponent(id);
+  const r = await couch<{ ok?: Record<string, unknown> }[]>(
+    url,
+    'GET',
+    `${encodeURIComponent(db)}/${docPath}?open_revs=all&revs=true&attachments=true`,
+  );
   assert.equal(r.status, 200, `${db}/${id}: ${JSON.stringify(r.body)}`);
   const leaves = r.body.map((x) => x.ok).sort((a, b) => String(a?._rev).localeCompare(String(b?._rev)));
   // The PouchDB stand-in sets `revpos` of every attachment written with its data to the revision being
   // written (pouchdb-adapter-leveldb-core saveAttachment), even with new_edits=false; CouchDB keeps the
   // revpos sent. The restore sends the backed-up revpos; it is not compared here.
-  for (const l of leaves) for (const a of Object.values((l?._attachments ?? {}) as Record<string, { revpos?: number }>)) delete a.revpos;
+  for (const l of leaves)
+    for (const a of Object.values((l?._attachments ?? {}) as Record<string, { revpos?: number }>))
+      delete a.revpos;
   return leaves;
 }
 
@@ -260,7 +346,11 @@ async function docState(url: string, db: string, id: string): Promise<unknown> {
  * A database as comparable data: `_all_docs`, every document (live and deleted) with all its leaves,
  * histories and attachments, `_security` and the document count.
  */
-export async function databaseState(url: string, db: string, only?: (id: string) => boolean): Promise<unknown> {
+export async function databaseState(
+  url: string,
+  db: string,
+  only?: (id: string) => boolean,
+): Promise<unknown> {
   const p = encodeURIComponent(db);
   const changes = await ok(couch<{ results: { id: string }[] }>(url, 'GET', `${p}/_changes?style=all_docs`));
   const ids = [...new Set(changes.results.map((r) => r.id))].filter((id) => !only || only(id)).sort();
@@ -269,5 +359,10 @@ export async function databaseState(url: string, db: string, only?: (id: string)
   for (const id of ids) docs[id] = await docState(url, db, id);
   const security = await ok(couch(url, 'GET', `${p}/_security`));
   const info = await ok(couch<{ doc_count: number }>(url, 'GET', p));
-  return { rows: all.rows, docs, security: only ? undefined : security, docCount: only ? undefined : info.doc_count };
+  return {
+    rows: all.rows,
+    docs,
+    security: only ? undefined : security,
+    docCount: only ? undefined : info.doc_count,
+  };
 }

@@ -27,13 +27,18 @@ function scriptFromRunbook(): string {
 
 function run(cmd: string, args: string[]): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH, HOME: process.env.HOME } });
+    const child = spawn(cmd, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH, HOME: process.env.HOME },
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString() }));
+    child.on('close', (code) =>
+      resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString() }),
+    );
   });
 }
 
@@ -45,9 +50,18 @@ describe('reading a repository by hand (docs/FORMAT.md §15, docs/DISASTER.md 3.
   before(async () => {
     dir = await tmpDir();
     servers = await startServers({ couchdb: true });
-    await writeRegistry({ out: path.join(dir, 'registry'), packages: 4, seed: 3, maxVersionsPerPackage: 400, tarballVersions: 1 });
+    await writeRegistry({
+      out: path.join(dir, 'registry'),
+      packages: 4,
+      seed: 3,
+      maxVersionsPerPackage: 400,
+      tarballVersions: 1,
+    });
     await loadIntoCouch(servers.couchdb.url, 'registry', path.join(dir, 'registry'));
-    await couch(servers.couchdb.url, 'PUT', 'registry/unicode-doc', { text: unicodeText(300_000), 'clé 漢': ['😀'] });
+    await couch(servers.couchdb.url, 'PUT', 'registry/unicode-doc', {
+      text: unicodeText(300_000),
+      'clé 漢': ['😀'],
+    });
     writeFileSync(
       path.join(dir, 'regbackup.yaml'),
       `keys: ./keys/worker.key\ncache: ./cache\nsources:\n  couchdb:\n    - name: skimdb\n      url: "${servers.couchdb.url}"\n      databases: [registry]\ntargets:\n  - name: local\n    type: fs\n    path: ./target\n`,
@@ -69,10 +83,20 @@ describe('reading a repository by hand (docs/FORMAT.md §15, docs/DISASTER.md 3.
         const all = await couch<{ rows: { id: string }[] }>(servers.couchdb.url, 'GET', 'registry/_all_docs');
         docId = all.body.rows.map((r) => r.id).find((x) => x !== 'unicode-doc')!;
       }
-      const r = await run('bash', [script, path.join(dir, 'target'), path.join(dir, 'keys', 'restore.key'), 'registry', docId]);
+      const r = await run('bash', [
+        script,
+        path.join(dir, 'target'),
+        path.join(dir, 'keys', 'restore.key'),
+        'registry',
+        docId,
+      ]);
       assert.equal(r.code, 0, r.stderr);
       const recovered = JSON.parse(r.stdout.toString('utf8')) as Record<string, unknown>;
-      const source = await couch<Record<string, unknown>>(servers.couchdb.url, 'GET', `registry/${encodeURIComponent(docId)}?revs=true`);
+      const source = await couch<Record<string, unknown>>(
+        servers.couchdb.url,
+        'GET',
+        `registry/${encodeURIComponent(docId)}?revs=true`,
+      );
       assert.deepEqual(recovered, source.body);
     });
   }

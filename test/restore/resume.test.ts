@@ -18,7 +18,8 @@ function tree(dir: string, rel = ''): Record<string, string> {
     if (e.isDirectory()) Object.assign(out, tree(dir, r));
     else {
       const p = path.join(dir, r);
-      out[r] = `${createHash('sha1').update(readFileSync(p)).digest('hex')} ${Math.floor(statSync(p).mtimeMs)}`;
+      out[r] =
+        `${createHash('sha1').update(readFileSync(p)).digest('hex')} ${Math.floor(statSync(p).mtimeMs)}`;
     }
   }
   return out;
@@ -31,7 +32,12 @@ describe('a restore killed with SIGKILL and started again', () => {
   });
   after(() => f.stop());
 
-  function journal(): { dbs?: Record<string, { checkpoint?: string; done?: boolean }>; tarballs?: Record<string, { checkpoint?: string }> } | undefined {
+  function journal():
+    | {
+        dbs?: Record<string, { checkpoint?: string; done?: boolean }>;
+        tarballs?: Record<string, { checkpoint?: string }>;
+      }
+    | undefined {
     const cache = path.join(f.dir, 'cache');
     for (const repo of existsSync(cache) ? readdirSync(cache) : []) {
       const dir = path.join(cache, repo, 'restore');
@@ -48,7 +54,10 @@ describe('a restore killed with SIGKILL and started again', () => {
 
   /** Starts the restore and SIGKILLs it once `when()` holds; resolves with whether it was killed. */
   async function killWhen(args: string[], when: () => boolean): Promise<boolean> {
-    const child = spawn(process.execPath, ['--openssl-legacy-provider', BIN, ...args], { env: { ...process.env, ...f.env }, stdio: 'ignore' });
+    const child = spawn(process.execPath, ['--openssl-legacy-provider', BIN, ...args], {
+      env: { ...process.env, ...f.env },
+      stdio: 'ignore',
+    });
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     let done = false;
     void exited.then(() => (done = true));
@@ -67,10 +76,24 @@ describe('a restore killed with SIGKILL and started again', () => {
   test('continues without redoing finished work, and ends identical to an uninterrupted restore', async () => {
     const proxy = await slowProxy(f.dest.baseUrl, 60);
     const out = path.join(f.dir, 'killed-tarballs');
-    const args = ['restore', '--couchdb', proxy.url(f.dest.admin!), '--tarballs', out, '--parallel', '1', '--batch-bytes', '16KiB', '--json'];
+    const args = [
+      'restore',
+      '--couchdb',
+      proxy.url(f.dest.admin!),
+      '--tarballs',
+      out,
+      '--parallel',
+      '1',
+      '--batch-bytes',
+      '16KiB',
+      '--json',
+    ];
     try {
       // 1. Killed in the middle of the second database.
-      assert.ok(await killWhen(args, () => journal()?.dbs?.registry?.checkpoint !== undefined), 'killed while writing documents');
+      assert.ok(
+        await killWhen(args, () => journal()?.dbs?.registry?.checkpoint !== undefined),
+        'killed while writing documents',
+      );
       const j1 = journal()!;
       assert.equal(j1.dbs?.extra?.done, true);
       assert.notEqual(j1.dbs?.registry?.done, true);
@@ -82,10 +105,17 @@ describe('a restore killed with SIGKILL and started again', () => {
       const rep = JSON.parse(r.stdout) as RestoreReport;
       assert.equal(rep.resumed, true);
       assert.equal(rep.verified, true);
-      assert.equal(rep.databases.find((d) => d.name === 'extra')!.docs, 0, 'a finished database is not written again');
+      assert.equal(
+        rep.databases.find((d) => d.name === 'extra')!.docs,
+        0,
+        'a finished database is not written again',
+      );
       if (killed2) {
         const t = rep.tarballs[0]!;
-        assert.ok(t.skipped > 0 || t.resumedAfter !== undefined, 'files already in place are not written again');
+        assert.ok(
+          t.skipped > 0 || t.resumedAfter !== undefined,
+          'files already in place are not written again',
+        );
         assert.equal(rep.databases.find((d) => d.name === 'registry')!.docs, 0);
       }
       assert.equal(journal(), undefined, 'the journal is gone once everything is verified');
@@ -98,7 +128,8 @@ describe('a restore killed with SIGKILL and started again', () => {
       const cleanOut = path.join(f.dir, 'clean-tarballs');
       const r = await f.cli(['restore', '--couchdb', clean.url, '--tarballs', cleanOut, '--json']);
       assert.equal(r.code, 0, r.stderr);
-      for (const db of ['registry', 'extra']) assert.deepEqual(await databaseState(f.dest.url, db), await databaseState(clean.url, db), db);
+      for (const db of ['registry', 'extra'])
+        assert.deepEqual(await databaseState(f.dest.url, db), await databaseState(clean.url, db), db);
       assert.deepEqual(tree(out), tree(cleanOut));
     } finally {
       await clean.stop();

@@ -1,7 +1,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { encodeLines } from '../../src/backup/listing.js';
@@ -47,11 +55,18 @@ describe('tarball store restored into S3; documents with inline attachments; too
     const t = rep.tarballs[0]!;
     assert.ok(t.files > 0);
     assert.match(t.checks[0]!.details![0]!, new RegExp(`^${t.files} by sha1`));
-    const keys = ((await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'restored/' }))).Contents ?? []).map((o) => o.Key!.slice('restored/'.length)).sort();
+    const keys = (
+      (await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'restored/' }))).Contents ?? []
+    )
+      .map((o) => o.Key!.slice('restored/'.length))
+      .sort();
     assert.deepEqual(keys, walk(f.tarballsDir));
     for (const k of keys) {
       const o = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: `restored/${k}` }));
-      assert.ok(Buffer.from(await o.Body!.transformToByteArray()).equals(readFileSync(path.join(f.tarballsDir, k))), k);
+      assert.ok(
+        Buffer.from(await o.Body!.transformToByteArray()).equals(readFileSync(path.join(f.tarballsDir, k))),
+        k,
+      );
     }
     const again = await f.cli(['restore', '--tarballs', dest]);
     assert.equal(again.code, 8);
@@ -59,9 +74,21 @@ describe('tarball store restored into S3; documents with inline attachments; too
   });
 
   test('attachments sent inline (base64 JSON) come back the same as with multipart', async () => {
-    const r = await f.cli(['restore', '--couchdb', f.dest.url, '--db', 'registry', '--attachments', 'inline', '--json']);
+    const r = await f.cli([
+      'restore',
+      '--couchdb',
+      f.dest.url,
+      '--db',
+      'registry',
+      '--attachments',
+      'inline',
+      '--json',
+    ]);
     assert.equal(r.code, 0, r.stderr + r.stdout);
-    assert.deepEqual(await databaseState(f.dest.url, 'registry'), await databaseState(f.source.url, 'registry'));
+    assert.deepEqual(
+      await databaseState(f.dest.url, 'registry'),
+      await databaseState(f.source.url, 'registry'),
+    );
   });
 
   test("a document larger than the destination's max_document_size is named, with the limit; the rest is restored", async () => {
@@ -74,7 +101,10 @@ describe('tarball store restored into S3; documents with inline attachments; too
       const db = rep.databases[0]!;
       const big = db.failures.find((x) => x.id === 'unicode-doc');
       assert.ok(big, JSON.stringify(db.failures));
-      assert.match(big.message, /too large for the destination: the document is [\d,]+ bytes of JSON, the destination's limit \(couchdb\/max_document_size\) is 200,000 bytes/);
+      assert.match(
+        big.message,
+        /too large for the destination: the document is [\d,]+ bytes of JSON, the destination's limit \(couchdb\/max_document_size\) is 200,000 bytes/,
+      );
       assert.ok(db.docs > 10, 'the other documents are restored');
       const text = await f.cli(['restore', '--couchdb', f.dest.url, '--db', 'registry', '--dry-run']);
       assert.match(text.stdout, /would resume/);
@@ -84,7 +114,10 @@ describe('tarball store restored into S3; documents with inline attachments; too
     // Raised: the same command continues, and the document goes in.
     const r2 = await f.cli(['restore', '--couchdb', f.dest.url, '--db', 'registry', '--json']);
     assert.equal(r2.code, 0, r2.stderr + r2.stdout);
-    assert.deepEqual(await databaseState(f.dest.url, 'registry'), await databaseState(f.source.url, 'registry'));
+    assert.deepEqual(
+      await databaseState(f.dest.url, 'registry'),
+      await databaseState(f.source.url, 'registry'),
+    );
   });
 });
 
@@ -98,19 +131,50 @@ describe('hostile names in a tarball listing', () => {
     const entries: { path: string; size: number; mtime: number; sha1: string; data: StreamRef }[] = [];
     for (const p of paths) {
       const data = Buffer.from(`content of ${p}`);
-      entries.push({ path: p, size: data.length, mtime: 1_700_000_000_000, sha1: createHash('sha1').update(data).digest('hex'), data: await writeBuffer(t.writer, data, 'bulk') });
+      entries.push({
+        path: p,
+        size: data.length,
+        mtime: 1_700_000_000_000,
+        sha1: createHash('sha1').update(data).digest('hex'),
+        data: await writeBuffer(t.writer, data, 'bulk'),
+      });
     }
-    const listing = await writeStream(t.writer, encodeLines((async function* () { yield* entries; })()), 'tree');
+    const listing = await writeStream(
+      t.writer,
+      encodeLines(
+        (async function* () {
+          yield* entries;
+        })(),
+      ),
+      'tree',
+    );
     await t.writer.flush();
-    const sealed = await sealSnapshot(t.repo, newManifest(t.repo, [{ kind: 'tarballs', name: 'tarballs', location: '/x', files: entries.length, bytes: 0, listing }]));
+    const sealed = await sealSnapshot(
+      t.repo,
+      newManifest(t.repo, [
+        { kind: 'tarballs', name: 'tarballs', location: '/x', files: entries.length, bytes: 0, listing },
+      ]),
+    );
     for (const s of t.stores) await s.put(sealed.key, sealed.bytes);
   }
 
   async function restoreInto(dir: string, force = false): Promise<RestoreReport> {
-    const { repo } = await openForRestore({ targets: t.stores, identity: t.keys.restore, cacheRoot: path.join(t.dir, 'cache-r') });
+    const { repo } = await openForRestore({
+      targets: t.stores,
+      identity: t.keys.restore,
+      cacheRoot: path.join(t.dir, 'cache-r'),
+    });
     try {
       const { info, store, manifest } = await pickSnapshot(repo, {});
-      return await restoreSnapshot({ repo, snapshot: info, manifest, metaStore: store, tarballs: { dir }, force, workers: 0 });
+      return await restoreSnapshot({
+        repo,
+        snapshot: info,
+        manifest,
+        metaStore: store,
+        tarballs: { dir },
+        force,
+        workers: 0,
+      });
     } finally {
       repo.close();
     }
@@ -127,7 +191,13 @@ describe('hostile names in a tarball listing', () => {
   });
 
   test('"..", absolute paths and NUL bytes: refused before anything is written, each named', async () => {
-    await snapshotWith(['good/-/good-1.0.0.tgz', '../../etc/x', '/abs/olute.tgz', 'nul\0byte/-/x.tgz', `a/../../${path.basename(outside)}/escaped`]);
+    await snapshotWith([
+      'good/-/good-1.0.0.tgz',
+      '../../etc/x',
+      '/abs/olute.tgz',
+      'nul\0byte/-/x.tgz',
+      `a/../../${path.basename(outside)}/escaped`,
+    ]);
     const dest = path.join(await tmpDir(), 'dest');
     await assert.rejects(restoreInto(dest), (err: unknown) => {
       assert.ok(err instanceof IntegrityError, String(err));
@@ -155,27 +225,46 @@ describe('hostile names in a tarball listing', () => {
     assert.equal(rep.exitCode, 8);
     const tb = rep.tarballs[0]!;
     assert.equal(tb.failures.length, 1);
-    assert.match(tb.failures[0]!.message, /"evil\/-\/evil-1\.0\.0\.tgz": evil in the destination is a symbolic link; refusing to follow it/);
+    assert.match(
+      tb.failures[0]!.message,
+      /"evil\/-\/evil-1\.0\.0\.tgz": evil in the destination is a symbolic link; refusing to follow it/,
+    );
     assert.deepEqual(readdirSync(outside).sort(), ['target']);
     assert.equal(readFileSync(path.join(outside, 'target'), 'utf8'), 'do not touch');
     // The link at the file's name was replaced by the restored file; the planted temporary link is gone.
     assert.ok(lstatSync(path.join(dest, 'linked', '-', 'linked-1.0.0.tgz')).isFile());
-    assert.equal(readFileSync(path.join(dest, 'good', '-', 'good-1.0.0.tgz'), 'utf8'), 'content of good/-/good-1.0.0.tgz');
+    assert.equal(
+      readFileSync(path.join(dest, 'good', '-', 'good-1.0.0.tgz'), 'utf8'),
+      'content of good/-/good-1.0.0.tgz',
+    );
     assert.equal(existsSync(path.join(dest, 'good', '-', '.good-1.0.0.tgz.rbtmp')), false);
     void DestinationError;
   });
 
   test('an S3 destination refuses a name that cannot be an object key', async () => {
     await snapshotWith(['ok/-/ok-1.0.0.tgz', 'spaced name/-/x.tgz']);
-    const { repo } = await openForRestore({ targets: t.stores, identity: t.keys.restore, cacheRoot: path.join(t.dir, 'cache-r') });
+    const { repo } = await openForRestore({
+      targets: t.stores,
+      identity: t.keys.restore,
+      cacheRoot: path.join(t.dir, 'cache-r'),
+    });
     try {
       const bucket = await servers.s3.createBucket();
       const { openTarballDestination } = await import('../../restore/index.js');
       process.env.AWS_ACCESS_KEY_ID ??= 'S3RVER';
       process.env.AWS_SECRET_ACCESS_KEY ??= 'S3RVER';
-      const dest = openTarballDestination(`s3://${bucket}/p?endpoint=${encodeURIComponent(servers.s3.endpoint)}&forcePathStyle=true`);
+      const dest = openTarballDestination(
+        `s3://${bucket}/p?endpoint=${encodeURIComponent(servers.s3.endpoint)}&forcePathStyle=true`,
+      );
       const { info, store, manifest } = await pickSnapshot(repo, {});
-      const rep = await restoreSnapshot({ repo, snapshot: info, manifest, metaStore: store, tarballs: dest, workers: 0 });
+      const rep = await restoreSnapshot({
+        repo,
+        snapshot: info,
+        manifest,
+        metaStore: store,
+        tarballs: dest,
+        workers: 0,
+      });
       assert.equal(rep.tarballs[0]!.files, 1);
       assert.match(rep.tarballs[0]!.failures[0]!.message, /"spaced name\/-\/x\.tgz" cannot be an object key/);
       assert.equal(rep.exitCode, 8);

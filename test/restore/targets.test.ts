@@ -1,7 +1,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import type { RestoreReport } from '../../restore/types.js';
 import { couch, databaseState, makeFixture, type Fixture } from './fixture.js';
 
@@ -41,7 +47,8 @@ describe('restore from either provider', () => {
     const reasons = rep.targets.fallbacks.map((fb) => fb.reason).join('\n');
     assert.match(reasons, /does not exist/);
     assert.match(reasons, /failed authentication|does not match its ID/);
-    for (const db of ['registry', 'extra']) assert.deepEqual(await databaseState(f.dest.url, db), await databaseState(f.source.url, db), db);
+    for (const db of ['registry', 'extra'])
+      assert.deepEqual(await databaseState(f.dest.url, db), await databaseState(f.source.url, db), db);
     const text = await f.cli(['restore', '--to', 'new-primary', '--dry-run']);
     assert.match(text.stdout, /read from aws then offsite/);
   });
@@ -50,7 +57,16 @@ describe('restore from either provider', () => {
     await dropDatabases(f);
     await f.s3.stop();
     const t0 = Date.now();
-    const r = await f.cli(['restore', '--from', 'offsite', '--couchdb', f.dest.url, '--tarballs', path.join(f.dir, 'from-offsite'), '--json']);
+    const r = await f.cli([
+      'restore',
+      '--from',
+      'offsite',
+      '--couchdb',
+      f.dest.url,
+      '--tarballs',
+      path.join(f.dir, 'from-offsite'),
+      '--json',
+    ]);
     assert.equal(r.code, 0, r.stderr + r.stdout);
     const rep = JSON.parse(r.stdout) as RestoreReport;
     assert.equal(rep.verified, true);
@@ -58,7 +74,8 @@ describe('restore from either provider', () => {
     assert.equal(rep.targets.metadata, 'offsite');
     assert.equal(rep.targets.fallbackCount, 0);
     assert.ok(rep.tarballs[0]!.files > 0);
-    for (const db of ['registry', 'extra']) assert.deepEqual(await databaseState(f.dest.url, db), await databaseState(f.source.url, db), db);
+    for (const db of ['registry', 'extra'])
+      assert.deepEqual(await databaseState(f.dest.url, db), await databaseState(f.source.url, db), db);
     assert.ok(Date.now() - t0 < 30_000);
   });
 

@@ -17,7 +17,9 @@ interface DumpFlags {
 export const registerDump: RegisterCommand = (program, ctx) => {
   program
     .command('dump')
-    .description("write a snapshot's content to stdout as a tar archive (documents as JSON lines, the tarball store in the registry layout)")
+    .description(
+      "write a snapshot's content to stdout as a tar archive (documents as JSON lines, the tarball store in the registry layout)",
+    )
     .option('-s, --snapshot <id>', 'the snapshot: an ID (or unique prefix) or "latest"', 'latest')
     .option('--at <time>', 'the newest snapshot taken at or before this time')
     .option('--from <target>', 'read only this target')
@@ -28,8 +30,16 @@ export const registerDump: RegisterCommand = (program, ctx) => {
     .action(async (o: DumpFlags) => {
       const c = ctx();
       if (o.db && o.tarballs) throw new UsageError('give --db or --tarballs, not both');
-      if (process.stdout.isTTY) throw new UsageError('dump writes a tar archive to stdout: redirect it to a file or a pipe (regbackup dump > out.tar)');
-      const opened = await openSnapshot(c, { snapshot: o.at ? undefined : o.snapshot, at: o.at, from: o.from, identity: o.identity });
+      if (process.stdout.isTTY)
+        throw new UsageError(
+          'dump writes a tar archive to stdout: redirect it to a file or a pipe (regbackup dump > out.tar)',
+        );
+      const opened = await openSnapshot(c, {
+        snapshot: o.at ? undefined : o.snapshot,
+        at: o.at,
+        from: o.from,
+        identity: o.identity,
+      });
       const abort = new AbortController();
       const onSignal = () => abort.abort();
       process.once('SIGINT', onSignal);

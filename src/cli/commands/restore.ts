@@ -7,7 +7,17 @@ import { loadRestoreIdentity, type RestoreIdentity } from '../../repo/keys.js';
 import { defaultCacheRoot } from '../../repo/repository.js';
 import { openStore } from '../../store/index.js';
 import { parseSize } from '../../util/units.js';
-import { formatRestoreReport, openForRestore, openTarballDestination, parseAt, pickSnapshot, restoreSnapshot, type AttachmentMode, type OpenedRestore, type SnapshotChoice } from '../../../restore/index.js';
+import {
+  formatRestoreReport,
+  openForRestore,
+  openTarballDestination,
+  parseAt,
+  pickSnapshot,
+  restoreSnapshot,
+  type AttachmentMode,
+  type OpenedRestore,
+  type SnapshotChoice,
+} from '../../../restore/index.js';
 
 interface RestoreFlags {
   snapshot?: string;
@@ -31,20 +41,37 @@ interface RestoreFlags {
 
 const int = (name: string) => (v: string) => {
   const n = Number.parseInt(v, 10);
-  if (!Number.isInteger(n) || n < 0 || String(n) !== v.trim()) throw new UsageError(`${name} expects a whole number, got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(n) || n < 0 || String(n) !== v.trim())
+    throw new UsageError(`${name} expects a whole number, got ${JSON.stringify(v)}`);
   return n;
 };
 
 /** Opens the configured targets with the restore identity and picks the snapshot (shared by restore and dump). */
-export async function openSnapshot(c: CliContext, o: { snapshot?: string; at?: string; from?: string; identity?: string }): Promise<OpenedRestore & SnapshotChoice> {
+export async function openSnapshot(
+  c: CliContext,
+  o: { snapshot?: string; at?: string; from?: string; identity?: string },
+): Promise<OpenedRestore & SnapshotChoice> {
   const { config } = c.config();
   const identityFile = o.identity ?? config.identity;
   let identity: RestoreIdentity | undefined;
   if (identityFile) identity = await loadRestoreIdentity(identityFile);
-  const opened = await openForRestore({ targets: config.targets.map((t) => openStore(t)), from: o.from, identity, identityFile, cacheRoot: config.cache ?? defaultCacheRoot() });
-  for (const u of opened.unreachable) c.log.warn({ target: u.target, err: u.error }, `target ${u.target} cannot be read; restoring from the others`);
+  const opened = await openForRestore({
+    targets: config.targets.map((t) => openStore(t)),
+    from: o.from,
+    identity,
+    identityFile,
+    cacheRoot: config.cache ?? defaultCacheRoot(),
+  });
+  for (const u of opened.unreachable)
+    c.log.warn(
+      { target: u.target, err: u.error },
+      `target ${u.target} cannot be read; restoring from the others`,
+    );
   try {
-    const choice = await pickSnapshot(opened.repo, { snapshot: o.snapshot, at: o.at ? parseAt(o.at) : undefined });
+    const choice = await pickSnapshot(opened.repo, {
+      snapshot: o.snapshot,
+      at: o.at ? parseAt(o.at) : undefined,
+    });
     return { ...opened, ...choice };
   } catch (err) {
     opened.repo.close();
@@ -55,28 +82,47 @@ export async function openSnapshot(c: CliContext, o: { snapshot?: string; at?: s
 export const registerRestore: RegisterCommand = (program, ctx) => {
   program
     .command('restore')
-    .description('restore a snapshot into a CouchDB and a tarball store, verify everything, report (resumable)')
+    .description(
+      'restore a snapshot into a CouchDB and a tarball store, verify everything, report (resumable)',
+    )
     .option('-s, --snapshot <id>', 'the snapshot: an ID (or unique prefix) or "latest"', 'latest')
-    .option('--at <time>', 'the newest snapshot taken at or before this time (ISO 8601, or an age such as 6h)')
-    .option('--from <target>', 'read only this target (default: every target, in order, falling back from one to the next)')
+    .option(
+      '--at <time>',
+      'the newest snapshot taken at or before this time (ISO 8601, or an age such as 6h)',
+    )
+    .option(
+      '--from <target>',
+      'read only this target (default: every target, in order, falling back from one to the next)',
+    )
     .option('--to <destination>', 'a destination of the configuration (`destinations:`)')
-    .option('--couchdb <url>', 'the CouchDB to restore into (overrides the destination\'s)')
-    .option('--tarballs <path|s3://bucket/prefix>', 'the tarball store to restore into (overrides the destination\'s)')
+    .option('--couchdb <url>', "the CouchDB to restore into (overrides the destination's)")
+    .option(
+      '--tarballs <path|s3://bucket/prefix>',
+      "the tarball store to restore into (overrides the destination's)",
+    )
     .option('--db <name...>', 'only these databases (then without the tarball store)')
-    .option('--package <name...>', "only these packages: their documents and all their tarballs")
+    .option('--package <name...>', 'only these packages: their documents and all their tarballs')
     .option('--source <name...>', 'only these sources of the snapshot')
     .option('--identity <file>', 'the restore identity (default: `identity:` of the configuration)')
     .option('--parallel <n>', 'requests and files in flight (default 8)', int('--parallel'))
     .option('--workers <n>', 'decryption threads (default: cores, at most 4)', int('--workers'))
-    .option('--force', 'write into a non-empty database or store; start over instead of resuming another snapshot')
+    .option(
+      '--force',
+      'write into a non-empty database or store; start over instead of resuming another snapshot',
+    )
     .option('--dry-run', 'print what would be written, and how much, without writing')
     .option('--no-resume', 'ignore an interrupted restore into the same destination and start over')
     .option('--batch-bytes <size>', 'bytes of documents per _bulk_docs request (default 4MiB)', (v) => {
       const n = parseSize(v);
-      if (n === undefined || n < 1) throw new UsageError(`--batch-bytes expects a size such as 4MiB, got ${JSON.stringify(v)}`);
+      if (n === undefined || n < 1)
+        throw new UsageError(`--batch-bytes expects a size such as 4MiB, got ${JSON.stringify(v)}`);
       return n;
     })
-    .addOption(new Option('--attachments <mode>', 'how documents with attachments are sent').choices(['multipart', 'inline']).hideHelp())
+    .addOption(
+      new Option('--attachments <mode>', 'how documents with attachments are sent')
+        .choices(['multipart', 'inline'])
+        .hideHelp(),
+    )
     .action(async (o: RestoreFlags) => {
       const c = ctx();
       const { config } = c.config();
@@ -85,12 +131,21 @@ export const registerRestore: RegisterCommand = (program, ctx) => {
       let tarballs = o.tarballs;
       if (o.to) {
         const d = config.destinations[o.to];
-        if (!d) throw new UsageError(`no destination named ${o.to} (configured: ${Object.keys(config.destinations).join(', ') || 'none'})`);
+        if (!d)
+          throw new UsageError(
+            `no destination named ${o.to} (configured: ${Object.keys(config.destinations).join(', ') || 'none'})`,
+          );
         couchdb ??= d.couchdb;
         tarballs ??= d.tarballs;
       }
-      if (!couchdb && !tarballs) throw new UsageError('where to? give --to DESTINATION, or --couchdb URL and/or --tarballs PATH');
-      const opened = await openSnapshot(c, { snapshot: o.at ? undefined : o.snapshot, at: o.at, from: o.from, identity: o.identity });
+      if (!couchdb && !tarballs)
+        throw new UsageError('where to? give --to DESTINATION, or --couchdb URL and/or --tarballs PATH');
+      const opened = await openSnapshot(c, {
+        snapshot: o.at ? undefined : o.snapshot,
+        at: o.at,
+        from: o.from,
+        identity: o.identity,
+      });
       const abort = new AbortController();
       const onSignal = (sig: NodeJS.Signals) => {
         c.log.warn(`${sig}: stopping; run the same command again to continue where it stopped`);
@@ -105,7 +160,9 @@ export const registerRestore: RegisterCommand = (program, ctx) => {
           snapshot: opened.info,
           manifest: opened.manifest,
           metaStore: opened.store,
-          couchdb: couchdb ? { url: couchdb, attachments: o.attachments, batchBytes: o.batchBytes } : undefined,
+          couchdb: couchdb
+            ? { url: couchdb, attachments: o.attachments, batchBytes: o.batchBytes }
+            : undefined,
           tarballs: tarballs ? openTarballDestination(tarballs) : undefined,
           only: { dbs: o.db, packages: o.package, sources: o.source },
           parallel: o.parallel,
