@@ -471,6 +471,9 @@ export class BlobWriter {
   async close(): Promise<void> {
     this.closed = true;
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    // Uploads still reading spooled packs (an interrupted run) settle before the spool goes: removing a file an
+    // upload is about to open fails that upload's stream with ENOENT, outside any handler.
+    while (this.uploads.size) await Promise.allSettled([...this.uploads]);
     rmSync(this.spoolDir, { recursive: true, force: true });
   }
 }
