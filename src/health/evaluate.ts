@@ -1,6 +1,6 @@
 import type { Config } from '../config/schema.js';
 import { formatDuration } from '../util/units.js';
-import type { BackupRecord, DrillRecord, TargetRecord } from './records.js';
+import type { BackupRecord, DrillRecord, JobRecord, TargetRecord } from './records.js';
 
 /**
  * Health: from the records of the state store and what the targets hold now, the list of problems — each
@@ -15,6 +15,8 @@ import type { BackupRecord, DrillRecord, TargetRecord } from './records.js';
  *   source-failed:<s>       critical  the last backup run could not read this source (it was carried over)
  *   drill-failed:<t>        critical  the last restore drill from this target failed
  *   drill-overdue           warning   the newest drill is older than alerts.drillMaxAge (once a drill has run)
+ *   check-failed:<t>        critical  the last scheduled `check` found problems on the target
+ *   prune-failed            warning   the last scheduled prune (forget + prune) failed
  */
 export type Severity = 'warning' | 'critical';
 export type HealthStatus = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN';
@@ -61,6 +63,8 @@ export interface HealthInput {
   targets: Record<string, TargetRecord>;
   backup?: BackupRecord;
   drills: Record<string, DrillRecord>;
+  /** Job records (check and prune outcomes). */
+  jobs?: JobRecord[];
 }
 
 const DEFAULT_RPO = 2 * 3600_000;
@@ -206,6 +210,26 @@ export function evaluateHealth(config: Config, input: HealthInput, now = Date.no
       severity: 'warning',
       summary: `no restore drill for ${age(now - Math.max(...drillTimes))} (at most ${age(drillMaxAge)} expected)`,
     });
+  }
+
+  for (const j of input.jobs ?? []) {
+    if (j.lastStatus !== 'failed') continue;
+    if (j.job === 'check' && config.targets.some((t) => t.name === j.source)) {
+      problems.push({
+        key: `check-failed:${j.source}`,
+        severity: 'critical',
+        component: j.source,
+        summary: `the last check of ${j.source} found problems: ${j.lastError ?? 'see regbackup check'}`,
+        details: { time: j.lastRun },
+      });
+    } else if (j.job === 'prune') {
+      problems.push({
+        key: 'prune-failed',
+        severity: 'warning',
+        summary: `the last prune failed: ${j.lastError ?? 'see the worker log'}`,
+        details: { time: j.lastRun },
+      });
+    }
   }
 
   const status: HealthStatus = problems.some((p) => p.severity === 'critical')

@@ -1,0 +1,36 @@
+import type { RegisterCommand } from './index.js';
+import { AlertManager } from '../../alerts/index.js';
+import { messageOf } from '../../errors.js';
+import { checkHealth, openStateStore, unknownHealth, type HealthReport } from '../../health/index.js';
+
+/**
+ * `regbackup check-health`: one line in the Nagios plugin format, exit status 0 OK, 1 WARNING, 2 CRITICAL,
+ * 3 UNKNOWN — for the monitoring the operators run, and the Dockerfile's HEALTHCHECK. It never fails with
+ * another status: a configuration it cannot read, or a state store it cannot reach, is UNKNOWN.
+ */
+export const registerCheckHealth: RegisterCommand = (program, ctx) => {
+  program
+    .command('check-health')
+    .description('one-line health status (Nagios format; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)')
+    .option('--alert', 'also raise and resolve alerts (when no worker runs to do it)')
+    .action(async (o: { alert?: boolean }) => {
+      const c = ctx();
+      let report: HealthReport;
+      try {
+        const { config } = c.config();
+        const state = openStateStore(config);
+        try {
+          report = await checkHealth(config, state);
+          if (o.alert) await new AlertManager(config, state, c.log).reconcile(report.problems);
+        } finally {
+          await state
+            .close()
+            .catch((err: unknown) => c.log.debug({ err: messageOf(err) }, 'closing the state store'));
+        }
+      } catch (err) {
+        report = unknownHealth(messageOf(err).split('\n').join(' '));
+      }
+      c.print(() => `${report.summary}${report.perfdata ? ` | ${report.perfdata}` : ''}`, report);
+      process.exitCode = report.exitCode;
+    });
+};
