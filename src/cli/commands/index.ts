@@ -15,8 +15,11 @@ import { registerCost } from './cost.js';
 
 import { registerDrill } from './drill.js';
 import { registerDrills } from './drills.js';
+import { registerCheckHealth } from './check-health.js';
+import { registerJobs } from './jobs.js';
+import { registerWorker } from './worker.js';
 
 /** Each subcommand lives in its own file and registers itself on the program. */
 export type RegisterCommand = (program: Command, ctx: () => CliContext) => void;
 
-export const commands: RegisterCommand[] = [registerConfig, registerKeys, registerInit, registerBackup, registerSnapshots, registerRestore, registerDump, registerForget, registerPrune, registerCheck, registerRepair, registerCost, registerDrill, registerDrills];
+export const commands: RegisterCommand[] = [registerConfig, registerKeys, registerInit, registerBackup, registerSnapshots, registerRestore, registerDump, registerForget, registerPrune, registerCheck, registerRepair, registerCost, registerDrill, registerDrills, registerWorker, registerJobs, registerCheckHealth];
