@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 import { Progress } from '../src/backup/progress.js';
 import type { CouchSourceSnapshot, TarballSourceSnapshot } from '../src/backup/types.js';
@@ -113,6 +114,7 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
   if (!o.dryRun) journal = Journal.open(journalDir, journalKey, o.snapshot.id, found);
 
   const index = await o.repo.loadIndex(o.metaStore);
+  log().debug({ ms: Date.now() - t0, packs: index.packCount }, 'restore: index loaded');
   const stores = [o.metaStore, ...o.repo.targets.filter((t) => t !== o.metaStore)];
   const treeReader = new BlobReader(o.repo, index, stores);
   const fetcher = new BlobFetcher(o.repo, index, stores, treeReader, {
@@ -149,6 +151,7 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
       progress,
       parallel,
       force: Boolean(o.force),
+      workers: o.workers ?? Math.min(4, os.availableParallelism()),
     };
     const dbPlans: DbPlan[] = [];
     for (const j of dbJobs) {
@@ -186,6 +189,7 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
       tarballs = tbPlans.map(plannedTarballReport);
     } else {
       if (refusals.length) throw new DestinationError(`nothing was written: ${refusals.join('; ')}`);
+      log().debug({ ms: Date.now() - t0 }, 'restore: planned');
       // 2. Write and verify, database by database, then the tarball store.
       databases = [];
       for (const p of dbPlans) {
@@ -196,6 +200,7 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
       for (const p of tbPlans) {
         checkAbort(o.signal);
         tarballs.push(await restoreTarballs(tctx, p));
+        log().debug({ ms: Date.now() - t0, source: p.job.source.name }, 'restore: tarball store written');
       }
     }
 

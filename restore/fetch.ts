@@ -61,8 +61,8 @@ export class BlobFetcher {
   private readonly pool: CryptoPool;
 
   constructor(
-    private readonly repo: Repository,
-    private readonly index: BlobIndex,
+    readonly repo: Repository,
+    readonly index: BlobIndex,
     readonly stores: readonly ObjectStore[],
     /** Reads tree blobs (indirect chunk lists). */
     private readonly treeReader: BlobReader,
@@ -188,6 +188,11 @@ export class BlobFetcher {
       const e = err instanceof Error ? err : new Error(String(err));
       for (const n of run) n.reject(e);
     });
+  }
+
+  /** The age header of a pack on a target (read once, cached): its payload key and where the payload starts. */
+  packHeader(store: ObjectStore, key: string): Promise<OpenedAge> {
+    return this.header(store, key);
   }
 
   private header(store: ObjectStore, key: string): Promise<OpenedAge> {

@@ -140,6 +140,13 @@ export class SafeTree {
     }
   }
 
+  /** Notes that a file of `rel` was renamed into place by someone else (a worker thread). */
+  noteRenamed(rel: string): void {
+    const segs = rel.split('/');
+    segs.pop();
+    this.touched.add(path.join(this.real ?? this.root, ...segs));
+  }
+
   /** Makes the renames so far durable: fsync of every directory that received a file. */
   async syncTouched(): Promise<void> {
     const dirs = [...this.touched];

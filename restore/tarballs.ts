@@ -1,7 +1,5 @@
-import { createHash, type Hash } from 'node:crypto';
-import { lstat, open, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import type { Progress } from '../src/backup/progress.js';
 import { readListing } from '../src/backup/listing.js';
 import type { TarballSourceSnapshot } from '../src/backup/types.js';
@@ -10,10 +8,12 @@ import type { BlobReader } from '../src/repo/reader.js';
 import { validateRef } from '../src/repo/stream-ref.js';
 import { checkEntry, type TarballEntry } from '../src/sources/tarballs/source.js';
 import { comparePaths } from '../src/sources/tarballs/walk.js';
-import { assertValidKey, type ObjectStore } from '../src/store/types.js';
+import type { ObjectStore } from '../src/store/types.js';
 import { orderedMap } from '../src/util/ordered.js';
 import type { BlobFetcher } from './fetch.js';
-import { prefetch, type StreamBytes } from './prefetch.js';
+import { prefetch, StreamBytes } from './prefetch.js';
+import { localRoot, restoreLocal } from './tarball-local.js';
+import { putObject, writeFile, type Outcome } from './tarball-file.js';
 import { pathProblem, SafeTree } from './safe-path.js';
 import type { Journal } from './state.js';
 import type { Check, TarballReport } from './types.js';
@@ -34,6 +34,8 @@ export interface TarballContext {
   progress: Progress;
   parallel: number;
   force: boolean;
+  /** Worker threads for the local fast path (0: none; files are then written by this thread). */
+  workers: number;
 }
 
 export interface TarballPlan {
@@ -49,9 +51,6 @@ export interface TarballPlan {
   /** `--package`: files per package. */
   perPackage?: Map<string, number>;
 }
-
-/** Files up to this size are verified in memory before they are stored (S3); bigger ones while streaming. */
-const WHOLE = 8 * 1024 * 1024;
 
 export function describeTarballDestination(dest: TarballDestination): string {
   return 'dir' in dest ? path.resolve(dest.dir) : dest.s3.location;
@@ -171,54 +170,6 @@ function emptyReport(plan: TarballPlan): TarballReport {
   };
 }
 
-interface Hashes {
-  sha1?: Hash;
-  sha512?: Hash;
-  size: number;
-}
-
-function hashesFor(e: TarballEntry): Hashes {
-  return {
-    sha1: e.sha1 ? createHash('sha1') : undefined,
-    sha512: e.sha512 ? createHash('sha512') : undefined,
-    size: 0,
-  };
-}
-
-function update(h: Hashes, b: Buffer): void {
-  h.sha1?.update(b);
-  h.sha512?.update(b);
-  h.size += b.length;
-}
-
-/** Compares what was written with the listing: size, and sha1 (or sha512) when recorded. Throws on a mismatch. */
-function verify(e: TarballEntry, h: Hashes): 'sha1' | 'sha512' | 'size' {
-  if (h.size !== e.size)
-    throw new IntegrityError(`${e.path}: ${h.size} bytes restored, the snapshot says ${e.size}`, {
-      object: e.path,
-    });
-  if (h.sha1) {
-    const got = h.sha1.digest('hex');
-    if (got !== e.sha1)
-      throw new IntegrityError(`${e.path}: sha1 ${got} does not match the recorded ${e.sha1}`, {
-        object: e.path,
-      });
-    return 'sha1';
-  }
-  if (h.sha512) {
-    const got = h.sha512.digest('base64');
-    if (got !== e.sha512)
-      throw new IntegrityError(`${e.path}: sha512 does not match the recorded one`, { object: e.path });
-    return 'sha512';
-  }
-  return 'size';
-}
-
-type Outcome =
-  | { path: string; ok: true; bytes: number; how: 'sha1' | 'sha512' | 'size' | 'skipped' }
-  | { path: string; ok: false; message: string };
-
-/** Restores one tarball store as planned; each file is verified before it appears under its name. */
 export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): Promise<TarballReport> {
   const t0 = Date.now();
   const { job, dest } = plan;
@@ -282,11 +233,26 @@ export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): P
       state.checkpoint = at;
       journal?.touch(true);
     };
-    const done = orderedMap(
-      prefetch(todo(), (e) => [e.data], ctx.fetcher),
-      ctx.parallel,
-      ({ item, streams }) => writeOne(item, streams[0]!),
-    );
+    const local = tree && ctx.workers > 0 ? localRoot(ctx.fetcher.stores[0]!) : undefined;
+    const done = local
+      ? restoreLocal(
+          {
+            fetcher: ctx.fetcher,
+            treeReader: ctx.treeReader,
+            tree: tree!,
+            store: ctx.fetcher.stores[0]!,
+            root: local,
+            workers: ctx.workers,
+            resume,
+            fallback: (e) => writeOne(e, new StreamBytes(e.data, ctx.fetcher)),
+          },
+          todo(),
+        )
+      : orderedMap(
+          prefetch(todo(), (e) => [e.data], ctx.fetcher),
+          ctx.parallel,
+          ({ item, streams }) => writeOne(item, streams[0]!),
+        );
     for await (const o of done) {
       if (o.ok) {
         if (o.how === 'skipped') report.skipped++;
@@ -337,106 +303,4 @@ export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): P
   report.status = checks.every((c) => c.ok) ? 'restored' : 'failed';
   report.durationMs = Date.now() - t0;
   return report;
-}
-
-async function writeFile(
-  tree: SafeTree,
-  e: TarballEntry,
-  data: StreamBytes,
-  resume: boolean,
-): Promise<Outcome> {
-  if (resume && (await inPlace(tree, e))) {
-    await tree.removeStaleTemp(e.path);
-    return { path: e.path, ok: true, bytes: e.size, how: 'skipped' };
-  }
-  const { fh, tmp, final } = await tree.openTemp(e.path);
-  const h = hashesFor(e);
-  let how: 'sha1' | 'sha512' | 'size';
-  try {
-    for await (const b of data) {
-      update(h, b);
-      let off = 0;
-      while (off < b.length) off += (await fh.write(b, off, b.length - off)).bytesWritten;
-    }
-    how = verify(e, h);
-    await fh.datasync();
-    const t = (e.mtime + 0.5) / 1000; // the half millisecond survives the float seconds that utimes takes
-    if (Number.isFinite(t) && t > 0) await fh.utimes(t, t);
-  } catch (err) {
-    await fh.close();
-    await tree.commitFailed(tmp);
-    throw err;
-  }
-  await fh.close();
-  await tree.commit(e.path, tmp, final);
-  return { path: e.path, ok: true, bytes: e.size, how };
-}
-
-/** A file already at its final name with the listing's size, mtime and checksum (written by the interrupted run). */
-async function inPlace(tree: SafeTree, e: TarballEntry): Promise<boolean> {
-  const dir = await tree.dirOf(e.path);
-  const file = path.join(dir, e.path.slice(e.path.lastIndexOf('/') + 1));
-  const st = await lstat(file).catch((err: unknown) => {
-    if (systemCodeOf(err) === 'ENOENT') return undefined;
-    throw err;
-  });
-  if (!st?.isFile() || st.size !== e.size || Math.floor(st.mtimeMs) !== Math.floor(e.mtime)) return false;
-  if (!e.sha1 && !e.sha512) return true;
-  const h = hashesFor(e);
-  const fh = await open(file, 'r');
-  try {
-    for await (const b of fh.createReadStream({ autoClose: false })) update(h, b as Buffer);
-  } finally {
-    await fh.close();
-  }
-  try {
-    verify(e, h);
-    return true;
-  } catch {
-    return false; // not the file the snapshot has: written again
-  }
-}
-
-async function putObject(
-  store: ObjectStore,
-  e: TarballEntry,
-  data: StreamBytes,
-  resume: boolean,
-): Promise<Outcome> {
-  try {
-    assertValidKey(e.path);
-  } catch {
-    throw new DestinationError(
-      `${JSON.stringify(e.path)} cannot be an object key on ${store.location} (printable ASCII without spaces only)`,
-      { object: e.path },
-    );
-  }
-  if (resume) {
-    const st = await store.stat(e.path);
-    if (st && st.size === e.size) {
-      for await (const b of data) void b; // the blobs were asked for; let them go
-      return { path: e.path, ok: true, bytes: e.size, how: 'skipped' };
-    }
-  }
-  const h = hashesFor(e);
-  if (e.size <= WHOLE) {
-    const buf = await data.all();
-    update(h, buf);
-    const how = verify(e, h);
-    await store.put(e.path, buf, { contentType: 'application/octet-stream' });
-    return { path: e.path, ok: true, bytes: e.size, how };
-  }
-  // Streamed: a mismatch found at the end fails the upload, so no object appears under the name.
-  let how: 'sha1' | 'sha512' | 'size' = 'size';
-  const body = Readable.from(
-    (async function* () {
-      for await (const b of data) {
-        update(h, b);
-        yield b;
-      }
-      how = verify(e, h);
-    })(),
-  );
-  await store.put(e.path, body, { size: e.size, contentType: 'application/octet-stream' });
-  return { path: e.path, ok: true, bytes: e.size, how };
 }

@@ -1,12 +1,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   existsSync,
   lstatSync,
   mkdirSync,
-  readdirSync,
   readFileSync,
+  readdirSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -21,6 +22,7 @@ import { openForRestore, pickSnapshot, restoreSnapshot } from '../../restore/ind
 import type { RestoreReport } from '../../restore/types.js';
 import { startServers, tmpDir } from '../harness/index.js';
 import { makeTestRepo, type TestRepo } from '../helpers/repo.js';
+import { FsStore } from '../../src/store/fs.js';
 import { couch, databaseState, makeFixture, type Fixture } from './fixture.js';
 
 function walk(dir: string, rel = ''): string[] {
@@ -127,7 +129,7 @@ describe('hostile names in a tarball listing', () => {
   let servers: Awaited<ReturnType<typeof startServers<{ s3: true }>>>;
 
   /** A snapshot whose tarball listing holds `paths` (each file is `content of <path>`). */
-  async function snapshotWith(paths: string[]): Promise<void> {
+  async function snapshotWith(paths: string[]): Promise<string> {
     const entries: { path: string; size: number; mtime: number; sha1: string; data: StreamRef }[] = [];
     for (const p of paths) {
       const data = Buffer.from(`content of ${p}`);
@@ -156,16 +158,22 @@ describe('hostile names in a tarball listing', () => {
       ]),
     );
     for (const s of t.stores) await s.put(sealed.key, sealed.bytes);
+    return sealed.id;
   }
 
-  async function restoreInto(dir: string, force = false): Promise<RestoreReport> {
+  async function restoreInto(
+    dir: string,
+    snapshot: string,
+    force = false,
+    workers = 0,
+  ): Promise<RestoreReport> {
     const { repo } = await openForRestore({
       targets: t.stores,
       identity: t.keys.restore,
       cacheRoot: path.join(t.dir, 'cache-r'),
     });
     try {
-      const { info, store, manifest } = await pickSnapshot(repo, {});
+      const { info, store, manifest } = await pickSnapshot(repo, { snapshot });
       return await restoreSnapshot({
         repo,
         snapshot: info,
@@ -173,7 +181,7 @@ describe('hostile names in a tarball listing', () => {
         metaStore: store,
         tarballs: { dir },
         force,
-        workers: 0,
+        workers,
       });
     } finally {
       repo.close();
@@ -191,7 +199,7 @@ describe('hostile names in a tarball listing', () => {
   });
 
   test('"..", absolute paths and NUL bytes: refused before anything is written, each named', async () => {
-    await snapshotWith([
+    const hostile = await snapshotWith([
       'good/-/good-1.0.0.tgz',
       '../../etc/x',
       '/abs/olute.tgz',
@@ -199,7 +207,7 @@ describe('hostile names in a tarball listing', () => {
       `a/../../${path.basename(outside)}/escaped`,
     ]);
     const dest = path.join(await tmpDir(), 'dest');
-    await assert.rejects(restoreInto(dest), (err: unknown) => {
+    await assert.rejects(restoreInto(dest, hostile), (err: unknown) => {
       assert.ok(err instanceof IntegrityError, String(err));
       assert.match(err.message, /"\.\.\/\.\.\/etc\/x" \(has a "\.\." segment\)/);
       assert.match(err.message, /"\/abs\/olute\.tgz" \(is absolute\)/);
@@ -211,38 +219,44 @@ describe('hostile names in a tarball listing', () => {
     assert.deepEqual(readdirSync(outside), []);
   });
 
-  test('a symbolic link planted in the destination is never followed; the file is refused, named', async () => {
-    await snapshotWith(['evil/-/evil-1.0.0.tgz', 'good/-/good-1.0.0.tgz', 'linked/-/linked-1.0.0.tgz']);
-    const dest = path.join(await tmpDir(), 'dest');
-    mkdirSync(path.join(dest, 'linked', '-'), { recursive: true });
-    mkdirSync(path.join(dest, 'good', '-'), { recursive: true });
-    symlinkSync(outside, path.join(dest, 'evil')); // a directory on the way is a link out
-    writeFileSync(path.join(outside, 'target'), 'do not touch');
-    symlinkSync(path.join(outside, 'target'), path.join(dest, 'linked', '-', 'linked-1.0.0.tgz')); // the file itself
-    symlinkSync(path.join(outside, 'tmp-target'), path.join(dest, 'good', '-', '.good-1.0.0.tgz.rbtmp')); // its temporary name
-    const rep = await restoreInto(dest, true);
-    assert.equal(rep.verified, false);
-    assert.equal(rep.exitCode, 8);
-    const tb = rep.tarballs[0]!;
-    assert.equal(tb.failures.length, 1);
-    assert.match(
-      tb.failures[0]!.message,
-      /"evil\/-\/evil-1\.0\.0\.tgz": evil in the destination is a symbolic link; refusing to follow it/,
-    );
-    assert.deepEqual(readdirSync(outside).sort(), ['target']);
-    assert.equal(readFileSync(path.join(outside, 'target'), 'utf8'), 'do not touch');
-    // The link at the file's name was replaced by the restored file; the planted temporary link is gone.
-    assert.ok(lstatSync(path.join(dest, 'linked', '-', 'linked-1.0.0.tgz')).isFile());
-    assert.equal(
-      readFileSync(path.join(dest, 'good', '-', 'good-1.0.0.tgz'), 'utf8'),
-      'content of good/-/good-1.0.0.tgz',
-    );
-    assert.equal(existsSync(path.join(dest, 'good', '-', '.good-1.0.0.tgz.rbtmp')), false);
-    void DestinationError;
-  });
+  for (const workers of [0, 2]) {
+    test(`a symbolic link planted in the destination is never followed; the file is refused, named (${workers ? 'worker threads write' : 'one thread writes'})`, async () => {
+      const id = await snapshotWith([
+        'evil/-/evil-1.0.0.tgz',
+        'good/-/good-1.0.0.tgz',
+        'linked/-/linked-1.0.0.tgz',
+      ]);
+      const dest = path.join(await tmpDir(), 'dest');
+      mkdirSync(path.join(dest, 'linked', '-'), { recursive: true });
+      mkdirSync(path.join(dest, 'good', '-'), { recursive: true });
+      symlinkSync(outside, path.join(dest, 'evil')); // a directory on the way is a link out
+      writeFileSync(path.join(outside, 'target'), 'do not touch');
+      symlinkSync(path.join(outside, 'target'), path.join(dest, 'linked', '-', 'linked-1.0.0.tgz')); // the file itself
+      symlinkSync(path.join(outside, 'tmp-target'), path.join(dest, 'good', '-', '.good-1.0.0.tgz.rbtmp')); // its temporary name
+      const rep = await restoreInto(dest, id, true, workers);
+      assert.equal(rep.verified, false);
+      assert.equal(rep.exitCode, 8);
+      const tb = rep.tarballs[0]!;
+      assert.equal(tb.failures.length, 1);
+      assert.match(
+        tb.failures[0]!.message,
+        /"evil\/-\/evil-1\.0\.0\.tgz": evil in the destination is a symbolic link; refusing to follow it/,
+      );
+      assert.deepEqual(readdirSync(outside).sort(), ['target']);
+      assert.equal(readFileSync(path.join(outside, 'target'), 'utf8'), 'do not touch');
+      // The link at the file's name was replaced by the restored file; the planted temporary link is gone.
+      assert.ok(lstatSync(path.join(dest, 'linked', '-', 'linked-1.0.0.tgz')).isFile());
+      assert.equal(
+        readFileSync(path.join(dest, 'good', '-', 'good-1.0.0.tgz'), 'utf8'),
+        'content of good/-/good-1.0.0.tgz',
+      );
+      assert.equal(existsSync(path.join(dest, 'good', '-', '.good-1.0.0.tgz.rbtmp')), false);
+      void DestinationError;
+    });
+  }
 
   test('an S3 destination refuses a name that cannot be an object key', async () => {
-    await snapshotWith(['ok/-/ok-1.0.0.tgz', 'spaced name/-/x.tgz']);
+    const id = await snapshotWith(['ok/-/ok-1.0.0.tgz', 'spaced name/-/x.tgz']);
     const { repo } = await openForRestore({
       targets: t.stores,
       identity: t.keys.restore,
@@ -256,7 +270,7 @@ describe('hostile names in a tarball listing', () => {
       const dest = openTarballDestination(
         `s3://${bucket}/p?endpoint=${encodeURIComponent(servers.s3.endpoint)}&forcePathStyle=true`,
       );
-      const { info, store, manifest } = await pickSnapshot(repo, {});
+      const { info, store, manifest } = await pickSnapshot(repo, { snapshot: id });
       const rep = await restoreSnapshot({
         repo,
         snapshot: info,
@@ -272,5 +286,105 @@ describe('hostile names in a tarball listing', () => {
       repo.close();
     }
     void Repository;
+  });
+});
+
+describe('the fast path: local target, worker threads write the files', () => {
+  let t: TestRepo;
+  let files: Map<string, Buffer>;
+  let snapshot: string;
+
+  before(async () => {
+    const dir = await tmpDir();
+    t = await makeTestRepo({
+      stores: [
+        new FsStore({ name: 'one', root: path.join(dir, 'one') }),
+        new FsStore({ name: 'two', root: path.join(dir, 'two') }),
+      ],
+    });
+    files = new Map();
+    for (let i = 0; i < 40; i++)
+      files.set(`pkg${i}/-/pkg${i}-1.0.${i}.tgz`, randomBytes(i % 10 === 0 ? 2_500_000 + i : 1000 + i * 997));
+    files.set('@scope/big/-/big-2.0.0.tgz', randomBytes(5 * 1024 * 1024 + 7));
+    const entries: { path: string; size: number; mtime: number; sha1: string; data: StreamRef }[] = [];
+    for (const [p, data] of [...files].sort((a, b) =>
+      a[0].replaceAll('/', '\0') < b[0].replaceAll('/', '\0') ? -1 : 1,
+    )) {
+      entries.push({
+        path: p,
+        size: data.length,
+        mtime: 1_700_000_000_123,
+        sha1: createHash('sha1').update(data).digest('hex'),
+        data: await writeBuffer(t.writer, data, 'bulk'),
+      });
+    }
+    const listing = await writeStream(
+      t.writer,
+      encodeLines(
+        (async function* () {
+          yield* entries;
+        })(),
+      ),
+      'tree',
+    );
+    await t.writer.flush();
+    const sealed = await sealSnapshot(
+      t.repo,
+      newManifest(t.repo, [
+        { kind: 'tarballs', name: 'tarballs', location: '/x', files: entries.length, bytes: 0, listing },
+      ]),
+    );
+    for (const s of t.stores) await s.put(sealed.key, sealed.bytes);
+    snapshot = sealed.id;
+  });
+  after(() => t.close());
+
+  async function restore(dir: string): Promise<RestoreReport> {
+    const { repo } = await openForRestore({
+      targets: t.stores,
+      identity: t.keys.restore,
+      cacheRoot: path.join(t.dir, `cache-${Math.random()}`),
+    });
+    try {
+      const { info, store, manifest } = await pickSnapshot(repo, { snapshot });
+      return await restoreSnapshot({
+        repo,
+        snapshot: info,
+        manifest,
+        metaStore: store,
+        tarballs: { dir },
+        workers: 2,
+      });
+    } finally {
+      repo.close();
+    }
+  }
+
+  test('every file byte for byte, sha1-verified, with its mtime; no temporary file left', async () => {
+    const dest = path.join(await tmpDir(), 'dest');
+    const rep = await restore(dest);
+    assert.equal(rep.verified, true);
+    assert.equal(rep.tarballs[0]!.files, files.size);
+    assert.match(rep.tarballs[0]!.checks[0]!.details![0]!, new RegExp(`^${files.size} by sha1`));
+    assert.deepEqual(walk(dest), [...files.keys()].sort());
+    for (const [p, data] of files) {
+      assert.ok(readFileSync(path.join(dest, p)).equals(data), p);
+      assert.equal(Math.floor(statSync(path.join(dest, p)).mtimeMs), 1_700_000_000_123);
+    }
+  });
+
+  test('a pack corrupt on the local target: those files come from the other target, reported', async () => {
+    const dataDir = path.join((t.stores[0] as FsStore).location.slice('file://'.length), 'data');
+    const pack = walk(dataDir)[0]!;
+    const file = path.join(dataDir, pack);
+    const bytes = readFileSync(file);
+    bytes[Math.floor(bytes.length * 0.3)]! ^= 0xff; // inside blob data (the end of a pack is its trailer)
+    writeFileSync(file, bytes);
+    const dest = path.join(await tmpDir(), 'dest');
+    const rep = await restore(dest);
+    assert.equal(rep.verified, true, JSON.stringify(rep.tarballs[0]!.checks));
+    assert.ok(rep.targets.fallbackCount > 0);
+    assert.deepEqual([rep.targets.fallbacks[0]!.from, rep.targets.fallbacks[0]!.to], ['one', 'two']);
+    for (const [p, data] of files) assert.ok(readFileSync(path.join(dest, p)).equals(data), p);
   });
 });

@@ -1,0 +1,260 @@
+/**
+ * Issue 5's benchmark: restore, side by side with the peers, in one run.
+ *
+ * - Tarball store: `regbackup restore --tarballs DIR` of a snapshot of the corpus' tarballs (fs target) beside
+ *   `restic restore` of the same files (goal: >= 1.5x restic's throughput). Destination on tmpfs by default
+ *   (`--dest-root`), so that the pipeline is measured rather than this VM's disk; `--dest-root /tmp/…` for disk.
+ * - CouchDB: `regbackup restore --couchdb URL --db registry` beside `couchrestore` (@cloudant/couchbackup) of a
+ *   `couchbackup` of the same database, into the same server (goal: >= 2x faster).
+ * - Peak RSS of every run (goal: regbackup <= 200 MB).
+ *
+ * Each contender runs `--rounds` times (default 3), alternating, from a warm page cache; the table shows the
+ * range. Numbers are noisy when other work runs on the machine.
+ *
+ *   npx tsc -p tsconfig.json && node --openssl-legacy-provider dist/bench/restore.js --corpus /tmp/corpus-1g
+ *     [--out /tmp/bench-restore] [--rounds 3] [--dest-root /dev/shm] [--skip-couch] [--skip-tarballs]
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { loadIntoCouch } from './generate/couch.js';
+import { fmt, measure, table, warm, type Measured } from './lib/run.js';
+
+const { values } = parseArgs({
+  options: {
+    corpus: { type: 'string', default: '/tmp/corpus-1g' },
+    out: { type: 'string', default: '/tmp/bench-restore' },
+    rounds: { type: 'string', default: '3' },
+    'dest-root': { type: 'string', default: '/dev/shm' },
+    'skip-couch': { type: 'boolean', default: false },
+    'skip-tarballs': { type: 'boolean', default: false },
+    parallel: { type: 'string' },
+  },
+});
+const corpus = values.corpus!;
+const out = values.out!;
+const rounds = Number(values.rounds);
+const destRoot = path.join(values['dest-root']!, `bench-restore-${process.pid}`);
+const here = path.dirname(fileURLToPath(import.meta.url));
+const BIN = path.join(here, '..', '..', 'bin', 'regbackup.js');
+const COUCHBACKUP = path.join(here, '..', '..', 'node_modules', '.bin');
+mkdirSync(out, { recursive: true });
+
+function du(dir: string): number {
+  let n = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) n += du(p);
+    else if (e.isFile()) n += statSync(p).size;
+  }
+  return n;
+}
+
+const range = (xs: number[], d = 1) =>
+  xs.length ? `${fmt(Math.min(...xs), d)}–${fmt(Math.max(...xs), d)}` : '-';
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
+function regbackup(args: string[], env: NodeJS.ProcessEnv): Promise<Measured> {
+  return measure('node', ['--openssl-legacy-provider', BIN, ...args], {
+    REGBACKUP_LOG_LEVEL: 'warn',
+    ...env,
+  });
+}
+
+/** A repository on an fs target with one snapshot of `sources` (reused when it exists). */
+async function repoWith(name: string, sourcesYaml: string): Promise<NodeJS.ProcessEnv> {
+  const dir = path.join(out, name);
+  const config = path.join(dir, 'regbackup.yaml');
+  const env = { REGBACKUP_CONFIG: config };
+  if (
+    existsSync(path.join(dir, 'target', 'snapshots')) &&
+    readdirSync(path.join(dir, 'target', 'snapshots')).length
+  )
+    return env;
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    config,
+    `keys: ./keys/worker.key\nidentity: ./keys/restore.key\ncache: ./cache\nsources:\n${sourcesYaml}\ntargets:\n  - name: local\n    type: fs\n    path: ./target\n`,
+  );
+  await regbackup(['keys', 'generate', '--out', path.join(dir, 'keys')], env);
+  await regbackup(['init'], env);
+  const b = await regbackup(['backup'], env);
+  console.log(`  ${name}: backup in ${fmt(b.seconds, 1)} s`);
+  return env;
+}
+
+async function tarballs(): Promise<void> {
+  const src = path.join(corpus, 'tarballs');
+  const bytes = du(src);
+  console.log(`\n== tarball store: ${src}, ${fmt(bytes / 1e6)} MB; restored into ${destRoot}`);
+  const env = await repoWith('rb-tarballs', `  tarballs:\n    - name: tarballs\n      path: ${src}\n`);
+  const restic = path.join(out, 'restic');
+  const renv = { RESTIC_PASSWORD: 'bench', RESTIC_CACHE_DIR: path.join(out, 'restic-cache') };
+  if (!existsSync(path.join(restic, 'config'))) {
+    await measure('restic', ['init', '--repo', restic], renv);
+    await measure('restic', ['backup', '--repo', restic, '--quiet', src], renv);
+  }
+  await warm(path.join(out, 'rb-tarballs', 'target'));
+  await warm(restic);
+  const rb: Measured[] = [];
+  const rs: Measured[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const d1 = path.join(destRoot, `rb-${i}`);
+    const r = await regbackup(
+      ['restore', '--tarballs', d1, '--json', ...(values.parallel ? ['--parallel', values.parallel] : [])],
+      env,
+    );
+    const rep = JSON.parse(r.stdout) as { verified: boolean; totals: { files: number; bytes: number } };
+    if (!rep.verified) throw new Error('regbackup restore did not verify');
+    rb.push(r);
+    rmSync(d1, { recursive: true, force: true });
+    const d2 = path.join(destRoot, `restic-${i}`);
+    rs.push(
+      await measure('restic', ['restore', 'latest', '--repo', restic, '--target', d2, '--quiet'], renv),
+    );
+    rmSync(d2, { recursive: true, force: true });
+    console.log(
+      `  round ${i + 1}: regbackup ${fmt(r.seconds, 2)} s (${fmt(r.maxRssMiB)} MiB), restic ${fmt(rs[i]!.seconds, 2)} s (${fmt(rs[i]!.maxRssMiB)} MiB)`,
+    );
+  }
+  const mbs = (m: Measured) => bytes / 1e6 / m.seconds;
+  console.log(
+    table([
+      ['tarball restore', 'seconds', 'MB/s', 'peak RSS MiB'],
+      [
+        'regbackup',
+        range(
+          rb.map((m) => m.seconds),
+          2,
+        ),
+        range(rb.map(mbs)),
+        range(rb.map((m) => m.maxRssMiB)),
+      ],
+      [
+        'restic 0.14',
+        range(
+          rs.map((m) => m.seconds),
+          2,
+        ),
+        range(rs.map(mbs)),
+        range(rs.map((m) => m.maxRssMiB)),
+      ],
+    ]),
+  );
+  console.log(
+    `throughput ratio regbackup/restic (medians): ${fmt(median(rs.map((m) => m.seconds)) / median(rb.map((m) => m.seconds)), 2)}x (goal >= 1.5x)`,
+  );
+}
+
+/** The test CouchDB (express-pouchdb) in a process of its own. */
+async function couchServer(): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, [path.join(here, '..', 'test', 'restore', 'couch-child.js')], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const line = await new Promise<string>((resolve, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (b: Buffer) => {
+      buf += b.toString();
+      if (buf.includes('\n')) resolve(buf.slice(0, buf.indexOf('\n')));
+    });
+    child.once('exit', (c) => reject(new Error(`couch child exited ${c}`)));
+  });
+  return { url: (JSON.parse(line) as { url: string }).url, child };
+}
+
+async function http(url: string, method: string, p: string): Promise<number> {
+  const u = new URL(url);
+  const auth = `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`;
+  const res = await fetch(`${u.origin}/${p}`, { method, headers: { authorization: auth } });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+async function couch(): Promise<void> {
+  const packuments = path.join(corpus, 'packuments');
+  const bytes = du(packuments);
+  console.log(
+    `\n== CouchDB: ${packuments}, ${readdirSync(packuments).length} packuments, ${fmt(bytes / 1e6)} MB`,
+  );
+  const source = await couchServer();
+  const dest = await couchServer();
+  try {
+    const t0 = Date.now();
+    await loadIntoCouch(source.url, 'registry', corpus);
+    console.log(`  loaded the source in ${fmt((Date.now() - t0) / 1000)} s`);
+    rmSync(path.join(out, 'rb-couch'), { recursive: true, force: true });
+    const env = await repoWith(
+      'rb-couch',
+      `  couchdb:\n    - name: skimdb\n      url: "${source.url}"\n      databases: [registry]\n`,
+    );
+    const backupFile = path.join(out, 'couchbackup.txt');
+    const cb = await measure('bash', [
+      '-c',
+      `${COUCHBACKUP}/couchbackup --url '${source.url}' --db registry > ${backupFile}`,
+    ]);
+    console.log(`  couchbackup in ${fmt(cb.seconds, 1)} s`);
+    const rb: Measured[] = [];
+    const cr: Measured[] = [];
+    for (let i = 0; i < rounds; i++) {
+      await http(dest.url, 'DELETE', 'registry');
+      const r = await regbackup(
+        ['restore', '--couchdb', dest.url, '--db', 'registry', '--json', '--no-resume'],
+        env,
+      );
+      const rep = JSON.parse(r.stdout) as { verified: boolean };
+      if (!rep.verified) throw new Error(`regbackup restore did not verify: ${r.stdout.slice(0, 2000)}`);
+      rb.push(r);
+      await http(dest.url, 'DELETE', 'registry');
+      await http(dest.url, 'PUT', 'registry');
+      cr.push(
+        await measure('bash', [
+          '-c',
+          `${COUCHBACKUP}/couchrestore --url '${dest.url}' --db registry < ${backupFile}`,
+        ]),
+      );
+      console.log(
+        `  round ${i + 1}: regbackup ${fmt(r.seconds, 2)} s (${fmt(r.maxRssMiB)} MiB), couchrestore ${fmt(cr[i]!.seconds, 2)} s (${fmt(cr[i]!.maxRssMiB)} MiB)`,
+      );
+    }
+    const mbs = (m: Measured) => bytes / 1e6 / m.seconds;
+    console.log(
+      table([
+        ['CouchDB restore', 'seconds', 'MB/s', 'peak RSS MiB'],
+        [
+          'regbackup',
+          range(
+            rb.map((m) => m.seconds),
+            2,
+          ),
+          range(rb.map(mbs)),
+          range(rb.map((m) => m.maxRssMiB)),
+        ],
+        [
+          'couchrestore',
+          range(
+            cr.map((m) => m.seconds),
+            2,
+          ),
+          range(cr.map(mbs)),
+          range(cr.map((m) => m.maxRssMiB)),
+        ],
+      ]),
+    );
+    console.log(
+      `speed-up regbackup vs couchrestore (medians): ${fmt(median(cr.map((m) => m.seconds)) / median(rb.map((m) => m.seconds)), 2)}x (goal >= 2x)`,
+    );
+  } finally {
+    source.child.stdin!.end();
+    dest.child.stdin!.end();
+  }
+}
+
+try {
+  if (!values['skip-tarballs']) await tarballs();
+  if (!values['skip-couch']) await couch();
+} finally {
+  rmSync(destRoot, { recursive: true, force: true });
+}
