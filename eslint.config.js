@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 import prettier from 'eslint-config-prettier';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'bench/out/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'bench/out/**', '.scratch/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   prettier,
@@ -20,6 +20,8 @@ export default tseslint.config(
         setInterval: 'readonly',
         clearInterval: 'readonly',
         setImmediate: 'readonly',
+        performance: 'readonly',
+        fetch: 'readonly',
       },
     },
     rules: {

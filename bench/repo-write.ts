@@ -14,7 +14,12 @@ import { parseArgs } from 'node:util';
 import { fmt, measure, table, warm } from './lib/run.js';
 
 const { values } = parseArgs({
-  options: { corpus: { type: 'string' }, out: { type: 'string' }, size: { type: 'string' }, workers: { type: 'string' } },
+  options: {
+    corpus: { type: 'string' },
+    out: { type: 'string' },
+    size: { type: 'string' },
+    workers: { type: 'string' },
+  },
 });
 const out = values.out ?? '/tmp/bench-repo-write';
 let corpus = values.corpus;
@@ -23,7 +28,15 @@ if (!corpus) {
   corpus = path.join(out, 'corpus');
   if (!existsSync(corpus)) {
     console.log(`generating a ${values.size ?? '1GiB'} corpus in ${corpus} …`);
-    await measure('node', [path.join(here, 'generate/cli.js'), '--out', corpus, '--size', values.size ?? '1GiB', '--seed', '1']);
+    await measure('node', [
+      path.join(here, 'generate/cli.js'),
+      '--out',
+      corpus,
+      '--size',
+      values.size ?? '1GiB',
+      '--seed',
+      '1',
+    ]);
   }
 }
 await rm(path.join(out, 'rb'), { recursive: true, force: true });
@@ -32,21 +45,54 @@ await mkdir(out, { recursive: true });
 const bytes = await warm(corpus);
 console.log(`corpus ${corpus}: ${fmt(bytes / 1e6)} MB (page cache warmed)`);
 
-const rb = await measure('node', [path.join(here, 'write-tree.js'), '--src', corpus, '--repo', path.join(out, 'rb', 'repo'), ...(values.workers ? ['--workers', values.workers] : [])]);
-const rbStats = JSON.parse(rb.stdout.trim().split('\n').pop()!) as { newBytes: number; storedBytes: number; packs: number };
+const rb = await measure('node', [
+  path.join(here, 'write-tree.js'),
+  '--src',
+  corpus,
+  '--repo',
+  path.join(out, 'rb', 'repo'),
+  ...(values.workers ? ['--workers', values.workers] : []),
+]);
+const rbStats = JSON.parse(rb.stdout.trim().split('\n').pop()!) as {
+  newBytes: number;
+  storedBytes: number;
+  packs: number;
+};
 
 const env = { RESTIC_PASSWORD: 'bench', RESTIC_CACHE_DIR: path.join(out, 'restic-cache') };
 await measure('restic', ['init', '--repo', path.join(out, 'restic')], env);
-const restic = await measure('restic', ['backup', '--repo', path.join(out, 'restic'), '--quiet', corpus], env);
-const { stdout: resticStats } = await measure('restic', ['stats', '--repo', path.join(out, 'restic'), '--mode', 'raw-data', '--json'], env);
+const restic = await measure(
+  'restic',
+  ['backup', '--repo', path.join(out, 'restic'), '--quiet', corpus],
+  env,
+);
+const { stdout: resticStats } = await measure(
+  'restic',
+  ['stats', '--repo', path.join(out, 'restic'), '--mode', 'raw-data', '--json'],
+  env,
+);
 const resticStored = (JSON.parse(resticStats) as { total_size: number }).total_size;
 
 const mbs = (s: number) => bytes / 1e6 / s;
 console.log(
   table([
     ['', 'seconds', 'MB/s', 'peak RSS MiB', 'stored MB'],
-    ['regbackup', fmt(rb.seconds, 2), fmt(mbs(rb.seconds)), fmt(rb.maxRssMiB), fmt(rbStats.storedBytes / 1e6)],
-    ['restic 0.14', fmt(restic.seconds, 2), fmt(mbs(restic.seconds)), fmt(restic.maxRssMiB), fmt(resticStored / 1e6)],
+    [
+      'regbackup',
+      fmt(rb.seconds, 2),
+      fmt(mbs(rb.seconds)),
+      fmt(rb.maxRssMiB),
+      fmt(rbStats.storedBytes / 1e6),
+    ],
+    [
+      'restic 0.14',
+      fmt(restic.seconds, 2),
+      fmt(mbs(restic.seconds)),
+      fmt(restic.maxRssMiB),
+      fmt(resticStored / 1e6),
+    ],
   ]),
 );
-console.log(`throughput ratio regbackup/restic: ${fmt(restic.seconds / rb.seconds, 2)}x (goal >= 2x); regbackup peak RSS ${fmt(rb.maxRssMiB)} MiB (goal <= 200)`);
+console.log(
+  `throughput ratio regbackup/restic: ${fmt(restic.seconds / rb.seconds, 2)}x (goal >= 2x); regbackup peak RSS ${fmt(rb.maxRssMiB)} MiB (goal <= 200)`,
+);

@@ -21,7 +21,12 @@ import { FsStore } from '../src/store/fs.js';
 import { orderedMap } from '../src/util/ordered.js';
 
 const { values } = parseArgs({
-  options: { src: { type: 'string' }, repo: { type: 'string' }, workers: { type: 'string' }, keys: { type: 'string' } },
+  options: {
+    src: { type: 'string' },
+    repo: { type: 'string' },
+    workers: { type: 'string' },
+    keys: { type: 'string' },
+  },
 });
 if (!values.src || !values.repo) throw new Error('usage: write-tree --src DIR --repo DIR [--workers N]');
 const keysDir = values.keys ?? path.join(values.repo, '..', 'keys');
@@ -30,9 +35,15 @@ const worker = await loadWorkerKey(path.join(keysDir, 'worker.key'));
 mkdirSync(values.repo, { recursive: true });
 const store = new FsStore({ name: 'bench', root: values.repo });
 await Repository.init([store], worker, { packSize: 16 * 1024 * 1024, compressionLevel: 3 });
-const { repo } = await Repository.open([store], { worker }, { cacheRoot: path.join(values.repo, '..', 'cache') });
+const { repo } = await Repository.open(
+  [store],
+  { worker },
+  { cacheRoot: path.join(values.repo, '..', 'cache') },
+);
 const index = await repo.loadIndex();
-const writer = new BlobWriter(repo, index, new Fanout([store]), { workers: values.workers ? Number(values.workers) : undefined });
+const writer = new BlobWriter(repo, index, new Fanout([store]), {
+  workers: values.workers ? Number(values.workers) : undefined,
+});
 
 const t0 = performance.now();
 let bytes = 0;

@@ -108,7 +108,12 @@ export function messageOf(err: unknown): string {
 
 /** Node system error code (ENOENT, ECONNREFUSED, …) if there is one. */
 export function systemCodeOf(err: unknown): string | undefined {
-  if (err && typeof err === 'object' && 'code' in err && typeof (err as { code: unknown }).code === 'string') {
+  if (
+    err &&
+    typeof err === 'object' &&
+    'code' in err &&
+    typeof (err as { code: unknown }).code === 'string'
+  ) {
     return (err as { code: string }).code;
   }
   return undefined;

@@ -23,7 +23,13 @@ export function createLogger(opts: LogOptions = {}): Logger {
   const dest: DestinationStream =
     opts.destination ??
     (usePretty
-      ? pretty({ destination: 2, sync: true, colorize: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname' })
+      ? pretty({
+          destination: 2,
+          sync: true,
+          colorize: true,
+          translateTime: 'SYS:HH:MM:ss',
+          ignore: 'pid,hostname',
+        })
       : pino.destination({ fd: 2, sync: true }));
   return pino(
     {

@@ -15,7 +15,9 @@ export interface Measured {
 /** Runs a command under /usr/bin/time (GNU time) and returns wall time, peak RSS and its output. */
 export function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Measured> {
   return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/time', ['-f', '__TIME__ %e %M', cmd, ...args], { env: { ...process.env, ...env } });
+    const child = spawn('/usr/bin/time', ['-f', '__TIME__ %e %M', cmd, ...args], {
+      env: { ...process.env, ...env },
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
@@ -24,8 +26,14 @@ export function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}
     child.on('close', (code) => {
       const stderr = Buffer.concat(err).toString();
       const m = /__TIME__ ([\d.]+) (\d+)/.exec(stderr);
-      if (code !== 0 || !m) return reject(new Error(`${cmd} ${args.join(' ')} failed (exit ${code}):\n${stderr.slice(-2000)}`));
-      resolve({ seconds: Number(m[1]), maxRssMiB: Number(m[2]) / 1024, stdout: Buffer.concat(out).toString(), stderr: stderr.replace(/__TIME__.*\n?/, '') });
+      if (code !== 0 || !m)
+        return reject(new Error(`${cmd} ${args.join(' ')} failed (exit ${code}):\n${stderr.slice(-2000)}`));
+      resolve({
+        seconds: Number(m[1]),
+        maxRssMiB: Number(m[2]) / 1024,
+        stdout: Buffer.concat(out).toString(),
+        stderr: stderr.replace(/__TIME__.*\n?/, ''),
+      });
     });
   });
 }

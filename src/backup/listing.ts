@@ -28,7 +28,12 @@ export async function* encodeLines<T>(entries: AsyncIterable<T>): AsyncGenerator
 }
 
 /** Reads a listing back: each line parsed, checked by `check` (which throws on a malformed entry). */
-export async function* readListing<T>(reader: BlobReader, ref: StreamRef, check: (e: unknown) => T, what: string): AsyncGenerator<T> {
+export async function* readListing<T>(
+  reader: BlobReader,
+  ref: StreamRef,
+  check: (e: unknown) => T,
+  what: string,
+): AsyncGenerator<T> {
   let n = 0;
   for await (const line of splitLines(readStream(reader, ref))) {
     n++;

@@ -9,7 +9,13 @@ import { backupDatabase, CouchHttpError, DbGoneError } from '../sources/couchdb/
 import { backupTarballSource } from '../sources/tarballs/source.js';
 import type { BackupPart, BackupPlan, Session } from './plan.js';
 import { Progress } from './progress.js';
-import type { BackupContext, CouchSourceSnapshot, DbSnapshot, Finding, TarballSourceSnapshot } from './types.js';
+import type {
+  BackupContext,
+  CouchSourceSnapshot,
+  DbSnapshot,
+  Finding,
+  TarballSourceSnapshot,
+} from './types.js';
 
 /** What one part of a run produced (plain JSON: it travels through BullMQ from a worker to the commit). */
 export interface PartOutcome {
@@ -34,7 +40,8 @@ export interface PartOutcome {
 /** Requests so far per target, flattened as `requests.<target>.<op>`. */
 export function requestCounts(session: Session): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const [t, m] of session.metrics) for (const [op, n] of Object.entries(m.snapshot().requests)) out[`requests.${t}.${op}`] = n;
+  for (const [t, m] of session.metrics)
+    for (const [op, n] of Object.entries(m.snapshot().requests)) out[`requests.${t}.${op}`] = n;
   return out;
 }
 
@@ -49,7 +56,13 @@ export interface PartOptions {
 }
 
 /** Does one part of a planned run with `session`'s writer. */
-export async function runPart(config: Config, plan: BackupPlan, part: BackupPart, session: Session, opts: PartOptions): Promise<PartOutcome> {
+export async function runPart(
+  config: Config,
+  plan: BackupPlan,
+  part: BackupPart,
+  session: Session,
+  opts: PartOptions,
+): Promise<PartOutcome> {
   const signal = opts.signal ?? new AbortController().signal;
   const prev = plan.previous[part.source];
   const ctx: BackupContext = {
@@ -61,13 +74,23 @@ export async function runPart(config: Config, plan: BackupPlan, part: BackupPart
     tmpDir: session.tmpDir,
     signal,
   };
-  const out: PartOutcome = { part, sessionId: session.id, findings: [], behind: {}, stats: {}, usedPacks: [], requests: {} };
+  const out: PartOutcome = {
+    part,
+    sessionId: session.id,
+    findings: [],
+    behind: {},
+    stats: {},
+    usedPacks: [],
+    requests: {},
+  };
   const before = { ...session.writer.stats };
   const requestsBefore = requestCounts(session);
   if (part.kind === 'couchdb') {
     const cfg = config.sources.couchdb.find((s) => s.name === part.source);
     if (!cfg) throw new SourceError(`no CouchDB source named ${part.source} in the configuration`);
-    const prevDb = (prev?.entry as CouchSourceSnapshot | undefined)?.databases?.find((d) => d.name === part.db);
+    const prevDb = (prev?.entry as CouchSourceSnapshot | undefined)?.databases?.find(
+      (d) => d.name === part.db,
+    );
     ctx.progress.phase = `${part.source}/${part.db}`;
     try {
       const r = await backupDatabase(cfg, part.db, ctx, prevDb);
@@ -77,11 +100,23 @@ export async function runPart(config: Config, plan: BackupPlan, part: BackupPart
     } catch (err) {
       if (err instanceof InterruptedError || !(err instanceof RegbackupError)) throw err;
       if (err instanceof DbGoneError) {
-        out.findings.push({ severity: 'error', code: 'db-gone', source: part.source, object: part.db, message: err.message });
+        out.findings.push({
+          severity: 'error',
+          code: 'db-gone',
+          source: part.source,
+          object: part.db,
+          message: err.message,
+        });
       } else if (err instanceof CouchHttpError && (err.status === 401 || err.status === 403)) {
         out.sourceError = err.message;
       } else {
-        out.findings.push({ severity: 'error', code: 'db-failed', source: part.source, object: part.db, message: `${err.message}${prevDb ? ' (its entry of the previous snapshot is kept)' : ''}` });
+        out.findings.push({
+          severity: 'error',
+          code: 'db-failed',
+          source: part.source,
+          object: part.db,
+          message: `${err.message}${prevDb ? ' (its entry of the previous snapshot is kept)' : ''}`,
+        });
         if (prevDb) out.db = { ...prevDb, carriedFrom: prev!.snapshot } as DbSnapshot;
       }
     }
@@ -100,7 +135,8 @@ export async function runPart(config: Config, plan: BackupPlan, part: BackupPart
   }
   if (opts.flush) await session.writer.flush();
   for (const [t, e] of session.fanout.failed) out.behind[t] = e.message;
-  for (const k of Object.keys(before) as (keyof WriterStats)[]) out.stats[k] = session.writer.stats[k] - before[k];
+  for (const k of Object.keys(before) as (keyof WriterStats)[])
+    out.stats[k] = session.writer.stats[k] - before[k];
   out.usedPacks = [...session.writer.usedPacks];
   for (const [k, v] of Object.entries(requestCounts(session))) out.requests[k] = v - (requestsBefore[k] ?? 0);
   return out;
@@ -120,7 +156,18 @@ export interface SourceSummary {
   kind: string;
   /** Carried over unchanged from an earlier snapshot because it could not be read this time. */
   carriedFrom?: string;
-  databases?: Pick<DbSnapshot, 'name' | 'seq' | 'mode' | 'fullReason' | 'docCount' | 'deletedCount' | 'conflictCount' | 'attachmentCount' | 'carriedFrom'>[];
+  databases?: Pick<
+    DbSnapshot,
+    | 'name'
+    | 'seq'
+    | 'mode'
+    | 'fullReason'
+    | 'docCount'
+    | 'deletedCount'
+    | 'conflictCount'
+    | 'attachmentCount'
+    | 'carriedFrom'
+  >[];
   files?: number;
   bytes?: number;
 }
@@ -152,7 +199,13 @@ const dbSummary = (d: DbSnapshot): NonNullable<SourceSummary['databases']>[numbe
  * not be read is carried over from its previous entry — and writes it to every target that has all the
  * run's data.
  */
-export async function commitBackup(config: Config, plan: BackupPlan, outcomes: PartOutcome[], session: Session, logger: Logger): Promise<BackupResult> {
+export async function commitBackup(
+  config: Config,
+  plan: BackupPlan,
+  outcomes: PartOutcome[],
+  session: Session,
+  logger: Logger,
+): Promise<BackupResult> {
   const findings: Finding[] = [...plan.failed];
   const sources: SourceSnapshot[] = [];
   const summaries: SourceSummary[] = [];
@@ -167,7 +220,14 @@ export async function commitBackup(config: Config, plan: BackupPlan, outcomes: P
     if (!prev) return;
     sources.push({ ...prev.entry, carriedFrom: prev.snapshot });
     const e = prev.entry as { databases?: DbSnapshot[]; files?: number; bytes?: number };
-    summaries.push({ name, kind, carriedFrom: prev.snapshot, databases: e.databases?.map(dbSummary), files: e.files, bytes: e.bytes });
+    summaries.push({
+      name,
+      kind,
+      carriedFrom: prev.snapshot,
+      databases: e.databases?.map(dbSummary),
+      files: e.files,
+      bytes: e.bytes,
+    });
   };
 
   for (const { name } of plan.sources.filter((x) => x.kind === 'couchdb')) {
@@ -189,20 +249,33 @@ export async function commitBackup(config: Config, plan: BackupPlan, outcomes: P
     const prev = plan.previous[src.name]?.entry as CouchSourceSnapshot | undefined;
     for (const old of prev?.databases ?? []) {
       if (!parts.some((o) => o.part.kind === 'couchdb' && o.part.db === old.name)) {
-        findings.push({ severity: 'warning', code: 'db-removed', source: src.name, object: old.name, message: `database ${old.name} was in the previous snapshot and is not backed up now (deleted, or no longer selected)` });
+        findings.push({
+          severity: 'warning',
+          code: 'db-removed',
+          source: src.name,
+          object: old.name,
+          message: `database ${old.name} was in the previous snapshot and is not backed up now (deleted, or no longer selected)`,
+        });
       }
     }
     const url = new URL(src.url);
     url.username = '';
     url.password = '';
-    sources.push({ kind: 'couchdb', name: src.name, url: url.toString().replace(/\/+$/, ''), databases } satisfies CouchSourceSnapshot);
+    sources.push({
+      kind: 'couchdb',
+      name: src.name,
+      url: url.toString().replace(/\/+$/, ''),
+      databases,
+    } satisfies CouchSourceSnapshot);
     summaries.push({ name: src.name, kind: 'couchdb', databases: databases.map(dbSummary) });
   }
 
   for (const { name } of plan.sources.filter((x) => x.kind === 'tarballs')) {
     const src = config.sources.tarballs.find((c) => c.name === name);
     if (!src) throw new SourceError(`no tarball source named ${name} in the configuration`);
-    const parts = outcomes.filter((o) => o.part.kind === 'tarballs' && o.part.source === src.name).sort((a, b) => (a.part as { index: number }).index - (b.part as { index: number }).index);
+    const parts = outcomes
+      .filter((o) => o.part.kind === 'tarballs' && o.part.source === src.name)
+      .sort((a, b) => (a.part as { index: number }).index - (b.part as { index: number }).index);
     if (parts.length === 0) continue;
     const fatal = parts.find((o) => o.sourceError);
     if (fatal) {
@@ -221,11 +294,22 @@ export async function commitBackup(config: Config, plan: BackupPlan, outcomes: P
       }
       listing = await refFromChunks(session.writer, { size, ids });
     }
-    const sum = (k: 'files' | 'bytes' | 'missing' | 'mismatches') => shards.reduce((n, s) => n + ((s[k] as number | undefined) ?? 0), 0);
-    sources.push({ kind: 'tarballs', name: src.name, location: shards[0]!.location, files: sum('files'), bytes: sum('bytes'), missing: sum('missing'), mismatches: sum('mismatches'), listing } satisfies TarballSourceSnapshot);
+    const sum = (k: 'files' | 'bytes' | 'missing' | 'mismatches') =>
+      shards.reduce((n, s) => n + ((s[k] as number | undefined) ?? 0), 0);
+    sources.push({
+      kind: 'tarballs',
+      name: src.name,
+      location: shards[0]!.location,
+      files: sum('files'),
+      bytes: sum('bytes'),
+      missing: sum('missing'),
+      mismatches: sum('mismatches'),
+      listing,
+    } satisfies TarballSourceSnapshot);
     summaries.push({ name: src.name, kind: 'tarballs', files: sum('files'), bytes: sum('bytes') });
   }
-  if (sources.length === 0) throw new SourceError(`no source could be read: ${findings.map((f) => f.message).join('; ')}`);
+  if (sources.length === 0)
+    throw new SourceError(`no source could be read: ${findings.map((f) => f.message).join('; ')}`);
 
   // Everything the snapshot refers to is stored (and indexed) on every target still in the run; then the snapshot.
   await session.writer.flush();
@@ -240,20 +324,29 @@ export async function commitBackup(config: Config, plan: BackupPlan, outcomes: P
     );
   }
   for (const [t, e] of session.fanout.failed) behind.set(t, e.message);
-  for (const t of behind.keys()) if (!session.fanout.failed.has(t)) session.fanout.fail(t, new Error(behind.get(t)!));
-  const stats: Partial<WriterStats> & { durationMs: number } = { durationMs: Date.now() - Date.parse(plan.started) };
-  for (const o of outcomes) for (const [k, v] of Object.entries(o.stats) as [keyof WriterStats, number][]) stats[k] = (stats[k] ?? 0) + v;
+  for (const t of behind.keys())
+    if (!session.fanout.failed.has(t)) session.fanout.fail(t, new Error(behind.get(t)!));
+  const stats: Partial<WriterStats> & { durationMs: number } = {
+    durationMs: Date.now() - Date.parse(plan.started),
+  };
+  for (const o of outcomes)
+    for (const [k, v] of Object.entries(o.stats) as [keyof WriterStats, number][])
+      stats[k] = (stats[k] ?? 0) + v;
   // Requests: the parts' (made in their sessions) plus this session's beyond them (commit, and in-process
   // runs whose parts shared this session are counted by their deltas already).
   const requests: Record<string, number> = {};
-  for (const o of outcomes) for (const [k, v] of Object.entries(o.requests)) requests[k] = (requests[k] ?? 0) + v;
+  for (const o of outcomes)
+    for (const [k, v] of Object.entries(o.requests)) requests[k] = (requests[k] ?? 0) + v;
   const sessionTotal = requestCounts(session);
   const inSession = outcomes.filter((o) => o.sessionId === session.id);
   for (const [k, v] of Object.entries(sessionTotal)) {
     const counted = inSession.reduce((n, o) => n + (o.requests[k] ?? 0), 0);
     requests[k] = (requests[k] ?? 0) + Math.max(0, v - counted);
   }
-  const manifest = newManifest(session.repo, sources, { ...(plan.parent ? { parent: plan.parent } : {}), stats: { ...(stats as Record<string, number>), ...requests } });
+  const manifest = newManifest(session.repo, sources, {
+    ...(plan.parent ? { parent: plan.parent } : {}),
+    stats: { ...(stats as Record<string, number>), ...requests },
+  });
   const sealed = await sealSnapshot(session.repo, manifest);
   await session.fanout.put(sealed.key, sealed.bytes);
   for (const [t, e] of session.fanout.failed) behind.set(t, e.message);

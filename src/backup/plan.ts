@@ -77,7 +77,8 @@ export function selectedSources(config: Config, names?: string[]) {
   const wanted = (name: string) => !names?.length || names.includes(name);
   const couch = config.sources.couchdb.filter((s) => wanted(s.name));
   const tarballs = config.sources.tarballs.filter((s) => wanted(s.name));
-  if (couch.length + tarballs.length === 0) throw new SourceError('no source to back up (the configuration lists none)');
+  if (couch.length + tarballs.length === 0)
+    throw new SourceError('no source to back up (the configuration lists none)');
   return { couch, tarballs };
 }
 
@@ -97,14 +98,22 @@ export interface Session {
 }
 
 /** Opens the repository on `targets` (names) with the worker key, for a plan's parts or commit. */
-export async function openSession(config: Config, targets: string[], opts: { workers?: number; stores?: ObjectStore[] } = {}): Promise<Session> {
+export async function openSession(
+  config: Config,
+  targets: string[],
+  opts: { workers?: number; stores?: ObjectStore[] } = {},
+): Promise<Session> {
   const worker = await loadWorkerKey(config.keys);
   const metrics = new Map(config.targets.map((t) => [t.name, new StoreMetrics()]));
   const all = opts.stores ?? config.targets.map((t) => openStore(t, { metrics: metrics.get(t.name) }));
   const stores = all.filter((s) => targets.includes(s.name));
   if (stores.length === 0) throw new TargetError('no target to write to');
   // Repository.open throws when no target answers; one that stopped answering since the plan is left behind.
-  const { repo, unreachable } = await Repository.open(stores, { worker }, { cacheRoot: config.cache ?? defaultCacheRoot() });
+  const { repo, unreachable } = await Repository.open(
+    stores,
+    { worker },
+    { cacheRoot: config.cache ?? defaultCacheRoot() },
+  );
   const index = await repo.loadIndex(repo.targets[0]);
   const fanout = new Fanout(repo.targets, retentionDaysOf(config));
   for (const u of unreachable) fanout.fail(u.target, u.error);
@@ -140,11 +149,18 @@ export async function planBackup(config: Config, opts: PlanOptions = {}): Promis
   const { couch, tarballs } = selectedSources(config, opts.sources);
   const worker = await loadWorkerKey(config.keys);
   const stores = opts.stores ?? config.targets.map((t) => openStore(t));
-  const { repo, unreachable } = await Repository.open(stores, { worker }, { cacheRoot: config.cache ?? defaultCacheRoot() });
+  const { repo, unreachable } = await Repository.open(
+    stores,
+    { worker },
+    { cacheRoot: config.cache ?? defaultCacheRoot() },
+  );
   const behind: Record<string, string> = {};
   for (const u of unreachable) {
     behind[u.target] = u.error.message;
-    logger.error({ target: u.target, err: u.error.message }, `target ${u.target} cannot be read; it is left behind this run`);
+    logger.error(
+      { target: u.target, err: u.error.message },
+      `target ${u.target} cannot be read; it is left behind this run`,
+    );
   }
   try {
     const index = await repo.loadIndex(repo.targets[0]);
@@ -152,9 +168,19 @@ export async function planBackup(config: Config, opts: PlanOptions = {}): Promis
     const sync = await catchUp(repo.targets, { packHash: (id) => index.packById(id)?.sha256, skip });
     for (const [t, e] of sync.failed) behind[t] = e.message;
     const live = repo.targets.filter((t) => !(t.name in behind));
-    if (live.length === 0) throw new TargetError(`no target can be written (${Object.entries(behind).map(([n, e]) => `${n}: ${e}`).join('; ')})`);
+    if (live.length === 0)
+      throw new TargetError(
+        `no target can be written (${Object.entries(behind)
+          .map(([n, e]) => `${n}: ${e}`)
+          .join('; ')})`,
+      );
 
-    const previous = await previousEntries(repo, live[0]!, [...couch, ...tarballs].map((s) => s.name), logger);
+    const previous = await previousEntries(
+      repo,
+      live[0]!,
+      [...couch, ...tarballs].map((s) => s.name),
+      logger,
+    );
     const failed: Finding[] = [];
     const stage1: BackupPart[] = [];
     for (const src of couch) {
@@ -168,7 +194,15 @@ export async function planBackup(config: Config, opts: PlanOptions = {}): Promis
     const stage2: BackupPart[] = [];
     for (const src of tarballs) {
       const shards = await planShards(src, opts.tarballShards ?? 1);
-      shards.forEach((shard, index) => stage2.push({ kind: 'tarballs', source: src.name, ...(shard.from || shard.to ? { shard } : {}), index, count: shards.length }));
+      shards.forEach((shard, index) =>
+        stage2.push({
+          kind: 'tarballs',
+          source: src.name,
+          ...(shard.from || shard.to ? { shard } : {}),
+          index,
+          count: shards.length,
+        }),
+      );
     }
     const caughtUp: BackupPlan['caughtUp'] = {};
     for (const [t, c] of sync.copied) if (c.objects) caughtUp[t] = c;
@@ -180,7 +214,10 @@ export async function planBackup(config: Config, opts: PlanOptions = {}): Promis
       targets: live.map((t) => t.name),
       behind,
       caughtUp,
-      sources: [...couch.map((c) => ({ name: c.name, kind: 'couchdb' as const })), ...tarballs.map((t) => ({ name: t.name, kind: 'tarballs' as const }))],
+      sources: [
+        ...couch.map((c) => ({ name: c.name, kind: 'couchdb' as const })),
+        ...tarballs.map((t) => ({ name: t.name, kind: 'tarballs' as const })),
+      ],
       stage1,
       stage2,
       failed,
@@ -190,7 +227,12 @@ export async function planBackup(config: Config, opts: PlanOptions = {}): Promis
   }
 }
 
-async function previousEntries(repo: Repository, store: ObjectStore, names: string[], logger: Logger): Promise<{ latest?: string; bySource: BackupPlan['previous'] }> {
+async function previousEntries(
+  repo: Repository,
+  store: ObjectStore,
+  names: string[],
+  logger: Logger,
+): Promise<{ latest?: string; bySource: BackupPlan['previous'] }> {
   const list = await listSnapshots(store);
   const bySource: BackupPlan['previous'] = {};
   const latest = list[list.length - 1]?.id;
@@ -200,10 +242,14 @@ async function previousEntries(repo: Repository, store: ObjectStore, names: stri
     try {
       m = await loadSnapshot(repo, store, list[i]!);
     } catch (err) {
-      logger.warn({ snapshot: list[i]!.id, err: messageOf(err) }, 'an earlier snapshot cannot be read; skipping it for incremental state');
+      logger.warn(
+        { snapshot: list[i]!.id, err: messageOf(err) },
+        'an earlier snapshot cannot be read; skipping it for incremental state',
+      );
       continue;
     }
-    for (const s of m.sources) if (!(s.name in bySource)) bySource[s.name] = { snapshot: list[i]!.id, entry: s };
+    for (const s of m.sources)
+      if (!(s.name in bySource)) bySource[s.name] = { snapshot: list[i]!.id, entry: s };
   }
   return { latest, bySource };
 }

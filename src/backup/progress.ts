@@ -27,11 +27,16 @@ export class Progress {
     const secs = (Date.now() - this.start) / 1000;
     const rate = secs > 0 ? this.bytes / secs : 0;
     const parts = [this.phase];
-    if (this.docs || this.docsTotal) parts.push(`docs ${this.docs.toLocaleString('en-US')}${this.docsTotal ? `/${this.docsTotal.toLocaleString('en-US')}` : ''}`);
+    if (this.docs || this.docsTotal)
+      parts.push(
+        `docs ${this.docs.toLocaleString('en-US')}${this.docsTotal ? `/${this.docsTotal.toLocaleString('en-US')}` : ''}`,
+      );
     if (this.files) parts.push(`files ${this.files.toLocaleString('en-US')}`);
     parts.push(formatBytes(this.bytes), `${formatBytes(rate)}/s`);
-    if (this.bytesTotal > this.bytes && rate > 0) parts.push(`ETA ${formatDuration(((this.bytesTotal - this.bytes) / rate) * 1000)}`);
-    else if (this.docsTotal > this.docs && this.docs > 0) parts.push(`ETA ${formatDuration((secs * 1000 * (this.docsTotal - this.docs)) / this.docs)}`);
+    if (this.bytesTotal > this.bytes && rate > 0)
+      parts.push(`ETA ${formatDuration(((this.bytesTotal - this.bytes) / rate) * 1000)}`);
+    else if (this.docsTotal > this.docs && this.docs > 0)
+      parts.push(`ETA ${formatDuration((secs * 1000 * (this.docsTotal - this.docs)) / this.docs)}`);
     return parts.filter(Boolean).join(' · ');
   }
 

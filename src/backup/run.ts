@@ -33,7 +33,10 @@ export async function runBackup(config: Config, opts: BackupOptions = {}): Promi
   const logger = opts.logger ?? rootLog();
   const signal = opts.signal ?? new AbortController().signal;
   const progress = opts.progress ?? new Progress();
-  const interrupted = () => new InterruptedError('backup interrupted; nothing of this run was committed, earlier snapshots are intact');
+  const interrupted = () =>
+    new InterruptedError(
+      'backup interrupted; nothing of this run was committed, earlier snapshots are intact',
+    );
   progress.phase = 'plan';
   const plan = await planBackup(config, { sources: opts.sources, logger, stores: opts.stores });
   const session = await openSession(config, plan.targets, { workers: opts.workers, stores: opts.stores });

@@ -20,7 +20,12 @@ export function buildProgram(ctxRef: { ctx?: CliContext }): Command {
         'snapshots of CouchDB and tarball stores, written to several providers at once, with restore drills.',
     )
     .version(version(), '-V, --version', 'print the version')
-    .addOption(new Option('-c, --config <path>', 'configuration file (default: $REGBACKUP_CONFIG or ./regbackup.yaml)'))
+    .addOption(
+      new Option(
+        '-c, --config <path>',
+        'configuration file (default: $REGBACKUP_CONFIG or ./regbackup.yaml)',
+      ),
+    )
     .option('--json', 'machine-readable output (JSON on stdout)')
     .option('--debug', 'verbose logs and stack traces on errors')
     .option('-q, --quiet', 'only warnings and errors on stderr, no progress')
@@ -61,7 +66,11 @@ export async function main(argv: string[]): Promise<number> {
 function reportError(err: unknown, opts: { debug: boolean; json: boolean }): number {
   if (err instanceof CommanderError) {
     // Help and version are printed by commander and end with exit code 0.
-    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
+    if (
+      err.code === 'commander.helpDisplayed' ||
+      err.code === 'commander.version' ||
+      err.code === 'commander.help'
+    ) {
       return ExitCode.ok;
     }
     return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
@@ -75,6 +84,9 @@ function reportError(err: unknown, opts: { debug: boolean; json: boolean }): num
   process.stderr.write(`regbackup: internal error: ${redactString(messageOf(err))}\n`);
   if (opts.debug && err instanceof Error && err.stack) process.stderr.write(`${redactString(err.stack)}\n`);
   else process.stderr.write('(run again with --debug for a stack trace; this is a bug, please report it)\n');
-  if (opts.json) process.stdout.write(`${JSON.stringify({ error: 'E_INTERNAL', message: redactString(messageOf(err)), exitCode: ExitCode.internal })}\n`);
+  if (opts.json)
+    process.stdout.write(
+      `${JSON.stringify({ error: 'E_INTERNAL', message: redactString(messageOf(err)), exitCode: ExitCode.internal })}\n`,
+    );
   return ExitCode.internal;
 }

@@ -14,17 +14,31 @@ export interface OpenOptions {
 }
 
 /** Opens the configured repository for a command: keys from the configuration (and --identity). */
-export async function openRepository(c: CliContext, o: OpenOptions = {}): Promise<{ repo: Repository; worker?: WorkerKey; restore?: RestoreIdentity }> {
+export async function openRepository(
+  c: CliContext,
+  o: OpenOptions = {},
+): Promise<{ repo: Repository; worker?: WorkerKey; restore?: RestoreIdentity }> {
   const { config } = c.config();
   const targets = o.target ? config.targets.filter((t) => t.name === o.target) : config.targets;
-  if (o.target && targets.length === 0) throw new UsageError(`no target named ${o.target} (configured: ${config.targets.map((t) => t.name).join(', ')})`);
+  if (o.target && targets.length === 0)
+    throw new UsageError(
+      `no target named ${o.target} (configured: ${config.targets.map((t) => t.name).join(', ')})`,
+    );
   const identityFile = o.identity ?? config.identity;
   let restore: RestoreIdentity | undefined;
   if (identityFile) restore = await loadRestoreIdentity(identityFile);
-  else if (o.needIdentity) throw new KeyError('this command needs the restore identity: pass --identity FILE (or set `identity:` in the configuration)');
+  else if (o.needIdentity)
+    throw new KeyError(
+      'this command needs the restore identity: pass --identity FILE (or set `identity:` in the configuration)',
+    );
   let worker: WorkerKey | undefined;
   if (!o.needIdentity || !restore) worker = await loadWorkerKey(config.keys);
-  const { repo, unreachable } = await Repository.open(targets.map((t) => openStore(t)), { worker, restore }, { cacheRoot: config.cache ?? defaultCacheRoot() });
-  for (const u of unreachable) c.log.warn({ target: u.target, err: u.error.message }, `target ${u.target} cannot be read`);
+  const { repo, unreachable } = await Repository.open(
+    targets.map((t) => openStore(t)),
+    { worker, restore },
+    { cacheRoot: config.cache ?? defaultCacheRoot() },
+  );
+  for (const u of unreachable)
+    c.log.warn({ target: u.target, err: u.error.message }, `target ${u.target} cannot be read`);
   return { repo, worker, restore };
 }

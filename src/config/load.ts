@@ -43,7 +43,9 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   }
   const raw: unknown = doc.toJS();
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new ConfigError(`configuration ${file} must be a YAML mapping of keys (keys:, sources:, targets:, …)`);
+    throw new ConfigError(
+      `configuration ${file} must be a YAML mapping of keys (keys:, sources:, targets:, …)`,
+    );
   }
 
   const problems: string[] = [];
@@ -55,7 +57,8 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     for (const issue of result.error.issues) {
       const where = formatPath(issue.path);
       // A value that failed because its ${VAR} is unset is already reported once.
-      if ([...unset].some((u) => where === u || where.startsWith(`${u}.`) || where.startsWith(`${u}[`))) continue;
+      if ([...unset].some((u) => where === u || where.startsWith(`${u}.`) || where.startsWith(`${u}[`)))
+        continue;
       problems.push(describeIssue(issue, where));
     }
   }
@@ -79,19 +82,22 @@ function interpolate(
   if (typeof value === 'string') {
     if (!value.includes('$')) return value;
     let failed = false;
-    const out = value.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (m, name: string | undefined, fallback: string | undefined) => {
-      if (m === '$$') return '$';
-      const fromEnv = env[name!];
-      const v = fromEnv === undefined || fromEnv === '' ? fallback : fromEnv;
-      if (v === undefined || v === '') {
-        problems.push(`${formatPath(at)}: environment variable \${${name}} is not set`);
-        failed = true;
-        return '';
-      }
-      // Whatever comes from the environment is treated as a secret: it never reaches a log line.
-      registerSecret(v);
-      return v;
-    });
+    const out = value.replace(
+      /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g,
+      (m, name: string | undefined, fallback: string | undefined) => {
+        if (m === '$$') return '$';
+        const fromEnv = env[name!];
+        const v = fromEnv === undefined || fromEnv === '' ? fallback : fromEnv;
+        if (v === undefined || v === '') {
+          problems.push(`${formatPath(at)}: environment variable \${${name}} is not set`);
+          failed = true;
+          return '';
+        }
+        // Whatever comes from the environment is treated as a secret: it never reaches a log line.
+        registerSecret(v);
+        return v;
+      },
+    );
     if (failed) {
       unset.add(formatPath(at));
       return undefined;
@@ -132,12 +138,17 @@ function describeIssue(issue: z.core.$ZodIssue, where: string): string {
         : `${where}: got ${show(input)}, expected ${issue.expected}`;
     case 'unrecognized_keys':
       return issue.keys
-        .map((k) => `${where === '(top level)' ? k : `${where}.${k}`}: unknown key (check the spelling against config/regbackup.example.yaml)`)
+        .map(
+          (k) =>
+            `${where === '(top level)' ? k : `${where}.${k}`}: unknown key (check the spelling against config/regbackup.example.yaml)`,
+        )
         .join('\n  - ');
     case 'invalid_union': {
       const disc = (issue as { discriminator?: string; options?: unknown[] }).options;
       if (disc) {
-        const got = (input as Record<string, unknown> | undefined)?.[(issue as { discriminator?: string }).discriminator ?? ''];
+        const got = (input as Record<string, unknown> | undefined)?.[
+          (issue as { discriminator?: string }).discriminator ?? ''
+        ];
         return `${where}: got ${show(got)}, expected one of ${disc.map((o) => String(o)).join(', ')}`;
       }
       return `${where}: got ${show(input)}, which matches none of the allowed forms`;
@@ -162,7 +173,10 @@ function semanticProblems(c: Config): string[] {
       seen.add(n);
     }
   };
-  dup('targets', c.targets.map((t) => t.name));
+  dup(
+    'targets',
+    c.targets.map((t) => t.name),
+  );
   dup('sources', [...c.sources.couchdb.map((s) => s.name), ...c.sources.tarballs.map((s) => s.name)]);
   return problems;
 }

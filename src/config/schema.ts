@@ -18,7 +18,10 @@ const size = (def: number) =>
     .transform((v, ctx) => {
       const n = parseSize(v);
       if (n === undefined) {
-        ctx.addIssue({ code: 'custom', message: 'expected a size such as 16MiB, 512KiB or a number of bytes' });
+        ctx.addIssue({
+          code: 'custom',
+          message: 'expected a size such as 16MiB, 512KiB or a number of bytes',
+        });
         return z.NEVER;
       }
       return n;

@@ -61,17 +61,37 @@ export interface CheckOptions {
   maxListed?: number;
 }
 
-export async function checkTarget(repo: Repository, store: ObjectStore, opts: CheckOptions): Promise<TargetCheck> {
+export async function checkTarget(
+  repo: Repository,
+  store: ObjectStore,
+  opts: CheckOptions,
+): Promise<TargetCheck> {
   const readData = opts.readData ?? 0;
-  if (readData > 0 && !repo.access.restore) throw new KeyError('check --read-data needs the restore identity (--identity FILE): data packs are readable only with it');
+  if (readData > 0 && !repo.access.restore)
+    throw new KeyError(
+      'check --read-data needs the restore identity (--identity FILE): data packs are readable only with it',
+    );
   const maxListed = opts.maxListed ?? 100;
-  const result: TargetCheck = { target: store.name, ok: true, snapshots: 0, indexObjects: 0, packs: 0, unindexedPacks: 0, neededBlobs: 0, packsRead: 0, bytesRead: 0, blobsVerified: 0, problems: [] };
+  const result: TargetCheck = {
+    target: store.name,
+    ok: true,
+    snapshots: 0,
+    indexObjects: 0,
+    packs: 0,
+    unindexedPacks: 0,
+    neededBlobs: 0,
+    packsRead: 0,
+    bytesRead: 0,
+    blobsVerified: 0,
+    problems: [],
+  };
   const counts = new Map<ProblemKind, number>();
   const problem = (kind: ProblemKind, object: string, message: string) => {
     const n = (counts.get(kind) ?? 0) + 1;
     counts.set(kind, n);
     if (n <= maxListed) result.problems.push({ kind, object, message });
-    else if (n === maxListed + 1) result.problems.push({ kind, object: '…', message: `more problems of this kind are not listed` });
+    else if (n === maxListed + 1)
+      result.problems.push({ kind, object: '…', message: `more problems of this kind are not listed` });
   };
   const tmp = await mkdtemp(path.join(repo.cacheDir, `check-${store.name}-`));
   const index = BlobIndex.open(path.join(tmp, 'index'));
@@ -80,7 +100,8 @@ export async function checkTarget(repo: Repository, store: ObjectStore, opts: Ch
     for await (const o of store.list(META_PREFIX.index)) {
       result.indexObjects++;
       try {
-        for (const p of decodeIndexBody(await repo.readMeta('index', o.key, store), o.key)) index.addPack(p.info, p.entries);
+        for (const p of decodeIndexBody(await repo.readMeta('index', o.key, store), o.key))
+          index.addPack(p.info, p.entries);
       } catch (err) {
         if (!(err instanceof RegbackupError)) throw err;
         problem('bad-index', o.key, err.message);
@@ -98,7 +119,8 @@ export async function checkTarget(repo: Repository, store: ObjectStore, opts: Ch
       indexed.add(key);
       const o = objects.get(key);
       if (!o) problem('missing-pack', key, `pack ${key} is in the index but not on the target`);
-      else if (o.size !== p.size) problem('pack-size', key, `pack ${key} is ${o.size} bytes, the index says ${p.size}`);
+      else if (o.size !== p.size)
+        problem('pack-size', key, `pack ${key} is ${o.size} bytes, the index says ${p.size}`);
     }
     for (const k of objects.keys()) if (!indexed.has(k)) result.unindexedPacks++;
 
@@ -113,7 +135,11 @@ export async function checkTarget(repo: Repository, store: ObjectStore, opts: Ch
         good.push(info);
         const parentTime = m.parent ? times.get(m.parent) : undefined;
         if (parentTime && parentTime.getTime() > Date.parse(m.time)) {
-          problem('time-order', info.key, `snapshot ${info.id.slice(0, 12)} (${m.time}) is older than its parent ${m.parent!.slice(0, 12)} (${parentTime.toISOString()})`);
+          problem(
+            'time-order',
+            info.key,
+            `snapshot ${info.id.slice(0, 12)} (${m.time}) is older than its parent ${m.parent!.slice(0, 12)} (${parentTime.toISOString()})`,
+          );
         }
       } catch (err) {
         if (!(err instanceof RegbackupError)) throw err;
@@ -129,7 +155,8 @@ export async function checkTarget(repo: Repository, store: ObjectStore, opts: Ch
       for await (const hex of refs.ids) {
         result.neededBlobs++;
         while (!cur.done && cur.value.id.toString('hex') < hex) cur = rec.next();
-        if (cur.done || cur.value.id.toString('hex') !== hex) problem('missing-blob', hex, `blob ${hex} is needed by a snapshot but no index object names it`);
+        if (cur.done || cur.value.id.toString('hex') !== hex)
+          problem('missing-blob', hex, `blob ${hex} is needed by a snapshot but no index object names it`);
       }
       rec.return(undefined);
     } catch (err) {
@@ -160,8 +187,13 @@ export async function checkTarget(repo: Repository, store: ObjectStore, opts: Ch
         try {
           const plain = await decrypt(repo.identities!, bytes);
           for (const e of parsePackTrailer(plain, key)) {
-            const raw = decompressBlob(plain.subarray(e.offset, e.offset + e.length), e.compression, e.rawLength);
-            if (!blobId(repo.idKey, e.type, raw).equals(e.id)) throw new Error(`blob ${e.id.toString('hex')} does not match its ID`);
+            const raw = decompressBlob(
+              plain.subarray(e.offset, e.offset + e.length),
+              e.compression,
+              e.rawLength,
+            );
+            if (!blobId(repo.idKey, e.type, raw).equals(e.id))
+              throw new Error(`blob ${e.id.toString('hex')} does not match its ID`);
             result.blobsVerified++;
           }
         } catch (err) {
@@ -171,7 +203,10 @@ export async function checkTarget(repo: Repository, store: ObjectStore, opts: Ch
       }
     }
     result.ok = counts.size === 0;
-    opts.logger.info({ target: store.name, ok: result.ok, problems: [...counts].map(([k, n]) => `${k}:${n}`).join(',') }, 'check finished');
+    opts.logger.info(
+      { target: store.name, ok: result.ok, problems: [...counts].map(([k, n]) => `${k}:${n}`).join(',') },
+      'check finished',
+    );
     return result;
   } finally {
     index.close();

@@ -26,7 +26,12 @@ export const DEFAULT_PRICES: Record<string, Price> = {
   ARCHIVE: { storagePerGBMonth: 0.0012, putPer1000: 0.01, getPer1000: 0.05, minimumDays: 365 },
 };
 /** GCS Standard is a little cheaper than S3 Standard. */
-const GCS_STANDARD: Price = { storagePerGBMonth: 0.02, putPer1000: 0.005, getPer1000: 0.0004, minimumDays: 0 };
+const GCS_STANDARD: Price = {
+  storagePerGBMonth: 0.02,
+  putPer1000: 0.005,
+  getPer1000: 0.0004,
+  minimumDays: 0,
+};
 
 export interface TargetCost {
   target: string;
@@ -48,7 +53,14 @@ export interface CostReport {
   /** From the newest snapshot: the bytes it stands for, and what the targets hold. */
   latest?: { snapshot: string; logicalBytes: number; storedBytes: number; ratio: number };
   /** Over the recent runs: bytes read, new (after deduplication), stored (after compression). */
-  recent: { runs: number; bytesIn: number; newBytes: number; storedBytes: number; dedupSaved: number; compressionSaved: number };
+  recent: {
+    runs: number;
+    bytesIn: number;
+    newBytes: number;
+    storedBytes: number;
+    dedupSaved: number;
+    compressionSaved: number;
+  };
   monthlyTotal: number;
 }
 
@@ -59,8 +71,16 @@ export function priceOf(config: Config, target: Config['targets'][number]): Pric
   return DEFAULT_PRICES[target.storageClass] ?? DEFAULT_PRICES.STANDARD!;
 }
 
-export async function costReport(config: Config, repo: Repository, opts: { recentRuns?: number } = {}): Promise<CostReport> {
-  const report: CostReport = { targets: [], recent: { runs: 0, bytesIn: 0, newBytes: 0, storedBytes: 0, dedupSaved: 0, compressionSaved: 0 }, monthlyTotal: 0 };
+export async function costReport(
+  config: Config,
+  repo: Repository,
+  opts: { recentRuns?: number } = {},
+): Promise<CostReport> {
+  const report: CostReport = {
+    targets: [],
+    recent: { runs: 0, bytesIn: 0, newBytes: 0, storedBytes: 0, dedupSaved: 0, compressionSaved: 0 },
+    monthlyTotal: 0,
+  };
   const first = repo.targets[0]!;
   const infos = (await listSnapshots(first)).slice(-(opts.recentRuns ?? 24));
   const stats: Record<string, number>[] = [];
@@ -71,7 +91,11 @@ export async function costReport(config: Config, repo: Repository, opts: { recen
       if (m.stats) stats.push(m.stats);
       const logical = m.sources.reduce((n, s) => {
         const x = s as { bytes?: number; databases?: { bodyBytes?: number; attachmentBytes?: number }[] };
-        return n + (x.bytes ?? 0) + (x.databases ?? []).reduce((k, d) => k + (d.bodyBytes ?? 0) + (d.attachmentBytes ?? 0), 0);
+        return (
+          n +
+          (x.bytes ?? 0) +
+          (x.databases ?? []).reduce((k, d) => k + (d.bodyBytes ?? 0) + (d.attachmentBytes ?? 0), 0)
+        );
       }, 0);
       latest = { snapshot: info.id, logicalBytes: logical, storedBytes: 0, ratio: 0 };
     } catch (err) {
@@ -102,10 +126,24 @@ export async function costReport(config: Config, repo: Repository, opts: { recen
     }
     const price = priceOf(config, cfg);
     const req = { put: 0, get: 0, list: 0, delete: 0 };
-    for (const s of stats) for (const k of Object.keys(req) as (keyof typeof req)[]) req[k] += s[`requests.${t.name}.${k}`] ?? 0;
+    for (const s of stats)
+      for (const k of Object.keys(req) as (keyof typeof req)[]) req[k] += s[`requests.${t.name}.${k}`] ?? 0;
     const storagePerMonth = (bytes / 1e9) * price.storagePerGBMonth;
-    const requestCost = (req.put / 1000) * price.putPer1000 + ((req.get + req.list) / 1000) * price.getPer1000;
-    report.targets.push({ target: t.name, type: cfg.type, storageClass: cfg.storageClass, objects, bytes, byPrefix, price, storagePerMonth, recentRuns: stats.length, recentRequests: req, requestCost });
+    const requestCost =
+      (req.put / 1000) * price.putPer1000 + ((req.get + req.list) / 1000) * price.getPer1000;
+    report.targets.push({
+      target: t.name,
+      type: cfg.type,
+      storageClass: cfg.storageClass,
+      objects,
+      bytes,
+      byPrefix,
+      price,
+      storagePerMonth,
+      recentRuns: stats.length,
+      recentRequests: req,
+      requestCost,
+    });
     report.monthlyTotal += storagePerMonth;
   }
   if (latest && report.targets[0]) {

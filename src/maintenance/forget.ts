@@ -17,7 +17,11 @@ export interface ForgetResult {
   forgotten: number;
 }
 
-export async function forget(repo: Repository, policy: RetentionPolicy, opts: { dryRun?: boolean; logger: Logger }): Promise<ForgetResult> {
+export async function forget(
+  repo: Repository,
+  policy: RetentionPolicy,
+  opts: { dryRun?: boolean; logger: Logger },
+): Promise<ForgetResult> {
   const store = repo.targets[0]!;
   const infos = await listSnapshots(store);
   const inputs: { id: string; time: Date; sources: string[]; key: string }[] = [];
@@ -33,7 +37,10 @@ export async function forget(repo: Repository, policy: RetentionPolicy, opts: { 
     }
     inputs.push({ id: info.id, time: info.time, sources, key: info.key });
   }
-  const decisions: ForgetResult['decisions'] = applyRetention(inputs, policy).map((d) => ({ ...d, sources: inputs.find((i) => i.id === d.id)!.sources }));
+  const decisions: ForgetResult['decisions'] = applyRetention(inputs, policy).map((d) => ({
+    ...d,
+    sources: inputs.find((i) => i.id === d.id)!.sources,
+  }));
   for (const d of decisions) {
     if (d.sources.includes('(unreadable)')) {
       d.keep = true;
@@ -80,5 +87,9 @@ export async function forget(repo: Repository, policy: RetentionPolicy, opts: { 
       forgotten++;
     }
   }
-  return { decisions, kept: decisions.filter((d) => d.keep).length, forgotten: opts.dryRun ? decisions.filter((d) => !d.keep).length : forgotten };
+  return {
+    decisions,
+    kept: decisions.filter((d) => d.keep).length,
+    forgotten: opts.dryRun ? decisions.filter((d) => !d.keep).length : forgotten,
+  };
 }

@@ -43,7 +43,10 @@ export interface Mark {
 const NAME = /^marks\/(\d{8}T\d{6}Z)-([0-9a-f]{64})$/;
 
 function nameTime(d: Date): string {
-  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
+  return d
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z');
 }
 
 export async function loadMarks(repo: Repository, store: ObjectStore): Promise<Mark[]> {
@@ -54,7 +57,12 @@ export async function loadMarks(repo: Repository, store: ObjectStore): Promise<M
     keys.map((key) =>
       limit(async () => {
         const body = JSON.parse((await repo.readMeta('mark', key, store)).toString('utf8')) as MarkBody;
-        if (body.version !== 1 || !Array.isArray(body.packs) || !Array.isArray(body.repack) || !['marked', 'executed', 'forgotten'].includes(body.kind)) {
+        if (
+          body.version !== 1 ||
+          !Array.isArray(body.packs) ||
+          !Array.isArray(body.repack) ||
+          !['marked', 'executed', 'forgotten'].includes(body.kind)
+        ) {
           throw new IntegrityError(`mark ${key} on ${store.name} has an unknown shape`);
         }
         return { key, body };
@@ -64,7 +72,11 @@ export async function loadMarks(repo: Repository, store: ObjectStore): Promise<M
   return marks.sort((a, b) => a.body.time.localeCompare(b.body.time));
 }
 
-export async function sealMark(repo: Repository, body: Omit<MarkBody, 'version' | 'time' | 'host'>, now = new Date()): Promise<{ key: string; bytes: Buffer; body: MarkBody }> {
+export async function sealMark(
+  repo: Repository,
+  body: Omit<MarkBody, 'version' | 'time' | 'host'>,
+  now = new Date(),
+): Promise<{ key: string; bytes: Buffer; body: MarkBody }> {
   const full: MarkBody = { version: 1, time: now.toISOString(), host: os.hostname(), ...body };
   const sealed = await repo.sealMeta('mark', Buffer.from(JSON.stringify(full)), `${nameTime(now)}-`);
   return { key: sealed.key, bytes: sealed.bytes, body: full };

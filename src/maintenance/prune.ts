@@ -82,12 +82,17 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
   const grace = opts.grace ?? config.prune.grace;
   const threshold = opts.repackThreshold ?? config.prune.repackThreshold;
   const dry = Boolean(opts.dryRun);
-  if (!repo.access.worker) throw new KeyError('prune needs the worker key (it writes marks and index objects)');
+  if (!repo.access.worker)
+    throw new KeyError('prune needs the worker key (it writes marks and index objects)');
   const targets = repo.targets;
-  const sync = dry ? { failed: new Map() } : await catchUp(targets, { skip: deletedKeys(await loadMarks(repo, targets[0]!)) });
+  const sync = dry
+    ? { failed: new Map() }
+    : await catchUp(targets, { skip: deletedKeys(await loadMarks(repo, targets[0]!)) });
   if (sync.failed.size) {
     const [t, e] = [...sync.failed][0]!;
-    throw new IntegrityError(`target ${t} cannot be brought in line with the others (${(e as Error).message}); prune refuses to run on targets that differ`);
+    throw new IntegrityError(
+      `target ${t} cannot be brought in line with the others (${(e as Error).message}); prune refuses to run on targets that differ`,
+    );
   }
   const store = targets[0]!;
   const index = await repo.loadIndex(store, 'prune-index');
@@ -110,7 +115,15 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
     const unneeded = new Set([...states.values()].filter((s) => s.live === 0).map((s) => s.info.id));
     for (const o of orphans) unneeded.add(o);
     const sparse = new Set(
-      [...states.values()].filter((s) => s.live > 0 && s.dead > 0 && s.info.type === BlobType.tree && s.live / (s.live + s.dead) < threshold).map((s) => s.info.id),
+      [...states.values()]
+        .filter(
+          (s) =>
+            s.live > 0 &&
+            s.dead > 0 &&
+            s.info.type === BlobType.tree &&
+            s.live / (s.live + s.dead) < threshold,
+        )
+        .map((s) => s.info.id),
     );
 
     const report: PruneReport = {
@@ -121,18 +134,37 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
         unneeded: unneeded.size,
         sparse: sparse.size,
         orphaned: orphans.length,
-        unneededBytes: [...unneeded].reduce((n, id) => n + (states.get(id)?.info.size ?? objects.get(keyOf(id))?.size ?? 0), 0),
+        unneededBytes: [...unneeded].reduce(
+          (n, id) => n + (states.get(id)?.info.size ?? objects.get(keyOf(id))?.size ?? 0),
+          0,
+        ),
       },
       marked: { packs: 0, repack: 0, bytes: 0 },
       executed: 0,
-      targets: targets.map((t) => ({ target: t.name, deletedPacks: 0, freedBytes: 0, repackedPacks: 0, rewrittenIndexObjects: 0, deletedMarks: 0, keptYoung: 0, keptRetention: 0 })),
+      targets: targets.map((t) => ({
+        target: t.name,
+        deletedPacks: 0,
+        freedBytes: 0,
+        repackedPacks: 0,
+        rewrittenIndexObjects: 0,
+        deletedMarks: 0,
+        keptYoung: 0,
+        keptRetention: 0,
+      })),
       durationMs: 0,
     };
     const tr = (name: string) => report.targets.find((t) => t.target === name)!;
 
     // 2. Act on marks older than the grace period.
-    const executedOf = new Set(marks.filter((m) => m.body.kind === 'executed' && m.body.of).map((m) => m.body.of!));
-    const due = marks.filter((m) => m.body.kind === 'marked' && !executedOf.has(m.key) && now.getTime() - Date.parse(m.body.time) >= grace);
+    const executedOf = new Set(
+      marks.filter((m) => m.body.kind === 'executed' && m.body.of).map((m) => m.body.of!),
+    );
+    const due = marks.filter(
+      (m) =>
+        m.body.kind === 'marked' &&
+        !executedOf.has(m.key) &&
+        now.getTime() - Date.parse(m.body.time) >= grace,
+    );
     const stillMarked = new Set<string>();
     if (due.length && !dry) {
       let del = new Set(due.flatMap((m) => m.body.packs).filter((p) => unneeded.has(p)));
@@ -141,7 +173,10 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
       const keep = new Set<string>();
       for (const t of targets) {
         const cfg = config.targets.find((c) => c.name === t.name);
-        const minDays = config.prices[cfg?.storageClass ?? 'STANDARD']?.minimumDays ?? MINIMUM_DAYS[cfg?.storageClass ?? 'STANDARD'] ?? 0;
+        const minDays =
+          config.prices[cfg?.storageClass ?? 'STANDARD']?.minimumDays ??
+          MINIMUM_DAYS[cfg?.storageClass ?? 'STANDARD'] ??
+          0;
         const lockDays = retentionDaysOf(config).get(t.name) ?? 0;
         for (const id of [...del, ...rep]) {
           const o = objects.get(keyOf(id));
@@ -161,7 +196,11 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
 
       // Announce before deleting: a backup committing from now on sees it and refuses if it used these packs.
       const fan = new Fanout(targets);
-      const intent = await sealMark(repo, { kind: 'executed', packs: [...del], repack, of: due[due.length - 1]!.key }, now);
+      const intent = await sealMark(
+        repo,
+        { kind: 'executed', packs: [...del], repack, of: due[due.length - 1]!.key },
+        now,
+      );
       await fan.put(intent.key, intent.bytes);
       // Snapshots committed since the scan (before the announcement) keep what they need.
       const seen = new Set(snapshots.map((s) => s.id));
@@ -181,7 +220,9 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
       if (repack.length) {
         const writer = new BlobWriter(repo, index, fan, { workers: 1, exclude: new Set(repack) });
         try {
-          for (const id of repack) for (const blob of liveTree.get(id) ?? []) await writer.write(await reader.read(blob), 'blob-tree');
+          for (const id of repack)
+            for (const blob of liveTree.get(id) ?? [])
+              await writer.write(await reader.read(blob), 'blob-tree');
           await writer.flush();
         } finally {
           await writer.close();
@@ -208,11 +249,26 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
     }
 
     // 3. Mark what is unneeded now (and not yet marked); a later run deletes it.
-    const pending = new Set(marks.filter((m) => m.body.kind === 'marked' && !due.includes(m)).flatMap((m) => [...m.body.packs, ...m.body.repack]));
+    const pending = new Set(
+      marks
+        .filter((m) => m.body.kind === 'marked' && !due.includes(m))
+        .flatMap((m) => [...m.body.packs, ...m.body.repack]),
+    );
     for (const p of stillMarked) pending.delete(p);
-    const toMark = [...unneeded].filter((p) => !pending.has(p) && (dry || !due.some((m) => m.body.packs.includes(p)) || stillMarked.has(p)));
-    const toRepack = [...sparse].filter((p) => !pending.has(p) && !unneeded.has(p) && (dry || !due.some((m) => m.body.repack.includes(p)) || stillMarked.has(p)));
-    report.marked = { packs: toMark.length, repack: toRepack.length, bytes: toMark.reduce((n, id) => n + (objects.get(keyOf(id))?.size ?? 0), 0) };
+    const toMark = [...unneeded].filter(
+      (p) => !pending.has(p) && (dry || !due.some((m) => m.body.packs.includes(p)) || stillMarked.has(p)),
+    );
+    const toRepack = [...sparse].filter(
+      (p) =>
+        !pending.has(p) &&
+        !unneeded.has(p) &&
+        (dry || !due.some((m) => m.body.repack.includes(p)) || stillMarked.has(p)),
+    );
+    report.marked = {
+      packs: toMark.length,
+      repack: toRepack.length,
+      bytes: toMark.reduce((n, id) => n + (objects.get(keyOf(id))?.size ?? 0), 0),
+    };
     if (!dry && toMark.length + toRepack.length > 0) {
       const m = await sealMark(repo, { kind: 'marked', packs: toMark, repack: toRepack }, now);
       await new Fanout(targets).put(m.key, m.bytes);
@@ -232,7 +288,10 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
       }
     }
     report.durationMs = Date.now() - started;
-    opts.logger.info({ deleted: report.targets[0]?.deletedPacks, marked: report.marked.packs, executed: report.executed }, 'prune finished');
+    opts.logger.info(
+      { deleted: report.targets[0]?.deletedPacks, marked: report.marked.packs, executed: report.executed },
+      'prune finished',
+    );
     return report;
   } finally {
     index.close();
@@ -250,7 +309,10 @@ function keyOfId(id: string, states: Map<string, PackState>): string {
  * Live and dead stored bytes per pack: a merge of the index (in blob-ID order) with the needed IDs; and the
  * live blob IDs of every tree pack (few: listings), for rewriting sparse ones.
  */
-async function packStates(index: BlobIndex, needed: AsyncGenerator<string>): Promise<{ states: Map<string, PackState>; liveTree: Map<string, Buffer[]> }> {
+async function packStates(
+  index: BlobIndex,
+  needed: AsyncGenerator<string>,
+): Promise<{ states: Map<string, PackState>; liveTree: Map<string, Buffer[]> }> {
   const states = new Map<string, PackState>();
   const liveTree = new Map<string, Buffer[]>();
   for (const p of index.packs()) states.set(p.id, { info: p, live: 0, dead: 0 });
@@ -261,7 +323,8 @@ async function packStates(index: BlobIndex, needed: AsyncGenerator<string>): Pro
     const s = states.get(loc.pack.id)!;
     if (!next.done && next.value === hex) {
       s.live += loc.length;
-      if (loc.type === BlobType.tree) (liveTree.get(loc.pack.id) ?? liveTree.set(loc.pack.id, []).get(loc.pack.id)!).push(Buffer.from(id));
+      if (loc.type === BlobType.tree)
+        (liveTree.get(loc.pack.id) ?? liveTree.set(loc.pack.id, []).get(loc.pack.id)!).push(Buffer.from(id));
     } else s.dead += loc.length;
   }
   // Drain (and close) the sorted stream.
@@ -270,7 +333,12 @@ async function packStates(index: BlobIndex, needed: AsyncGenerator<string>): Pro
 }
 
 /** Rewrites every index object naming a pack in `gone` without those packs, on every target. */
-async function rewriteIndexObjects(repo: Repository, targets: readonly ObjectStore[], gone: Set<string>, onRewrite: (target: string) => void): Promise<void> {
+async function rewriteIndexObjects(
+  repo: Repository,
+  targets: readonly ObjectStore[],
+  gone: Set<string>,
+  onRewrite: (target: string) => void,
+): Promise<void> {
   if (gone.size === 0) return;
   const store = targets[0]!;
   const keys: string[] = [];

@@ -28,7 +28,13 @@ export interface References {
   stats: ReferenceStats;
 }
 
-export async function scanReferences(repo: Repository, reader: BlobReader, store: ObjectStore, snapshots: readonly SnapshotInfo[], tmpDir: string): Promise<References> {
+export async function scanReferences(
+  repo: Repository,
+  reader: BlobReader,
+  store: ObjectStore,
+  snapshots: readonly SnapshotInfo[],
+  tmpDir: string,
+): Promise<References> {
   const sorter = new ExternalSorter((r) => r, { tmpDir, unique: true, memoryBudget: 64 * 1024 * 1024 });
   const stats: ReferenceStats = { snapshots: 0, listingChunks: 0, listingChunksRead: 0, entries: 0 };
   const seenUnits = new Set<string>();
@@ -118,7 +124,9 @@ export async function scanReferences(repo: Repository, reader: BlobReader, store
         );
       } else {
         // Not knowing what a source refers to, prune could delete what it needs: refuse.
-        throw new IntegrityError(`snapshot ${info.id} holds a source of unknown kind ${JSON.stringify(src.kind)}; refusing to prune (upgrade regbackup)`);
+        throw new IntegrityError(
+          `snapshot ${info.id} holds a source of unknown kind ${JSON.stringify(src.kind)}; refusing to prune (upgrade regbackup)`,
+        );
       }
     }
   }

@@ -30,12 +30,21 @@ export interface RepairResult {
 const META = [META_PREFIX.index, META_PREFIX.snapshot, META_PREFIX.drill, META_PREFIX.mark];
 
 function nameHash(key: string): string | undefined {
-  const h = key.slice(key.lastIndexOf('/') + 1).split('-').pop()!;
+  const h = key
+    .slice(key.lastIndexOf('/') + 1)
+    .split('-')
+    .pop()!;
   return /^[0-9a-f]{64}$/.test(h) ? h : undefined;
 }
 
-export async function repairTarget(repo: Repository, to: ObjectStore, sources: readonly ObjectStore[], opts: RepairOptions): Promise<RepairResult> {
-  if (!repo.access.worker && !repo.access.restore) throw new KeyError('repair needs the worker key or the restore identity (to read index objects)');
+export async function repairTarget(
+  repo: Repository,
+  to: ObjectStore,
+  sources: readonly ObjectStore[],
+  opts: RepairOptions,
+): Promise<RepairResult> {
+  if (!repo.access.worker && !repo.access.restore)
+    throw new KeyError('repair needs the worker key or the restore identity (to read index objects)');
   const result: RepairResult = { target: to.name, copied: [], unrepairable: [], bytes: 0 };
   const listing = async (s: ObjectStore, prefixes: string[]) => {
     const m = new Map<string, number>();
@@ -43,10 +52,15 @@ export async function repairTarget(repo: Repository, to: ObjectStore, sources: r
     return m;
   };
   const have = await listing(to, [...META, 'data/', 'tree/', 'config']);
-  const others = await Promise.all(sources.map(async (s) => ({ s, keys: await listing(s, [...META, 'data/', 'tree/', 'config']) })));
+  const others = await Promise.all(
+    sources.map(async (s) => ({ s, keys: await listing(s, [...META, 'data/', 'tree/', 'config']) })),
+  );
 
   /** Copies `key` from the first source where `verify` accepts it. */
-  const fetchGood = async (key: string, verify: (b: Buffer) => boolean): Promise<{ bytes: Buffer; from: string } | undefined> => {
+  const fetchGood = async (
+    key: string,
+    verify: (b: Buffer) => boolean,
+  ): Promise<{ bytes: Buffer; from: string } | undefined> => {
     for (const { s, keys } of others) {
       if (!keys.has(key)) continue;
       try {
@@ -70,7 +84,9 @@ export async function repairTarget(repo: Repository, to: ObjectStore, sources: r
   };
 
   // The config: byte-identical on every target.
-  const configs = await Promise.all(others.filter((o) => o.keys.has('config')).map((o) => o.s.getBuffer('config')));
+  const configs = await Promise.all(
+    others.filter((o) => o.keys.has('config')).map((o) => o.s.getBuffer('config')),
+  );
   const goodConfig = configs[0];
   if (goodConfig) {
     let mine: Buffer | undefined;
@@ -79,12 +95,14 @@ export async function repairTarget(repo: Repository, to: ObjectStore, sources: r
     } catch {
       mine = undefined;
     }
-    if (!mine || !mine.equals(goodConfig)) await fix('config', mine ? 'corrupt' : 'missing', (b) => b.equals(goodConfig));
+    if (!mine || !mine.equals(goodConfig))
+      await fix('config', mine ? 'corrupt' : 'missing', (b) => b.equals(goodConfig));
   }
 
   // Metadata objects: named by their hash.
   const allMeta = new Set<string>();
-  for (const { keys } of others) for (const k of keys.keys()) if (META.some((p) => k.startsWith(p))) allMeta.add(k);
+  for (const { keys } of others)
+    for (const k of keys.keys()) if (META.some((p) => k.startsWith(p))) allMeta.add(k);
   for (const k of have.keys()) if (META.some((p) => k.startsWith(p))) allMeta.add(k);
   for (const key of allMeta) {
     const want = nameHash(key);
@@ -107,7 +125,14 @@ export async function repairTarget(repo: Repository, to: ObjectStore, sources: r
   for (const ikey of [...allMeta].filter((k) => k.startsWith(META_PREFIX.index))) {
     let packs;
     try {
-      packs = decodeIndexBody(await repo.readMeta('index', ikey, opts.dryRun ? (others.find((o) => o.keys.has(ikey))?.s ?? to) : to), ikey);
+      packs = decodeIndexBody(
+        await repo.readMeta(
+          'index',
+          ikey,
+          opts.dryRun ? (others.find((o) => o.keys.has(ikey))?.s ?? to) : to,
+        ),
+        ikey,
+      );
     } catch (err) {
       if (!(err instanceof RegbackupError)) throw err;
       result.unrepairable.push({ key: ikey, reason: `index object cannot be read: ${err.message}` });
@@ -130,6 +155,9 @@ export async function repairTarget(repo: Repository, to: ObjectStore, sources: r
       }
     }
   }
-  opts.logger.info({ target: to.name, copied: result.copied.length, unrepairable: result.unrepairable.length }, 'repair finished');
+  opts.logger.info(
+    { target: to.name, copied: result.copied.length, unrepairable: result.unrepairable.length },
+    'repair finished',
+  );
   return result;
 }

@@ -43,7 +43,11 @@ export function isoWeek(d: Date): string {
 }
 
 const BUCKETS: { key: keyof RetentionPolicy; of: (d: Date) => string }[] = [
-  { key: 'hourly', of: (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}T${pad(d.getUTCHours())}` },
+  {
+    key: 'hourly',
+    of: (d) =>
+      `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}T${pad(d.getUTCHours())}`,
+  },
   { key: 'daily', of: (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}` },
   { key: 'weekly', of: isoWeek },
   { key: 'monthly', of: (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}` },
@@ -54,7 +58,10 @@ export function groupOf(sources: readonly string[]): string {
   return [...sources].sort().join(',');
 }
 
-export function applyRetention(snapshots: readonly RetentionInput[], policy: RetentionPolicy): RetentionDecision[] {
+export function applyRetention(
+  snapshots: readonly RetentionInput[],
+  policy: RetentionPolicy,
+): RetentionDecision[] {
   const groups = new Map<string, RetentionInput[]>();
   for (const s of snapshots) {
     const g = groupOf(s.sources);
@@ -64,7 +71,13 @@ export function applyRetention(snapshots: readonly RetentionInput[], policy: Ret
   for (const [group, list] of groups) {
     // Newest first.
     const sorted = [...list].sort((a, b) => b.time.getTime() - a.time.getTime() || b.id.localeCompare(a.id));
-    const decisions = sorted.map((s) => ({ id: s.id, time: s.time, group, keep: false, reasons: [] as string[] }));
+    const decisions = sorted.map((s) => ({
+      id: s.id,
+      time: s.time,
+      group,
+      keep: false,
+      reasons: [] as string[],
+    }));
     decisions.forEach((d, i) => {
       if (i < policy.last) d.reasons.push('last');
     });

@@ -96,8 +96,15 @@ function segmentNonce(counter: number, last: boolean): Buffer {
 }
 
 /** Encrypts one segment: returns its ciphertext and tag, to be written one after the other. */
-export function sealSegmentParts(key: Buffer, counter: number, last: boolean, plain: Buffer): [Buffer, Buffer] {
-  const c = createCipheriv('chacha20-poly1305', key, segmentNonce(counter, last), { authTagLength: TAG_SIZE });
+export function sealSegmentParts(
+  key: Buffer,
+  counter: number,
+  last: boolean,
+  plain: Buffer,
+): [Buffer, Buffer] {
+  const c = createCipheriv('chacha20-poly1305', key, segmentNonce(counter, last), {
+    authTagLength: TAG_SIZE,
+  });
   const body = c.update(plain);
   c.final();
   return [body, c.getAuthTag()];
@@ -109,7 +116,9 @@ export function sealSegment(key: Buffer, counter: number, last: boolean, plain: 
 
 export function openSegment(key: Buffer, counter: number, last: boolean, sealed: Buffer): Buffer {
   if (sealed.length < TAG_SIZE) throw new IntegrityError('age segment shorter than its tag');
-  const d = createDecipheriv('chacha20-poly1305', key, segmentNonce(counter, last), { authTagLength: TAG_SIZE });
+  const d = createDecipheriv('chacha20-poly1305', key, segmentNonce(counter, last), {
+    authTagLength: TAG_SIZE,
+  });
   d.setAuthTag(sealed.subarray(sealed.length - TAG_SIZE));
   const body = d.update(sealed.subarray(0, sealed.length - TAG_SIZE));
   try {
@@ -226,7 +235,8 @@ export function plaintextSize(fileSize: number, payloadOffset: number): number {
   const full = Math.floor(body / CIPHER_SEGMENT_SIZE);
   const rest = body - full * CIPHER_SEGMENT_SIZE;
   if (rest === 0) return full * SEGMENT_SIZE;
-  if (rest < TAG_SIZE + 1 && !(full === 0 && rest === TAG_SIZE)) throw new IntegrityError('age payload truncated');
+  if (rest < TAG_SIZE + 1 && !(full === 0 && rest === TAG_SIZE))
+    throw new IntegrityError('age payload truncated');
   return full * SEGMENT_SIZE + rest - TAG_SIZE;
 }
 
@@ -251,7 +261,12 @@ export function cipherRange(
  * Decrypts ciphertext segments starting with segment `firstSegment`; `reachesEnd` says the bytes run to the end
  * of the file (so the last segment carries the last flag). Returns the plaintext of those segments.
  */
-export function openSegments(opened: OpenedAge, cipher: Buffer, firstSegment: number, reachesEnd: boolean): Buffer {
+export function openSegments(
+  opened: OpenedAge,
+  cipher: Buffer,
+  firstSegment: number,
+  reachesEnd: boolean,
+): Buffer {
   const parts: Buffer[] = [];
   let off = 0;
   let counter = firstSegment;
@@ -260,7 +275,8 @@ export function openSegments(opened: OpenedAge, cipher: Buffer, firstSegment: nu
     const isLast = end === cipher.length && reachesEnd;
     if (!isLast && end - off < CIPHER_SEGMENT_SIZE) throw new IntegrityError('age payload truncated');
     const seg = openSegment(opened.key, counter, isLast, cipher.subarray(off, end));
-    if (isLast && seg.length === 0 && counter !== 0) throw new IntegrityError('age file ends with an empty segment');
+    if (isLast && seg.length === 0 && counter !== 0)
+      throw new IntegrityError('age file ends with an empty segment');
     parts.push(seg);
     counter++;
     off = end;

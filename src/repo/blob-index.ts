@@ -1,4 +1,16 @@
-import { closeSync, existsSync, statSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeFileSync, writeSync, fsyncSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  statSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  writeSync,
+  fsyncSync,
+} from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { BlobType, ID_SIZE } from './ids.js';
@@ -135,7 +147,12 @@ export function sortRecords(buf: Buffer): void {
     hi[i] = buf.readUInt32BE(i * RECORD);
     lo[i] = buf.readUInt32BE(i * RECORD + 4);
   }
-  order.sort((a, b) => hi[a]! - hi[b]! || lo[a]! - lo[b]! || buf.compare(buf, a * RECORD, a * RECORD + ID_SIZE, b * RECORD, b * RECORD + ID_SIZE));
+  order.sort(
+    (a, b) =>
+      hi[a]! - hi[b]! ||
+      lo[a]! - lo[b]! ||
+      buf.compare(buf, a * RECORD, a * RECORD + ID_SIZE, b * RECORD, b * RECORD + ID_SIZE),
+  );
   const copy = Buffer.from(buf);
   for (let i = 0; i < n; i++) copy.copy(buf, i * RECORD, order[i]! * RECORD, order[i]! * RECORD + RECORD);
 }
@@ -305,7 +322,8 @@ export class BlobIndex {
     const stateFile = path.join(this.dir!, 'state.json');
     if (!existsSync(stateFile)) return;
     const state = JSON.parse(readFileSync(stateFile, 'utf8')) as CacheState;
-    if (state.version !== 1 || !Array.isArray(state.runs) || !Array.isArray(state.indexObjects)) throw new Error('bad state');
+    if (state.version !== 1 || !Array.isArray(state.runs) || !Array.isArray(state.indexObjects))
+      throw new Error('bad state');
     const packsFile = path.join(this.dir!, 'packs.jsonl');
     const lines = existsSync(packsFile) ? readFileSync(packsFile, 'utf8').split('\n').filter(Boolean) : [];
     for (const line of lines) {
@@ -425,7 +443,11 @@ export class BlobIndex {
       for (let i = 0; i < readers.length; i++) {
         const cur = readers[i]!.current();
         if (!cur) continue;
-        if (best < 0 || Buffer.compare(cur.subarray(0, ID_SIZE), readers[best]!.current()!.subarray(0, ID_SIZE)) < 0) best = i;
+        if (
+          best < 0 ||
+          Buffer.compare(cur.subarray(0, ID_SIZE), readers[best]!.current()!.subarray(0, ID_SIZE)) < 0
+        )
+          best = i;
       }
       if (best < 0) break;
       const rec = readers[best]!.current()!;
@@ -457,7 +479,10 @@ export class BlobIndex {
     if (!this.dir) return;
     this.spill();
     if (this.dirtyPacks) {
-      atomicWrite(path.join(this.dir, 'packs.jsonl'), Buffer.from(this.packList.map((p) => JSON.stringify(p)).join('\n') + '\n'));
+      atomicWrite(
+        path.join(this.dir, 'packs.jsonl'),
+        Buffer.from(this.packList.map((p) => JSON.stringify(p)).join('\n') + '\n'),
+      );
       this.dirtyPacks = false;
     }
     this.writeState();
@@ -493,7 +518,11 @@ export class BlobIndex {
         for (let i = 0; i < sources.length; i++) {
           const cur = sources[i]!.current();
           if (!cur) continue;
-          if (best < 0 || Buffer.compare(cur.subarray(0, ID_SIZE), sources[best]!.current()!.subarray(0, ID_SIZE)) < 0) best = i;
+          if (
+            best < 0 ||
+            Buffer.compare(cur.subarray(0, ID_SIZE), sources[best]!.current()!.subarray(0, ID_SIZE)) < 0
+          )
+            best = i;
         }
         if (best < 0) return;
         const rec = Buffer.from(sources[best]!.current()!);

@@ -14,14 +14,14 @@ import { hkdfSync } from 'node:crypto';
  *   finds nothing to share inside gzip streams, and identical files still get identical chunks.
  */
 export type ChunkerParams =
-  | { kind: 'cdc'; min: number; avg: number; max: number; snap?: number }
-  | { kind: 'fixed'; size: number };
+  { kind: 'cdc'; min: number; avg: number; max: number; snap?: number } | { kind: 'fixed'; size: number };
 
 export const MAX_CHUNK = 16 * 1024 * 1024 - 1;
 
 export function validateChunkerParams(p: ChunkerParams): void {
   if (p.kind === 'fixed') {
-    if (!Number.isInteger(p.size) || p.size < 1024 || p.size > MAX_CHUNK) throw new Error('bad fixed chunk size');
+    if (!Number.isInteger(p.size) || p.size < 1024 || p.size > MAX_CHUNK)
+      throw new Error('bad fixed chunk size');
     return;
   }
   const ok =
@@ -34,7 +34,8 @@ export function validateChunkerParams(p: ChunkerParams): void {
     p.max <= MAX_CHUNK &&
     (p.avg & (p.avg - 1)) === 0 &&
     (p.snap === undefined || (Number.isInteger(p.snap) && p.snap >= 0 && p.snap <= 255));
-  if (!ok) throw new Error('bad CDC chunker parameters (need 64 <= min < avg < max <= 16 MiB, avg a power of two)');
+  if (!ok)
+    throw new Error('bad CDC chunker parameters (need 64 <= min < avg < max <= 16 MiB, avg a power of two)');
 }
 
 /** The 256-entry gear table, from the chunker key: HKDF-SHA256(key, "", "regbackup/v1 gear", 1024) as u32 LE. */
@@ -114,8 +115,8 @@ export class Chunker {
           n += room;
           i += room;
         } else {
+          // No snap byte in the rest of this buffer: the chunk goes on in the next one.
           n += len - i;
-          i = len;
           break;
         }
         out.push(n);

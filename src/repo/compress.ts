@@ -58,7 +58,8 @@ export class BlobCompressor {
    * to be compressed already); "try" compresses unless the magic bytes say it is pointless.
    */
   compress(data: Buffer, hint: 'try' | 'raw'): { bytes: Buffer; compression: Compression } {
-    if (hint === 'raw' || data.length < 64 || looksCompressed(data)) return { bytes: data, compression: Compression.none };
+    if (hint === 'raw' || data.length < 64 || looksCompressed(data))
+      return { bytes: data, compression: Compression.none };
     const z = this.zstd(data);
     if (z.length >= data.length * 0.95) return { bytes: data, compression: Compression.none };
     return { bytes: z, compression: Compression.zstd };
@@ -78,7 +79,8 @@ const dctx = new binding.DCtx();
 /** Decompresses a blob whose uncompressed length is known; anything else is an IntegrityError. */
 export function decompressBlob(data: Buffer, compression: number, rawLength: number): Buffer {
   if (compression === Compression.none) {
-    if (data.length !== rawLength) throw new IntegrityError(`stored length ${data.length} != recorded ${rawLength}`);
+    if (data.length !== rawLength)
+      throw new IntegrityError(`stored length ${data.length} != recorded ${rawLength}`);
     return data;
   }
   if (compression !== Compression.zstd) throw new IntegrityError(`unknown compression ${compression}`);
@@ -89,7 +91,8 @@ export function decompressBlob(data: Buffer, compression: number, rawLength: num
   } catch (err) {
     throw new IntegrityError(`zstd data is corrupt: ${(err as Error).message}`);
   }
-  if (n !== rawLength) throw new IntegrityError(`zstd data decompressed to ${n} bytes, expected ${rawLength}`);
+  if (n !== rawLength)
+    throw new IntegrityError(`zstd data decompressed to ${n} bytes, expected ${rawLength}`);
   return out;
 }
 

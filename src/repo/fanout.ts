@@ -36,7 +36,10 @@ export class Fanout {
   fail(target: string, err: Error): void {
     if (this.failed.has(target)) return;
     this.failed.set(target, err);
-    log().error({ target, err: err.message }, `target ${target} failed; it is left behind for this run and will be caught up by the next one`);
+    log().error(
+      { target, err: err.message },
+      `target ${target} failed; it is left behind for this run and will be caught up by the next one`,
+    );
   }
 
   async put(key: string, body: FanoutBody, opts?: PutOptions): Promise<void> {

@@ -1,4 +1,13 @@
-import { createHash, createPrivateKey, createPublicKey, hkdfSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  hkdfSync,
+  randomBytes,
+  sign,
+  verify,
+  type KeyObject,
+} from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as age from 'age-encryption';
@@ -46,7 +55,8 @@ export interface DerivedKeys {
 }
 
 export function deriveKeys(repositorySecret: Buffer): DerivedKeys {
-  const d = (info: string, len: number) => Buffer.from(hkdfSync('sha256', repositorySecret, Buffer.alloc(0), info, len));
+  const d = (info: string, len: number) =>
+    Buffer.from(hkdfSync('sha256', repositorySecret, Buffer.alloc(0), info, len));
   return { idKey: d('regbackup/v1 blob-id', 32), chunkerKey: d('regbackup/v1 chunker', 32) };
 }
 
@@ -89,7 +99,9 @@ export interface GeneratedKeys {
 }
 
 /** Makes a new key set: the restore identity, the metadata identity, the repository secret, the signing key. */
-export async function generateKeys(opts: { postQuantum?: boolean } = {}): Promise<{ worker: WorkerKey; restore: RestoreIdentity }> {
+export async function generateKeys(
+  opts: { postQuantum?: boolean } = {},
+): Promise<{ worker: WorkerKey; restore: RestoreIdentity }> {
   const gen = opts.postQuantum ? age.generateHybridIdentity : age.generateX25519Identity;
   const identity = await gen();
   const recipient = await age.identityToRecipient(identity);
@@ -102,7 +114,16 @@ export async function generateKeys(opts: { postQuantum?: boolean } = {}): Promis
   const verifyKeyRaw = rawPublicKey(verifyKey);
   const keyId = keyIdOf(verifyKeyRaw);
   return {
-    worker: { keyId, recipients: [recipient], repositorySecret, metadataIdentity, metadataRecipient, signingKey, verifyKey, verifyKeyRaw },
+    worker: {
+      keyId,
+      recipients: [recipient],
+      repositorySecret,
+      metadataIdentity,
+      metadataRecipient,
+      signingKey,
+      verifyKey,
+      verifyKeyRaw,
+    },
     restore: { keyId, identity, recipient, repositorySecret, verifyKey, verifyKeyRaw },
   };
 }
@@ -149,12 +170,16 @@ export function encodeRestoreIdentity(k: RestoreIdentity, created = new Date()):
 }
 
 /** Writes both key files (mode 0600) into `dir`; refuses to overwrite existing ones. */
-export function writeKeyFiles(dir: string, keys: { worker: WorkerKey; restore: RestoreIdentity }): { workerFile: string; restoreFile: string } {
+export function writeKeyFiles(
+  dir: string,
+  keys: { worker: WorkerKey; restore: RestoreIdentity },
+): { workerFile: string; restoreFile: string } {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const workerFile = path.join(dir, 'worker.key');
   const restoreFile = path.join(dir, 'restore.key');
   for (const f of [workerFile, restoreFile]) {
-    if (existsSync(f)) throw new KeyError(`${f} already exists; refusing to overwrite a key (move it away first)`);
+    if (existsSync(f))
+      throw new KeyError(`${f} already exists; refusing to overwrite a key (move it away first)`);
   }
   const created = new Date();
   writeFileSync(restoreFile, encodeRestoreIdentity(keys.restore, created), { mode: 0o600, flag: 'wx' });
@@ -203,7 +228,11 @@ export async function loadWorkerKey(file: string): Promise<WorkerKey> {
     throw new KeyError(`${file} is not a regbackup worker key (version 1)`);
   }
   const recipients = j.recipients;
-  if (!Array.isArray(recipients) || recipients.length === 0 || !recipients.every((r) => typeof r === 'string' && /^age1[0-9a-z]+$/.test(r))) {
+  if (
+    !Array.isArray(recipients) ||
+    recipients.length === 0 ||
+    !recipients.every((r) => typeof r === 'string' && /^age1[0-9a-z]+$/.test(r))
+  ) {
     throw new KeyError(`worker key ${file}: recipients must be a list of age1… recipients`);
   }
   const metadataIdentity = j.metadataIdentity;
@@ -238,7 +267,9 @@ export async function loadWorkerKey(file: string): Promise<WorkerKey> {
 export async function loadRestoreIdentity(file: string): Promise<RestoreIdentity> {
   const text = readKeyFile(file, 'restore identity');
   if (text.trimStart().startsWith('{')) {
-    throw new KeyError(`${file} is the worker key, not the restore identity: restores need the identity kept offline`);
+    throw new KeyError(
+      `${file} is the worker key, not the restore identity: restores need the identity kept offline`,
+    );
   }
   let identity: string | undefined;
   let verify: string | undefined;

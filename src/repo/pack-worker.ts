@@ -9,7 +9,15 @@ import { Chunker, MAX_CHUNK, type ChunkerParams } from './chunker.js';
 import { BlobCompressor, looksCompressed } from './compress.js';
 import { blobId, BlobType } from './ids.js';
 import { encodeEntry, ENTRY_SIZE, PackBuilder } from './pack.js';
-import { PIECE_SIZE, type Event, type FromWorker, type JobKind, type Op, type PackWorkerInit, type ToWorker } from './pack-protocol.js';
+import {
+  PIECE_SIZE,
+  type Event,
+  type FromWorker,
+  type JobKind,
+  type Op,
+  type PackWorkerInit,
+  type ToWorker,
+} from './pack-protocol.js';
 
 const init = workerData as PackWorkerInit;
 const port = parentPort!;
@@ -50,7 +58,10 @@ function newJob(kind: JobKind): Job {
   return {
     kind,
     type: kind === 'tree' || kind === 'blob-tree' ? BlobType.tree : BlobType.data,
-    chunker: new Chunker(kind === 'blob-tree' || kind === 'blob-data' ? WHOLE : init.chunkers[kind], init.gear),
+    chunker: new Chunker(
+      kind === 'blob-tree' || kind === 'blob-data' ? WHOLE : init.chunkers[kind],
+      init.gear,
+    ),
     carry: [],
     carryLen: 0,
     batch: 0,
@@ -139,7 +150,11 @@ function readNextPiece(id: number, job: Job): void {
 async function builder(type: BlobType.data | BlobType.tree): Promise<PackBuilder> {
   let b = open[type];
   if (!b) {
-    b = await PackBuilder.create(type, type === BlobType.tree ? init.recipients.tree : init.recipients.data, init.spoolDir);
+    b = await PackBuilder.create(
+      type,
+      type === BlobType.tree ? init.recipients.tree : init.recipients.data,
+      init.spoolDir,
+    );
     open[type] = b;
   }
   return b;
@@ -153,7 +168,19 @@ function seal(type: BlobType.data | BlobType.tree): void {
   const entries = new Uint8Array(p.entries.length * ENTRY_SIZE);
   const eb = Buffer.from(entries.buffer);
   p.entries.forEach((e, i) => encodeEntry(e, eb, i * ENTRY_SIZE));
-  out.push({ ev: 'pack', pack: { id: p.id, type, path: p.path, size: p.size, sha256: p.sha256.toString('hex'), entries, rawBytes: sizes[type].raw, storedBytes: sizes[type].stored } });
+  out.push({
+    ev: 'pack',
+    pack: {
+      id: p.id,
+      type,
+      path: p.path,
+      size: p.size,
+      sha256: p.sha256.toString('hex'),
+      entries,
+      rawBytes: sizes[type].raw,
+      storedBytes: sizes[type].stored,
+    },
+  });
   transfer.push(entries.buffer as ArrayBuffer);
   sizes[type] = { raw: 0, stored: 0 };
 }

@@ -59,7 +59,8 @@ export function encodeEntry(e: PackEntry, out: Buffer, at: number): void {
 export function decodeEntry(buf: Buffer, at: number): PackEntry {
   const type = buf[at]!;
   const compression = buf[at + 1]!;
-  if (type > 1 || compression > 1 || buf.readUInt16LE(at + 2) !== 0) throw new IntegrityError('bad pack entry');
+  if (type > 1 || compression > 1 || buf.readUInt16LE(at + 2) !== 0)
+    throw new IntegrityError('bad pack entry');
   return {
     type,
     compression,
@@ -106,7 +107,14 @@ export class PackBuilder {
   }
 
   add(id: Buffer, compression: Compression, rawLength: number, stored: Buffer): PackEntry {
-    const e: PackEntry = { id, type: this.type, compression, offset: this.plainSize, length: stored.length, rawLength };
+    const e: PackEntry = {
+      id,
+      type: this.type,
+      compression,
+      offset: this.plainSize,
+      length: stored.length,
+      rawLength,
+    };
     this.entries.push(e);
     this.plainSize += stored.length;
     this.out(this.enc.push(stored));
@@ -169,11 +177,13 @@ export function parsePackTrailer(plain: Buffer, what = 'pack'): PackEntry[] {
   }
   const n = plain.readUInt32LE(plain.length - 12);
   const trailerStart = plain.length - 12 - n * ENTRY_SIZE;
-  if (n > plain.length / ENTRY_SIZE || trailerStart < 0) throw new IntegrityError(`${what}: bad entry count ${n}`);
+  if (n > plain.length / ENTRY_SIZE || trailerStart < 0)
+    throw new IntegrityError(`${what}: bad entry count ${n}`);
   const entries: PackEntry[] = [];
   for (let i = 0; i < n; i++) {
     const e = decodeEntry(plain, trailerStart + i * ENTRY_SIZE);
-    if (e.offset + e.length > trailerStart) throw new IntegrityError(`${what}: entry ${i} points past the blobs`);
+    if (e.offset + e.length > trailerStart)
+      throw new IntegrityError(`${what}: entry ${i} points past the blobs`);
     entries.push(e);
   }
   return entries;

@@ -1,7 +1,16 @@
 import { IntegrityError, KeyError, RegbackupError, TargetError } from '../errors.js';
 import { log } from '../log.js';
 import { ObjectNotFoundError, type ObjectStore } from '../store/types.js';
-import { cipherRange, MAX_HEADER_SIZE, NONCE_SIZE, openAge, openSegments, TruncatedHeaderError, SEGMENT_SIZE, type OpenedAge } from './age.js';
+import {
+  cipherRange,
+  MAX_HEADER_SIZE,
+  NONCE_SIZE,
+  openAge,
+  openSegments,
+  TruncatedHeaderError,
+  SEGMENT_SIZE,
+  type OpenedAge,
+} from './age.js';
 import type { BlobIndex, BlobLocation } from './blob-index.js';
 import { decompressBlob } from './compress.js';
 import { blobId } from './ids.js';
@@ -31,12 +40,16 @@ export class BlobReader {
     private readonly index: BlobIndex,
     private readonly stores: readonly ObjectStore[] = repo.targets,
   ) {
-    if (!repo.identities) throw new KeyError('reading needs the restore identity (or, for metadata, the worker key)');
+    if (!repo.identities)
+      throw new KeyError('reading needs the restore identity (or, for metadata, the worker key)');
   }
 
   locate(id: Buffer): BlobLocation {
     const loc = this.index.lookup(id);
-    if (!loc) throw new IntegrityError(`blob ${id.toString('hex')} is not in the index (missing index object or pack)`);
+    if (!loc)
+      throw new IntegrityError(
+        `blob ${id.toString('hex')} is not in the index (missing index object or pack)`,
+      );
     return loc;
   }
 
@@ -55,7 +68,15 @@ export class BlobReader {
             to: store.name,
             reason: lastErr.message,
           });
-          log().warn({ blob: id.toString('hex').slice(0, 12), from: this.stores[i - 1]!.name, to: store.name, reason: lastErr.message }, 'read from another target');
+          log().warn(
+            {
+              blob: id.toString('hex').slice(0, 12),
+              from: this.stores[i - 1]!.name,
+              to: store.name,
+              reason: lastErr.message,
+            },
+            'read from another target',
+          );
         }
         return data;
       } catch (err) {
@@ -66,9 +87,13 @@ export class BlobReader {
       }
     }
     if (lastErr instanceof TargetError || lastErr instanceof ObjectNotFoundError) {
-      throw new TargetError(`blob ${id.toString('hex')} (pack ${loc.pack.id}) cannot be read from any target: ${lastErr.message}`);
+      throw new TargetError(
+        `blob ${id.toString('hex')} (pack ${loc.pack.id}) cannot be read from any target: ${lastErr.message}`,
+      );
     }
-    throw new IntegrityError(`blob ${id.toString('hex')} (pack ${loc.pack.id}) cannot be read intact from any target: ${lastErr?.message}`);
+    throw new IntegrityError(
+      `blob ${id.toString('hex')} (pack ${loc.pack.id}) cannot be read intact from any target: ${lastErr?.message}`,
+    );
   }
 
   private async open(store: ObjectStore, key: string): Promise<OpenedAge> {
@@ -90,7 +115,11 @@ export class BlobReader {
       try {
         return await openAge(this.repo.identities!, head);
       } catch (err) {
-        if (err instanceof TruncatedHeaderError && head.length === len && len < MAX_HEADER_SIZE + NONCE_SIZE) {
+        if (
+          err instanceof TruncatedHeaderError &&
+          head.length === len &&
+          len < MAX_HEADER_SIZE + NONCE_SIZE
+        ) {
           len = MAX_HEADER_SIZE + NONCE_SIZE;
           continue;
         }
@@ -107,7 +136,8 @@ export class BlobReader {
     const cipher = await store.getBuffer(key, { offset: start, length: end - start });
     this.bytesRead += cipher.length;
     const what = `blob ${id.toString('hex').slice(0, 16)}… in pack ${loc.pack.id} on ${store.name}`;
-    if (cipher.length !== end - start) throw new IntegrityError(`${what}: pack is shorter than the index says (truncated?)`);
+    if (cipher.length !== end - start)
+      throw new IntegrityError(`${what}: pack is shorter than the index says (truncated?)`);
     let plain: Buffer;
     try {
       plain = openSegments(opened, cipher, firstSegment, end === loc.pack.size);

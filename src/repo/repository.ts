@@ -95,9 +95,11 @@ function decodeConfig(bytes: Buffer, verifyKey: KeyObject, keyId: string, where:
   } catch {
     throw new IntegrityError(`${where}: config is not JSON`);
   }
-  if (c.version !== 1) throw new IntegrityError(`${where}: repository format version ${String(c.version)} is not supported`);
+  if (c.version !== 1)
+    throw new IntegrityError(`${where}: repository format version ${String(c.version)} is not supported`);
   if (!/^[0-9a-f]{32}$/.test(c.id)) throw new IntegrityError(`${where}: config has a bad repository id`);
-  if (!c.chunkers?.json || !c.chunkers.bulk || !c.chunkers.tree) throw new IntegrityError(`${where}: config lacks chunker parameters`);
+  if (!c.chunkers?.json || !c.chunkers.bulk || !c.chunkers.tree)
+    throw new IntegrityError(`${where}: config lacks chunker parameters`);
   validateChunkerParams(c.chunkers.json);
   validateChunkerParams(c.chunkers.bulk);
   validateChunkerParams(c.chunkers.tree);
@@ -210,10 +212,15 @@ export class Repository {
    * Opens the repository held by `targets`. Targets that do not answer are left out (and named in the
    * log); targets holding another repository are an error.
    */
-  static async open(targets: ObjectStore[], access: Access, opts: OpenOptions = {}): Promise<{ repo: Repository; unreachable: { target: string; error: Error }[] }> {
+  static async open(
+    targets: ObjectStore[],
+    access: Access,
+    opts: OpenOptions = {},
+  ): Promise<{ repo: Repository; unreachable: { target: string; error: Error }[] }> {
     const verifyKey = access.worker?.verifyKey ?? access.restore?.verifyKey;
     const keyId = access.worker?.keyId ?? access.restore?.keyId;
-    if (!verifyKey || !keyId) throw new KeyError('opening a repository needs the worker key or the restore identity');
+    if (!verifyKey || !keyId)
+      throw new KeyError('opening a repository needs the worker key or the restore identity');
     const unreachable: { target: string; error: Error }[] = [];
     const ok: { t: ObjectStore; c: RepoConfig }[] = [];
     await Promise.all(
@@ -223,7 +230,12 @@ export class Repository {
           bytes = await t.getBuffer('config');
         } catch (err) {
           if (err instanceof ObjectNotFoundError) {
-            unreachable.push({ target: t.name, error: new UsageError(`target ${t.name} (${t.location}) holds no repository: run \`regbackup init\``) });
+            unreachable.push({
+              target: t.name,
+              error: new UsageError(
+                `target ${t.name} (${t.location}) holds no repository: run \`regbackup init\``,
+              ),
+            });
           } else unreachable.push({ target: t.name, error: err as Error });
           return;
         }
@@ -232,12 +244,16 @@ export class Repository {
     );
     if (ok.length === 0) {
       const why = unreachable.map((u) => `${u.target}: ${u.error.message}`).join('; ');
-      throw new TargetError(`no target can be read (${why})`, { unreachable: unreachable.map((u) => u.target) });
+      throw new TargetError(`no target can be read (${why})`, {
+        unreachable: unreachable.map((u) => u.target),
+      });
     }
     const first = ok[0]!.c;
     for (const o of ok) {
       if (o.c.id !== first.id) {
-        throw new UsageError(`targets hold different repositories (${first.id} on ${ok[0]!.t.name}, ${o.c.id} on ${o.t.name})`);
+        throw new UsageError(
+          `targets hold different repositories (${first.id} on ${ok[0]!.t.name}, ${o.c.id} on ${o.t.name})`,
+        );
       }
     }
     // Keep the configured order of targets.
@@ -247,7 +263,11 @@ export class Repository {
   }
 
   /** Signs, encrypts (to the restore recipients and the metadata recipient) and names a metadata object. */
-  async sealMeta(kind: Exclude<MagicName, 'config'>, body: Buffer, namePrefix = ''): Promise<{ key: string; bytes: Buffer; hash: string }> {
+  async sealMeta(
+    kind: Exclude<MagicName, 'config'>,
+    body: Buffer,
+    namePrefix = '',
+  ): Promise<{ key: string; bytes: Buffer; hash: string }> {
     const worker = this.access.worker;
     if (!worker) throw new KeyError('writing needs the worker key');
     const signed = encodeSigned(kind, body, worker.signingKey);
@@ -261,8 +281,12 @@ export class Repository {
     if (!this.identities) throw new KeyError('reading metadata needs the worker key or the restore identity');
     const what = `${kind} ${key} on ${store.name}`;
     const bytes = await store.getBuffer(key);
-    const hash = key.slice(key.lastIndexOf('/') + 1).split('-').pop()!;
-    if (sha256Hex(bytes) !== hash) throw new IntegrityError(`${what}: content does not match its name (corrupt or swapped)`);
+    const hash = key
+      .slice(key.lastIndexOf('/') + 1)
+      .split('-')
+      .pop()!;
+    if (sha256Hex(bytes) !== hash)
+      throw new IntegrityError(`${what}: content does not match its name (corrupt or swapped)`);
     let plain: Buffer;
     try {
       plain = await decrypt(this.identities, bytes);
@@ -280,12 +304,20 @@ export class Repository {
    */
   async loadIndex(store: ObjectStore = this.targets[0]!, cacheName = 'index'): Promise<BlobIndex> {
     // The cache named `index` is shared by every run on this host; another name (prune's) is separate.
-    const idx = cacheName === 'index' ? (this.index ??= BlobIndex.open(path.join(this.cacheDir, 'index'), { memoryBudget: this.opts.indexMemory })) : BlobIndex.open(path.join(this.cacheDir, cacheName), { memoryBudget: this.opts.indexMemory });
+    const idx =
+      cacheName === 'index'
+        ? (this.index ??= BlobIndex.open(path.join(this.cacheDir, 'index'), {
+            memoryBudget: this.opts.indexMemory,
+          }))
+        : BlobIndex.open(path.join(this.cacheDir, cacheName), { memoryBudget: this.opts.indexMemory });
     const names: string[] = [];
     for await (const o of store.list(META_PREFIX.index)) names.push(o.key);
     const present = new Set(names);
     if (idx.indexObjects.some((n) => !present.has(n))) {
-      log().info({ target: store.name }, 'index objects were removed (prune); rebuilding the local index cache');
+      log().info(
+        { target: store.name },
+        'index objects were removed (prune); rebuilding the local index cache',
+      );
       idx.reset();
     }
     const known = new Set(idx.indexObjects);
@@ -296,7 +328,8 @@ export class Repository {
       todo.map((name) =>
         limit(async () => {
           const body = await this.readMeta('index', name, store);
-          for (const p of decodeIndexBody(body, `index ${name} on ${store.name}`)) idx.addPack(p.info, p.entries);
+          for (const p of decodeIndexBody(body, `index ${name} on ${store.name}`))
+            idx.addPack(p.info, p.entries);
           idx.markIndexObject(name);
           loaded++;
         }),
@@ -304,7 +337,10 @@ export class Repository {
     );
     if (loaded) {
       idx.persist();
-      log().debug({ target: store.name, loaded, packs: idx.packCount, blobs: idx.blobCount }, 'index cache updated');
+      log().debug(
+        { target: store.name, loaded, packs: idx.packCount, blobs: idx.blobCount },
+        'index cache updated',
+      );
     }
     return idx;
   }

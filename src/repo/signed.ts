@@ -44,7 +44,9 @@ export function decodeSigned(kind: MagicName, bytes: Buffer, verifyKey: KeyObjec
   if (magic !== Magic[kind]) {
     const other = (Object.keys(Magic) as MagicName[]).find((k) => Magic[k] === magic);
     throw new IntegrityError(
-      other ? `${what}: holds a ${other} object, not a ${kind}` : `${what}: not a regbackup ${kind} object (bad magic)`,
+      other
+        ? `${what}: holds a ${other} object, not a ${kind}`
+        : `${what}: not a regbackup ${kind} object (bad magic)`,
     );
   }
   const signed = bytes.subarray(0, bytes.length - SIG);

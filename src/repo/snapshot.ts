@@ -38,14 +38,23 @@ export interface SnapshotInfo {
 const NAME = /^snapshots\/(\d{8}T\d{6}Z)-([0-9a-f]{64})$/;
 
 function nameTime(d: Date): string {
-  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
+  return d
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z');
 }
 
 function parseNameTime(s: string): Date {
-  return new Date(`${s.slice(0, 4)}-${s.slice(4, 6)}-${s.slice(6, 8)}T${s.slice(9, 11)}:${s.slice(11, 13)}:${s.slice(13, 15)}Z`);
+  return new Date(
+    `${s.slice(0, 4)}-${s.slice(4, 6)}-${s.slice(6, 8)}T${s.slice(9, 11)}:${s.slice(11, 13)}:${s.slice(13, 15)}Z`,
+  );
 }
 
-export function newManifest(repo: Repository, sources: SourceSnapshot[], extra: Partial<SnapshotManifest> = {}): SnapshotManifest {
+export function newManifest(
+  repo: Repository,
+  sources: SourceSnapshot[],
+  extra: Partial<SnapshotManifest> = {},
+): SnapshotManifest {
   return {
     version: 1,
     time: new Date().toISOString(),
@@ -59,8 +68,15 @@ export function newManifest(repo: Repository, sources: SourceSnapshot[], extra: 
 }
 
 /** Seals a manifest: returns the object key and bytes (the caller writes them to the targets). */
-export async function sealSnapshot(repo: Repository, m: SnapshotManifest): Promise<{ id: string; key: string; bytes: Buffer }> {
-  const sealed = await repo.sealMeta('snapshot', Buffer.from(JSON.stringify(m)), `${nameTime(new Date(m.time))}-`);
+export async function sealSnapshot(
+  repo: Repository,
+  m: SnapshotManifest,
+): Promise<{ id: string; key: string; bytes: Buffer }> {
+  const sealed = await repo.sealMeta(
+    'snapshot',
+    Buffer.from(JSON.stringify(m)),
+    `${nameTime(new Date(m.time))}-`,
+  );
   return { id: sealed.hash, key: sealed.key, bytes: sealed.bytes };
 }
 
@@ -82,14 +98,22 @@ export function resolveSnapshot(list: readonly SnapshotInfo[], ref: string): Sna
     if (!last) throw new UsageError('there is no snapshot yet');
     return last;
   }
-  if (!/^[0-9a-f]{4,64}$/.test(ref)) throw new UsageError(`${JSON.stringify(ref)} is not a snapshot ID (hex, at least 4 characters) or "latest"`);
+  if (!/^[0-9a-f]{4,64}$/.test(ref))
+    throw new UsageError(
+      `${JSON.stringify(ref)} is not a snapshot ID (hex, at least 4 characters) or "latest"`,
+    );
   const hits = list.filter((s) => s.id.startsWith(ref));
   if (hits.length === 0) throw new UsageError(`no snapshot ${ref}`);
-  if (hits.length > 1) throw new UsageError(`snapshot ID ${ref} is ambiguous: ${hits.map((h) => h.id.slice(0, 12)).join(', ')}`);
+  if (hits.length > 1)
+    throw new UsageError(`snapshot ID ${ref} is ambiguous: ${hits.map((h) => h.id.slice(0, 12)).join(', ')}`);
   return hits[0]!;
 }
 
-export async function loadSnapshot(repo: Repository, store: ObjectStore, info: SnapshotInfo): Promise<SnapshotManifest> {
+export async function loadSnapshot(
+  repo: Repository,
+  store: ObjectStore,
+  info: SnapshotInfo,
+): Promise<SnapshotManifest> {
   const body = await repo.readMeta('snapshot', info.key, store);
   let m: SnapshotManifest;
   try {
@@ -101,10 +125,14 @@ export async function loadSnapshot(repo: Repository, store: ObjectStore, info: S
     throw new IntegrityError(`snapshot ${info.id} on ${store.name}: manifest of an unknown shape`);
   }
   if (nameTime(new Date(m.time)) !== nameTime(info.time)) {
-    throw new IntegrityError(`snapshot ${info.id} on ${store.name}: its name says ${info.time.toISOString()} but it was taken at ${m.time} (renamed?)`);
+    throw new IntegrityError(
+      `snapshot ${info.id} on ${store.name}: its name says ${info.time.toISOString()} but it was taken at ${m.time} (renamed?)`,
+    );
   }
   if (m.repository !== repo.config.id) {
-    throw new IntegrityError(`snapshot ${info.id} on ${store.name} belongs to repository ${m.repository}, not ${repo.config.id}`);
+    throw new IntegrityError(
+      `snapshot ${info.id} on ${store.name} belongs to repository ${m.repository}, not ${repo.config.id}`,
+    );
   }
   return m;
 }

@@ -18,12 +18,17 @@ const DIRECT_MAX = 64;
 const MAX_DEPTH = 4;
 
 export async function refFromChunks(writer: BlobWriter, chunks: Chunks): Promise<StreamRef> {
-  if (chunks.ids.length <= DIRECT_MAX) return { size: chunks.size, chunks: chunks.ids.map((b) => b.toString('hex')) };
+  if (chunks.ids.length <= DIRECT_MAX)
+    return { size: chunks.size, chunks: chunks.ids.map((b) => b.toString('hex')) };
   const list = Buffer.concat(chunks.ids);
   return { size: chunks.size, indirect: await refFromChunks(writer, await writer.write(list, 'tree')) };
 }
 
-export async function writeStream(writer: BlobWriter, src: AsyncIterable<Buffer | Uint8Array>, kind: BlobKind): Promise<StreamRef> {
+export async function writeStream(
+  writer: BlobWriter,
+  src: AsyncIterable<Buffer | Uint8Array>,
+  kind: BlobKind,
+): Promise<StreamRef> {
   return refFromChunks(writer, await writer.writeStream(src, kind));
 }
 
@@ -37,7 +42,11 @@ export function validateRef(ref: unknown, depth = 0): asserts ref is StreamRef {
     throw new IntegrityError('malformed stream reference');
   }
   if (r.chunks !== undefined) {
-    if (!Array.isArray(r.chunks) || !r.chunks.every((c) => typeof c === 'string' && isHexId(c)) || r.indirect !== undefined) {
+    if (
+      !Array.isArray(r.chunks) ||
+      !r.chunks.every((c) => typeof c === 'string' && isHexId(c)) ||
+      r.indirect !== undefined
+    ) {
       throw new IntegrityError('malformed stream reference');
     }
   } else validateRef(r.indirect, depth + 1);

@@ -82,7 +82,9 @@ export async function catchUp(targets: readonly ObjectStore[], opts: SyncOptions
     order = ['drills/', 'marks/'];
     let differ = false;
     for (const prefix of order) {
-      const sets = [...(await listAll(prefix)).values()].map((m) => new Set([...m.keys()].filter((k) => !opts.skip?.has(k))));
+      const sets = [...(await listAll(prefix)).values()].map(
+        (m) => new Set([...m.keys()].filter((k) => !opts.skip?.has(k))),
+      );
       if (sets.some((s) => s.size !== sets[0]!.size || [...s].some((k) => !sets[0]!.has(k)))) differ = true;
     }
     if (!differ) return result;
@@ -106,7 +108,8 @@ export async function catchUp(targets: readonly ObjectStore[], opts: SyncOptions
               try {
                 bytes = await src.getBuffer(key);
                 const want = expectedHash(key, opts);
-                if (want && sha256Hex(bytes) !== want) throw new IntegrityError(`${key} on ${from} does not match its SHA-256`);
+                if (want && sha256Hex(bytes) !== want)
+                  throw new IntegrityError(`${key} on ${from} does not match its SHA-256`);
               } catch (err) {
                 result.skipped.push({ key, from, reason: (err as Error).message });
                 continue;

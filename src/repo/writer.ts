@@ -8,7 +8,17 @@ import type { BlobIndex, PackInfo } from './blob-index.js';
 import type { Fanout } from './fanout.js';
 import { encodeIndexBody, type IndexedPack } from './index-object.js';
 import { decodeEntry, ENTRY_SIZE, packKey, type PackEntry } from './pack.js';
-import { PIECE_SIZE, type Event, type FromWorker, type JobEnd, type JobKind, type Op, type PackWorkerInit, type ToWorker, type WirePack } from './pack-protocol.js';
+import {
+  PIECE_SIZE,
+  type Event,
+  type FromWorker,
+  type JobEnd,
+  type JobKind,
+  type Op,
+  type PackWorkerInit,
+  type ToWorker,
+  type WirePack,
+} from './pack-protocol.js';
 import type { Repository } from './repository.js';
 
 /**
@@ -109,7 +119,17 @@ export class JobError extends Error {
  * bytes in flight to workers and sealed packs waiting for upload are both capped.
  */
 export class BlobWriter {
-  readonly stats: WriterStats = { bytesIn: 0, newBytes: 0, dedupBytes: 0, storedBytes: 0, newBlobs: 0, dedupBlobs: 0, packs: 0, packBytes: 0, indexObjects: 0 };
+  readonly stats: WriterStats = {
+    bytesIn: 0,
+    newBytes: 0,
+    dedupBytes: 0,
+    storedBytes: 0,
+    newBlobs: 0,
+    dedupBlobs: 0,
+    packs: 0,
+    packBytes: 0,
+    indexObjects: 0,
+  };
   /** Chunks handed to workers whose pack is not yet in an index object: dedup must see them too. */
   private readonly pending = new Set<string>();
   private readonly slots: Slot[];
@@ -154,7 +174,11 @@ export class BlobWriter {
     const c = repo.config;
     // A worker holds at most one chunk of a job beyond what it has been sent: the largest chunk sets the
     // per-job windows.
-    this.maxChunk = Math.max(...[c.chunkers.json, c.chunkers.bulk, c.chunkers.tree].map((p) => (p.kind === 'fixed' ? p.size : p.max)));
+    this.maxChunk = Math.max(
+      ...[c.chunkers.json, c.chunkers.bulk, c.chunkers.tree].map((p) =>
+        p.kind === 'fixed' ? p.size : p.max,
+      ),
+    );
     this.streamWindow = this.maxChunk + 2 * STREAM_PIECE;
     const init: PackWorkerInit = {
       recipients: { data: c.recipients, tree: [...c.recipients, c.metadataRecipient] },
@@ -170,7 +194,10 @@ export class BlobWriter {
 
   private spawn(init: PackWorkerInit): Slot {
     // A small young generation: the workers allocate few, short-lived objects; a big one only costs memory.
-    const worker = new Worker(new URL('./pack-worker.js', import.meta.url), { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 8 } });
+    const worker = new Worker(new URL('./pack-worker.js', import.meta.url), {
+      workerData: init,
+      resourceLimits: { maxYoungGenerationSizeMb: 8 },
+    });
     const slot: Slot = { worker, ops: [], transfer: [], opBytes: 0, scheduled: false, inflight: 0 };
     worker.on('message', (msg: FromWorker) => {
       for (const ev of msg.events) this.onEvent(slot, ev);
@@ -249,7 +276,14 @@ export class BlobWriter {
   }
 
   /** Decides which chunks of a batch are new, and tells the worker. */
-  private decide(slot: Slot, jobId: number, batch: number, ids: Uint8Array, sizes: Uint32Array, end?: JobEnd): void {
+  private decide(
+    slot: Slot,
+    jobId: number,
+    batch: number,
+    ids: Uint8Array,
+    sizes: Uint32Array,
+    end?: JobEnd,
+  ): void {
     const job = this.jobs.get(jobId);
     const store = new Uint8Array(sizes.length);
     const buf = Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength);
@@ -327,7 +361,18 @@ export class BlobWriter {
       resolve = res;
       reject = rej;
     });
-    const job: JobState = { slot, ids: [], size: 0, inflight: 0, file: false, ended: false, batchesOpen: 0, resolve, reject, waiters: [] };
+    const job: JobState = {
+      slot,
+      ids: [],
+      size: 0,
+      inflight: 0,
+      file: false,
+      ended: false,
+      batchesOpen: 0,
+      resolve,
+      reject,
+      waiters: [],
+    };
     this.jobs.set(id, job);
     return { id, job, done };
   }
@@ -349,13 +394,26 @@ export class BlobWriter {
    * Stores a file, read by a worker thread (the bytes never pass through this thread). Resolves with its
    * chunks (and SHA-1 / SHA-512 when asked). A file that cannot be read rejects with a JobError.
    */
-  async writeFile(path: string, kind: BlobKind, size: number, opts: { sha1?: boolean; sha512?: boolean } = {}): Promise<FileResult> {
+  async writeFile(
+    path: string,
+    kind: BlobKind,
+    size: number,
+    opts: { sha1?: boolean; sha512?: boolean } = {},
+  ): Promise<FileResult> {
     await this.room();
     const { id, job, done } = this.startJob();
     // The worker holds one piece of a file at a time (and at most one chunk across pieces).
     job.file = true;
     this.account(job, Math.min(size, Math.max(PIECE_SIZE, this.maxChunk)));
-    this.send(job.slot, { op: 'file', job: id, path, kind, size, sha1: Boolean(opts.sha1), sha512: Boolean(opts.sha512) });
+    this.send(job.slot, {
+      op: 'file',
+      job: id,
+      path,
+      kind,
+      size,
+      sha1: Boolean(opts.sha1),
+      sha512: Boolean(opts.sha512),
+    });
     return done;
   }
 
@@ -365,14 +423,18 @@ export class BlobWriter {
   }
 
   /** Stores a stream of any length; memory stays bounded by the stream window. */
-  async writeStream(src: AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>, kind: BlobKind): Promise<Chunks> {
+  async writeStream(
+    src: AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>,
+    kind: BlobKind,
+  ): Promise<Chunks> {
     await this.room();
     const { id, job, done } = this.startJob();
     done.catch(() => undefined); // observed below
     let pending: Buffer[] = [];
     let pendingLen = 0;
     const ship = async (end: boolean) => {
-      while (job.inflight > this.streamWindow && !this.failure && this.jobs.has(id)) await new Promise<void>((r) => job.waiters.push(r));
+      while (job.inflight > this.streamWindow && !this.failure && this.jobs.has(id))
+        await new Promise<void>((r) => job.waiters.push(r));
       if (this.failure) throw this.failure;
       const data = new Uint8Array(pendingLen);
       let at = 0;
@@ -388,7 +450,9 @@ export class BlobWriter {
     try {
       for await (const piece of src) {
         if (piece.length === 0) continue;
-        pending.push(Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength));
+        pending.push(
+          Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength),
+        );
         pendingLen += piece.length;
         if (pendingLen >= STREAM_PIECE) await ship(false);
       }
@@ -412,7 +476,11 @@ export class BlobWriter {
     this.queuedPacks++;
     const job = this.uploadLimit(async () => {
       if (this.failure) return;
-      await this.fanout.put(packKey(p.type, p.id), () => createReadStream(p.path, { highWaterMark: 256 * 1024 }), { size: p.size });
+      await this.fanout.put(
+        packKey(p.type, p.id),
+        () => createReadStream(p.path, { highWaterMark: 256 * 1024 }),
+        { size: p.size },
+      );
       this.stats.packs++;
       this.stats.packBytes += p.size;
       this.stats.storedBytes += p.storedBytes;

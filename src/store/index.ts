@@ -52,7 +52,12 @@ export function openProvider(target: TargetConfig): ObjectStore {
         forcePathStyle: target.forcePathStyle,
         credentials: target.credentials,
         storageClass: target.storageClass,
-        ...(target.retention ? { objectLockMode: target.retention.mode === 'compliance' ? ('COMPLIANCE' as const) : ('GOVERNANCE' as const) } : {}),
+        ...(target.retention
+          ? {
+              objectLockMode:
+                target.retention.mode === 'compliance' ? ('COMPLIANCE' as const) : ('GOVERNANCE' as const),
+            }
+          : {}),
       });
     case 'gcs':
       if (!GCS_CLASSES.has(target.storageClass)) {
@@ -69,7 +74,12 @@ export function openProvider(target: TargetConfig): ObjectStore {
         keyFilename: target.keyFilename,
         apiEndpoint: target.apiEndpoint,
         storageClass: target.storageClass,
-        ...(target.retention ? { retentionMode: target.retention.mode === 'compliance' ? ('Locked' as const) : ('Unlocked' as const) } : {}),
+        ...(target.retention
+          ? {
+              retentionMode:
+                target.retention.mode === 'compliance' ? ('Locked' as const) : ('Unlocked' as const),
+            }
+          : {}),
       });
     case 'fs':
       return new FsStore({ name: target.name, root: target.path });

@@ -26,7 +26,8 @@ export function clearSecrets(): void {
   secrets.clear();
 }
 
-const SECRET_KEY = /(pass(word|phrase)?|secret|token|routing_?key|private_?key|credential|api_?key|authorization|cookie|identity|signing_?key|repository_?secret)$/i;
+const SECRET_KEY =
+  /(pass(word|phrase)?|secret|token|routing_?key|private_?key|credential|api_?key|authorization|cookie|identity|signing_?key|repository_?secret)$/i;
 
 export function isSecretKeyName(key: string): boolean {
   return SECRET_KEY.test(key);

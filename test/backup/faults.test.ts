@@ -46,10 +46,21 @@ describe('faults during backups', () => {
     servers = await startServers({ couchdb: true });
     s3 = await restartableS3(path.join(dir, 's3rver'));
     await s3.start();
-    const client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+    const client = new S3Client({
+      endpoint: s3.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+    });
     await client.send(new CreateBucketCommand({ Bucket: 'backups' }));
     client.destroy();
-    await writeRegistry({ out: path.join(dir, 'registry'), packages: 40, seed: 11, maxVersionsPerPackage: 40, tarballVersions: 3 });
+    await writeRegistry({
+      out: path.join(dir, 'registry'),
+      packages: 40,
+      seed: 11,
+      maxVersionsPerPackage: 40,
+      tarballVersions: 3,
+    });
     await loadIntoCouch(servers.couchdb.url, 'registry', path.join(dir, 'registry'));
     configFile = path.join(dir, 'regbackup.yaml');
     writeFileSync(
@@ -76,7 +87,10 @@ targets:
 
   test('SIGKILL at random points never damages a target; the next run completes', async () => {
     for (let i = 0; i < 6; i++) {
-      const child = spawn(process.execPath, ['--openssl-legacy-provider', BIN, 'backup', '--quiet'], { env: { ...process.env, ...env }, stdio: 'ignore' });
+      const child = spawn(process.execPath, ['--openssl-legacy-provider', BIN, 'backup', '--quiet'], {
+        env: { ...process.env, ...env },
+        stdio: 'ignore',
+      });
       const delay = 150 + Math.floor(Math.random() * 2000);
       const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
       const timer = setTimeout(() => child.kill('SIGKILL'), delay);
@@ -88,7 +102,10 @@ targets:
     const r = await runCli(['backup', '--json'], { env });
     assert.equal(r.code, 0, r.stderr);
     const after = await assertTargetsIntact(configFile, path.join(dir, 'keys/restore.key'));
-    assert.deepEqual(after, before.map((n) => n + 1));
+    assert.deepEqual(
+      after,
+      before.map((n) => n + 1),
+    );
   });
 
   test('a target that dies mid-run: the other completes, the run is partial, the next run catches it up', async () => {
@@ -98,7 +115,10 @@ targets:
     for (let i = 0; i < 60; i++) {
       const d = path.join(dir, 'registry/tarballs', `big-${i}`, '-');
       mkdirSync(d, { recursive: true });
-      writeFileSync(path.join(d, `big-${i}-1.0.0.tgz`), Buffer.concat([Buffer.from([0x1f, 0x8b]), randomBytes(3_000_000)]));
+      writeFileSync(
+        path.join(d, `big-${i}-1.0.0.tgz`),
+        Buffer.concat([Buffer.from([0x1f, 0x8b]), randomBytes(3_000_000)]),
+      );
     }
     const child = runCli(['backup', '--json'], { env });
     await new Promise((r) => setTimeout(r, 700));
@@ -107,13 +127,21 @@ targets:
     if (r.code !== 6) console.log('STDERR', r.stderr.slice(-3000));
     assert.equal(r.code, 6, r.stderr);
     const out = JSON.parse(r.stdout) as { targets: { name: string; status: string }[] };
-    assert.deepEqual(out.targets.map((t) => [t.name, t.status]), [['local', 'ok'], ['aws', 'behind']]);
+    assert.deepEqual(
+      out.targets.map((t) => [t.name, t.status]),
+      [
+        ['local', 'ok'],
+        ['aws', 'behind'],
+      ],
+    );
     const [localCount] = await assertTargetsIntact(configFile, path.join(dir, 'keys/restore.key'), ['local']);
 
     await s3.start();
     const r2 = await runCli(['backup', '--json'], { env });
     assert.equal(r2.code, 0, r2.stderr);
-    const out2 = JSON.parse(r2.stdout) as { targets: { name: string; status: string; caughtUp?: { objects: number } }[] };
+    const out2 = JSON.parse(r2.stdout) as {
+      targets: { name: string; status: string; caughtUp?: { objects: number } }[];
+    };
     const aws = out2.targets.find((t) => t.name === 'aws')!;
     assert.equal(aws.status, 'ok');
     assert.ok(aws.caughtUp && aws.caughtUp.objects > 0, 'aws was caught up from local');

@@ -45,7 +45,13 @@ describe('regbackup backup through the CLI, against real servers', () => {
   before(async () => {
     dir = await tmpDir();
     servers = await startServers({ couchdb: true, s3: true });
-    await writeRegistry({ out: path.join(dir, 'registry'), packages: 12, seed: 7, maxVersionsPerPackage: 20, tarballVersions: 20 });
+    await writeRegistry({
+      out: path.join(dir, 'registry'),
+      packages: 12,
+      seed: 7,
+      maxVersionsPerPackage: 20,
+      tarballVersions: 20,
+    });
     await loadIntoCouch(servers.couchdb.url, 'registry', path.join(dir, 'registry'));
     const bucket = await servers.s3.createBucket();
     writeFileSync(path.join(dir, 'regbackup.yaml'), configYaml(dir, servers.couchdb, servers.s3, bucket));
@@ -62,7 +68,10 @@ describe('regbackup backup through the CLI, against real servers', () => {
   test('keys generate, init (twice), backup, snapshots — and no secret in any output', async () => {
     const gen = await runCli(['keys', 'generate', '--out', path.join(dir, 'keys')], { env });
     assert.equal(gen.code, 0, gen.stderr);
-    const worker = JSON.parse(readFileSync(path.join(dir, 'keys/worker.key'), 'utf8')) as Record<string, string>;
+    const worker = JSON.parse(readFileSync(path.join(dir, 'keys/worker.key'), 'utf8')) as Record<
+      string,
+      string
+    >;
     const restore = readFileSync(path.join(dir, 'keys/restore.key'), 'utf8');
     secrets = [
       servers.couchdb.admin!.password,
@@ -78,12 +87,30 @@ describe('regbackup backup through the CLI, against real servers', () => {
     assert.match(init1.stdout, /local\s+initialized/);
     const init2 = await runCli(['init', '--json'], { env });
     assert.equal(init2.code, 0, init2.stderr);
-    assert.deepEqual((JSON.parse(init2.stdout) as { targets: { status: string }[] }).targets.map((t) => t.status), ['exists', 'exists']);
+    assert.deepEqual(
+      (JSON.parse(init2.stdout) as { targets: { status: string }[] }).targets.map((t) => t.status),
+      ['exists', 'exists'],
+    );
 
     const b1 = await runCli(['backup', '--json', '--debug'], { env });
     assert.equal(b1.code, 0, b1.stderr);
-    const r1 = JSON.parse(b1.stdout) as { snapshot: { id: string }; targets: { name: string; status: string }[]; sources: { name: string; files?: number; databases?: { name: string; docCount: number; mode: string }[] }[]; findings: unknown[] };
-    assert.deepEqual(r1.targets.map((t) => [t.name, t.status]), [['local', 'ok'], ['aws', 'ok']]);
+    const r1 = JSON.parse(b1.stdout) as {
+      snapshot: { id: string };
+      targets: { name: string; status: string }[];
+      sources: {
+        name: string;
+        files?: number;
+        databases?: { name: string; docCount: number; mode: string }[];
+      }[];
+      findings: unknown[];
+    };
+    assert.deepEqual(
+      r1.targets.map((t) => [t.name, t.status]),
+      [
+        ['local', 'ok'],
+        ['aws', 'ok'],
+      ],
+    );
     const couch = r1.sources.find((s) => s.name === 'skimdb')!;
     assert.equal(couch.databases!.find((d) => d.name === 'registry')!.docCount, 12);
     assert.ok(r1.sources.find((s) => s.name === 'tarballs')!.files! > 0);
@@ -113,7 +140,10 @@ describe('regbackup backup through the CLI, against real servers', () => {
   test('a wrong CouchDB password: the run is partial (6), names the source, shows no password', async () => {
     const r = await runCli(['backup', '--json'], { env: { ...env, COUCH_PASSWORD: 'wrong-password-123' } });
     assert.equal(r.code, 6, r.stderr);
-    const out = JSON.parse(r.stdout) as { findings: { severity: string; source: string; message: string }[]; sources: { name: string; carriedFrom?: string }[] };
+    const out = JSON.parse(r.stdout) as {
+      findings: { severity: string; source: string; message: string }[];
+      sources: { name: string; carriedFrom?: string }[];
+    };
     const f = out.findings.find((x) => x.source === 'skimdb')!;
     assert.equal(f.severity, 'error');
     assert.match(f.message, /401|credentials|refused/i);
@@ -129,7 +159,10 @@ describe('regbackup backup through the CLI, against real servers', () => {
     );
     const r = await runCli(['config', 'check', '--config', path.join(dir, 'bad.yaml')]);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /sources\.couchdb\[0\]\.url: environment variable \$\{NOT_SET_ANYWHERE\} is not set/);
+    assert.match(
+      r.stderr,
+      /sources\.couchdb\[0\]\.url: environment variable \$\{NOT_SET_ANYWHERE\} is not set/,
+    );
     assert.match(r.stderr, /sources\.couchdb\[0\]\.concurrency: got "many", expected number/);
     assert.match(r.stderr, /targets\[0\]\.type: got "ftp", expected one of s3, gcs, fs/);
   });

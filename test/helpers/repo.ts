@@ -35,12 +35,18 @@ export interface TestRepo {
 }
 
 /** A repository on fresh local-filesystem targets, with keys, for tests of sources and restores. */
-export async function makeTestRepo(opts: { stores?: ObjectStore[]; packSize?: number } = {}): Promise<TestRepo> {
+export async function makeTestRepo(
+  opts: { stores?: ObjectStore[]; packSize?: number } = {},
+): Promise<TestRepo> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'regbackup-test-'));
   const keys = await generateKeys();
   const stores = opts.stores ?? [new FsStore({ name: 'local', root: path.join(dir, 'target') })];
   await Repository.init(stores, keys.worker, { packSize: opts.packSize ?? 1024 * 1024, compressionLevel: 3 });
-  const { repo } = await Repository.open(stores, { worker: keys.worker }, { cacheRoot: path.join(dir, 'cache') });
+  const { repo } = await Repository.open(
+    stores,
+    { worker: keys.worker },
+    { cacheRoot: path.join(dir, 'cache') },
+  );
   const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const t: TestRepo = {
     dir,
@@ -63,7 +69,11 @@ export async function makeTestRepo(opts: { stores?: ObjectStore[]; packSize?: nu
       };
     },
     async restoreReader() {
-      const { repo: r } = await Repository.open(stores, { restore: keys.restore }, { cacheRoot: path.join(dir, 'cache-restore') });
+      const { repo: r } = await Repository.open(
+        stores,
+        { restore: keys.restore },
+        { cacheRoot: path.join(dir, 'cache-restore') },
+      );
       return new BlobReader(r, await r.loadIndex());
     },
     async nextRun() {

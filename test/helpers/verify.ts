@@ -17,13 +17,21 @@ import type { ObjectStore } from '../../src/store/types.js';
  * Everything every snapshot of every target needs is there: the manifest verifies, every listing reads, and
  * every blob a listing names is in the index and in a pack that exists on that target.
  */
-export async function assertTargetsIntact(configFile: string, identityFile: string, only?: string[]): Promise<number[]> {
+export async function assertTargetsIntact(
+  configFile: string,
+  identityFile: string,
+  only?: string[],
+): Promise<number[]> {
   const { config } = loadConfig(configFile);
   const restore = await loadRestoreIdentity(identityFile);
   const counts: number[] = [];
   for (const t of config.targets.filter((x) => !only || only.includes(x.name))) {
     const store: ObjectStore = openStore(t, { retry: false });
-    const { repo } = await Repository.open([store], { restore }, { cacheRoot: path.join(path.dirname(configFile), `verify-cache-${Math.random()}`) });
+    const { repo } = await Repository.open(
+      [store],
+      { restore },
+      { cacheRoot: path.join(path.dirname(configFile), `verify-cache-${Math.random()}`) },
+    );
     const index = await repo.loadIndex(store);
     const reader = new BlobReader(repo, index, [store]);
     const packs = new Set<string>();
@@ -32,7 +40,10 @@ export async function assertTargetsIntact(configFile: string, identityFile: stri
       for await (const id of chunkIds(reader, ref)) {
         const loc = index.lookup(id);
         assert.ok(loc, `blob ${id.toString('hex')} of target ${t.name} is in its index`);
-        assert.ok(packs.has(`${loc.pack.type === 1 ? 'tree' : 'data'}/${loc.pack.id.slice(0, 2)}/${loc.pack.id}`), `pack ${loc.pack.id} exists on ${t.name}`);
+        assert.ok(
+          packs.has(`${loc.pack.type === 1 ? 'tree' : 'data'}/${loc.pack.id.slice(0, 2)}/${loc.pack.id}`),
+          `pack ${loc.pack.id} exists on ${t.name}`,
+        );
       }
     };
     const snaps = await listSnapshots(store);
@@ -50,7 +61,8 @@ export async function assertTargetsIntact(configFile: string, identityFile: stri
             }
           }
         } else {
-          for await (const e of readListing(reader, (s as TarballSourceSnapshot).listing, checkEntry, s.name)) await need(e.data);
+          for await (const e of readListing(reader, (s as TarballSourceSnapshot).listing, checkEntry, s.name))
+            await need(e.data);
         }
       }
     }
@@ -59,11 +71,12 @@ export async function assertTargetsIntact(configFile: string, identityFile: stri
     if (last) {
       const m = await loadSnapshot(repo, store, last);
       const tb = m.sources.find((s) => s.kind === 'tarballs') as TarballSourceSnapshot | undefined;
-      if (tb) for await (const e of readListing(reader, tb.listing, checkEntry, 'tarballs')) assert.equal((await readAll(reader, e.data)).length, e.size);
+      if (tb)
+        for await (const e of readListing(reader, tb.listing, checkEntry, 'tarballs'))
+          assert.equal((await readAll(reader, e.data)).length, e.size);
     }
     repo.close();
     counts.push(snaps.length);
   }
   return counts;
 }
-

@@ -22,12 +22,16 @@ describe('retention and cold storage classes', () => {
     assert.equal(r.code, expect, `${args.join(' ')}: ${r.stderr.slice(-2000)}`);
     return r;
   };
-  const json = async <T>(args: string[], expect = 0): Promise<T> => JSON.parse((await cli([...args, '--json'], expect)).stdout) as T;
+  const json = async <T>(args: string[], expect = 0): Promise<T> =>
+    JSON.parse((await cli([...args, '--json'], expect)).stdout) as T;
   const addTarballs = (tag: string) => {
     for (let i = 0; i < 6; i++) {
       const d = path.join(dir, 'tarballs', `p-${tag}-${i}`, '-');
       mkdirSync(d, { recursive: true });
-      writeFileSync(path.join(d, `p-${tag}-${i}-1.0.0.tgz`), Buffer.concat([Buffer.from([0x1f, 0x8b]), randomBytes(30_000)]));
+      writeFileSync(
+        path.join(d, `p-${tag}-${i}-1.0.0.tgz`),
+        Buffer.concat([Buffer.from([0x1f, 0x8b]), randomBytes(30_000)]),
+      );
     }
   };
 
@@ -60,9 +64,17 @@ prune: { grace: 0s }
     addTarballs('a');
     await cli(['backup']);
     // Every object written to the offsite target carries a retention date a day ahead.
-    const objs = await servers.gcs.storage().bucket((await servers.gcs.storage().getBuckets())[0][0]!.name).getFiles();
-    const meta = objs[0].find((f) => f.name.startsWith('data/'))!.metadata as { retention?: { retainUntilTime?: string } };
-    assert.ok(meta.retention?.retainUntilTime && Date.parse(meta.retention.retainUntilTime) > Date.now() + 23 * 3_600_000);
+    const objs = await servers.gcs
+      .storage()
+      .bucket((await servers.gcs.storage().getBuckets())[0][0]!.name)
+      .getFiles();
+    const meta = objs[0].find((f) => f.name.startsWith('data/'))!.metadata as {
+      retention?: { retainUntilTime?: string };
+    };
+    assert.ok(
+      meta.retention?.retainUntilTime &&
+        Date.parse(meta.retention.retainUntilTime) > Date.now() + 23 * 3_600_000,
+    );
 
     for (const tag of ['b', 'c']) {
       rmTag(dir, tag === 'b' ? 'a' : 'b');
@@ -77,7 +89,10 @@ prune: { grace: 0s }
     // prune: unneeded packs are marked, and with grace 0 the next run would delete them — but on a NEARLINE
     // target young packs are kept (30 days minimum), and on both they are under retention or young.
     await cli(['prune']);
-    const p = await json<{ executed: number; targets: { target: string; deletedPacks: number; keptYoung: number; keptRetention: number }[] }>(['prune']);
+    const p = await json<{
+      executed: number;
+      targets: { target: string; deletedPacks: number; keptYoung: number; keptRetention: number }[];
+    }>(['prune']);
     assert.equal(p.executed, 1);
     const off = p.targets.find((t) => t.target === 'offsite')!;
     assert.ok(off.keptYoung > 0, 'young NEARLINE packs are not deleted');
@@ -91,5 +106,6 @@ prune: { grace: 0s }
 });
 
 function rmTag(dir: string, tag: string): void {
-  for (let i = 0; i < 6; i++) rmSync(path.join(dir, 'tarballs', `p-${tag}-${i}`), { recursive: true, force: true });
+  for (let i = 0; i < 6; i++)
+    rmSync(path.join(dir, 'tarballs', `p-${tag}-${i}`), { recursive: true, force: true });
 }

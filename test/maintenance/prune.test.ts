@@ -16,7 +16,8 @@ import { FsStore } from '../../src/store/fs.js';
 
 function files(dir: string): string[] {
   const out: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) if (e.isFile()) out.push(path.join(e.parentPath, e.name));
+  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true }))
+    if (e.isFile()) out.push(path.join(e.parentPath, e.name));
   return out.sort();
 }
 
@@ -27,7 +28,10 @@ function churn(root: string, n: number, m: number, tag: string): void {
   for (let i = 0; i < n; i++) {
     const d = path.join(root, `churn-${tag}-${i}`, '-');
     mkdirSync(d, { recursive: true });
-    writeFileSync(path.join(d, `churn-${tag}-${i}-1.0.0.tgz`), Buffer.concat([Buffer.from([0x1f, 0x8b]), randomBytes(20_000 + i * 1000)]));
+    writeFileSync(
+      path.join(d, `churn-${tag}-${i}-1.0.0.tgz`),
+      Buffer.concat([Buffer.from([0x1f, 0x8b]), randomBytes(20_000 + i * 1000)]),
+    );
   }
 }
 
@@ -42,12 +46,19 @@ describe('forget, prune, check, repair, cost', () => {
     assert.equal(r.code, expect, `${args.join(' ')}: ${r.stderr.slice(-2000)}`);
     return r;
   };
-  const json = async <T>(args: string[], expect = 0): Promise<T> => JSON.parse((await cli([...args, '--json'], expect)).stdout) as T;
+  const json = async <T>(args: string[], expect = 0): Promise<T> =>
+    JSON.parse((await cli([...args, '--json'], expect)).stdout) as T;
 
   before(async () => {
     dir = await tmpDir();
     servers = await startServers({ couchdb: true });
-    await writeRegistry({ out: path.join(dir, 'registry'), packages: 15, seed: 5, maxVersionsPerPackage: 10, tarballVersions: 2 });
+    await writeRegistry({
+      out: path.join(dir, 'registry'),
+      packages: 15,
+      seed: 5,
+      maxVersionsPerPackage: 10,
+      tarballVersions: 2,
+    });
     await loadIntoCouch(servers.couchdb.url, 'registry', path.join(dir, 'registry'));
     configFile = path.join(dir, 'regbackup.yaml');
     writeFileSync(
@@ -78,21 +89,37 @@ prune: { grace: 1s }
     await cli(['backup']);
     churn(root, 5, 8, 'b');
     await cli(['backup']);
-    const dry = await json<{ decisions: { keep: boolean; reasons: string[] }[]; forgotten: number }>(['forget', '--dry-run']);
+    const dry = await json<{ decisions: { keep: boolean; reasons: string[] }[]; forgotten: number }>([
+      'forget',
+      '--dry-run',
+    ]);
     assert.equal(dry.forgotten, 1);
-    assert.deepEqual(dry.decisions.map((d) => d.keep), [false, true, true]);
+    assert.deepEqual(
+      dry.decisions.map((d) => d.keep),
+      [false, true, true],
+    );
     assert.deepEqual(dry.decisions[2]!.reasons, ['last']);
     const f = await json<{ forgotten: number }>(['forget']);
     assert.equal(f.forgotten, 1);
 
     const p0 = await json<{ packs: { unneeded: number } }>(['prune', '--dry-run']);
     assert.ok(p0.packs.unneeded > 0, 'the forgotten snapshot alone needed some packs');
-    const p1 = await json<{ marked: { packs: number; repack: number }; executed: number; targets: { deletedPacks: number }[] }>(['prune']);
+    const p1 = await json<{
+      marked: { packs: number; repack: number };
+      executed: number;
+      targets: { deletedPacks: number }[];
+    }>(['prune']);
     assert.ok(p1.marked.packs > 0);
     assert.equal(p1.executed, 0, 'nothing is deleted the first time: only marked');
-    assert.deepEqual(p1.targets.map((t) => t.deletedPacks), [0, 0]);
+    assert.deepEqual(
+      p1.targets.map((t) => t.deletedPacks),
+      [0, 0],
+    );
     await new Promise((r) => setTimeout(r, 1100)); // the grace period
-    const p2 = await json<{ executed: number; targets: { deletedPacks: number; freedBytes: number; rewrittenIndexObjects: number }[] }>(['prune']);
+    const p2 = await json<{
+      executed: number;
+      targets: { deletedPacks: number; freedBytes: number; rewrittenIndexObjects: number }[];
+    }>(['prune']);
     assert.equal(p2.executed, 1);
     for (const t of p2.targets) {
       // The unneeded packs, and the mostly unneeded tree packs (rewritten first, then deleted).
@@ -113,10 +140,14 @@ prune: { grace: 1s }
     for (let i = 0; i < 4; i++) {
       churn(root, 4, 6, `loop${i}`);
       // A backup and two prunes at once; forget in between so that packs keep becoming unneeded.
-      const runs = await Promise.all([runCli(['backup', '--quiet'], { env }), runCli(['prune', '--quiet'], { env }), (async () => {
-        await new Promise((r) => setTimeout(r, 300 + i * 200));
-        return runCli(['prune', '--quiet'], { env });
-      })()]);
+      const runs = await Promise.all([
+        runCli(['backup', '--quiet'], { env }),
+        runCli(['prune', '--quiet'], { env }),
+        (async () => {
+          await new Promise((r) => setTimeout(r, 300 + i * 200));
+          return runCli(['prune', '--quiet'], { env });
+        })(),
+      ]);
       // A backup may refuse to commit (exit 5) if a prune deleted a pack it used: never anything else.
       assert.ok([0, 5].includes(runs[0].code!), `backup: ${runs[0].stderr.slice(-1500)}`);
       for (const p of runs.slice(1)) assert.equal(p.code, 0, `prune: ${p.stderr.slice(-1500)}`);
@@ -126,7 +157,12 @@ prune: { grace: 1s }
     await cli(['prune']);
     const counts = await assertTargetsIntact(configFile, identity());
     assert.deepEqual(counts, [2, 2]);
-    const checked = await json<{ ok: boolean; targets: { problems: unknown[] }[] }>(['check', '--read-data', '--identity', identity()]);
+    const checked = await json<{ ok: boolean; targets: { problems: unknown[] }[] }>([
+      'check',
+      '--read-data',
+      '--identity',
+      identity(),
+    ]);
     assert.equal(checked.ok, true, JSON.stringify(checked.targets.map((t) => t.problems)));
   });
 
@@ -137,10 +173,20 @@ prune: { grace: 1s }
     const store = new FsStore({ name: 'b', root: tb });
     const { repo } = await Repository.open([store], { worker }, { cacheRoot: path.join(dir, 'probe-cache') });
     const byIndex = new Map<string, string[]>();
-    for await (const o of store.list('index/')) byIndex.set(o.key, decodeIndexBody(await repo.readMeta('index', o.key, store), o.key).filter((x) => x.info.type === 0).map((x) => packKey(x.info.type, x.info.id)));
+    for await (const o of store.list('index/'))
+      byIndex.set(
+        o.key,
+        decodeIndexBody(await repo.readMeta('index', o.key, store), o.key)
+          .filter((x) => x.info.type === 0)
+          .map((x) => packKey(x.info.type, x.info.id)),
+      );
     repo.close();
     const [idxKey, idxPacks] = [...byIndex].find(([, ps]) => ps.length > 0)!;
-    const packs = [...byIndex].filter(([k]) => k !== idxKey).flatMap(([, ps]) => ps).filter((p) => !idxPacks.includes(p)).map((k) => path.join(tb, k));
+    const packs = [...byIndex]
+      .filter(([k]) => k !== idxKey)
+      .flatMap(([, ps]) => ps)
+      .filter((p) => !idxPacks.includes(p))
+      .map((k) => path.join(tb, k));
     assert.ok(packs.length >= 3);
     rmSync(packs[0]!);
     const flipped = readFileSync(packs[1]!);
@@ -152,32 +198,52 @@ prune: { grace: 1s }
     const snap = files(path.join(tb, 'snapshots'))[0]!;
     writeFileSync(snap, Buffer.concat([readFileSync(snap), Buffer.from('x')]));
 
-    const bad = await json<{ ok: boolean; targets: { target: string; problems: { kind: string; object: string }[] }[] }>(['check', '--read-data', '--identity', identity()], 5);
+    const bad = await json<{
+      ok: boolean;
+      targets: { target: string; problems: { kind: string; object: string }[] }[];
+    }>(['check', '--read-data', '--identity', identity()], 5);
     assert.equal(bad.ok, false);
     const b = bad.targets.find((t) => t.target === 'b')!;
     const kinds = new Set(b.problems.map((p) => p.kind));
-    for (const k of ['bad-snapshot', 'pack-hash', 'pack-size', 'missing-pack']) assert.ok(kinds.has(k), `check reports ${k}: ${JSON.stringify(b.problems)}`);
+    for (const k of ['bad-snapshot', 'pack-hash', 'pack-size', 'missing-pack'])
+      assert.ok(kinds.has(k), `check reports ${k}: ${JSON.stringify(b.problems)}`);
     // The deleted index object shows only if a snapshot needs a pack it alone named (missing-blob, or a
     // listing that cannot be read); repair restores it either way.
     const named = (k: string) => b.problems.some((x) => x.object === k);
     for (const f of packs.slice(0, 3)) assert.ok(named(path.relative(tb, f)), `${f} is named`);
     assert.equal(bad.targets.find((t) => t.target === 'a')!.problems.length, 0);
 
-    const r = await json<{ targets: { target: string; copied: { key: string; reason: string }[]; unrepairable: unknown[] }[] }>(['repair', '--to', 'b', '--read-data']);
+    const r = await json<{
+      targets: { target: string; copied: { key: string; reason: string }[]; unrepairable: unknown[] }[];
+    }>(['repair', '--to', 'b', '--read-data']);
     const rb = r.targets[0]!;
     assert.equal(rb.unrepairable.length, 0);
     const copied = new Set(rb.copied.map((c) => c.key));
-    for (const f of [packs[0]!, packs[1]!, packs[2]!, idx, snap]) assert.ok(copied.has(path.relative(tb, f)), `repaired ${f}`);
+    for (const f of [packs[0]!, packs[1]!, packs[2]!, idx, snap])
+      assert.ok(copied.has(path.relative(tb, f)), `repaired ${f}`);
     const good = await json<{ ok: boolean }>(['check', '--read-data', '--identity', identity()]);
     assert.equal(good.ok, true);
   });
 
   test('cost: bytes and objects per target match what is stored; prices and savings are reported', async () => {
-    const r = await json<{ targets: { target: string; bytes: number; objects: number; storagePerMonth: number; price: { storagePerGBMonth: number }; recentRequests: { put: number } }[]; recent: { runs: number; bytesIn: number } }>(['cost']);
+    const r = await json<{
+      targets: {
+        target: string;
+        bytes: number;
+        objects: number;
+        storagePerMonth: number;
+        price: { storagePerGBMonth: number };
+        recentRequests: { put: number };
+      }[];
+      recent: { runs: number; bytesIn: number };
+    }>(['cost']);
     for (const t of r.targets) {
       const all = files(path.join(dir, `target-${t.target}`));
       assert.equal(t.objects, all.length);
-      assert.equal(t.bytes, all.reduce((n, f) => n + readFileSync(f).length, 0));
+      assert.equal(
+        t.bytes,
+        all.reduce((n, f) => n + readFileSync(f).length, 0),
+      );
       assert.ok(Math.abs(t.storagePerMonth - (t.bytes / 1e9) * t.price.storagePerGBMonth) < 1e-9);
       assert.ok(t.recentRequests.put > 0, 'the recent runs made PUT requests');
     }

@@ -86,7 +86,10 @@ test('tampering is detected: flipped byte, truncation, segment reordering, wrong
   await assert.rejects(decrypt(ids, flipped), IntegrityError);
   // Truncated exactly at a segment boundary: the last full segment is not flagged "last".
   const opened = await openAge(ids, file);
-  await assert.rejects(decrypt(ids, file.subarray(0, opened.payloadOffset + 2 * (SEGMENT_SIZE + 16))), IntegrityError);
+  await assert.rejects(
+    decrypt(ids, file.subarray(0, opened.payloadOffset + 2 * (SEGMENT_SIZE + 16))),
+    IntegrityError,
+  );
   await assert.rejects(decrypt(ids, file.subarray(0, file.length - 1)), IntegrityError);
   const swapped = Buffer.from(file);
   const a = opened.payloadOffset;

@@ -8,8 +8,20 @@ import type { PackEntry } from '../../src/repo/pack.js';
 import { tmpDir } from '../harness/index.js';
 
 function pack(n: number): { info: PackInfo; entries: PackEntry[] } {
-  const info: PackInfo = { id: randomBytes(16).toString('hex'), type: BlobType.data, size: n * 100 + 1000, sha256: randomBytes(32).toString('hex') };
-  const entries = Array.from({ length: n }, (_, i) => ({ id: randomBytes(32), type: BlobType.data, compression: i % 2, offset: i * 100, length: 100, rawLength: 150 + i }));
+  const info: PackInfo = {
+    id: randomBytes(16).toString('hex'),
+    type: BlobType.data,
+    size: n * 100 + 1000,
+    sha256: randomBytes(32).toString('hex'),
+  };
+  const entries = Array.from({ length: n }, (_, i) => ({
+    id: randomBytes(32),
+    type: BlobType.data,
+    compression: i % 2,
+    offset: i * 100,
+    length: 100,
+    rawLength: 150 + i,
+  }));
   return { info, entries };
 }
 

@@ -26,7 +26,10 @@ test('CDC boundaries do not depend on how the stream is split, and respect min/m
   const whole = cut(CDC, gear, data);
   assert.deepEqual(cut(CDC, gear, data, 1000), whole);
   assert.deepEqual(cut(CDC, gear, data, 65_537), whole);
-  assert.equal(whole.reduce((a, b) => a + b, 0), data.length);
+  assert.equal(
+    whole.reduce((a, b) => a + b, 0),
+    data.length,
+  );
   for (const l of whole.slice(0, -1)) assert.ok(l >= 8 * 1024 && l <= 128 * 1024, `chunk of ${l}`);
   const avg = data.length / whole.length;
   assert.ok(avg > 16 * 1024 && avg < 64 * 1024, `average ${avg}`);
@@ -38,8 +41,12 @@ test('a 100-byte insert into a large stream re-stores only a chunk or two', () =
   const idKey = randomBytes(32);
   const data = randomBytes(8_000_000);
   const edited = Buffer.concat([data.subarray(0, 4_000_000), randomBytes(100), data.subarray(4_000_000)]);
-  const before = new Set(chunks(cut(CDC, gear, data), data).map((c) => blobId(idKey, BlobType.data, c).toString('hex')));
-  const after = chunks(cut(CDC, gear, edited), edited).map((c) => blobId(idKey, BlobType.data, c).toString('hex'));
+  const before = new Set(
+    chunks(cut(CDC, gear, data), data).map((c) => blobId(idKey, BlobType.data, c).toString('hex')),
+  );
+  const after = chunks(cut(CDC, gear, edited), edited).map((c) =>
+    blobId(idKey, BlobType.data, c).toString('hex'),
+  );
   const fresh = after.filter((id) => !before.has(id));
   assert.ok(fresh.length >= 1 && fresh.length <= 2, `${fresh.length} new chunks of ${after.length}`);
 });
@@ -68,7 +75,14 @@ test('with snap, CDC cuts move to the end of a line: chunks hold whole lines, ho
   const gear = gearTable(randomBytes(32));
   const p: ChunkerParams = { kind: 'cdc', min: 2048, avg: 8192, max: 32768, snap: 0x0a };
   const lines: string[] = [];
-  for (let i = 0; i < 20000; i++) lines.push(JSON.stringify({ id: `pkg-${i}`, rev: `${i}-${randomBytes(8).toString('hex')}`, pad: 'x'.repeat(i % 90) }));
+  for (let i = 0; i < 20000; i++)
+    lines.push(
+      JSON.stringify({
+        id: `pkg-${i}`,
+        rev: `${i}-${randomBytes(8).toString('hex')}`,
+        pad: 'x'.repeat(i % 90),
+      }),
+    );
   // One line longer than max: it must be cut at max (the only cut not at a line end).
   lines.splice(5000, 0, 'y'.repeat(100_000));
   const data = Buffer.from(lines.join('\n') + '\n');

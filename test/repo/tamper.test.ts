@@ -11,7 +11,13 @@ import { decodeIndexBody } from '../../src/repo/index-object.js';
 import { parsePackTrailer } from '../../src/repo/pack.js';
 import { Repository } from '../../src/repo/repository.js';
 import { decodeSigned, encodeSigned } from '../../src/repo/signed.js';
-import { listSnapshots, loadSnapshot, newManifest, sealSnapshot, resolveSnapshot } from '../../src/repo/snapshot.js';
+import {
+  listSnapshots,
+  loadSnapshot,
+  newManifest,
+  sealSnapshot,
+  resolveSnapshot,
+} from '../../src/repo/snapshot.js';
 import { readAll, writeBuffer, type StreamRef } from '../../src/repo/stream-ref.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import type { ObjectStore } from '../../src/store/types.js';
@@ -29,7 +35,9 @@ describe('a repository with two snapshots', () => {
   let t: TestRepo;
   let store: MemoryStore;
   let refs: { doc: StreamRef; blob: StreamRef };
-  const doc = Buffer.from(JSON.stringify({ _id: 'left-pad-known-name', readme: 'naïve 日本語 😀 '.repeat(5000) }));
+  const doc = Buffer.from(
+    JSON.stringify({ _id: 'left-pad-known-name', readme: 'naïve 日本語 😀 '.repeat(5000) }),
+  );
   const blob = randomBytes(3_000_000);
 
   before(async () => {
@@ -47,7 +55,11 @@ describe('a repository with two snapshots', () => {
   after(() => t.close());
 
   async function restoreRepo() {
-    const { repo } = await Repository.open([store], { restore: t.keys.restore }, { cacheRoot: path.join(t.dir, `c-${randomBytes(4).toString('hex')}`) });
+    const { repo } = await Repository.open(
+      [store],
+      { restore: t.keys.restore },
+      { cacheRoot: path.join(t.dir, `c-${randomBytes(4).toString('hex')}`) },
+    );
     return { repo, reader: new BlobReader(repo, await repo.loadIndex()) };
   }
 
@@ -62,23 +74,33 @@ describe('a repository with two snapshots', () => {
     await assert.rejects(readAll(t.reader, refs.blob), KeyError);
     // And not a single data pack decrypts with the worker's identities.
     const workerIds = new Identities([t.keys.worker.metadataIdentity]);
-    for (const k of await keys(store, 'data/')) await assert.rejects(decrypt(workerIds, await store.getBuffer(k)), KeyError);
+    for (const k of await keys(store, 'data/'))
+      await assert.rejects(decrypt(workerIds, await store.getBuffer(k)), KeyError);
   });
 
   test('the age CLI decrypts every object with the restore identity file', async () => {
     const idFile = path.join(t.dir, 'restore.key');
     writeFileSync(idFile, encodeRestoreIdentity(t.keys.restore), { mode: 0o600 });
-    const all = [...(await keys(store, 'data/')), ...(await keys(store, 'index/')), ...(await keys(store, 'snapshots/'))];
+    const all = [
+      ...(await keys(store, 'data/')),
+      ...(await keys(store, 'index/')),
+      ...(await keys(store, 'snapshots/')),
+    ];
     assert.ok(all.length >= 4);
     for (const k of all) {
       const plain = await ageDecrypt(idFile, await store.getBuffer(k));
-      if (k.startsWith('data/')) assert.equal(plain.subarray(plain.length - 8).toString('latin1'), 'RBPACK01');
+      if (k.startsWith('data/'))
+        assert.equal(plain.subarray(plain.length - 8).toString('latin1'), 'RBPACK01');
       if (k.startsWith('data/')) assert.ok(parsePackTrailer(plain).length > 0);
     }
   });
 
   test('no object name, metadata or unencrypted byte contains a document ID or content', async () => {
-    const needles = ['left-pad-known-name', 'naïve', Buffer.from(blob.subarray(1000, 1032)).toString('latin1')];
+    const needles = [
+      'left-pad-known-name',
+      'naïve',
+      Buffer.from(blob.subarray(1000, 1032)).toString('latin1'),
+    ];
     for (const k of await keys(store, '')) {
       const bytes = (await store.getBuffer(k)).toString('latin1');
       for (const n of needles) {
@@ -141,18 +163,28 @@ describe('a repository with two snapshots', () => {
       await store.delete(replayKey);
       // Forged: signed by another key, encrypted to the right recipients.
       const other = await generateKeys();
-      const fake = encodeSigned('snapshot', Buffer.from(JSON.stringify(newManifest(repo, []))), other.worker.signingKey);
+      const fake = encodeSigned(
+        'snapshot',
+        Buffer.from(JSON.stringify(newManifest(repo, []))),
+        other.worker.signingKey,
+      );
       const fakeBytes = await encrypt([...repo.config.recipients, repo.config.metadataRecipient], fake);
       const fakeKey = `snapshots/20270101T000000Z-${sha256Hex(fakeBytes)}`;
       await store.put(fakeKey, fakeBytes);
-      await assert.rejects(loadSnapshot(repo, store, resolveSnapshot(await listSnapshots(store), 'latest')), /signature/);
+      await assert.rejects(
+        loadSnapshot(repo, store, resolveSnapshot(await listSnapshots(store), 'latest')),
+        /signature/,
+      );
       await store.delete(fakeKey);
       // An index object presented as a snapshot: the signed type differs.
       const idx = (await keys(store, 'index/'))[0]!;
       const idxBytes = await store.getBuffer(idx);
       const asSnap = `snapshots/20270101T000000Z-${idx.split('/')[1]}`;
       await store.put(asSnap, idxBytes);
-      await assert.rejects(loadSnapshot(repo, store, resolveSnapshot(await listSnapshots(store), 'latest')), /index object, not a snapshot/);
+      await assert.rejects(
+        loadSnapshot(repo, store, resolveSnapshot(await listSnapshots(store), 'latest')),
+        /index object, not a snapshot/,
+      );
       await store.delete(asSnap);
     } finally {
       await store.put(a!.key, ba);
@@ -184,7 +216,8 @@ describe('hostile bytes in every object type give a clean error', () => {
       else if (r === 1) yield valid.subarray(0, Math.floor(Math.random() * valid.length));
       else if (r === 2) {
         const b = Buffer.from(valid);
-        for (let k = 0; k < 1 + (i % 4); k++) b[Math.floor(Math.random() * b.length)] = Math.floor(Math.random() * 256);
+        for (let k = 0; k < 1 + (i % 4); k++)
+          b[Math.floor(Math.random() * b.length)] = Math.floor(Math.random() * 256);
         yield b;
       } else if (r === 3) {
         const b = Buffer.from(valid);
@@ -212,10 +245,23 @@ describe('hostile bytes in every object type give a clean error', () => {
     }
     const { encodeIndexBody } = await import('../../src/repo/index-object.js');
     const idxBody = encodeIndexBody([
-      { info: { id: randomBytes(16).toString('hex'), type: 0, size: 100000, sha256: randomBytes(32).toString('hex') }, entries: [{ id: randomBytes(32), type: 0, compression: 1, offset: 0, length: 100, rawLength: 300 }] },
+      {
+        info: {
+          id: randomBytes(16).toString('hex'),
+          type: 0,
+          size: 100000,
+          sha256: randomBytes(32).toString('hex'),
+        },
+        entries: [{ id: randomBytes(32), type: 0, compression: 1, offset: 0, length: 100, rawLength: 300 }],
+      },
     ]);
     for (const m of mutations(idxBody, 1000)) await cleanly('index', () => decodeIndexBody(m, 'fuzz'));
-    const trailer = Buffer.concat([rnd(100), Buffer.alloc(48), Buffer.from([1, 0, 0, 0]), Buffer.from('RBPACK01')]);
+    const trailer = Buffer.concat([
+      rnd(100),
+      Buffer.alloc(48),
+      Buffer.from([1, 0, 0, 0]),
+      Buffer.from('RBPACK01'),
+    ]);
     for (const m of mutations(trailer, 1000)) await cleanly('pack', () => parsePackTrailer(m, 'fuzz'));
     const ids = new Identities([keys.restore.identity]);
     const file = await encrypt([keys.restore.recipient], rnd(70000));

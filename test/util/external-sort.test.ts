@@ -16,7 +16,10 @@ test('sorts beyond its memory budget through run files, stable, with unique keep
   const out: string[] = [];
   for await (const r of s.sorted()) out.push(r);
   const expectKeys = [...new Set(keys)].sort(compareCodePoints);
-  assert.deepEqual(out.map((r) => r.split(' ')[0]), expectKeys);
+  assert.deepEqual(
+    out.map((r) => r.split(' ')[0]),
+    expectKeys,
+  );
   // unique keeps the last occurrence in input order
   for (const r of out) {
     const [k, i] = r.split(' ');

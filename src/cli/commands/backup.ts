@@ -6,7 +6,9 @@ import { formatBytes, formatDuration } from '../../util/units.js';
 function summary(r: BackupResult): string {
   const s = r.stats;
   const lines: string[] = [];
-  lines.push(r.snapshot ? `snapshot ${r.snapshot.id.slice(0, 12)} at ${r.snapshot.time}` : 'no snapshot written');
+  lines.push(
+    r.snapshot ? `snapshot ${r.snapshot.id.slice(0, 12)} at ${r.snapshot.time}` : 'no snapshot written',
+  );
   lines.push(
     `read ${formatBytes(s.bytesIn ?? 0)}: new ${formatBytes(s.newBytes ?? 0)} (stored as ${formatBytes(s.storedBytes ?? 0)}), deduplicated ${formatBytes(s.dedupBytes ?? 0)}; ${s.packs ?? 0} packs in ${formatDuration(s.durationMs)}`,
   );
@@ -15,16 +17,21 @@ function summary(r: BackupResult): string {
     if (src.kind === 'couchdb') {
       lines.push(`${src.name}: CouchDB${carried}`);
       for (const d of src.databases ?? []) {
-        lines.push(`  ${d.name}: ${d.docCount} docs, ${d.deletedCount} deleted, ${d.conflictCount} with conflicts, seq ${String(d.seq).slice(0, 24)} (${d.mode}${d.fullReason ? `: ${d.fullReason}` : ''})`);
+        lines.push(
+          `  ${d.name}: ${d.docCount} docs, ${d.deletedCount} deleted, ${d.conflictCount} with conflicts, seq ${String(d.seq).slice(0, 24)} (${d.mode}${d.fullReason ? `: ${d.fullReason}` : ''})`,
+        );
       }
     } else lines.push(`${src.name}: ${src.files} files, ${formatBytes(src.bytes ?? 0)}${carried}`);
   }
   for (const t of r.targets) {
-    lines.push(`target ${t.name}: ${t.status === 'ok' ? 'ok' : `BEHIND (${t.error ?? 'failed'})`}, wrote ${formatBytes(t.bytesWritten)}${t.caughtUp ? `, caught up ${t.caughtUp.objects} objects` : ''}`);
+    lines.push(
+      `target ${t.name}: ${t.status === 'ok' ? 'ok' : `BEHIND (${t.error ?? 'failed'})`}, wrote ${formatBytes(t.bytesWritten)}${t.caughtUp ? `, caught up ${t.caughtUp.objects} objects` : ''}`,
+    );
   }
   const shown = r.findings.slice(0, 20);
   for (const f of shown) lines.push(`${f.severity}: ${f.source}: ${f.message}`);
-  if (r.findings.length > shown.length) lines.push(`… and ${r.findings.length - shown.length} more findings (--json lists them all)`);
+  if (r.findings.length > shown.length)
+    lines.push(`… and ${r.findings.length - shown.length} more findings (--json lists them all)`);
   return lines.join('\n');
 }
 
@@ -33,7 +40,9 @@ export const registerBackup: RegisterCommand = (program, ctx) => {
     .command('backup')
     .description('take a snapshot of the configured sources and write it to every target')
     .option('-s, --source <name...>', 'only these sources')
-    .option('--workers <n>', 'worker threads for compression and encryption (default: cores)', (v) => Number.parseInt(v, 10))
+    .option('--workers <n>', 'worker threads for compression and encryption (default: cores)', (v) =>
+      Number.parseInt(v, 10),
+    )
     .action(async (o: { source?: string[]; workers?: number }) => {
       const c = ctx();
       const { config } = c.config();
@@ -46,7 +55,13 @@ export const registerBackup: RegisterCommand = (program, ctx) => {
       process.once('SIGTERM', onSignal);
       const progress = new Progress(c.interactive ? process.stderr : undefined);
       try {
-        const r = await runBackup(config, { sources: o.source, workers: o.workers, progress, signal: abort.signal, logger: c.log });
+        const r = await runBackup(config, {
+          sources: o.source,
+          workers: o.workers,
+          progress,
+          signal: abort.signal,
+          logger: c.log,
+        });
         c.print(() => summary(r), r);
         process.exitCode = r.exitCode;
       } finally {

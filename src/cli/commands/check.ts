@@ -9,7 +9,10 @@ export const registerCheck: RegisterCommand = (program, ctx) => {
     .command('check')
     .description('verify the repository on each target: structure, and with --read-data the data itself')
     .option('-t, --target <name>', 'only this target')
-    .option('--read-data [percent]', 'download, decrypt and verify all packs, or a random PERCENT of them (needs --identity)')
+    .option(
+      '--read-data [percent]',
+      'download, decrypt and verify all packs, or a random PERCENT of them (needs --identity)',
+    )
     .option('--identity <file>', 'the restore identity (for --read-data)')
     .action(async (o: { target?: string; readData?: string | boolean; identity?: string }) => {
       const c = ctx();
@@ -17,14 +20,19 @@ export const registerCheck: RegisterCommand = (program, ctx) => {
       if (o.readData === true) fraction = 1;
       else if (typeof o.readData === 'string') {
         const p = Number.parseFloat(o.readData.replace(/%$/, ''));
-        if (!(p > 0 && p <= 100)) throw new UsageError(`--read-data takes a percentage between 0 and 100, not ${o.readData}`);
+        if (!(p > 0 && p <= 100))
+          throw new UsageError(`--read-data takes a percentage between 0 and 100, not ${o.readData}`);
         fraction = p / 100;
       }
       const { config } = c.config();
       const names = o.target ? [o.target] : config.targets.map((t) => t.name);
       const results: TargetCheck[] = [];
       for (const name of names) {
-        const { repo } = await openRepository(c, { target: name, identity: o.identity, needIdentity: fraction > 0 });
+        const { repo } = await openRepository(c, {
+          target: name,
+          identity: o.identity,
+          needIdentity: fraction > 0,
+        });
         try {
           results.push(await checkTarget(repo, repo.targets[0]!, { readData: fraction, logger: c.log }));
         } finally {
@@ -32,14 +40,19 @@ export const registerCheck: RegisterCommand = (program, ctx) => {
         }
       }
       const ok = results.every((r) => r.ok);
-      c.print(() => {
-        const lines: string[] = [];
-        for (const r of results) {
-          lines.push(`${r.target}: ${r.ok ? 'OK' : `${r.problems.length} PROBLEM(S)`} — ${r.snapshots} snapshots, ${r.indexObjects} index objects, ${r.packs} packs, ${r.neededBlobs} blobs needed${r.packsRead ? `; read ${r.packsRead} packs (${formatBytes(r.bytesRead)}), ${r.blobsVerified} blobs verified` : ''}${r.unindexedPacks ? `; ${r.unindexedPacks} packs not in any index (prune removes them)` : ''}`);
-          for (const p of r.problems) lines.push(`  ${p.kind}: ${p.message}`);
-        }
-        return lines.join('\n');
-      }, { ok, targets: results });
+      c.print(
+        () => {
+          const lines: string[] = [];
+          for (const r of results) {
+            lines.push(
+              `${r.target}: ${r.ok ? 'OK' : `${r.problems.length} PROBLEM(S)`} — ${r.snapshots} snapshots, ${r.indexObjects} index objects, ${r.packs} packs, ${r.neededBlobs} blobs needed${r.packsRead ? `; read ${r.packsRead} packs (${formatBytes(r.bytesRead)}), ${r.blobsVerified} blobs verified` : ''}${r.unindexedPacks ? `; ${r.unindexedPacks} packs not in any index (prune removes them)` : ''}`,
+            );
+            for (const p of r.problems) lines.push(`  ${p.kind}: ${p.message}`);
+          }
+          return lines.join('\n');
+        },
+        { ok, targets: results },
+      );
       process.exitCode = ok ? 0 : 5;
     });
 };

@@ -8,7 +8,9 @@ const usd = (n: number) => `$${n < 10 ? n.toFixed(4) : n.toFixed(2)}`;
 export const registerCost: RegisterCommand = (program, ctx) => {
   program
     .command('cost')
-    .description('stored bytes, objects and estimated monthly cost per target; requests of recent runs; savings')
+    .description(
+      'stored bytes, objects and estimated monthly cost per target; requests of recent runs; savings',
+    )
     .option('--runs <n>', 'how many recent runs to account for (default 24)', (v) => Number.parseInt(v, 10))
     .action(async (o: { runs?: number }) => {
       const c = ctx();
@@ -22,8 +24,13 @@ export const registerCost: RegisterCommand = (program, ctx) => {
               `${t.target} (${t.type}, ${t.storageClass}): ${formatBytes(t.bytes)} in ${t.objects} objects → ${usd(t.storagePerMonth)}/month at $${t.price.storagePerGBMonth}/GB; last ${t.recentRuns} runs: ${t.recentRequests.put} PUT, ${t.recentRequests.get} GET, ${t.recentRequests.list} LIST → ${usd(t.requestCost)}`,
           );
           lines.push(`total storage: ${usd(r.monthlyTotal)}/month`);
-          if (r.latest) lines.push(`newest snapshot stands for ${formatBytes(r.latest.logicalBytes)}; a target holds ${formatBytes(r.latest.storedBytes)} for all snapshots (${r.latest.ratio.toFixed(1)}x)`);
-          lines.push(`last ${r.recent.runs} runs read ${formatBytes(r.recent.bytesIn)}: deduplication saved ${formatBytes(r.recent.dedupSaved)}, compression ${formatBytes(r.recent.compressionSaved)}`);
+          if (r.latest)
+            lines.push(
+              `newest snapshot stands for ${formatBytes(r.latest.logicalBytes)}; a target holds ${formatBytes(r.latest.storedBytes)} for all snapshots (${r.latest.ratio.toFixed(1)}x)`,
+            );
+          lines.push(
+            `last ${r.recent.runs} runs read ${formatBytes(r.recent.bytesIn)}: deduplication saved ${formatBytes(r.recent.dedupSaved)}, compression ${formatBytes(r.recent.compressionSaved)}`,
+          );
           return lines.join('\n');
         }, r);
       } finally {

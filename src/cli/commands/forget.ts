@@ -12,7 +12,9 @@ const int = (v: string) => {
 export const registerForget: RegisterCommand = (program, ctx) => {
   program
     .command('forget')
-    .description('delete the snapshots the retention policy does not keep (their data goes at the next prune)')
+    .description(
+      'delete the snapshots the retention policy does not keep (their data goes at the next prune)',
+    )
     .option('--keep-last <n>', 'keep the newest N snapshots', int)
     .option('--keep-hourly <n>', 'keep one snapshot for each of the last N hours', int)
     .option('--keep-daily <n>', 'keep one snapshot for each of the last N days', int)
@@ -20,32 +22,47 @@ export const registerForget: RegisterCommand = (program, ctx) => {
     .option('--keep-monthly <n>', 'keep one snapshot for each of the last N months', int)
     .option('--keep-yearly <n>', 'keep one snapshot for each of the last N years', int)
     .option('--dry-run', 'list what would go and why each kept snapshot is kept; delete nothing')
-    .action(async (o: { keepLast?: number; keepHourly?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; keepYearly?: number; dryRun?: boolean }) => {
-      const c = ctx();
-      const { config } = c.config();
-      const r = config.retention;
-      const policy: RetentionPolicy = {
-        last: o.keepLast ?? r?.last ?? 0,
-        hourly: o.keepHourly ?? r?.hourly ?? 0,
-        daily: o.keepDaily ?? r?.daily ?? 0,
-        weekly: o.keepWeekly ?? r?.weekly ?? 0,
-        monthly: o.keepMonthly ?? r?.monthly ?? 0,
-        yearly: o.keepYearly ?? r?.yearly ?? 0,
-      };
-      const { repo } = await openRepository(c);
-      try {
-        const res = await forget(repo, policy, { dryRun: o.dryRun, logger: c.log });
-        c.print(() => {
-          const lines = res.decisions.map(
-            (d) =>
-              `${d.keep ? 'keep  ' : o.dryRun ? 'would forget' : d.deleted ? 'forgot' : 'FAILED'} ${d.id.slice(0, 12)}  ${d.time.toISOString()}  [${d.sources.join(', ')}]${d.keep ? `  (${d.reasons.join('; ')})` : ''}${d.error ? `  ${d.error}` : ''}`,
+    .action(
+      async (o: {
+        keepLast?: number;
+        keepHourly?: number;
+        keepDaily?: number;
+        keepWeekly?: number;
+        keepMonthly?: number;
+        keepYearly?: number;
+        dryRun?: boolean;
+      }) => {
+        const c = ctx();
+        const { config } = c.config();
+        const r = config.retention;
+        const policy: RetentionPolicy = {
+          last: o.keepLast ?? r?.last ?? 0,
+          hourly: o.keepHourly ?? r?.hourly ?? 0,
+          daily: o.keepDaily ?? r?.daily ?? 0,
+          weekly: o.keepWeekly ?? r?.weekly ?? 0,
+          monthly: o.keepMonthly ?? r?.monthly ?? 0,
+          yearly: o.keepYearly ?? r?.yearly ?? 0,
+        };
+        const { repo } = await openRepository(c);
+        try {
+          const res = await forget(repo, policy, { dryRun: o.dryRun, logger: c.log });
+          c.print(
+            () => {
+              const lines = res.decisions.map(
+                (d) =>
+                  `${d.keep ? 'keep  ' : o.dryRun ? 'would forget' : d.deleted ? 'forgot' : 'FAILED'} ${d.id.slice(0, 12)}  ${d.time.toISOString()}  [${d.sources.join(', ')}]${d.keep ? `  (${d.reasons.join('; ')})` : ''}${d.error ? `  ${d.error}` : ''}`,
+              );
+              lines.push(
+                `${res.kept} kept, ${res.forgotten} ${o.dryRun ? 'would be forgotten' : 'forgotten'}${o.dryRun ? ' (dry run)' : '; run `regbackup prune` to free their data'}`,
+              );
+              return lines.join('\n');
+            },
+            { policy, dryRun: Boolean(o.dryRun), ...res },
           );
-          lines.push(`${res.kept} kept, ${res.forgotten} ${o.dryRun ? 'would be forgotten' : 'forgotten'}${o.dryRun ? ' (dry run)' : '; run `regbackup prune` to free their data'}`);
-          return lines.join('\n');
-        }, { policy, dryRun: Boolean(o.dryRun), ...res });
-        if (res.decisions.some((d) => d.error)) process.exitCode = 6;
-      } finally {
-        repo.close();
-      }
-    });
+          if (res.decisions.some((d) => d.error)) process.exitCode = 6;
+        } finally {
+          repo.close();
+        }
+      },
+    );
 };

@@ -22,4 +22,22 @@ import { registerWorker } from './worker.js';
 /** Each subcommand lives in its own file and registers itself on the program. */
 export type RegisterCommand = (program: Command, ctx: () => CliContext) => void;
 
-export const commands: RegisterCommand[] = [registerConfig, registerKeys, registerInit, registerBackup, registerSnapshots, registerRestore, registerDump, registerForget, registerPrune, registerCheck, registerRepair, registerCost, registerDrill, registerDrills, registerWorker, registerJobs, registerCheckHealth];
+export const commands: RegisterCommand[] = [
+  registerConfig,
+  registerKeys,
+  registerInit,
+  registerBackup,
+  registerSnapshots,
+  registerRestore,
+  registerDump,
+  registerForget,
+  registerPrune,
+  registerCheck,
+  registerRepair,
+  registerCost,
+  registerDrill,
+  registerDrills,
+  registerWorker,
+  registerJobs,
+  registerCheckHealth,
+];

@@ -14,7 +14,12 @@ export const registerInit: RegisterCommand = (program, ctx) => {
       const stores = config.targets.map((t) => openStore(t));
       const results = await Repository.init(stores, worker, config.repository);
       c.print(
-        results.map((r) => `${r.target.padEnd(12)} ${r.status === 'exists' ? 'already initialized' : r.status === 'copied' ? 'initialized (joined the existing repository)' : 'initialized'}`).join('\n'),
+        results
+          .map(
+            (r) =>
+              `${r.target.padEnd(12)} ${r.status === 'exists' ? 'already initialized' : r.status === 'copied' ? 'initialized (joined the existing repository)' : 'initialized'}`,
+          )
+          .join('\n'),
         { targets: results },
       );
     });

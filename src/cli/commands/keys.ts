@@ -11,7 +11,10 @@ export const registerKeys: RegisterCommand = (program, ctx) => {
     .command('generate')
     .description('create a restore identity (keep it offline) and a worker key (for the backup host)')
     .requiredOption('--out <dir>', 'directory to write restore.key and worker.key into (mode 0600)')
-    .option('--post-quantum', 'use age post-quantum hybrid (ML-KEM-768 + X25519) recipients; the age 1.1 CLI cannot read those')
+    .option(
+      '--post-quantum',
+      'use age post-quantum hybrid (ML-KEM-768 + X25519) recipients; the age 1.1 CLI cannot read those',
+    )
     .action(async (o: { out: string; postQuantum?: boolean }) => {
       const c = ctx();
       const k = await generateKeys({ postQuantum: o.postQuantum });
@@ -26,7 +29,12 @@ export const registerKeys: RegisterCommand = (program, ctx) => {
           'Next: point `keys:` in regbackup.yaml at the worker key, run `regbackup init`, and move',
           'restore.key somewhere safe (a password manager, a safe, two places).',
         ].join('\n'),
-        { keyId: k.worker.keyId, recipient: k.restore.recipient, restoreKey: files.restoreFile, workerKey: files.workerFile },
+        {
+          keyId: k.worker.keyId,
+          recipient: k.restore.recipient,
+          restoreKey: files.restoreFile,
+          workerKey: files.workerFile,
+        },
       );
     });
   keys
@@ -40,7 +48,9 @@ export const registerKeys: RegisterCommand = (program, ctx) => {
         try {
           f = loadConfig(p).config.keys;
         } catch (err) {
-          throw new UsageError(`no key file given and the configuration cannot be read (${(err as Error).message.split('\n')[0]})`);
+          throw new UsageError(
+            `no key file given and the configuration cannot be read (${(err as Error).message.split('\n')[0]})`,
+          );
         }
       }
       let head: string;
@@ -52,18 +62,39 @@ export const registerKeys: RegisterCommand = (program, ctx) => {
       if (head.startsWith('{')) {
         const w = await loadWorkerKey(f);
         c.print(
-          [`${f}: worker key`, `key id:             ${w.keyId}`, `recipients:         ${w.recipients.join(', ')}`, `metadata recipient: ${w.metadataRecipient}`, `verify key:         ${w.verifyKeyRaw.toString('base64')}`].join('\n'),
-          { file: f, type: 'worker', keyId: w.keyId, recipients: w.recipients, metadataRecipient: w.metadataRecipient, verifyKey: w.verifyKeyRaw.toString('base64') },
+          [
+            `${f}: worker key`,
+            `key id:             ${w.keyId}`,
+            `recipients:         ${w.recipients.join(', ')}`,
+            `metadata recipient: ${w.metadataRecipient}`,
+            `verify key:         ${w.verifyKeyRaw.toString('base64')}`,
+          ].join('\n'),
+          {
+            file: f,
+            type: 'worker',
+            keyId: w.keyId,
+            recipients: w.recipients,
+            metadataRecipient: w.metadataRecipient,
+            verifyKey: w.verifyKeyRaw.toString('base64'),
+          },
         );
       } else {
         const r = await loadRestoreIdentity(f);
-        c.print([`${f}: restore identity`, `key id:     ${r.keyId}`, `recipient:  ${r.recipient}`, `verify key: ${r.verifyKeyRaw.toString('base64')}`].join('\n'), {
-          file: f,
-          type: 'restore',
-          keyId: r.keyId,
-          recipient: r.recipient,
-          verifyKey: r.verifyKeyRaw.toString('base64'),
-        });
+        c.print(
+          [
+            `${f}: restore identity`,
+            `key id:     ${r.keyId}`,
+            `recipient:  ${r.recipient}`,
+            `verify key: ${r.verifyKeyRaw.toString('base64')}`,
+          ].join('\n'),
+          {
+            file: f,
+            type: 'restore',
+            keyId: r.keyId,
+            recipient: r.recipient,
+            verifyKey: r.verifyKeyRaw.toString('base64'),
+          },
+        );
       }
     });
 };

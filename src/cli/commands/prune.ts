@@ -6,7 +6,9 @@ import { parseDuration, formatBytes, formatDuration } from '../../util/units.js'
 export const registerPrune: RegisterCommand = (program, ctx) => {
   program
     .command('prune')
-    .description('delete data no snapshot needs (marked first, deleted by a later run after the grace period)')
+    .description(
+      'delete data no snapshot needs (marked first, deleted by a later run after the grace period)',
+    )
     .option('--dry-run', 'report what is unneeded; mark and delete nothing')
     .option('--grace <duration>', 'override prune.grace (e.g. 24h; 0 only when no backup can be running)')
     .option('--repack-threshold <fraction>', 'override prune.repackThreshold', Number.parseFloat)
@@ -16,17 +18,26 @@ export const registerPrune: RegisterCommand = (program, ctx) => {
       const { repo } = await openRepository(c);
       try {
         const grace = o.grace !== undefined ? parseDuration(o.grace) : undefined;
-        const r = await prune(config, repo, { logger: c.log, dryRun: o.dryRun, grace, repackThreshold: o.repackThreshold });
+        const r = await prune(config, repo, {
+          logger: c.log,
+          dryRun: o.dryRun,
+          grace,
+          repackThreshold: o.repackThreshold,
+        });
         c.print(() => {
           const lines = [
             `${r.packs.total} packs; unneeded ${r.packs.unneeded} (${formatBytes(r.packs.unneededBytes)}), mostly unneeded ${r.packs.sparse}, not in any index ${r.packs.orphaned}`,
             `references: ${r.references.snapshots} snapshots, ${r.references.listingChunksRead}/${r.references.listingChunks} listing chunks read, ${r.references.entries} entries`,
           ];
           if (!r.dryRun) {
-            lines.push(`marked now: ${r.marked.packs} packs (${formatBytes(r.marked.bytes)}) to delete, ${r.marked.repack} to rewrite — deleted by a prune run after the grace period`);
+            lines.push(
+              `marked now: ${r.marked.packs} packs (${formatBytes(r.marked.bytes)}) to delete, ${r.marked.repack} to rewrite — deleted by a prune run after the grace period`,
+            );
             lines.push(`acted on ${r.executed} earlier mark(s):`);
             for (const t of r.targets) {
-              lines.push(`  ${t.target}: deleted ${t.deletedPacks} packs, freed ${formatBytes(t.freedBytes)}, rewrote ${t.repackedPacks} packs and ${t.rewrittenIndexObjects} index objects${t.keptYoung ? `, kept ${t.keptYoung} young packs (storage-class minimum)` : ''}${t.keptRetention ? `, kept ${t.keptRetention} under retention` : ''}`);
+              lines.push(
+                `  ${t.target}: deleted ${t.deletedPacks} packs, freed ${formatBytes(t.freedBytes)}, rewrote ${t.repackedPacks} packs and ${t.rewrittenIndexObjects} index objects${t.keptYoung ? `, kept ${t.keptYoung} young packs (storage-class minimum)` : ''}${t.keptRetention ? `, kept ${t.keptRetention} under retention` : ''}`,
+              );
             }
           }
           lines.push(`took ${formatDuration(r.durationMs)}`);

@@ -7,15 +7,21 @@ import { formatBytes } from '../../util/units.js';
 export const registerRepair: RegisterCommand = (program, ctx) => {
   program
     .command('repair')
-    .description('copy objects missing or corrupt on a target from a target where they verify (no decryption)')
+    .description(
+      'copy objects missing or corrupt on a target from a target where they verify (no decryption)',
+    )
     .option('--from <target>', 'copy only from this target (default: any other)')
     .option('--to <target>', 'repair only this target (default: every target)')
-    .option('--read-data', 'also download and hash every pack of the repaired target (finds same-size corruption)')
+    .option(
+      '--read-data',
+      'also download and hash every pack of the repaired target (finds same-size corruption)',
+    )
     .option('--dry-run', 'report what would be copied')
     .action(async (o: { from?: string; to?: string; readData?: boolean; dryRun?: boolean }) => {
       const c = ctx();
       const { config } = c.config();
-      for (const n of [o.from, o.to]) if (n && !config.targets.some((t) => t.name === n)) throw new UsageError(`no target named ${n}`);
+      for (const n of [o.from, o.to])
+        if (n && !config.targets.some((t) => t.name === n)) throw new UsageError(`no target named ${n}`);
       const { repo } = await openRepository(c);
       try {
         const all = repo.targets;
@@ -23,20 +29,24 @@ export const registerRepair: RegisterCommand = (program, ctx) => {
         for (const to of all.filter((t) => !o.to || t.name === o.to)) {
           const sources = all.filter((t) => t !== to && (!o.from || t.name === o.from));
           if (sources.length === 0) continue;
-          results.push(await repairTarget(repo, to, sources, { logger: c.log, readData: o.readData, dryRun: o.dryRun }));
+          results.push(
+            await repairTarget(repo, to, sources, { logger: c.log, readData: o.readData, dryRun: o.dryRun }),
+          );
         }
         const broken = results.some((r) => r.unrepairable.length);
-        c.print(() =>
-          results
-            .map((r) =>
-              [
-                `${r.target}: ${o.dryRun ? 'would copy' : 'copied'} ${r.copied.length} objects (${formatBytes(r.bytes)})${r.unrepairable.length ? `, ${r.unrepairable.length} CANNOT be repaired` : ''}`,
-                ...r.copied.map((x) => `  ${x.reason} ${x.key} <- ${x.from}`),
-                ...r.unrepairable.map((x) => `  UNREPAIRABLE ${x.key}: ${x.reason}`),
-              ].join('\n'),
-            )
-            .join('\n'),
-        { targets: results });
+        c.print(
+          () =>
+            results
+              .map((r) =>
+                [
+                  `${r.target}: ${o.dryRun ? 'would copy' : 'copied'} ${r.copied.length} objects (${formatBytes(r.bytes)})${r.unrepairable.length ? `, ${r.unrepairable.length} CANNOT be repaired` : ''}`,
+                  ...r.copied.map((x) => `  ${x.reason} ${x.key} <- ${x.from}`),
+                  ...r.unrepairable.map((x) => `  UNREPAIRABLE ${x.key}: ${x.reason}`),
+                ].join('\n'),
+              )
+              .join('\n'),
+          { targets: results },
+        );
         process.exitCode = broken ? 5 : 0;
       } finally {
         repo.close();

@@ -8,7 +8,14 @@ interface Row {
   time: string;
   host?: string;
   parent?: string;
-  sources: { name: string; kind: string; carriedFrom?: unknown; databases?: { name: string; seq: unknown; docCount: number; mode: string }[]; files?: number; bytes?: number }[];
+  sources: {
+    name: string;
+    kind: string;
+    carriedFrom?: unknown;
+    databases?: { name: string; seq: unknown; docCount: number; mode: string }[];
+    files?: number;
+    bytes?: number;
+  }[];
   stats?: Record<string, number>;
   error?: string;
 }
@@ -27,28 +34,43 @@ export const registerSnapshots: RegisterCommand = (program, ctx) => {
         for (const info of await listSnapshots(store)) {
           try {
             const m = await loadSnapshot(repo, store, info);
-            rows.push({ id: info.id, time: m.time, host: m.host, parent: m.parent, sources: m.sources as Row['sources'], stats: m.stats });
+            rows.push({
+              id: info.id,
+              time: m.time,
+              host: m.host,
+              parent: m.parent,
+              sources: m.sources as Row['sources'],
+              stats: m.stats,
+            });
           } catch (err) {
-            rows.push({ id: info.id, time: info.time.toISOString(), sources: [], error: (err as Error).message });
+            rows.push({
+              id: info.id,
+              time: info.time.toISOString(),
+              sources: [],
+              error: (err as Error).message,
+            });
           }
         }
-        c.print(() => {
-          if (rows.length === 0) return `no snapshots on ${store.name}`;
-          return rows
-            .map((r) => {
-              const what = r.error
-                ? `UNREADABLE: ${r.error}`
-                : r.sources
-                    .map((s) =>
-                      s.kind === 'couchdb'
-                        ? `${s.name}[${(s.databases ?? []).map((d) => `${d.name}: ${d.docCount} docs @${String(d.seq).slice(0, 16)}`).join(', ')}]`
-                        : `${s.name}[${s.files} files, ${formatBytes(s.bytes ?? 0)}]`,
-                    )
-                    .join(' ');
-              return `${r.id.slice(0, 12)}  ${r.time}  ${what}`;
-            })
-            .join('\n');
-        }, { target: store.name, snapshots: rows });
+        c.print(
+          () => {
+            if (rows.length === 0) return `no snapshots on ${store.name}`;
+            return rows
+              .map((r) => {
+                const what = r.error
+                  ? `UNREADABLE: ${r.error}`
+                  : r.sources
+                      .map((s) =>
+                        s.kind === 'couchdb'
+                          ? `${s.name}[${(s.databases ?? []).map((d) => `${d.name}: ${d.docCount} docs @${String(d.seq).slice(0, 16)}`).join(', ')}]`
+                          : `${s.name}[${s.files} files, ${formatBytes(s.bytes ?? 0)}]`,
+                      )
+                      .join(' ');
+                return `${r.id.slice(0, 12)}  ${r.time}  ${what}`;
+              })
+              .join('\n');
+          },
+          { target: store.name, snapshots: rows },
+        );
       } finally {
         repo.close();
       }

@@ -2,7 +2,13 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { TarballSourceConfig } from '../../config/schema.js';
 import { encodeLines, readListing } from '../../backup/listing.js';
-import type { BackupContext, Finding, PartResult, TarballExpectation, TarballSourceSnapshot } from '../../backup/types.js';
+import type {
+  BackupContext,
+  Finding,
+  PartResult,
+  TarballExpectation,
+  TarballSourceSnapshot,
+} from '../../backup/types.js';
 import { InterruptedError, messageOf, SourceError, systemCodeOf } from '../../errors.js';
 import { refFromChunks, validateRef, writeStream, type StreamRef } from '../../repo/stream-ref.js';
 import { mergeJoin, orderedMap } from '../../util/ordered.js';
@@ -34,8 +40,14 @@ export interface TarballEntry {
 
 export function checkEntry(v: unknown): TarballEntry {
   const e = v as TarballEntry;
-  if (!e || typeof e !== 'object' || typeof e.path !== 'string' || !isSafeRelativePath(e.path)) throw new Error('bad path');
-  if (!Number.isSafeInteger(e.size) || e.size < 0 || typeof e.mtime !== 'number' || (e.sha1 !== undefined && !/^[0-9a-f]{40}$/.test(e.sha1))) {
+  if (!e || typeof e !== 'object' || typeof e.path !== 'string' || !isSafeRelativePath(e.path))
+    throw new Error('bad path');
+  if (
+    !Number.isSafeInteger(e.size) ||
+    e.size < 0 ||
+    typeof e.mtime !== 'number' ||
+    (e.sha1 !== undefined && !/^[0-9a-f]{40}$/.test(e.sha1))
+  ) {
     throw new Error(`bad entry for ${e.path}`);
   }
   validateRef(e.data);
@@ -50,7 +62,9 @@ function checkExpectation(v: unknown): TarballExpectation {
 }
 
 /** Merges several sorted expectation streams into one (k-way, streaming). */
-async function* mergeExpectations(streams: AsyncIterable<TarballExpectation>[]): AsyncGenerator<TarballExpectation> {
+async function* mergeExpectations(
+  streams: AsyncIterable<TarballExpectation>[],
+): AsyncGenerator<TarballExpectation> {
   const its = streams.map((s) => s[Symbol.asyncIterator]());
   const heads = await Promise.all(its.map((i) => i.next()));
   for (;;) {
@@ -108,14 +122,22 @@ export async function backupTarballSource(
       : (async function* () {})();
   const expected: AsyncIterable<TarballExpectation> =
     expectations.length && ctx.reader
-      ? only(uniquePaths(mergeExpectations(expectations.map((r) => readListing(ctx.reader!, r, checkExpectation, 'tarball expectations')))))
+      ? only(
+          uniquePaths(
+            mergeExpectations(
+              expectations.map((r) => readListing(ctx.reader!, r, checkExpectation, 'tarball expectations')),
+            ),
+          ),
+        )
       : (async function* () {})();
 
   let walked: AsyncIterable<WalkEntry & { etag?: string }>;
   try {
     walked = store.entries(ctx.tmpDir, shard);
   } catch (err) {
-    throw new SourceError(`tarball source ${cfg.name}: cannot list ${store.location}: ${messageOf(err)}`, { source: cfg.name });
+    throw new SourceError(`tarball source ${cfg.name}: cannot list ${store.location}: ${messageOf(err)}`, {
+      source: cfg.name,
+    });
   }
 
   // Only files take part in the joins; problems are reported as they come.
@@ -123,7 +145,15 @@ export async function backupTarballSource(
     try {
       for await (const e of walked) {
         if (e.kind === 'problem') {
-          report({ severity: e.severity, code: 'tarball-unreadable', object: e.path, message: `${e.path} ${e.problem}` }, 'problems');
+          report(
+            {
+              severity: e.severity,
+              code: 'tarball-unreadable',
+              object: e.path,
+              message: `${e.path} ${e.problem}`,
+            },
+            'problems',
+          );
           continue;
         }
         yield e;
@@ -137,14 +167,38 @@ export async function backupTarballSource(
     }
   };
 
-  type Job = { file: WalkEntry & { kind: 'file'; etag?: string }; prev?: TarballEntry; exp?: TarballExpectation };
+  type Job = {
+    file: WalkEntry & { kind: 'file'; etag?: string };
+    prev?: TarballEntry;
+    exp?: TarballExpectation;
+  };
   async function* jobs(): AsyncGenerator<Job> {
-    const withPrev = mergeJoin(files(), prevEntries, (f) => f.path, (p) => p.path, comparePaths);
-    for await (const [pair, exp] of mergeJoin(withPrev, expected, (p) => (p[0] ?? p[1])!.path, (e) => e.path, comparePaths)) {
+    const withPrev = mergeJoin(
+      files(),
+      prevEntries,
+      (f) => f.path,
+      (p) => p.path,
+      comparePaths,
+    );
+    for await (const [pair, exp] of mergeJoin(
+      withPrev,
+      expected,
+      (p) => (p[0] ?? p[1])!.path,
+      (e) => e.path,
+      comparePaths,
+    )) {
       const file = pair?.[0];
       if (!file) {
         if (exp) {
-          report({ severity: 'warning', code: 'tarball-missing', object: exp.path, message: `${exp.path} is referenced by ${exp.db}/${exp.doc} but missing from the store` }, 'missing');
+          report(
+            {
+              severity: 'warning',
+              code: 'tarball-missing',
+              object: exp.path,
+              message: `${exp.path} is referenced by ${exp.db}/${exp.doc} but missing from the store`,
+            },
+            'missing',
+          );
         }
         continue;
       }
@@ -157,7 +211,10 @@ export async function backupTarballSource(
   const process = async (job: Job): Promise<TarballEntry | undefined> => {
     if (ctx.signal.aborted) throw new InterruptedError(`backup of ${cfg.name} interrupted`);
     const { file, prev: p, exp } = job;
-    const unchanged = p && p.size === file.size && (file.etag !== undefined ? p.etag === file.etag : p.mtime === file.mtimeMs);
+    const unchanged =
+      p &&
+      p.size === file.size &&
+      (file.etag !== undefined ? p.etag === file.etag : p.mtime === file.mtimeMs);
     let entry: TarballEntry;
     if (unchanged) {
       entry = p;
@@ -168,7 +225,15 @@ export async function backupTarballSource(
       } catch (err) {
         if (err instanceof SourceError) throw err;
         const gone = systemCodeOf(err) === 'ENOENT' || (err instanceof JobError && err.code === 'ENOENT');
-        report({ severity: gone ? 'warning' : 'error', code: gone ? 'tarball-gone' : 'tarball-unreadable', object: file.path, message: `${file.path}: ${gone ? 'removed while the backup ran' : `cannot be read: ${messageOf(err)}`}` }, 'problems');
+        report(
+          {
+            severity: gone ? 'warning' : 'error',
+            code: gone ? 'tarball-gone' : 'tarball-unreadable',
+            object: file.path,
+            message: `${file.path}: ${gone ? 'removed while the backup ran' : `cannot be read: ${messageOf(err)}`}`,
+          },
+          'problems',
+        );
         // A file that could not be read keeps its previous version, if any: nothing stored is lost.
         return p;
       }
@@ -184,7 +249,8 @@ export async function backupTarballSource(
 
   const verify = (entry: TarballEntry, exp: TarballExpectation) => {
     let ok: boolean | undefined;
-    if (exp.shasum && /^[0-9a-f]{40}$/i.test(exp.shasum) && entry.sha1) ok = entry.sha1 === exp.shasum.toLowerCase();
+    if (exp.shasum && /^[0-9a-f]{40}$/i.test(exp.shasum) && entry.sha1)
+      ok = entry.sha1 === exp.shasum.toLowerCase();
     else if (entry.flag === undefined && entry.sha512 && exp.integrity) {
       ok = integrityMatches(exp.integrity, entry.sha512);
     }
@@ -199,7 +265,12 @@ export async function backupTarballSource(
     }
     entry.flag = 'checksum-mismatch';
     report(
-      { severity: 'error', code: 'tarball-checksum-mismatch', object: entry.path, message: `${entry.path} does not match dist.shasum of ${exp.db}/${exp.doc} (stored anyway, flagged)` },
+      {
+        severity: 'error',
+        code: 'tarball-checksum-mismatch',
+        object: entry.path,
+        message: `${entry.path} does not match dist.shasum of ${exp.db}/${exp.doc} (stored anyway, flagged)`,
+      },
       'mismatch',
     );
   };
@@ -208,8 +279,16 @@ export async function backupTarballSource(
     for await (const e of orderedMap(jobs(), 16, process)) if (e) yield e;
   };
   const listing = await writeStream(ctx.writer, encodeLines(entries()), 'tree');
-  if (counters.missing > MAX_LISTED_FINDINGS || counters.mismatch > MAX_LISTED_FINDINGS || counters.problems > MAX_LISTED_FINDINGS) {
-    report({ severity: 'warning', code: 'findings-truncated', message: `only the first ${MAX_LISTED_FINDINGS} findings of each kind are listed (missing ${counters.missing}, mismatches ${counters.mismatch}, unreadable ${counters.problems})` });
+  if (
+    counters.missing > MAX_LISTED_FINDINGS ||
+    counters.mismatch > MAX_LISTED_FINDINGS ||
+    counters.problems > MAX_LISTED_FINDINGS
+  ) {
+    report({
+      severity: 'warning',
+      code: 'findings-truncated',
+      message: `only the first ${MAX_LISTED_FINDINGS} findings of each kind are listed (missing ${counters.missing}, mismatches ${counters.mismatch}, unreadable ${counters.problems})`,
+    });
   }
   return {
     snapshot: {
@@ -231,7 +310,12 @@ function integrityMatches(integrity: string, sha512b64: string): boolean {
   return integrity.split(/\s+/).some((i) => i.startsWith('sha512-') && i.slice(7) === sha512b64);
 }
 
-async function readAndStore(store: TarballStore, file: WalkEntry & { kind: 'file'; etag?: string }, ctx: BackupContext, exp: TarballExpectation | undefined): Promise<TarballEntry> {
+async function readAndStore(
+  store: TarballStore,
+  file: WalkEntry & { kind: 'file'; etag?: string },
+  ctx: BackupContext,
+  exp: TarballExpectation | undefined,
+): Promise<TarballEntry> {
   // Checksums only for files a packument of this run refers to: sha1 (dist.shasum), and sha512 only when
   // the packument has no shasum to compare with (npm always records one).
   const wantSha1 = Boolean(exp?.shasum);
@@ -241,7 +325,10 @@ async function readAndStore(store: TarballStore, file: WalkEntry & { kind: 'file
   let sha512: string | undefined;
   if (store.localPath) {
     // A directory: a writer thread reads, hashes, chunks and packs the file; its bytes never come here.
-    const r = await ctx.writer.writeFile(store.localPath(file.path), 'bulk', file.size, { sha1: wantSha1, sha512: wantSha512 });
+    const r = await ctx.writer.writeFile(store.localPath(file.path), 'bulk', file.size, {
+      sha1: wantSha1,
+      sha512: wantSha512,
+    });
     data = await refFromChunks(ctx.writer, r);
     sha1 = r.sha1;
     sha512 = r.sha512;

@@ -100,12 +100,25 @@ export class S3TarballStore implements TarballStore {
     const sorter = new ExternalSorter((r) => (JSON.parse(r) as { k: string }).k, { tmpDir });
     for await (const o of this.store.list('')) {
       if (!inShard(o.key, shard)) continue;
-      await sorter.add(JSON.stringify({ k: o.key.replaceAll('/', '\0'), p: o.key, s: o.size, m: o.mtime?.getTime() ?? 0, e: o.etag }));
+      await sorter.add(
+        JSON.stringify({
+          k: o.key.replaceAll('/', '\0'),
+          p: o.key,
+          s: o.size,
+          m: o.mtime?.getTime() ?? 0,
+          e: o.etag,
+        }),
+      );
     }
     for await (const r of sorter.sorted()) {
       const o = JSON.parse(r) as { p: string; s: number; m: number; e?: string };
       if (!isSafeRelativePath(o.p)) {
-        yield { kind: 'problem', path: JSON.stringify(o.p), problem: 'object key is not a safe relative path (.., empty segment, control character); skipped', severity: 'error' };
+        yield {
+          kind: 'problem',
+          path: JSON.stringify(o.p),
+          problem: 'object key is not a safe relative path (.., empty segment, control character); skipped',
+          severity: 'error',
+        };
         continue;
       }
       yield { kind: 'file', path: o.p, size: o.s, mtimeMs: o.m, etag: o.e };

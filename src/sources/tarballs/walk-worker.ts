@@ -3,7 +3,12 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { systemCodeOf } from '../../errors.js';
 import { walkTreeHere, type Shard, type WalkEntry, type WalkMessage } from './walk.js';
 
-const { root, tmpDir, batch, shard } = workerData as { root: string; tmpDir?: string; batch: number; shard?: Shard };
+const { root, tmpDir, batch, shard } = workerData as {
+  root: string;
+  tmpDir?: string;
+  batch: number;
+  shard?: Shard;
+};
 const port = parentPort!;
 /** Batches sent and not yet asked for again: the walk stays at most this far ahead of its consumer. */
 let credit = 2;

@@ -51,7 +51,10 @@ export function inShard(p: string, shard: Shard | undefined): boolean {
   if (!shard) return true;
   const slash = p.indexOf('/');
   const top = slash < 0 ? p : p.slice(0, slash);
-  return (shard.from === undefined || compareCodePoints(top, shard.from) >= 0) && (shard.to === undefined || compareCodePoints(top, shard.to) < 0);
+  return (
+    (shard.from === undefined || compareCodePoints(top, shard.from) >= 0) &&
+    (shard.to === undefined || compareCodePoints(top, shard.to) < 0)
+  );
 }
 
 const IN_MEMORY_DIR = 50_000;
@@ -91,7 +94,13 @@ export async function* walkTreeHere(root: string, tmpDir?: string, shard?: Shard
   yield* walkDir(root, realRoot, '', tmpDir, shard);
 }
 
-async function* walkDir(root: string, realRoot: string, rel: string, tmpDir?: string, shard?: Shard): AsyncGenerator<WalkEntry> {
+async function* walkDir(
+  root: string,
+  realRoot: string,
+  rel: string,
+  tmpDir?: string,
+  shard?: Shard,
+): AsyncGenerator<WalkEntry> {
   const abs = rel ? path.join(root, rel) : root;
   let names: AsyncGenerator<Named>;
   try {
@@ -104,7 +113,12 @@ async function* walkDir(root: string, realRoot: string, rel: string, tmpDir?: st
     })(first.value, names);
   } catch (err) {
     if (!rel) throw err; // the root itself: the caller reports the source as unreadable
-    yield { kind: 'problem', path: rel, problem: `directory cannot be read: ${problemOf(err)}`, severity: 'error' };
+    yield {
+      kind: 'problem',
+      path: rel,
+      problem: `directory cannot be read: ${problemOf(err)}`,
+      severity: 'error',
+    };
     return;
   }
   for await (const e of names) {
@@ -112,7 +126,12 @@ async function* walkDir(root: string, realRoot: string, rel: string, tmpDir?: st
     const relPath = rel ? `${rel}/${e.name}` : e.name;
     // Names with NUL or newlines cannot be stored safely in a listing (and no registry makes them).
     if (/[\0\n\r]/.test(e.name)) {
-      yield { kind: 'problem', path: JSON.stringify(relPath), problem: 'file name contains a control character; skipped', severity: 'error' };
+      yield {
+        kind: 'problem',
+        path: JSON.stringify(relPath),
+        problem: 'file name contains a control character; skipped',
+        severity: 'error',
+      };
       continue;
     }
     const full = path.join(root, relPath);
@@ -124,7 +143,12 @@ async function* walkDir(root: string, realRoot: string, rel: string, tmpDir?: st
         if (!st.isFile()) continue; // replaced while walking
         yield { kind: 'file', path: relPath, size: st.size, mtimeMs: Math.floor(st.mtimeMs) };
       } catch (err) {
-        yield { kind: 'problem', path: relPath, problem: `cannot stat: ${problemOf(err)}`, severity: 'error' };
+        yield {
+          kind: 'problem',
+          path: relPath,
+          problem: `cannot stat: ${problemOf(err)}`,
+          severity: 'error',
+        };
       }
     } else if (e.type === 'l') {
       // A symbolic link is never followed: the store is a tree of plain files. One that points outside the
@@ -136,14 +160,26 @@ async function* walkDir(root: string, realRoot: string, rel: string, tmpDir?: st
         yield {
           kind: 'problem',
           path: relPath,
-          problem: inside ? `is a symbolic link (to ${path.relative(realRoot, target)}); not followed` : 'is a symbolic link pointing out of the tree; not followed',
+          problem: inside
+            ? `is a symbolic link (to ${path.relative(realRoot, target)}); not followed`
+            : 'is a symbolic link pointing out of the tree; not followed',
           severity: inside && isFile ? 'warning' : 'error',
         };
       } catch {
-        yield { kind: 'problem', path: relPath, problem: 'is a dangling symbolic link; skipped', severity: 'warning' };
+        yield {
+          kind: 'problem',
+          path: relPath,
+          problem: 'is a dangling symbolic link; skipped',
+          severity: 'warning',
+        };
       }
     } else {
-      yield { kind: 'problem', path: relPath, problem: 'is not a regular file; skipped', severity: 'warning' };
+      yield {
+        kind: 'problem',
+        path: relPath,
+        problem: 'is not a regular file; skipped',
+        severity: 'warning',
+      };
     }
   }
 }
@@ -158,7 +194,9 @@ const BATCH = 512;
  * a few batches (it waits for the consumer), so memory stays bounded.
  */
 export async function* walkTree(root: string, tmpDir?: string, shard?: Shard): AsyncGenerator<WalkEntry> {
-  const worker = new Worker(new URL('./walk-worker.js', import.meta.url), { workerData: { root, tmpDir, batch: BATCH, shard } });
+  const worker = new Worker(new URL('./walk-worker.js', import.meta.url), {
+    workerData: { root, tmpDir, batch: BATCH, shard },
+  });
   const queue: WalkMessage[] = [];
   let wake: (() => void) | undefined;
   let failed: Error | undefined;

@@ -69,7 +69,13 @@ describe('tarball store backup', () => {
     const entries = await listing(t, r.snapshot);
     assert.deepEqual(
       entries.map((e) => e.path),
-      ['@scope/name/-/name-1.0.0.tgz', 'a/-/a-1.0.0.tgz', 'left-pad/-/left-pad-1.2.0.tgz', 'left-pad/-/left-pad-1.3.0.tgz', 'left-pad/-/left-pad-1.4.0.tgz'],
+      [
+        '@scope/name/-/name-1.0.0.tgz',
+        'a/-/a-1.0.0.tgz',
+        'left-pad/-/left-pad-1.2.0.tgz',
+        'left-pad/-/left-pad-1.3.0.tgz',
+        'left-pad/-/left-pad-1.4.0.tgz',
+      ],
     );
     const reader = await t.restoreReader();
     assert.equal((await readAll(reader, entries[1]!.data)).toString(), 'tiny but changed');
@@ -88,11 +94,24 @@ describe('tarball store backup', () => {
   test('checksums against the packuments of the run: verified, mismatched (flagged), missing (reported)', async () => {
     const sha1 = (b: Buffer) => createHash('sha1').update(b).digest('hex');
     const exps: TarballExpectation[] = [
-      { path: '@scope/name/-/name-1.0.0.tgz', shasum: sha1(files['@scope/name/-/name-1.0.0.tgz']!), doc: '@scope/name', db: 'registry' },
+      {
+        path: '@scope/name/-/name-1.0.0.tgz',
+        shasum: sha1(files['@scope/name/-/name-1.0.0.tgz']!),
+        doc: '@scope/name',
+        db: 'registry',
+      },
       { path: 'left-pad/-/left-pad-1.3.0.tgz', shasum: '0'.repeat(40), doc: 'left-pad', db: 'registry' },
       { path: 'left-pad/-/left-pad-9.9.9.tgz', shasum: '1'.repeat(40), doc: 'left-pad', db: 'registry' },
     ].sort((a, b) => comparePaths(a.path, b.path));
-    const ref = await writeStream(t.writer, encodeLines((async function* () { yield* exps; })()), 'tree');
+    const ref = await writeStream(
+      t.writer,
+      encodeLines(
+        (async function* () {
+          yield* exps;
+        })(),
+      ),
+      'tree',
+    );
     await t.writer.flush();
     // A fresh full read (no previous): every file is read and the referenced ones are hashed.
     const r = await backupTarballSource(cfg(root), t.ctx(), [ref]);
@@ -101,13 +120,19 @@ describe('tarball store backup', () => {
     assert.equal(r.stats.mismatch, 1);
     assert.equal(r.stats.missing, 1);
     const codes = r.findings.map((f) => `${f.code} ${f.object}`).sort();
-    assert.deepEqual(codes, ['tarball-checksum-mismatch left-pad/-/left-pad-1.3.0.tgz', 'tarball-missing left-pad/-/left-pad-9.9.9.tgz']);
+    assert.deepEqual(codes, [
+      'tarball-checksum-mismatch left-pad/-/left-pad-1.3.0.tgz',
+      'tarball-missing left-pad/-/left-pad-9.9.9.tgz',
+    ]);
     assert.equal(r.findings.find((f) => f.code === 'tarball-checksum-mismatch')!.severity, 'error');
     const entries = await listing(t, r.snapshot);
     const bad = entries.find((e) => e.path === 'left-pad/-/left-pad-1.3.0.tgz')!;
     assert.equal(bad.flag, 'checksum-mismatch');
     // Flagged, and still backed up.
-    assert.deepEqual(await readAll(await t.restoreReader(), bad.data), files['left-pad/-/left-pad-1.3.0.tgz']);
+    assert.deepEqual(
+      await readAll(await t.restoreReader(), bad.data),
+      files['left-pad/-/left-pad-1.3.0.tgz'],
+    );
     const good = entries.find((e) => e.path === '@scope/name/-/name-1.0.0.tgz')!;
     assert.equal(good.sha1, sha1(files['@scope/name/-/name-1.0.0.tgz']!));
     assert.equal(good.flag, undefined);
@@ -125,7 +150,10 @@ describe('tarball store backup', () => {
     assert.equal(out.severity, 'error');
     assert.match(out.message, /pointing out of the tree/);
     assert.equal(r.findings.find((f) => f.object === 'x/-/x-1.0.1.tgz')!.severity, 'warning');
-    assert.deepEqual((await listing(t, r.snapshot)).map((e) => e.path), ['x/-/x-1.0.0.tgz']);
+    assert.deepEqual(
+      (await listing(t, r.snapshot)).map((e) => e.path),
+      ['x/-/x-1.0.0.tgz'],
+    );
   });
 
   test('a file that cannot be read is an error naming it; the previous version is kept', async () => {
@@ -134,7 +162,8 @@ describe('tarball store backup', () => {
       location: inner.location,
       entries: (tmp: string) => inner.entries(tmp),
       async read(p: string, size: number): Promise<Buffer | Readable> {
-        if (p === 'left-pad/-/left-pad-1.4.0.tgz') throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' });
+        if (p === 'left-pad/-/left-pad-1.4.0.tgz')
+          throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' });
         return inner.read(p, size);
       },
     };
@@ -151,7 +180,10 @@ describe('tarball store backup', () => {
   });
 
   test('a source directory that does not exist is a SourceError naming the source', async () => {
-    await assert.rejects(backupTarballSource(cfg(path.join(root, 'nope')), t.ctx()), (e: Error) => e.name === 'SourceError' && /tarballs/.test(e.message));
+    await assert.rejects(
+      backupTarballSource(cfg(path.join(root, 'nope')), t.ctx()),
+      (e: Error) => e.name === 'SourceError' && /tarballs/.test(e.message),
+    );
   });
 
   test('file names are stored as they are, non-ASCII included', async (tt) => {
@@ -159,7 +191,10 @@ describe('tarball store backup', () => {
     put(dir, 'ünïcödé/-/ünïcödé-1.0.0.tgz', 'u');
     const r = await backupTarballSource(cfg(dir), t.ctx());
     await t.nextRun();
-    assert.deepEqual((await listing(t, r.snapshot)).map((e) => e.path), ['ünïcödé/-/ünïcödé-1.0.0.tgz']);
+    assert.deepEqual(
+      (await listing(t, r.snapshot)).map((e) => e.path),
+      ['ünïcödé/-/ünïcödé-1.0.0.tgz'],
+    );
     assert.equal(readFileSync(path.join(dir, 'ünïcödé/-/ünïcödé-1.0.0.tgz'), 'utf8'), 'u');
   });
 });
