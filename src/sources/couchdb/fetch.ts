@@ -1,11 +1,13 @@
-import { messageOf, SourceError } from '../../errors.js';
+import { SourceError } from '../../errors.js';
 import { writeBuffer, type StreamRef } from '../../repo/stream-ref.js';
 import { attachmentStubs, attEntry, downloadAttachment, reusable, type AttStub } from './attachments.js';
 import type { ChangeRow } from './changes.js';
 import { bodyBytes } from './client.js';
 import type { DbRun } from './context.js';
-import { isPackument, packumentTarballs, type PackumentTarballs } from './expectations.js';
-import { arrayItems, JsonShapeError, objectMembers, splitArrayMember } from './json-split.js';
+import type { PackumentTarballs } from './expectations.js';
+import type { ResultInfo } from './inspect.js';
+import { FunctionPool } from '../../util/function-pool.js';
+import { JsonShapeError, splitArrayMember } from './json-split.js';
 import {
   compareLeaves,
   encodeRecord,
@@ -153,47 +155,33 @@ async function takeResult(
   accs: Map<string, DocAcc>,
   writes: WriteWindow,
 ): Promise<void> {
-  const m = objectMembers(el);
-  const idRange = m.get('id');
-  const docsRange = m.get('docs');
-  if (!idRange || !docsRange) throw new JsonShapeError('a result without "id" or "docs"');
-  const id = JSON.parse(el.toString('utf8', idRange.start, idRange.end)) as unknown;
-  const acc = typeof id === 'string' ? accs.get(id) : undefined;
+  // Scanned on a worker thread: where the bodies are, their revisions and what a packument names. This
+  // thread only cuts the answer into elements and stores the bodies byte for byte.
+  const r = await inspector().run<ResultInfo>(el, run.db);
+  if (r.error) throw new JsonShapeError(r.error);
+  const acc = typeof r.id === 'string' ? accs.get(r.id) : undefined;
   if (!acc) {
     run.ctx.log.warn(
-      { source: run.cfg.name, db: run.db, id },
+      { source: run.cfg.name, db: run.db, id: r.id },
       '_bulk_get answered for a document not asked for; ignored',
     );
     return;
   }
-  for (const r of arrayItems(el, docsRange.start, docsRange.end)) {
-    const dm = objectMembers(el, r.start, r.end);
-    const ok = dm.get('ok');
-    if (!ok) {
-      // CouchDB: {"error": {…"not_found"…}}; PouchDB: {"missing": rev} or {}: the revision is gone.
+  for (const info of r.docs) {
+    if (!info) {
       run.stats.leavesGone++;
       continue;
     }
-    const raw = el.subarray(ok.start, ok.end);
-    let body: { _rev?: unknown; _deleted?: unknown; _attachments?: unknown };
-    try {
-      body = JSON.parse(raw.toString('utf8')) as typeof body;
-    } catch (err) {
-      throw new JsonShapeError(`a body of ${JSON.stringify(id)} does not parse: ${messageOf(err)}`);
-    }
-    if (!body || typeof body !== 'object' || typeof body._rev !== 'string') {
-      throw new JsonShapeError(`a body of ${JSON.stringify(id)} has no _rev`);
-    }
-    if (acc.leaves.has(body._rev)) continue;
-    const deleted = body._deleted === true;
+    if (acc.leaves.has(info.rev)) continue;
+    const raw = el.subarray(info.start, info.end);
     const leaf: LeafAcc = {
-      rev: body._rev,
-      deleted,
+      rev: info.rev,
+      deleted: info.deleted,
       body: { size: raw.length, chunks: [] }, // replaced when the write below is done
-      stubs: attachmentStubs(run, acc.item.id, body._attachments),
-      tarballs: !deleted && isPackument(body) ? packumentTarballs(body, acc.item.id, run.db) : undefined,
+      stubs: attachmentStubs(run, acc.item.id, info.attachments),
+      tarballs: info.tarballs,
     };
-    acc.leaves.set(body._rev, leaf);
+    acc.leaves.set(info.rev, leaf);
     run.stats.leavesFetched++;
     run.stats.bodyBytesFetched += raw.length;
     run.ctx.progress.bytes += raw.length;
@@ -204,6 +192,14 @@ async function takeResult(
       raw.length,
     );
   }
+}
+
+let pool: FunctionPool | undefined;
+
+/** The worker threads that parse document bodies (shared by every database of the process). */
+function inspector(): FunctionPool {
+  pool ??= new FunctionPool(new URL('./inspect.js', import.meta.url).href, 'inspectResult');
+  return pool;
 }
 
 /**
