@@ -27,6 +27,22 @@ export async function* mergeJoin<A, B>(
 ): AsyncGenerator<[A | undefined, B | undefined]> {
   const li = left[Symbol.asyncIterator]();
   const ri = right[Symbol.asyncIterator]();
+  // Both inputs are closed when the join ends early (the consumer stopped, or failed): a generator left
+  // suspended keeps what it holds (a walker's worker thread, an open listing) alive.
+  try {
+    yield* join(li, ri, keyA, keyB, compare);
+  } finally {
+    await Promise.allSettled([li.return?.(), ri.return?.()]);
+  }
+}
+
+async function* join<A, B>(
+  li: AsyncIterator<A>,
+  ri: AsyncIterator<B>,
+  keyA: (a: A) => string,
+  keyB: (b: B) => string,
+  compare: (x: string, y: string) => number,
+): AsyncGenerator<[A | undefined, B | undefined]> {
   let l = await li.next();
   let r = await ri.next();
   while (!l.done || !r.done) {
