@@ -1,6 +1,5 @@
 import type { RegisterCommand } from './index.js';
-import { runBackup, type BackupResult } from '../../backup/run.js';
-import { Progress } from '../../backup/progress.js';
+import type { BackupResult } from '../../backup/run.js';
 import { formatBytes, formatDuration } from '../../util/units.js';
 
 function summary(r: BackupResult): string {
@@ -44,6 +43,9 @@ export const registerBackup: RegisterCommand = (program, ctx) => {
       Number.parseInt(v, 10),
     )
     .action(async (o: { source?: string[]; workers?: number }) => {
+      // Loaded when the command runs: --help and the other commands start fast.
+      const { runBackup } = await import('../../backup/run.js');
+      const { Progress } = await import('../../backup/progress.js');
       const c = ctx();
       const { config } = c.config();
       const abort = new AbortController();

@@ -1,6 +1,5 @@
 import type { RegisterCommand } from './index.js';
-import { openRepository } from '../open.js';
-import { checkTarget, type TargetCheck } from '../../maintenance/check.js';
+import type { TargetCheck } from '../../maintenance/check.js';
 import { UsageError } from '../../errors.js';
 import { formatBytes } from '../../util/units.js';
 
@@ -15,6 +14,9 @@ export const registerCheck: RegisterCommand = (program, ctx) => {
     )
     .option('--identity <file>', 'the restore identity (for --read-data)')
     .action(async (o: { target?: string; readData?: string | boolean; identity?: string }) => {
+      // Loaded when the command runs: --help and the other commands start fast.
+      const { openRepository } = await import('../open.js');
+      const { checkTarget } = await import('../../maintenance/check.js');
       const c = ctx();
       let fraction = 0;
       if (o.readData === true) fraction = 1;

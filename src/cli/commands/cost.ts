@@ -1,6 +1,4 @@
 import type { RegisterCommand } from './index.js';
-import { openRepository } from '../open.js';
-import { costReport } from '../../maintenance/cost.js';
 import { formatBytes } from '../../util/units.js';
 
 const usd = (n: number) => `$${n < 10 ? n.toFixed(4) : n.toFixed(2)}`;
@@ -13,6 +11,9 @@ export const registerCost: RegisterCommand = (program, ctx) => {
     )
     .option('--runs <n>', 'how many recent runs to account for (default 24)', (v) => Number.parseInt(v, 10))
     .action(async (o: { runs?: number }) => {
+      // Loaded when the command runs: --help and the other commands start fast.
+      const { openRepository } = await import('../open.js');
+      const { costReport } = await import('../../maintenance/cost.js');
       const c = ctx();
       const { config } = c.config();
       const { repo } = await openRepository(c);

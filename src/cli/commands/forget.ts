@@ -1,6 +1,4 @@
 import type { RegisterCommand } from './index.js';
-import { openRepository } from '../open.js';
-import { forget } from '../../maintenance/forget.js';
 import type { RetentionPolicy } from '../../maintenance/retention.js';
 
 const int = (v: string) => {
@@ -32,6 +30,9 @@ export const registerForget: RegisterCommand = (program, ctx) => {
         keepYearly?: number;
         dryRun?: boolean;
       }) => {
+        // Loaded when the command runs: --help and the other commands start fast.
+        const { openRepository } = await import('../open.js');
+        const { forget } = await import('../../maintenance/forget.js');
         const c = ctx();
         const { config } = c.config();
         const r = config.retention;

@@ -1,13 +1,14 @@
 import type { RegisterCommand } from './index.js';
-import { loadWorkerKey } from '../../repo/keys.js';
-import { Repository } from '../../repo/repository.js';
-import { openStore } from '../../store/index.js';
 
 export const registerInit: RegisterCommand = (program, ctx) => {
   program
     .command('init')
     .description('create the repository on every configured target (harmless when it exists)')
     .action(async () => {
+      // Loaded when the command runs: --help and the other commands start fast.
+      const { loadWorkerKey } = await import('../../repo/keys.js');
+      const { Repository } = await import('../../repo/repository.js');
+      const { openStore } = await import('../../store/index.js');
       const c = ctx();
       const { config } = c.config();
       const worker = await loadWorkerKey(config.keys);

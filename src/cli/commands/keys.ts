@@ -1,6 +1,5 @@
 import path from 'node:path';
 import type { RegisterCommand } from './index.js';
-import { generateKeys, loadRestoreIdentity, loadWorkerKey, writeKeyFiles } from '../../repo/keys.js';
 import { resolveConfigPath, loadConfig } from '../../config/load.js';
 import { readFileSync } from 'node:fs';
 import { KeyError, UsageError } from '../../errors.js';
@@ -16,6 +15,9 @@ export const registerKeys: RegisterCommand = (program, ctx) => {
       'use age post-quantum hybrid (ML-KEM-768 + X25519) recipients; the age 1.1 CLI cannot read those',
     )
     .action(async (o: { out: string; postQuantum?: boolean }) => {
+      // Loaded when the command runs: --help and the other commands start fast.
+      const { generateKeys, loadRestoreIdentity, loadWorkerKey, writeKeyFiles } =
+        await import('../../repo/keys.js');
       const c = ctx();
       const k = await generateKeys({ postQuantum: o.postQuantum });
       const files = writeKeyFiles(path.resolve(o.out), k);
@@ -41,6 +43,9 @@ export const registerKeys: RegisterCommand = (program, ctx) => {
     .command('show [file]')
     .description("print the public parts of a key file (default: the configuration's worker key)")
     .action(async (file: string | undefined) => {
+      // Loaded when the command runs: --help and the other commands start fast.
+      const { generateKeys, loadRestoreIdentity, loadWorkerKey, writeKeyFiles } =
+        await import('../../repo/keys.js');
       const c = ctx();
       let f = file;
       if (!f) {

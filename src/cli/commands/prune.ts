@@ -1,6 +1,4 @@
 import type { RegisterCommand } from './index.js';
-import { openRepository } from '../open.js';
-import { prune } from '../../maintenance/prune.js';
 import { parseDuration, formatBytes, formatDuration } from '../../util/units.js';
 
 export const registerPrune: RegisterCommand = (program, ctx) => {
@@ -13,6 +11,9 @@ export const registerPrune: RegisterCommand = (program, ctx) => {
     .option('--grace <duration>', 'override prune.grace (e.g. 24h; 0 only when no backup can be running)')
     .option('--repack-threshold <fraction>', 'override prune.repackThreshold', Number.parseFloat)
     .action(async (o: { dryRun?: boolean; grace?: string; repackThreshold?: number }) => {
+      // Loaded when the command runs: --help and the other commands start fast.
+      const { openRepository } = await import('../open.js');
+      const { prune } = await import('../../maintenance/prune.js');
       const c = ctx();
       const { config } = c.config();
       const { repo } = await openRepository(c);

@@ -1,6 +1,5 @@
 import type { RegisterCommand } from './index.js';
-import { openRepository } from '../open.js';
-import { repairTarget, type RepairResult } from '../../maintenance/repair.js';
+import type { RepairResult } from '../../maintenance/repair.js';
 import { UsageError } from '../../errors.js';
 import { formatBytes } from '../../util/units.js';
 
@@ -18,6 +17,9 @@ export const registerRepair: RegisterCommand = (program, ctx) => {
     )
     .option('--dry-run', 'report what would be copied')
     .action(async (o: { from?: string; to?: string; readData?: boolean; dryRun?: boolean }) => {
+      // Loaded when the command runs: --help and the other commands start fast.
+      const { openRepository } = await import('../open.js');
+      const { repairTarget } = await import('../../maintenance/repair.js');
       const c = ctx();
       const { config } = c.config();
       for (const n of [o.from, o.to])

@@ -1,6 +1,4 @@
 import type { RegisterCommand } from './index.js';
-import { openRepository } from '../open.js';
-import { listSnapshots, loadSnapshot } from '../../repo/snapshot.js';
 import { formatBytes } from '../../util/units.js';
 
 interface Row {
@@ -26,6 +24,9 @@ export const registerSnapshots: RegisterCommand = (program, ctx) => {
     .description('list the snapshots of a target, oldest first')
     .option('-t, --target <name>', 'the target to list (default: the first that answers)')
     .action(async (o: { target?: string }) => {
+      // Loaded when the command runs: --help and the other commands start fast.
+      const { openRepository } = await import('../open.js');
+      const { listSnapshots, loadSnapshot } = await import('../../repo/snapshot.js');
       const c = ctx();
       const { repo } = await openRepository(c, { target: o.target });
       try {
