@@ -9,12 +9,12 @@ import { Metrics } from '../src/metrics/registry.js';
 import { defaultCacheRoot } from '../src/repo/repository.js';
 import { openStore } from '../src/store/index.js';
 import type { ObjectStore } from '../src/store/types.js';
-import { MemoryLocks, RedisLocks, type LockService } from './locks.js';
+import { FileLocks, RedisLocks, type LockService } from './locks.js';
 
 /**
  * What every job needs, created once per worker process: the configuration, the targets' stores (long-lived,
  * their traffic counted for /metrics), the state store, locks, alerts, metrics. With `queue.redis` the state
- * and the locks live in Redis (shared by every worker); without, in the cache directory and in memory.
+ * and the locks live in Redis (shared by every worker); without, in files in the cache directory.
  */
 export interface JobEnv {
   config: Config;
@@ -43,7 +43,7 @@ export function createEnv(
   const state: StateStore = redis
     ? new RedisStateStore(redis, config.queue!.prefix, false)
     : new FileStateStore(path.join(cacheRoot, 'worker-state.json'));
-  const locks: LockService = redis ? new RedisLocks(redis, config.queue!.prefix) : new MemoryLocks();
+  const locks: LockService = redis ? new RedisLocks(redis, config.queue!.prefix) : new FileLocks(cacheRoot);
   const env: JobEnv = {
     config,
     configDir: opts.configPath ? path.dirname(path.resolve(opts.configPath)) : process.cwd(),

@@ -36,7 +36,7 @@ export class InProcessDriver implements Driver {
               this.env.logger.error({ job: s.job, err: messageOf(err) }, `scheduled ${s.job} failed`);
           });
         },
-        { timezone: s.timezone, noOverlap: true, name: s.id },
+        { timezone: s.timezone, noOverlap: true, name: s.id, logger: this.cronLogger(s.job) },
       );
       await task.start();
       this.tasks.push(task);
@@ -45,6 +45,19 @@ export class InProcessDriver implements Driver {
         `scheduled ${s.job}`,
       );
     }
+  }
+
+  /** node-cron's messages into our log (it would otherwise print its own colored lines). */
+  private cronLogger(job: ScheduledJob) {
+    const l = this.env.logger.child({ job, from: 'node-cron' });
+    const text = (m: string | Error) => (typeof m === 'string' ? m : m.message);
+    return {
+      info: (m: string) => l.debug(m),
+      warn: (m: string) =>
+        l.info(/overlap/i.test(m) ? `skipped a firing: the previous ${job} is still running` : m),
+      error: (m: string | Error, err?: Error) => l.error({ err: err?.message }, text(m)),
+      debug: (m: string | Error) => l.debug(text(m)),
+    };
   }
 
   trigger(job: ScheduledJob, data: Record<string, unknown> = {}): Promise<JobSummary> {

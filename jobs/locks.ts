@@ -1,4 +1,9 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { Redis } from 'ioredis';
+import { systemCodeOf } from '../src/errors.js';
 
 /**
  * Locks that keep two runs of a job for the same source from overlapping, across processes and hosts. A
@@ -15,7 +20,7 @@ export interface LockService {
   held(): Promise<Record<string, string>>;
 }
 
-/** Locks of one process (the in-process worker). */
+/** Locks of one process. */
 export class MemoryLocks implements LockService {
   private readonly locks = new Map<string, { owner: string; until: number }>();
 
@@ -115,6 +120,144 @@ export class RedisLocks implements LockService {
         if (v) out[k.slice(`${this.prefix}:lock:`.length)] = v;
       }
     } while (cursor !== '0');
+    return out;
+  }
+}
+
+interface LockFile {
+  owner: string;
+  until: number;
+  pid: number;
+  host: string;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return systemCodeOf(err) === 'EPERM';
+  }
+}
+
+/**
+ * Locks as files in the cache directory (`<cache>/locks/<key>.lock`), for the in-process worker and the CLI
+ * on the same host: `regbackup jobs run backup` and the worker's scheduled backup never overlap either. A
+ * lock file is created exclusively; one that expired, or whose process is gone, is taken over (renamed
+ * away first, so that two processes cannot both take it over).
+ */
+export class FileLocks implements LockService {
+  private readonly dir: string;
+
+  constructor(cacheRoot: string) {
+    this.dir = path.join(cacheRoot, 'locks');
+  }
+
+  private file(key: string): string {
+    return path.join(this.dir, `${encodeURIComponent(key)}.lock`);
+  }
+
+  private read(key: string): LockFile | undefined {
+    try {
+      return JSON.parse(readFileSync(this.file(key), 'utf8')) as LockFile;
+    } catch (err) {
+      if (systemCodeOf(err) === 'ENOENT') return undefined;
+      // Half written by a process that died: stale.
+      return { owner: '', until: 0, pid: 0, host: os.hostname() };
+    }
+  }
+
+  private stale(l: LockFile): boolean {
+    return l.until < Date.now() || (l.host === os.hostname() && l.pid !== process.pid && !alive(l.pid));
+  }
+
+  private takeOne(key: string, owner: string, ttlMs: number): boolean {
+    mkdirSync(this.dir, { recursive: true });
+    const body = JSON.stringify({
+      owner,
+      until: Date.now() + ttlMs,
+      pid: process.pid,
+      host: os.hostname(),
+    } satisfies LockFile);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const cur = this.read(key);
+      if (cur && cur.owner === owner) {
+        const tmp = `${this.file(key)}.${randomBytes(4).toString('hex')}.tmp`;
+        writeFileSync(tmp, body);
+        renameSync(tmp, this.file(key));
+        return true;
+      }
+      if (cur && !this.stale(cur)) return false;
+      if (cur) {
+        try {
+          renameSync(this.file(key), `${this.file(key)}.${randomBytes(4).toString('hex')}.stale`);
+        } catch (err) {
+          if (systemCodeOf(err) !== 'ENOENT') throw err;
+          continue; // another process took it over first
+        }
+      }
+      try {
+        writeFileSync(this.file(key), body, { flag: 'wx' });
+        this.sweep(key);
+        return true;
+      } catch (err) {
+        if (systemCodeOf(err) !== 'EEXIST') throw err;
+      }
+    }
+    return false;
+  }
+
+  /** Removes the renamed-away stale files of a key. */
+  private sweep(key: string): void {
+    const base = `${encodeURIComponent(key)}.lock.`;
+    try {
+      for (const f of readdirSync(this.dir))
+        if (f.startsWith(base) && f.endsWith('.stale')) rmSync(path.join(this.dir, f), { force: true });
+    } catch (err) {
+      if (systemCodeOf(err) !== 'ENOENT') throw err;
+    }
+  }
+
+  async acquire(keys: string[], owner: string, ttlMs: number): Promise<boolean> {
+    const taken: string[] = [];
+    for (const k of keys) {
+      const before = this.read(k);
+      if (!this.takeOne(k, owner, ttlMs)) {
+        for (const t of taken) this.releaseOne(t, owner);
+        return false;
+      }
+      if (!before || before.owner !== owner) taken.push(k);
+    }
+    return true;
+  }
+
+  renew(keys: string[], owner: string, ttlMs: number): Promise<boolean> {
+    return this.acquire(keys, owner, ttlMs);
+  }
+
+  private releaseOne(key: string, owner: string): void {
+    if (this.read(key)?.owner === owner) rmSync(this.file(key), { force: true });
+  }
+
+  async release(keys: string[], owner: string): Promise<void> {
+    for (const k of keys) this.releaseOne(k, owner);
+  }
+
+  async held(): Promise<Record<string, string>> {
+    const out: Record<string, string> = {};
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch (err) {
+      if (systemCodeOf(err) === 'ENOENT') return out;
+      throw err;
+    }
+    for (const f of names) {
+      if (!f.endsWith('.lock')) continue;
+      const key = decodeURIComponent(f.slice(0, -'.lock'.length));
+      const l = this.read(key);
+      if (l && !this.stale(l)) out[key] = l.owner;
+    }
     return out;
   }
 }

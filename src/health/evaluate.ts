@@ -1,5 +1,4 @@
 import type { Config } from '../config/schema.js';
-import { formatDuration } from '../util/units.js';
 import type { BackupRecord, DrillRecord, JobRecord, TargetRecord } from './records.js';
 
 /**
@@ -72,12 +71,16 @@ const DEFAULT_DRILL_AGE = 8 * 86400_000;
 /** A target missing the newest snapshot this long after it was written is behind (not just mid-commit). */
 const BEHIND_GRACE = 10 * 60_000;
 
-function age(ms: number): string {
-  return ms < 60_000
-    ? `${Math.round(ms / 1000)}s`
-    : formatDuration(ms)
-        .replace(/ (min|h|s)\b/g, '$1')
-        .replace(/ /g, '');
+/** A compact age: 42s, 5m, 3h12m, 9d, 2d4h. */
+export function age(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return m % 60 ? `${h}h${m % 60}m` : `${h}h`;
+  const d = Math.floor(h / 24);
+  return h % 24 ? `${d}d${h % 24}h` : `${d}d`;
 }
 
 export function evaluateHealth(config: Config, input: HealthInput, now = Date.now()): HealthReport {

@@ -1,5 +1,6 @@
 import type { RegisterCommand } from './index.js';
 import { UsageError } from '../../errors.js';
+import { formatDuration } from '../../util/units.js';
 import { startWorker } from '../../../jobs/worker.js';
 
 export const registerWorker: RegisterCommand = (program, ctx) => {
