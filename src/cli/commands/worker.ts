@@ -48,7 +48,7 @@ export const registerWorker: RegisterCommand = (program, ctx) => {
       });
       const grace = config.schedule?.shutdownGrace ?? 20_000;
       c.log.info(
-        `${sig}: stopping; running jobs get ${Math.round(grace / 1000)} s to finish, then are interrupted${config.queue ? ' and handed back to the queue' : ''} (again to stop now)`,
+        `${sig}: stopping; running jobs get ${formatDuration(grace)} to finish, then are interrupted${config.queue ? ' and handed back to the queue' : ''} (again to stop now)`,
       );
       const again = () => {
         c.log.warn('second signal: interrupting the running jobs now');
