@@ -10,11 +10,13 @@ import PouchDB from 'pouchdb-core';
 import memoryAdapter from 'pouchdb-adapter-memory';
 import httpAdapter from 'pouchdb-adapter-http';
 import mapreduce from 'pouchdb-mapreduce';
+import replication from 'pouchdb-replication';
 import { DestinationError, messageOf } from '../src/errors.js';
 import { registerSecret } from '../src/util/redact.js';
 
-// Adapters and views only: registering them again is harmless (the test harness registers the same ones);
-// replication is not needed here, and pouchdb-replication cannot be registered twice on one PouchDB.
+// Adapters and views on PouchDB itself: registering them again is harmless (another module of the process
+// may register the same ones). Replication, which express-pouchdb needs, cannot be registered twice on one
+// class: it goes on this server's own class (see below).
 PouchDB.plugin(memoryAdapter).plugin(httpAdapter).plugin(mapreduce);
 
 /**
@@ -75,6 +77,8 @@ export async function startTemporaryCouch(
   const admin = { username: 'regbackup', password: randomBytes(18).toString('base64url') };
   registerSecret(admin.password);
   const LocalPouchDB = PouchDB.defaults({ adapter: 'memory', prefix: `${dir}/` });
+  // PouchDB.plugin() always installs on the base class; the plugin function itself takes any class.
+  (replication as (cls: unknown) => void)(LocalPouchDB);
   const app = express();
   app.disable('x-powered-by');
   app.use(guard(admin.username));

@@ -1,7 +1,6 @@
 import type { RegisterCommand } from './index.js';
-import { AlertManager } from '../../alerts/index.js';
 import { messageOf } from '../../errors.js';
-import { checkHealth, openStateStore, unknownHealth, type HealthReport } from '../../health/index.js';
+import type { HealthReport } from '../../health/index.js';
 
 /**
  * `regbackup check-health`: one line in the Nagios plugin format, exit status 0 OK, 1 WARNING, 2 CRITICAL,
@@ -14,6 +13,8 @@ export const registerCheckHealth: RegisterCommand = (program, ctx) => {
     .description('one-line health status (Nagios format; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)')
     .option('--alert', 'also raise and resolve alerts (when no worker runs to do it)')
     .action(async (o: { alert?: boolean }) => {
+      const { AlertManager } = await import('../../alerts/index.js');
+      const { checkHealth, openStateStore, unknownHealth } = await import('../../health/index.js');
       const c = ctx();
       let report: HealthReport;
       try {

@@ -1,11 +1,6 @@
 import path from 'node:path';
 import type { RegisterCommand } from './index.js';
-import { checkAndAlert } from '../../alerts/index.js';
 import { ExitCode, KeyError, messageOf, UsageError } from '../../errors.js';
-import { openStateStore, recordDrill } from '../../health/index.js';
-import { loadRestoreIdentity, loadWorkerKey } from '../../repo/keys.js';
-import { runDrill } from '../../../restore/drill.js';
-import { formatDrillReport } from '../../../restore/drill-report.js';
 
 interface DrillFlags {
   target?: string[];
@@ -45,6 +40,12 @@ export const registerDrill: RegisterCommand = (program, ctx) => {
     .option('--keep', 'keep the scratch databases and directory')
     .option('--no-store', 'do not store the report in the repository')
     .action(async (o: DrillFlags) => {
+      // Loaded when the command runs: --help and the other commands start fast.
+      const { checkAndAlert } = await import('../../alerts/index.js');
+      const { openStateStore, recordDrill } = await import('../../health/index.js');
+      const { loadRestoreIdentity, loadWorkerKey } = await import('../../repo/keys.js');
+      const { runDrill } = await import('../../../restore/drill.js');
+      const { formatDrillReport } = await import('../../../restore/drill-report.js');
       const c = ctx();
       const { config, path: configPath } = c.config();
       const identityFile = o.identity ?? config.identity;

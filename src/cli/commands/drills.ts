@@ -1,14 +1,7 @@
 import type { RegisterCommand } from './index.js';
-import { openRepository } from '../open.js';
 import { UsageError, messageOf } from '../../errors.js';
 import { formatDuration } from '../../util/units.js';
-import {
-  drillRecords,
-  formatDrillReport,
-  listDrills,
-  loadDrill,
-  type DrillReport,
-} from '../../../restore/drill-report.js';
+import type { DrillReport } from '../../../restore/drill-report.js';
 
 interface Row {
   id: string;
@@ -36,6 +29,9 @@ export const registerDrills: RegisterCommand = (program, ctx) => {
     .option('--show <id>', 'print one report in full: an ID (or unique prefix) or "latest"')
     .option('-n, --last <n>', 'only the newest n reports', (v) => Number.parseInt(v, 10))
     .action(async (o: { target?: string; show?: string; last?: number }) => {
+      const { openRepository } = await import('../open.js');
+      const { drillRecords, formatDrillReport, listDrills, loadDrill } =
+        await import('../../../restore/drill-report.js');
       const c = ctx();
       const { repo } = await openRepository(c, { target: o.target });
       try {

@@ -1,10 +1,7 @@
 import type { RegisterCommand } from './index.js';
 import { ExitCode, UsageError } from '../../errors.js';
 import { formatDuration } from '../../util/units.js';
-import { BullmqDriver } from '../../../jobs/bullmq.js';
-import { createEnv } from '../../../jobs/env.js';
-import { InProcessDriver } from '../../../jobs/inprocess.js';
-import { jobsStatus, waitForJob, type JobsStatus } from '../../../jobs/status.js';
+import type { JobsStatus } from '../../../jobs/status.js';
 import { SCHEDULED_JOBS, type JobSummary, type ScheduledJob } from '../../../jobs/types.js';
 
 function ago(iso: string | undefined): string {
@@ -62,6 +59,7 @@ export const registerJobs: RegisterCommand = (program, ctx) => {
     .command('jobs')
     .description('show the schedules and their next runs, running and failed jobs, and the last outcomes')
     .action(async () => {
+      const { jobsStatus } = await import('../../../jobs/status.js');
       const c = ctx();
       const { config } = c.config();
       const s = await jobsStatus(config);
@@ -80,6 +78,10 @@ export const registerJobs: RegisterCommand = (program, ctx) => {
     )
     .action(
       async (job: string, o: { source?: string[]; target?: string[]; wait?: boolean; timeout?: number }) => {
+        const { BullmqDriver } = await import('../../../jobs/bullmq.js');
+        const { createEnv } = await import('../../../jobs/env.js');
+        const { InProcessDriver } = await import('../../../jobs/inprocess.js');
+        const { waitForJob } = await import('../../../jobs/status.js');
         const c = ctx();
         const { config, path } = c.config();
         if (!(SCHEDULED_JOBS as readonly string[]).includes(job))

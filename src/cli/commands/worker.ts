@@ -1,7 +1,6 @@
 import type { RegisterCommand } from './index.js';
 import { UsageError } from '../../errors.js';
 import { formatDuration } from '../../util/units.js';
-import { startWorker } from '../../../jobs/worker.js';
 
 export const registerWorker: RegisterCommand = (program, ctx) => {
   program
@@ -17,6 +16,7 @@ export const registerWorker: RegisterCommand = (program, ctx) => {
     })
     .option('--schedule-only', 'BullMQ: install the job schedulers and exit without processing jobs')
     .action(async (o: { concurrency?: number; scheduleOnly?: boolean }) => {
+      const { startWorker } = await import('../../../jobs/worker.js');
       const c = ctx();
       const { config, path } = c.config();
       if (!config.schedule && !config.queue)
