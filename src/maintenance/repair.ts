@@ -78,7 +78,11 @@ export async function repairTarget(
       result.unrepairable.push({ key, reason: `${reason} here, and no other target holds it intact` });
       return;
     }
-    if (!opts.dryRun) await to.put(key, good.bytes);
+    if (!opts.dryRun) {
+      // Replace: objects are written create-only (GCS refuses to overwrite), so the damaged one goes first.
+      if (reason === 'corrupt') await to.delete(key);
+      await to.put(key, good.bytes);
+    }
     result.copied.push({ key, from: good.from, reason });
     result.bytes += good.bytes.length;
   };

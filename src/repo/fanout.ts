@@ -1,10 +1,9 @@
 import { TargetError } from '../errors.js';
 import { log } from '../log.js';
-import type { Readable } from 'node:stream';
-import type { ObjectStore, PutOptions } from '../store/types.js';
+import type { LocalFile, ObjectStore, PutOptions } from '../store/types.js';
 
-/** A body every target can read: bytes in memory, or a function that opens a fresh stream for each target. */
-export type FanoutBody = Buffer | (() => Readable);
+/** A body every target can read: bytes in memory, or a local file (each target reads it; a retry too). */
+export type FanoutBody = Buffer | LocalFile;
 
 /**
  * Writes every object to every target of a run. A target that fails (after its store's own retries) is left
@@ -45,13 +44,13 @@ export class Fanout {
   async put(key: string, body: FanoutBody, opts?: PutOptions): Promise<void> {
     const targets = this.active();
     if (targets.length === 0) throw this.allFailed();
-    const size = Buffer.isBuffer(body) ? body.length : (opts?.size ?? 0);
+    const size = Buffer.isBuffer(body) ? body.length : body.size;
     await Promise.all(
       targets.map(async (t) => {
         try {
           const days = this.retentionDays.get(t.name);
           const o = days ? { ...opts, retainUntil: new Date(Date.now() + days * 86_400_000) } : opts;
-          await t.put(key, Buffer.isBuffer(body) ? body : body(), o);
+          await t.put(key, body, o);
           this.written.set(t.name, (this.written.get(t.name) ?? 0) + size);
         } catch (err) {
           this.fail(t.name, err as Error);

@@ -1,4 +1,4 @@
-import { createReadStream, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -476,11 +476,8 @@ export class BlobWriter {
     this.queuedPacks++;
     const job = this.uploadLimit(async () => {
       if (this.failure) return;
-      await this.fanout.put(
-        packKey(p.type, p.id),
-        () => createReadStream(p.path, { highWaterMark: 256 * 1024 }),
-        { size: p.size },
-      );
+      // The spool file itself: a filesystem target hard-links it, the others stream it (and can retry).
+      await this.fanout.put(packKey(p.type, p.id), { file: p.path, size: p.size }, { size: p.size });
       this.stats.packs++;
       this.stats.packBytes += p.size;
       this.stats.storedBytes += p.storedBytes;

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { ByteRange, ObjectInfo, ObjectStore, PutOptions } from './types.js';
+import type { ByteRange, ObjectInfo, ObjectStore, PutBody, PutOptions } from './types.js';
 
 /** Passes every call through to `inner`; decorators override what they change. */
 export abstract class StoreDecorator implements ObjectStore {
@@ -13,7 +13,7 @@ export abstract class StoreDecorator implements ObjectStore {
     return this.inner.location;
   }
 
-  put(key: string, body: Buffer | Readable, opts?: PutOptions): Promise<void> {
+  put(key: string, body: PutBody, opts?: PutOptions): Promise<void> {
     return this.inner.put(key, body, opts);
   }
 

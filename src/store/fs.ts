@@ -1,6 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, realpath, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import {
+  link,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  realpath,
+  rename,
+  unlink,
+  type FileHandle,
+} from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { TargetError, systemCodeOf } from '../errors.js';
@@ -8,6 +18,9 @@ import { toTargetError, type StoreOperation } from './errors.js';
 import { assertValidRange, deferErrors, emptyStream, mapStreamErrors, readAll } from './streams.js';
 import {
   ObjectNotFoundError,
+  isLocalFile,
+  type LocalFile,
+  type PutBody,
   assertValidKey,
   assertValidPrefix,
   type ByteRange,
@@ -50,7 +63,12 @@ export class FsStore implements ObjectStore {
     this.location = `file://${this.root}/`;
   }
 
-  async put(key: string, body: Buffer | Readable, opts: PutOptions = {}): Promise<void> {
+  async put(key: string, body: PutBody, opts: PutOptions = {}): Promise<void> {
+    if (isLocalFile(body)) {
+      // A local file: hard-linked into place when it is on the same filesystem (no copy), else copied.
+      if (await this.linkIn(key, body)) return;
+      return this.put(key, createReadStream(body.file), { ...opts, size: body.size });
+    }
     const path = this.pathOf(key);
     const dir = dirname(path);
     let tmp: string | undefined;
@@ -98,6 +116,51 @@ export class FsStore implements ObjectStore {
     } catch (err) {
       // Clean-up failures are secondary: the error that matters is `err`.
       await fh?.close().catch(() => undefined);
+      if (tmp) await unlink(tmp).catch(() => undefined);
+      throw this.fail(err, 'put', key);
+    }
+  }
+
+  /**
+   * Puts a local file by hard link: the file's data is synced, a temporary link made next to the object,
+   * renamed onto the key, and the directory synced — the same atomicity and durability as put. False when a
+   * link cannot be made (another filesystem): the caller copies instead.
+   */
+  private async linkIn(key: string, body: LocalFile): Promise<boolean> {
+    const path = this.pathOf(key);
+    const dir = dirname(path);
+    let tmp: string | undefined;
+    try {
+      const src = await open(body.file, constants.O_RDONLY | constants.O_NOFOLLOW);
+      try {
+        if ((await src.stat()).size !== body.size) throw new Error(`${body.file} is not ${body.size} bytes`);
+        await src.sync();
+      } finally {
+        await src.close();
+      }
+      const firstCreated = await mkdir(dir, { recursive: true });
+      await this.assertInside(dir);
+      tmp = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
+      try {
+        await link(body.file, tmp);
+      } catch (err) {
+        const code = systemCodeOf(err);
+        if (code === 'EXDEV' || code === 'EPERM' || code === 'EMLINK' || code === 'ENOTSUP') {
+          tmp = undefined;
+          return false;
+        }
+        throw err;
+      }
+      await rename(tmp, path);
+      tmp = undefined;
+      await fsyncDir(dir);
+      if (firstCreated !== undefined) {
+        for (let d = dir; d !== dirname(firstCreated) && d.length >= this.root.length; d = dirname(d)) {
+          await fsyncDir(dirname(d));
+        }
+      }
+      return true;
+    } catch (err) {
       if (tmp) await unlink(tmp).catch(() => undefined);
       throw this.fail(err, 'put', key);
     }

@@ -1,3 +1,4 @@
+import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
@@ -18,6 +19,8 @@ import {
 } from './streams.js';
 import {
   ObjectNotFoundError,
+  isLocalFile,
+  type PutBody,
   assertValidKey,
   assertValidPrefix,
   type ByteRange,
@@ -88,24 +91,34 @@ export class GcsStore implements ObjectStore {
     this.bucket = storage.bucket(opts.bucket);
   }
 
-  async put(key: string, body: Buffer | Readable, opts: PutOptions = {}): Promise<void> {
+  async put(key: string, body: PutBody, opts: PutOptions = {}): Promise<void> {
     const file = this.bucket.file(this.keyOf(key));
-    if (!Buffer.isBuffer(body)) deferErrors(body);
+    if (!Buffer.isBuffer(body) && !isLocalFile(body)) deferErrors(body);
     const metadata: FileMetadata = {};
     if (this.storageClass) metadata.storageClass = this.storageClass;
     if (opts.retainUntil) {
       metadata.retention = { mode: this.retentionMode, retainUntilTime: opts.retainUntil.toISOString() };
     }
-    const options: CreateWriteStreamOptions = { metadata };
+    // Create-only (ifGenerationMatch 0): objects are immutable, and without a precondition the client turns
+    // retries off for the whole Storage instance.
+    const options: CreateWriteStreamOptions = { metadata, preconditionOpts: { ifGenerationMatch: 0 } };
     if (opts.contentType) options.contentType = opts.contentType;
     try {
       if (Buffer.isBuffer(body)) {
         await file.save(body, { ...options, resumable: body.length > this.resumableThreshold });
+      } else if (isLocalFile(body)) {
+        await pipeline(
+          createReadStream(body.file),
+          file.createWriteStream({ ...options, resumable: body.size > this.resumableThreshold }),
+        );
       } else {
         const resumable = opts.size === undefined || opts.size > this.resumableThreshold;
         await pipeline(body, file.createWriteStream({ ...options, resumable }));
       }
     } catch (err) {
+      // 412: the object exists. Names are content hashes or random, so it holds these very bytes (a
+      // concurrent copy, a retried request that had succeeded).
+      if ((err as { code?: unknown }).code === 412) return;
       throw this.fail(err, 'put', key);
     }
   }

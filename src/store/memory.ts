@@ -1,8 +1,11 @@
+import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { Readable as ReadableStream } from 'node:stream';
 import { assertValidRange, readAll } from './streams.js';
 import {
   ObjectNotFoundError,
+  isLocalFile,
+  type PutBody,
   assertValidKey,
   assertValidPrefix,
   type ByteRange,
@@ -23,9 +26,13 @@ export class MemoryStore implements ObjectStore {
     this.location = `memory://${name}/`;
   }
 
-  async put(key: string, body: Buffer | Readable, opts: PutOptions = {}): Promise<void> {
+  async put(key: string, body: PutBody, opts: PutOptions = {}): Promise<void> {
     assertValidKey(key);
-    const data = Buffer.isBuffer(body) ? Buffer.from(body) : await readAll(body);
+    const data = Buffer.isBuffer(body)
+      ? Buffer.from(body)
+      : isLocalFile(body)
+        ? await readFile(body.file)
+        : await readAll(body);
     this.objects.set(key, {
       data,
       mtime: new Date(),

@@ -4,6 +4,8 @@ import type { StoreOperation } from './errors.js';
 import { ByteCounter, readAll } from './streams.js';
 import {
   ObjectNotFoundError,
+  isLocalFile,
+  type PutBody,
   type ByteRange,
   type ObjectInfo,
   type ObjectStore,
@@ -70,10 +72,12 @@ export class MeteredStore extends StoreDecorator {
     super(inner);
   }
 
-  override async put(key: string, body: Buffer | Readable, opts?: PutOptions): Promise<void> {
-    let sent: Buffer | Readable = body;
+  override async put(key: string, body: PutBody, opts?: PutOptions): Promise<void> {
+    let sent: PutBody = body;
     if (Buffer.isBuffer(body)) {
       this.metrics.up(body.length);
+    } else if (isLocalFile(body)) {
+      this.metrics.up(body.size);
     } else {
       const counter = new ByteCounter((n) => this.metrics.up(n));
       body.once('error', (err) => counter.destroy(err));

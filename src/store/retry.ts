@@ -2,7 +2,14 @@ import type { Readable } from 'node:stream';
 import { TargetError, messageOf } from '../errors.js';
 import { StoreDecorator } from './decorator.js';
 import { classify, type StoreOperation } from './errors.js';
-import type { ByteRange, ObjectInfo, ObjectStore, PutOptions } from './types.js';
+import {
+  isLocalFile,
+  type ByteRange,
+  type ObjectInfo,
+  type ObjectStore,
+  type PutBody,
+  type PutOptions,
+} from './types.js';
 
 export interface RetryOptions {
   /** Attempts in all, the first included (default 5). 1 disables retrying. */
@@ -59,8 +66,9 @@ export class RetryingStore extends StoreDecorator {
     this.onRetry = opts.onRetry;
   }
 
-  override put(key: string, body: Buffer | Readable, opts?: PutOptions): Promise<void> {
-    if (!Buffer.isBuffer(body)) return this.inner.put(key, body, opts);
+  override put(key: string, body: PutBody, opts?: PutOptions): Promise<void> {
+    // A stream cannot be rewound: one attempt. Buffers and local files can be sent again.
+    if (!Buffer.isBuffer(body) && !isLocalFile(body)) return this.inner.put(key, body, opts);
     return this.retry('put', key, () => this.inner.put(key, body, opts));
   }
 

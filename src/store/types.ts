@@ -21,7 +21,7 @@ export interface ObjectStore {
    * objects stream: multipart / resumable uploads, bounded memory). The object appears atomically: a reader
    * never sees a partial object under `key`. Only Buffer bodies can be retried by the retry decorator.
    */
-  put(key: string, body: Buffer | Readable, opts?: PutOptions): Promise<void>;
+  put(key: string, body: PutBody, opts?: PutOptions): Promise<void>;
 
   /**
    * Reads an object, or the byte range [offset, offset+length). Throws ObjectNotFoundError if absent (the
@@ -43,6 +43,26 @@ export interface ObjectStore {
 
   /** Deletes an object; deleting an absent object is not an error. */
   delete(key: string): Promise<void>;
+}
+
+/**
+ * A file on this host to store as the object (a sealed pack in the spool): a filesystem target on the same
+ * filesystem takes it by hard link (no copy); the other providers stream it. Unlike a stream, a retry can
+ * read it again.
+ */
+export interface LocalFile {
+  file: string;
+  size: number;
+}
+
+export type PutBody = Buffer | Readable | LocalFile;
+
+export function isLocalFile(b: PutBody): b is LocalFile {
+  return (
+    !Buffer.isBuffer(b) &&
+    typeof (b as LocalFile).file === 'string' &&
+    typeof (b as LocalFile).size === 'number'
+  );
 }
 
 export interface ByteRange {
