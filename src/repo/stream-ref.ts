@@ -26,7 +26,7 @@ export async function refFromChunks(writer: BlobWriter, chunks: Chunks): Promise
 
 export async function writeStream(
   writer: BlobWriter,
-  src: AsyncIterable<Buffer | Uint8Array>,
+  src: AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>,
   kind: BlobKind,
 ): Promise<StreamRef> {
   return refFromChunks(writer, await writer.writeStream(src, kind));
