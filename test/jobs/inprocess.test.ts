@@ -1,8 +1,9 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { JobsStatus } from '../../jobs/status.js';
 import {
   makeFixture,
@@ -94,6 +95,15 @@ alerts: { checkInterval: 1s, rpoThreshold: 1h }
     ]) {
       assert.ok(metrics.includes(name), `/metrics has ${name}`);
     }
+    // Every metric the shipped Grafana dashboard queries is exported.
+    const dashboard = readFileSync(
+      fileURLToPath(new URL('../../../config/grafana-dashboard.json', import.meta.url)),
+      'utf8',
+    );
+    const used = new Set(dashboard.match(/regbackup_[a-z_]+/g));
+    assert.ok(used.size >= 10);
+    for (const name of used)
+      assert.match(metrics, new RegExp(`^# TYPE ${name} `, 'm'), `the dashboard's ${name} is exported`);
     const rpo = Number(/regbackup_rpo_seconds\{target="local"\} (\S+)/.exec(metrics)![1]);
     assert.ok(rpo >= 0 && rpo < 30, `rpo ${rpo}`);
     const health = (await (await fetch(`${url}/health`)).json()) as { status: string };
