@@ -3,6 +3,7 @@ import type { Progress } from '../src/backup/progress.js';
 import { readListing } from '../src/backup/listing.js';
 import type { DbSnapshot } from '../src/backup/types.js';
 import { DestinationError, IntegrityError, messageOf } from '../src/errors.js';
+import { log } from '../src/log.js';
 import type { BlobReader } from '../src/repo/reader.js';
 import type { StreamRef } from '../src/repo/stream-ref.js';
 import { dbPath, docPath } from '../src/sources/couchdb/client.js';
@@ -246,7 +247,10 @@ export async function restoreDatabase(ctx: CouchContext, plan: DbPlan): Promise<
         else if (checkpoint === undefined || compareIds(e.id, checkpoint) > 0) yield e;
       }
     };
-    for await (const { item, streams } of prefetch(main(), refsOf, ctx.fetcher))
+    for await (const { item, streams } of prefetch(main(), refsOf, ctx.fetcher, {
+      aheadBytes: 16 * 1024 * 1024,
+      batchBytes: 4 * 1024 * 1024,
+    }))
       await writer.add(item, streams);
     await writer.finish();
     for (const e of later) {
@@ -271,6 +275,10 @@ export async function restoreDatabase(ctx: CouchContext, plan: DbPlan): Promise<
   report.failureCount += writer.failureCount;
 
   ctx.progress.phase = `verify ${job.dest}`;
+  log().debug(
+    { ms: Date.now() - t0, db: job.dest, docs: report.docs },
+    'restore: documents written; verifying',
+  );
   if (plan.mode === 'revert') report.checks.push(...(await verifyReverted(ctx, plan)));
   else {
     const entries = plan.entries

@@ -118,7 +118,6 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
   const stores = [o.metaStore, ...o.repo.targets.filter((t) => t !== o.metaStore)];
   const treeReader = new BlobReader(o.repo, index, stores);
   const fetcher = new BlobFetcher(o.repo, index, stores, treeReader, {
-    workers: o.workers,
     concurrency: Math.max(4, Math.min(16, parallel)),
   });
   const onAbort = () => journal?.flush(true);
@@ -195,6 +194,7 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
       for (const p of dbPlans) {
         checkAbort(o.signal);
         databases.push(await restoreDatabase(cctx!, p));
+        log().debug({ ms: Date.now() - t0, db: p.job.dest }, 'restore: database written and verified');
       }
       tarballs = [];
       for (const p of tbPlans) {

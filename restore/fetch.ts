@@ -1,4 +1,3 @@
-import os from 'node:os';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { IntegrityError, KeyError, RegbackupError, TargetError, messageOf } from '../src/errors.js';
 import { log } from '../src/log.js';
@@ -36,7 +35,10 @@ interface Need {
 }
 
 export interface FetcherOptions {
-  /** Worker threads that decrypt and verify (0: on the main thread). Default: the cores, at most 4. */
+  /**
+   * Worker threads that decrypt and verify (default 0: on the calling thread). Restores into CouchDB are
+   * bound by the server, and a worker's garbage (decrypted segments) costs tens of MB before it is collected.
+   */
   workers?: number;
   /** Range requests in flight. Default 6. */
   concurrency?: number;
@@ -70,7 +72,7 @@ export class BlobFetcher {
   ) {
     if (!repo.identities) throw new KeyError('reading backed-up content needs the restore identity');
     this.limit = pLimit(Math.max(1, opts.concurrency ?? 6));
-    this.pool = new CryptoPool(opts.workers ?? Math.min(4, os.availableParallelism()), repo.idKey);
+    this.pool = new CryptoPool(opts.workers ?? 0, repo.idKey);
   }
 
   locate(id: Buffer): BlobLocation {

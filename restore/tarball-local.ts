@@ -106,14 +106,12 @@ export async function* restoreLocal(
     let p = headers.get(pack.id);
     if (!p) {
       const key = packKey(pack.type, pack.id);
-      p = o.fetcher
-        .packHeader(o.store, key)
-        .then((h) => ({
-          path: `${o.root}/${key}`,
-          key: h.key,
-          payloadOffset: h.payloadOffset,
-          size: pack.size,
-        }));
+      p = o.fetcher.packHeader(o.store, key).then((h) => ({
+        path: `${o.root}/${key}`,
+        key: h.key,
+        payloadOffset: h.payloadOffset,
+        size: pack.size,
+      }));
       headers.set(pack.id, p);
     }
     return p;

@@ -6,7 +6,9 @@
  */
 import { startCouchDB } from '../harness/couchdb.js';
 
-const server = await startCouchDB();
+// REGBACKUP_COUCH_ADMIN_PARTY=1: no admin at all (benchmarks: couchbackup logs in with _session cookies,
+// which this server does not give to configuration admins).
+const server = await startCouchDB(process.env.REGBACKUP_COUCH_ADMIN_PARTY === '1' ? { admin: false } : {});
 process.stdout.write(
   `${JSON.stringify({ url: server.url, baseUrl: server.baseUrl, admin: server.admin })}\n`,
 );

@@ -7,6 +7,7 @@ import {
   mkdirSync,
   readFileSync,
   readdirSync,
+  renameSync,
   statSync,
   symlinkSync,
   writeFileSync,
@@ -379,7 +380,9 @@ describe('the fast path: local target, worker threads write the files', () => {
     const file = path.join(dataDir, pack);
     const bytes = readFileSync(file);
     bytes[Math.floor(bytes.length * 0.3)]! ^= 0xff; // inside blob data (the end of a pack is its trailer)
-    writeFileSync(file, bytes);
+    // A new file renamed over it: the two targets' packs may be hard links to one file (FsStore links spooled packs).
+    writeFileSync(`${file}.new`, bytes);
+    renameSync(`${file}.new`, file);
     const dest = path.join(await tmpDir(), 'dest');
     const rep = await restore(dest);
     assert.equal(rep.verified, true, JSON.stringify(rep.tarballs[0]!.checks));

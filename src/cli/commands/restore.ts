@@ -112,7 +112,7 @@ export const registerRestore: RegisterCommand = (program, ctx) => {
     )
     .option('--dry-run', 'print what would be written, and how much, without writing')
     .option('--no-resume', 'ignore an interrupted restore into the same destination and start over')
-    .option('--batch-bytes <size>', 'bytes of documents per _bulk_docs request (default 4MiB)', (v) => {
+    .option('--batch-bytes <size>', 'bytes of documents per _bulk_docs request (default 1MiB)', (v) => {
       const n = parseSize(v);
       if (n === undefined || n < 1)
         throw new UsageError(`--batch-bytes expects a size such as 4MiB, got ${JSON.stringify(v)}`);
