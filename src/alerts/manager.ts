@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Config } from '../config/schema.js';
 import { messageOf } from '../errors.js';
 import type { Problem } from '../health/evaluate.js';
@@ -14,12 +15,15 @@ export interface Incident {
   since: string;
   /** Notifiers not yet told (a failed send is retried at the next reconciliation). */
   pending: string[];
+  /** The current send attempt: the worker that takes its token sends (see takeAttempt). */
+  attempt: string;
 }
 
 interface Resolving {
   dedupKey: string;
   summary: string;
   pending: string[];
+  attempt: string;
 }
 
 export interface ReconcileResult {
@@ -76,6 +80,18 @@ export class AlertManager {
     return failed;
   }
 
+  /**
+   * Takes attempt `attempt` of an incident's sends: true for exactly one caller (every worker that sees the
+   * same pending sends tries the same token; the first wins, the others leave them to it).
+   */
+  private takeAttempt(dedupKey: string, attempt: string): Promise<boolean> {
+    return this.state.setIfAbsent(`attempt:${dedupKey}:${attempt}`, new Date().toISOString());
+  }
+
+  private async dropAttempts(dedupKey: string): Promise<void> {
+    for (const [k] of await this.state.entries(`attempt:${dedupKey}:`)) await this.state.delete(k);
+  }
+
   async reconcile(problems: Problem[]): Promise<ReconcileResult> {
     const out: ReconcileResult = { triggered: [], resolved: [], open: [], errors: [] };
     if (!this.enabled) return out;
@@ -83,9 +99,25 @@ export class AlertManager {
     const prefix = `${this.deployment}:`;
     const wanted = new Map(problems.map((p) => [`${prefix}${p.key}`, p]));
     const now = new Date().toISOString();
+    const trigger = (dedupKey: string, p: Problem, to: string[]) =>
+      this.sendAll(
+        { action: 'trigger', dedupKey, problem: p, time: now, deployment: this.deployment },
+        to,
+        out.errors,
+      );
+    const resolve = (dedupKey: string, summary: string, to: string[]) =>
+      this.sendAll(
+        { action: 'resolve', dedupKey, summary, time: now, deployment: this.deployment },
+        to,
+        out.errors,
+      );
 
     for (const [dedupKey, p] of wanted) {
       const key = `incident:${dedupKey}`;
+      // The claim: the incident record (atomic), with the token of its first attempt taken beforehand, so that
+      // no other worker can send while the claimer does.
+      const attempt = randomBytes(6).toString('hex');
+      await this.takeAttempt(dedupKey, attempt);
       const inc: Incident = {
         dedupKey,
         problem: p.key,
@@ -93,29 +125,22 @@ export class AlertManager {
         summary: p.summary,
         since: now,
         pending: all,
+        attempt,
       };
-      let pending: string[];
       if (await this.state.setIfAbsent(key, inc)) {
         out.triggered.push(dedupKey);
         this.logger.warn({ alert: dedupKey, severity: p.severity }, `alert: ${p.summary}`);
-        pending = all;
-      } else {
-        const cur = await this.state.get<Incident>(key);
-        pending = cur?.pending ?? [];
-        if (!pending.length) continue;
+        // A resolve still pending for the same key is moot: the problem is back.
+        await this.state.delete(`resolving:${dedupKey}`);
+        const failed = await trigger(dedupKey, p, all);
+        await this.state.set(key, { ...inc, pending: failed, attempt: randomBytes(6).toString('hex') });
+        continue;
       }
-      // A resolve still pending for the same key is moot: the problem is back.
-      await this.state.delete(`resolving:${dedupKey}`);
-      const failed = await this.sendAll(
-        { action: 'trigger', dedupKey, problem: p, time: now, deployment: this.deployment },
-        pending,
-        out.errors,
-      );
-      await this.state.set(key, {
-        ...inc,
-        ...((await this.state.get<Incident>(key)) ?? {}),
-        pending: failed,
-      });
+      await this.state.delete(`attempt:${dedupKey}:${attempt}`);
+      const cur = await this.state.get<Incident>(key);
+      if (!cur?.pending.length || !(await this.takeAttempt(dedupKey, cur.attempt))) continue;
+      const failed = await trigger(dedupKey, p, cur.pending);
+      await this.state.set(key, { ...cur, pending: failed, attempt: randomBytes(6).toString('hex') });
     }
 
     for (const [key, inc] of await this.state.entries<Incident>('incident:')) {
@@ -125,43 +150,34 @@ export class AlertManager {
         continue;
       }
       if (!(await this.state.delete(key))) continue; // another worker resolved it
+      await this.dropAttempts(inc.dedupKey);
       out.resolved.push(inc.dedupKey);
       this.logger.info({ alert: inc.dedupKey }, `resolved: ${inc.summary}`);
-      const told = all.filter((n) => !inc.pending.includes(n));
-      const failed = await this.sendAll(
-        {
-          action: 'resolve',
-          dedupKey: inc.dedupKey,
-          summary: inc.summary,
-          time: now,
-          deployment: this.deployment,
-        },
-        told,
-        out.errors,
+      const failed = await resolve(
+        inc.dedupKey,
+        inc.summary,
+        all.filter((n) => !inc.pending.includes(n)),
       );
-      if (failed.length)
+      if (failed.length) {
         await this.state.set(`resolving:${inc.dedupKey}`, {
           dedupKey: inc.dedupKey,
           summary: inc.summary,
           pending: failed,
+          attempt: randomBytes(6).toString('hex'),
         } satisfies Resolving);
+      }
     }
 
     for (const [key, r] of await this.state.entries<Resolving>('resolving:')) {
       if (wanted.has(r.dedupKey) || !r.dedupKey.startsWith(prefix)) continue;
-      const failed = await this.sendAll(
-        {
-          action: 'resolve',
-          dedupKey: r.dedupKey,
-          summary: r.summary,
-          time: now,
-          deployment: this.deployment,
-        },
-        r.pending,
-        out.errors,
-      );
-      if (failed.length) await this.state.set(key, { ...r, pending: failed });
-      else await this.state.delete(key);
+      if (!(await this.takeAttempt(r.dedupKey, r.attempt))) continue;
+      const failed = await resolve(r.dedupKey, r.summary, r.pending);
+      if (failed.length)
+        await this.state.set(key, { ...r, pending: failed, attempt: randomBytes(6).toString('hex') });
+      else {
+        await this.state.delete(key);
+        await this.dropAttempts(r.dedupKey);
+      }
     }
     return out;
   }
