@@ -47,8 +47,8 @@ interface BatchItem {
   idx: number;
   id: string;
   rev: string;
-  /** The stored body, as read (pieces, not joined: a 20 MB document is not copied). */
-  body: Buffer[];
+  /** The stored body, as read (pieces, not joined), or — a big one — still to be read as it is sent. */
+  body: Buffer[] | StreamBytes;
   size: number;
 }
 
@@ -104,7 +104,10 @@ export class DocWriter {
       const body = streams[s++]!;
       const atts = (leaf.atts ?? []).map(() => streams[s++]!);
       p.bytes += body.size + atts.reduce((n, a) => n + a.size, 0);
-      if (!leaf.atts?.length) {
+      if (!leaf.atts?.length && body.size > this.batchBytes) {
+        // A big document goes alone, streamed from the repository into the request: never whole in memory.
+        await this.start(() => this.sendBatch([{ idx, id: doc.id, rev: leaf.rev, body, size: body.size }]));
+      } else if (!leaf.atts?.length) {
         const pieces: Buffer[] = [];
         for await (const b of body) pieces.push(b);
         if (
@@ -200,20 +203,28 @@ export class DocWriter {
   }
 
   private async sendBatch(items: BatchItem[]): Promise<void> {
-    const parts: Buffer[] = [Buffer.from('{"new_edits":false,"docs":[')];
-    items.forEach((it, i) => {
-      if (i) parts.push(Buffer.from(','));
-      parts.push(...it.body);
-    });
-    parts.push(Buffer.from(']}'));
-    const length = parts.reduce((n, b) => n + b.length, 0);
-    const res = await this.request(
-      'POST',
-      `${this.path}/_bulk_docs`,
-      'application/json',
-      () => parts,
-      length,
-    );
+    const head = Buffer.from('{"new_edits":false,"docs":[');
+    const comma = Buffer.from(',');
+    const tail = Buffer.from(']}');
+    const length = head.length + tail.length + items.reduce((n, it) => n + it.size, 0) + Math.max(0, items.length - 1);
+    let first = true;
+    const fetcher = this.fetcher;
+    const body = () => {
+      // A streamed body is read from the repository again when the request is retried.
+      const fresh = !first;
+      first = false;
+      return (async function* () {
+        yield head;
+        for (let i = 0; i < items.length; i++) {
+          if (i) yield comma;
+          const b = items[i]!.body;
+          if (Array.isArray(b)) yield* b;
+          else yield* fresh ? fetcher.stream(b.ref) : b;
+        }
+        yield tail;
+      })();
+    };
+    const res = await this.request('POST', `${this.path}/_bulk_docs`, 'application/json', body, length);
     if (res.status === 413 || res.status === 400) {
       if (items.length > 1) {
         // One of them is too big (or refused): send them one by one to find it, and write the others.
