@@ -1,3 +1,4 @@
+import { closeSync, createReadStream, openSync, writeSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../config/schema.js';
@@ -6,7 +7,7 @@ import type { Logger } from '../log.js';
 import type { BlobIndex, PackInfo } from '../repo/blob-index.js';
 import { Fanout } from '../repo/fanout.js';
 import { BlobType } from '../repo/ids.js';
-import { decodeIndexBody, encodeIndexBody } from '../repo/index-object.js';
+import { decodeIndexBody, encodeIndexBody, type IndexedPack } from '../repo/index-object.js';
 import { packKey } from '../repo/pack.js';
 import { BlobReader } from '../repo/reader.js';
 import { META_PREFIX, type Repository } from '../repo/repository.js';
@@ -104,7 +105,10 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
 
     // 1. What every snapshot needs, against what the index holds: live and dead bytes per pack.
     const refs = await scanReferences(repo, reader, store, snapshots, tmp);
-    const { states, liveTree } = await packStates(index, refs.ids);
+    // With the restore identity, data packs can be rewritten too: their live blob IDs go to a file.
+    const canRepackData = Boolean(repo.access.restore);
+    const liveFile = canRepackData ? path.join(tmp, 'live-data') : undefined;
+    const { states, liveTree } = await packStates(index, refs.ids, liveFile);
     const objects = new Map<string, ObjectInfo>();
     for (const prefix of ['data/', 'tree/']) for await (const o of store.list(prefix)) objects.set(o.key, o);
     const indexed = new Set(index.packs().map((p) => packKey(p.type, p.id)));
@@ -120,7 +124,7 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
           (s) =>
             s.live > 0 &&
             s.dead > 0 &&
-            s.info.type === BlobType.tree &&
+            (s.info.type === BlobType.tree || canRepackData) &&
             s.live / (s.live + s.dead) < threshold,
         )
         .map((s) => s.info.id),
@@ -216,13 +220,24 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
           }
         }
       }
-      // Rewrite the live blobs of sparse tree packs into new packs first.
+      // Rewrite the live blobs of sparse packs into new packs first (blob for blob: same IDs).
       if (repack.length) {
         const writer = new BlobWriter(repo, index, fan, { workers: 1, exclude: new Set(repack) });
         try {
           for (const id of repack)
             for (const blob of liveTree.get(id) ?? [])
               await writer.write(await reader.read(blob), 'blob-tree');
+          if (liveFile) {
+            const wanted = new Set(
+              repack
+                .map((id) => index.packById(id))
+                .filter((p) => p?.type === BlobType.data)
+                .map((p) => p!.id),
+            );
+            for await (const { packId, id } of liveRecords(liveFile, index)) {
+              if (wanted.has(packId)) await writer.write(await reader.read(id), 'blob-data');
+            }
+          }
           await writer.flush();
         } finally {
           await writer.close();
@@ -312,27 +327,58 @@ function keyOfId(id: string, states: Map<string, PackState>): string {
 async function packStates(
   index: BlobIndex,
   needed: AsyncGenerator<string>,
+  liveDataFile?: string,
 ): Promise<{ states: Map<string, PackState>; liveTree: Map<string, Buffer[]> }> {
   const states = new Map<string, PackState>();
   const liveTree = new Map<string, Buffer[]>();
   for (const p of index.packs()) states.set(p.id, { info: p, live: 0, dead: 0 });
-  let next = await needed.next();
-  for (const { id, loc } of index.records()) {
-    const hex = id.toString('hex');
-    while (!next.done && next.value < hex) next = await needed.next();
-    const s = states.get(loc.pack.id)!;
-    if (!next.done && next.value === hex) {
-      s.live += loc.length;
-      if (loc.type === BlobType.tree)
-        (liveTree.get(loc.pack.id) ?? liveTree.set(loc.pack.id, []).get(loc.pack.id)!).push(Buffer.from(id));
-    } else s.dead += loc.length;
+  const fd = liveDataFile ? openSync(liveDataFile, 'w') : undefined;
+  const rec = Buffer.alloc(36);
+  try {
+    let next = await needed.next();
+    for (const { id, loc } of index.records()) {
+      const hex = id.toString('hex');
+      while (!next.done && next.value < hex) next = await needed.next();
+      const s = states.get(loc.pack.id)!;
+      if (!next.done && next.value === hex) {
+        s.live += loc.length;
+        if (loc.type === BlobType.tree)
+          (liveTree.get(loc.pack.id) ?? liveTree.set(loc.pack.id, []).get(loc.pack.id)!).push(
+            Buffer.from(id),
+          );
+        else if (fd !== undefined) {
+          rec.writeUInt32LE(loc.packNo, 0);
+          id.copy(rec, 4);
+          writeSync(fd, rec);
+        }
+      } else s.dead += loc.length;
+    }
+    // Drain (and close) the sorted stream.
+    while (!next.done) next = await needed.next();
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
-  // Drain (and close) the sorted stream.
-  while (!next.done) next = await needed.next();
   return { states, liveTree };
 }
 
-/** Rewrites every index object naming a pack in `gone` without those packs, on every target. */
+/** The live data blobs written by packStates: (pack, blob ID) records. */
+async function* liveRecords(file: string, index: BlobIndex): AsyncGenerator<{ packId: string; id: Buffer }> {
+  const packs = index.packs();
+  let carry = Buffer.alloc(0);
+  for await (const piece of createReadStream(file, { highWaterMark: 36 * 8192 })) {
+    const buf = carry.length ? Buffer.concat([carry, piece as Buffer]) : (piece as Buffer);
+    const whole = buf.length - (buf.length % 36);
+    for (let at = 0; at < whole; at += 36)
+      yield { packId: packs[buf.readUInt32LE(at)]!.id, id: Buffer.from(buf.subarray(at + 4, at + 36)) };
+    carry = Buffer.from(buf.subarray(whole));
+  }
+}
+
+/**
+ * Rewrites the index objects that name a pack in `gone`: what they say about the other packs goes into new
+ * index objects (consolidated: one per 20,000 packs, not one per rewritten object), then the old ones are
+ * deleted, on every target.
+ */
 async function rewriteIndexObjects(
   repo: Repository,
   targets: readonly ObjectStore[],
@@ -344,15 +390,25 @@ async function rewriteIndexObjects(
   const keys: string[] = [];
   for await (const o of store.list(META_PREFIX.index)) keys.push(o.key);
   const fan = new Fanout(targets);
+  const affected: string[] = [];
+  let keep: IndexedPack[] = [];
+  const flush = async () => {
+    if (keep.length === 0) return;
+    const sealed = await repo.sealMeta('index', encodeIndexBody(keep));
+    await fan.put(sealed.key, sealed.bytes);
+    keep = [];
+  };
   for (const key of keys) {
     const packs = decodeIndexBody(await repo.readMeta('index', key, store), key);
     if (!packs.some((p) => gone.has(p.info.id))) continue;
-    const keep = packs.filter((p) => !gone.has(p.info.id));
-    if (keep.length) {
-      const sealed = await repo.sealMeta('index', encodeIndexBody(keep));
-      await fan.put(sealed.key, sealed.bytes);
-    }
-    for (const t of targets) {
+    affected.push(key);
+    keep.push(...packs.filter((p) => !gone.has(p.info.id)));
+    if (keep.length >= 20_000) await flush();
+  }
+  await flush();
+  // The new index objects are on every target before an old one goes: a reader never misses a pack.
+  for (const t of targets) {
+    for (const key of affected) {
       await t.delete(key);
       onRewrite(t.name);
     }

@@ -46,11 +46,12 @@ export class Fanout {
     if (targets.length === 0) throw this.allFailed();
     const size = Buffer.isBuffer(body) ? body.length : body.size;
     await Promise.all(
-      targets.map(async (t) => {
+      targets.map(async (t, i) => {
         try {
           const days = this.retentionDays.get(t.name);
           const o = days ? { ...opts, retainUntil: new Date(Date.now() + days * 86_400_000) } : opts;
-          await t.put(key, body, o);
+          // A local file may be hard-linked by the first target only: every target keeps its own copy.
+          await t.put(key, Buffer.isBuffer(body) ? body : { ...body, link: i === 0 }, o);
           this.written.set(t.name, (this.written.get(t.name) ?? 0) + size);
         } catch (err) {
           this.fail(t.name, err as Error);

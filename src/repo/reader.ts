@@ -13,7 +13,7 @@ import {
 } from './age.js';
 import type { BlobIndex, BlobLocation } from './blob-index.js';
 import { decompressBlob } from './compress.js';
-import { blobId } from './ids.js';
+import { blobId, BlobType } from './ids.js';
 import { packKey } from './pack.js';
 import type { Repository } from './repository.js';
 
@@ -30,8 +30,15 @@ export interface FallbackEvent {
  * segments, decompresses, and checks the keyed ID. When a target lacks the pack or serves bad bytes, the next
  * target is tried, and the fallback is recorded.
  */
+/** Tree packs (listings) up to this size are fetched whole once and kept, instead of one request per blob. */
+const TREE_PACK_CACHE_MAX = 4 * 1024 * 1024;
+const TREE_PACK_CACHE_BYTES = 32 * 1024 * 1024;
+
 export class BlobReader {
   private readonly opened = new Map<string, Promise<OpenedAge>>();
+  /** Whole small tree packs (ciphertext), least recently used first. */
+  private readonly packs = new Map<string, Promise<Buffer>>();
+  private packBytes = 0;
   readonly fallbacks: FallbackEvent[] = [];
   bytesRead = 0;
 
@@ -129,11 +136,46 @@ export class BlobReader {
     }
   }
 
+  /** A small tree pack, whole (cached): listings are read chunk after chunk from the same few packs. */
+  private wholePack(store: ObjectStore, key: string, size: number): Promise<Buffer> {
+    const k = `${store.name}\0${key}`;
+    let p = this.packs.get(k);
+    if (p) {
+      this.packs.delete(k);
+      this.packs.set(k, p);
+      return p;
+    }
+    p = store.getBuffer(key);
+    this.packs.set(k, p);
+    this.packBytes += size;
+    p.catch(() => {
+      if (this.packs.get(k) === p) {
+        this.packs.delete(k);
+        this.packBytes -= size;
+      }
+    });
+    while (this.packBytes > TREE_PACK_CACHE_BYTES && this.packs.size > 1) {
+      const [oldest] = this.packs.keys();
+      this.packs.delete(oldest!);
+      this.packBytes -=
+        this.index.packById(
+          oldest!
+            .slice(oldest!.indexOf('\0') + 1)
+            .split('/')
+            .pop()!,
+        )?.size ?? 0;
+    }
+    return p;
+  }
+
   private async readFrom(store: ObjectStore, id: Buffer, loc: BlobLocation): Promise<Buffer> {
     const key = packKey(loc.pack.type, loc.pack.id);
     const opened = await this.open(store, key);
     const { start, end, firstSegment } = cipherRange(opened, loc.pack.size, loc.offset, loc.length);
-    const cipher = await store.getBuffer(key, { offset: start, length: end - start });
+    const cipher =
+      loc.type === BlobType.tree && loc.pack.size <= TREE_PACK_CACHE_MAX
+        ? (await this.wholePack(store, key, loc.pack.size)).subarray(start, end)
+        : await store.getBuffer(key, { offset: start, length: end - start });
     this.bytesRead += cipher.length;
     const what = `blob ${id.toString('hex').slice(0, 16)}… in pack ${loc.pack.id} on ${store.name}`;
     if (cipher.length !== end - start)

@@ -65,8 +65,8 @@ export class FsStore implements ObjectStore {
 
   async put(key: string, body: PutBody, opts: PutOptions = {}): Promise<void> {
     if (isLocalFile(body)) {
-      // A local file: hard-linked into place when it is on the same filesystem (no copy), else copied.
-      if (await this.linkIn(key, body)) return;
+      // A local file: hard-linked into place when allowed and on the same filesystem (no copy), else copied.
+      if (body.link && (await this.linkIn(key, body))) return;
       return this.put(key, createReadStream(body.file), { ...opts, size: body.size });
     }
     const path = this.pathOf(key);
@@ -133,7 +133,11 @@ export class FsStore implements ObjectStore {
     try {
       const src = await open(body.file, constants.O_RDONLY | constants.O_NOFOLLOW);
       try {
-        if ((await src.stat()).size !== body.size) throw new Error(`${body.file} is not ${body.size} bytes`);
+        const st = await src.stat();
+        if (st.size !== body.size) throw new Error(`${body.file} is not ${body.size} bytes`);
+        // Linked once only: a second target on the same filesystem gets its own copy, so that damage to
+        // one target's file never reaches another's.
+        if (st.nlink > 1) return false;
         await src.sync();
       } finally {
         await src.close();

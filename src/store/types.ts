@@ -53,6 +53,8 @@ export interface ObjectStore {
 export interface LocalFile {
   file: string;
   size: number;
+  /** A filesystem store may take the file by hard link (only one store may: the copies must be independent). */
+  link?: boolean;
 }
 
 export type PutBody = Buffer | Readable | LocalFile;

@@ -211,7 +211,7 @@ prune: { grace: 1s }
     // listing that cannot be read); repair restores it either way.
     const named = (k: string) => b.problems.some((x) => x.object === k);
     for (const f of packs.slice(0, 3)) assert.ok(named(path.relative(tb, f)), `${f} is named`);
-    assert.equal(bad.targets.find((t) => t.target === 'a')!.problems.length, 0);
+    assert.deepEqual(bad.targets.find((t) => t.target === 'a')!.problems, []);
 
     const r = await json<{
       targets: { target: string; copied: { key: string; reason: string }[]; unrepairable: unknown[] }[];
@@ -223,6 +223,41 @@ prune: { grace: 1s }
       assert.ok(copied.has(path.relative(tb, f)), `repaired ${f}`);
     const good = await json<{ ok: boolean }>(['check', '--read-data', '--identity', identity()]);
     assert.equal(good.ok, true);
+  });
+
+  test('with the restore identity, prune also rewrites mostly unneeded data packs; everything stays intact', async () => {
+    const root = path.join(dir, 'registry/tarballs');
+    // Ten files stored together (the same few packs), then some removed: packs partly unneeded.
+    churn(root, 10, 0, 'repack');
+    await cli(['backup']);
+    const mine = files(root).filter((f) => f.includes('churn-repack-'));
+    // (not every other one: the writer's two workers take files in turn, and each fills its own pack)
+    mine.filter((_, i) => i % 3 === 0).forEach((f) => rmSync(f));
+    await cli(['backup']);
+    await cli(['forget', '--keep-last', '1']);
+    const m = await json<{ marked: { repack: number } }>([
+      'prune',
+      '--identity',
+      identity(),
+      '--repack-threshold',
+      '0.99',
+    ]);
+    assert.ok(
+      m.marked.repack > 0,
+      `data packs with unneeded blobs are marked for rewriting: ${JSON.stringify(m)}`,
+    );
+    await new Promise((r) => setTimeout(r, 1100));
+    const p = await json<{ targets: { repackedPacks: number; deletedPacks: number }[] }>([
+      'prune',
+      '--identity',
+      identity(),
+      '--repack-threshold',
+      '0.99',
+    ]);
+    for (const t of p.targets) assert.ok(t.repackedPacks > 0);
+    const checked = await json<{ ok: boolean }>(['check', '--read-data', '--identity', identity()]);
+    assert.equal(checked.ok, true);
+    assert.deepEqual(await assertTargetsIntact(configFile, identity()), [1, 1]);
   });
 
   test('cost: bytes and objects per target match what is stored; prices and savings are reported', async () => {

@@ -10,13 +10,17 @@ export const registerPrune: RegisterCommand = (program, ctx) => {
     .option('--dry-run', 'report what is unneeded; mark and delete nothing')
     .option('--grace <duration>', 'override prune.grace (e.g. 24h; 0 only when no backup can be running)')
     .option('--repack-threshold <fraction>', 'override prune.repackThreshold', Number.parseFloat)
-    .action(async (o: { dryRun?: boolean; grace?: string; repackThreshold?: number }) => {
+    .option(
+      '--identity <file>',
+      'the restore identity: also rewrite mostly-unneeded data packs (the worker key alone rewrites only listing packs)',
+    )
+    .action(async (o: { dryRun?: boolean; grace?: string; repackThreshold?: number; identity?: string }) => {
       // Loaded when the command runs: --help and the other commands start fast.
       const { openRepository } = await import('../open.js');
       const { prune } = await import('../../maintenance/prune.js');
       const c = ctx();
       const { config } = c.config();
-      const { repo } = await openRepository(c);
+      const { repo } = await openRepository(c, { identity: o.identity });
       try {
         const grace = o.grace !== undefined ? parseDuration(o.grace) : undefined;
         const r = await prune(config, repo, {
