@@ -112,7 +112,9 @@ export class FileStateStore implements StateStore {
 
   entries<T>(prefix: string): Promise<[string, T][]> {
     return this.op((d) => ({
-      result: Object.entries(d).filter(([k]) => k.startsWith(prefix)) as [string, T][],
+      result: (Object.entries(d).filter(([k]) => k.startsWith(prefix)) as [string, T][]).sort((a, b) =>
+        a[0].localeCompare(b[0]),
+      ),
       changed: false,
     }));
   }

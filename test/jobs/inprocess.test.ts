@@ -159,6 +159,30 @@ alerts: { checkInterval: 1s, rpoThreshold: 1h }
     }
   });
 
+  test('jobs run prune (forget by the retention policy, then prune) and jobs run check, in this process', async () => {
+    f.writeConfig('retention: { last: 1, hourly: 0, daily: 0, weekly: 0, monthly: 0, yearly: 0 }\n');
+    const n = (await snapshots()).length;
+    assert.ok(n >= 2);
+    const prune = await f.cli(['jobs', 'run', 'prune', '--json']);
+    assert.equal(prune.code, 0, prune.stderr);
+    const p = JSON.parse(prune.stdout) as { status: string; forgotten: number };
+    assert.equal(p.status, 'ok');
+    assert.equal(p.forgotten, n - 1);
+    assert.equal((await snapshots()).length, 1);
+    const check = await f.cli(['jobs', 'run', 'check', '--json']);
+    assert.equal(check.code, 0, check.stderr);
+    assert.equal((JSON.parse(check.stdout) as { status: string }).status, 'ok');
+    const js = JSON.parse((await f.cli(['jobs', '--json'])).stdout) as JobsStatus;
+    assert.deepEqual(
+      js.last.filter((j) => j.job !== 'backup').map((j) => [j.job, j.source, j.lastStatus]),
+      [
+        ['check', 'aws', 'ok'],
+        ['check', 'local', 'ok'],
+        ['prune', 'repository', 'ok'],
+      ],
+    );
+  });
+
   test('SIGTERM while a job runs longer than the grace period: interrupted (nothing committed), exit 0; the running job is listed meanwhile', async () => {
     f.writeConfig(`schedule: { backup: '*/2 * * * * *', timezone: UTC, shutdownGrace: 500ms }\n`);
     for (let i = 0; i < 60; i++) {

@@ -145,8 +145,31 @@ drill: { sample: 20 }
     assert.equal(triggers().length, 2);
 
     // The other target restores fine, and its report is stored there too.
-    const aws = await f.cli(['drill', '--json', '--target', 'aws']);
+    // As the worker's weekly drill job runs it (`jobs run drill` runs the same job in this process).
+    const aws = await f.cli(['jobs', 'run', 'drill', '--json', '--target', 'aws']);
     assert.equal(aws.code, 0, aws.stderr);
+    const job = JSON.parse(aws.stdout) as {
+      status: string;
+      targets: { target: string; ok: boolean; rtoMs: number }[];
+    };
+    assert.equal(job.status, 'ok');
+    assert.deepEqual(
+      job.targets.map((t) => [t.target, t.ok]),
+      [['aws', true]],
+    );
+    const jobs = JSON.parse((await f.cli(['jobs', '--json'])).stdout) as {
+      last: { job: string; source: string; lastStatus: string }[];
+    };
+    assert.deepEqual(
+      jobs.last.filter((j) => j.job === 'drill').map((j) => [j.source, j.lastStatus]),
+      [
+        ['aws', 'ok'],
+        ['local', 'failed'],
+      ],
+    );
+    const health = await f.cli(['check-health']);
+    assert.equal(health.code, 2);
+    assert.match(health.stdout, /^REGBACKUP CRITICAL - restore drill from local failed: /);
     const list = JSON.parse((await f.cli(['drills', '--json', '--target', 'aws'])).stdout) as {
       drills: { ok: boolean; targets: { target: string }[] }[];
     };
