@@ -150,7 +150,7 @@ export class BlobWriter {
   private closed = false;
   /** Keys of index objects written by this writer. */
   readonly indexKeys: string[] = [];
-  /** Packs (IDs) this writer deduplicated against: a prune must not have deleted them before the commit. */
+  /** Packs (IDs) this writer deduplicated against or wrote: a prune must not have deleted them before the commit. */
   readonly usedPacks = new Set<string>();
   private readonly exclude: ReadonlySet<string>;
   /** This writer's spool directory: sealed packs wait here for upload. */
@@ -480,6 +480,8 @@ export class BlobWriter {
       await this.fanout.put(packKey(p.type, p.id), { file: p.path, size: p.size }, { size: p.size });
       this.stats.packs++;
       this.stats.packBytes += p.size;
+      // Its own packs count as used too: a prune must not have taken one before this run's index names it.
+      this.usedPacks.add(p.id);
       this.stats.storedBytes += p.storedBytes;
       this.unindexed.push({ info, entries });
       if (this.unindexed.length >= this.indexEvery) await this.writeIndex();
