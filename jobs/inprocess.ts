@@ -85,6 +85,7 @@ export class InProcessDriver implements Driver {
           return checkJob(ctx);
       }
     })();
+    // stop() only waits for it; its outcome (and error) is handled by the `await done` below.
     this.running.set(id, { job, abort, done: done.catch(() => undefined) });
     try {
       const summary = await done;

@@ -2,6 +2,7 @@ import os from 'node:os';
 import { Queue, type Job } from 'bullmq';
 import type { Config } from '../src/config/schema.js';
 import { messageOf, TargetError } from '../src/errors.js';
+import { log } from '../src/log.js';
 import { readRecords, type FailureRecord, type JobRecord } from '../src/health/records.js';
 import { openStateStore, pingRedis, redisConnection, RedisStateStore } from '../src/health/state.js';
 import { QUEUE_NAME } from './bullmq.js';
@@ -151,7 +152,9 @@ export async function jobsStatus(config: Config): Promise<JobsStatus> {
     };
   } finally {
     await queue.close();
-    await redis.quit().catch(() => undefined);
+    await redis
+      .quit()
+      .catch((err: unknown) => log().debug({ err: messageOf(err) }, 'closing the Redis connection'));
   }
 }
 
@@ -200,6 +203,8 @@ export async function waitForJob(config: Config, id: string, timeoutMs: number):
     return job.returnvalue as JobSummary;
   } finally {
     await queue.close();
-    await redis.quit().catch(() => undefined);
+    await redis
+      .quit()
+      .catch((err: unknown) => log().debug({ err: messageOf(err) }, 'closing the Redis connection'));
   }
 }

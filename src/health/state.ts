@@ -79,7 +79,7 @@ export class FileStateStore implements StateStore {
       if (changed) this.write(d);
       return result;
     });
-    this.chain = next.catch(() => undefined);
+    this.chain = next.catch(() => undefined); // the caller gets the error through `next`; the chain goes on
     return next;
   }
 
@@ -172,7 +172,8 @@ export class RedisStateStore implements StateStore {
     if (v === null || v === undefined) return undefined;
     try {
       return JSON.parse(v) as T;
-    } catch {
+    } catch (err) {
+      log().warn({ hash: this.hash, err: messageOf(err) }, 'a damaged value in the Redis state is ignored');
       return undefined;
     }
   }
