@@ -86,6 +86,32 @@ drill: { sample: 20 }
     const text = await f.cli(['drills']);
     assert.match(text.stdout, /PASSED/);
 
+    // Into a configured drill CouchDB (here the source's server): scratch databases, removed afterwards.
+    const dbs = async () =>
+      (await (
+        await fetch(`${f.couch.baseUrl}/_all_dbs`, {
+          headers: {
+            authorization: `Basic ${Buffer.from(`${f.couch.admin!.username}:${f.couch.admin!.password}`).toString('base64')}`,
+          },
+        })
+      ).json()) as string[];
+    const before = await dbs();
+    const configured = await f.cli([
+      'drill',
+      '--json',
+      '--target',
+      'aws',
+      '--couchdb',
+      f.couch.url,
+      '--no-store',
+    ]);
+    assert.equal(configured.code, 0, configured.stderr);
+    const c = JSON.parse(configured.stdout) as DrillOut;
+    assert.equal(c.standby, 'configured');
+    assert.match(c.targets[0]!.standby!.databases[0]!.scratch, /^regbackup-drill-[0-9a-f]{8}-aws-registry$/);
+    assert.ok(!JSON.stringify(c).includes(f.couch.admin!.password), 'no password in the report');
+    assert.deepEqual(await dbs(), before, 'the scratch databases are gone');
+
     // A healthy drill raised no alert.
     assert.deepEqual(
       receiver.events.filter((e) => /drill/.test(JSON.stringify(e.body))),
