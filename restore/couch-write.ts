@@ -206,7 +206,8 @@ export class DocWriter {
     const head = Buffer.from('{"new_edits":false,"docs":[');
     const comma = Buffer.from(',');
     const tail = Buffer.from(']}');
-    const length = head.length + tail.length + items.reduce((n, it) => n + it.size, 0) + Math.max(0, items.length - 1);
+    const length =
+      head.length + tail.length + items.reduce((n, it) => n + it.size, 0) + Math.max(0, items.length - 1);
     let first = true;
     const fetcher = this.fetcher;
     const body = () => {

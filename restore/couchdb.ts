@@ -2,7 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Progress } from '../src/backup/progress.js';
 import { readListing } from '../src/backup/listing.js';
 import type { DbSnapshot } from '../src/backup/types.js';
-import { DestinationError, IntegrityError, messageOf } from '../src/errors.js';
+import { DestinationError, IntegrityError, InterruptedError, messageOf } from '../src/errors.js';
 import { log } from '../src/log.js';
 import type { BlobReader } from '../src/repo/reader.js';
 import type { StreamRef } from '../src/repo/stream-ref.js';
@@ -54,6 +54,7 @@ export interface CouchContext {
   force: boolean;
   attachments?: AttachmentMode;
   batchBytes?: number;
+  signal?: AbortSignal;
 }
 
 function listing(ctx: CouchContext, job: DbJob): AsyncGenerator<DocEntry> {
@@ -250,8 +251,17 @@ export async function restoreDatabase(ctx: CouchContext, plan: DbPlan): Promise<
     for await (const { item, streams } of prefetch(main(), refsOf, ctx.fetcher, {
       aheadBytes: 16 * 1024 * 1024,
       batchBytes: 4 * 1024 * 1024,
-    }))
+    })) {
+      if (ctx.signal?.aborted) {
+        // What is in flight completes (or not): the checkpoint says which.
+        await writer.finish().catch((err: unknown) => log().debug({ err: messageOf(err) }, 'while stopping'));
+        journal?.flush(true);
+        throw new InterruptedError(
+          'restore interrupted; run the same command again to continue where it stopped',
+        );
+      }
       await writer.add(item, streams);
+    }
     await writer.finish();
     for (const e of later) {
       if (e.local) await writeLocal(ctx, job.dest, e, report);

@@ -141,6 +141,7 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
           force: Boolean(o.force),
           attachments: o.couchdb?.attachments,
           batchBytes: o.couchdb?.batchBytes,
+          signal: o.signal,
         }
       : undefined;
     const tctx: TarballContext = {
@@ -151,6 +152,7 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
       parallel,
       force: Boolean(o.force),
       workers: o.workers ?? Math.min(4, os.availableParallelism()),
+      signal: o.signal,
     };
     const dbPlans: DbPlan[] = [];
     for (const j of dbJobs) {

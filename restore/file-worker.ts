@@ -50,7 +50,7 @@ function packFd(p: string): number {
 }
 
 /** Segments per read (2 MiB). */
-const MAX_RANGE = 32;
+const MAX_RANGE = 16;
 
 interface Range {
   pack: number;

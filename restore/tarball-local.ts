@@ -26,7 +26,7 @@ export function localRoot(store: ObjectStore): string | undefined {
 
 /** Files per job, and bytes: enough to read neighbouring blobs of a pack together, small enough to pipeline. */
 const JOB_FILES = 256;
-const JOB_BYTES = 2 * 1024 * 1024;
+const JOB_BYTES = 1024 * 1024;
 const FATAL = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EIO', 'EMFILE', 'ENFILE']);
 
 class FileWorkers {

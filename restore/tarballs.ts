@@ -3,7 +3,14 @@ import path from 'node:path';
 import type { Progress } from '../src/backup/progress.js';
 import { readListing } from '../src/backup/listing.js';
 import type { TarballSourceSnapshot } from '../src/backup/types.js';
-import { DestinationError, IntegrityError, messageOf, RegbackupError, systemCodeOf } from '../src/errors.js';
+import {
+  DestinationError,
+  IntegrityError,
+  InterruptedError,
+  messageOf,
+  RegbackupError,
+  systemCodeOf,
+} from '../src/errors.js';
 import type { BlobReader } from '../src/repo/reader.js';
 import { validateRef } from '../src/repo/stream-ref.js';
 import { checkEntry, type TarballEntry } from '../src/sources/tarballs/source.js';
@@ -36,6 +43,7 @@ export interface TarballContext {
   force: boolean;
   /** Worker threads for the local fast path (0: none; files are then written by this thread). */
   workers: number;
+  signal?: AbortSignal;
 }
 
 export interface TarballPlan {
@@ -254,6 +262,12 @@ export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): P
           ({ item, streams }) => writeOne(item, streams[0]!),
         );
     for await (const o of done) {
+      if (ctx.signal?.aborted) {
+        await durable();
+        throw new InterruptedError(
+          'restore interrupted; run the same command again to continue where it stopped',
+        );
+      }
       if (o.ok) {
         if (o.how === 'skipped') report.skipped++;
         else {

@@ -42,9 +42,25 @@ describe('regbackup restore into an empty CouchDB and a directory', () => {
     assert.match(text.stdout, /DRY RUN/);
     assert.match(text.stdout, /would create registry/);
     // --at picks the newest snapshot at or before a time; --snapshot takes an ID prefix.
-    const at = await f.cli(['restore', '--to', 'new-primary', '--dry-run', '--json', '--at', new Date(Date.now() + 60_000).toISOString()]);
+    const at = await f.cli([
+      'restore',
+      '--to',
+      'new-primary',
+      '--dry-run',
+      '--json',
+      '--at',
+      new Date(Date.now() + 60_000).toISOString(),
+    ]);
     assert.equal((JSON.parse(at.stdout) as RestoreReport).snapshot.id, f.snapshot);
-    const byId = await f.cli(['restore', '--to', 'new-primary', '--dry-run', '--json', '--snapshot', f.snapshot.slice(0, 8)]);
+    const byId = await f.cli([
+      'restore',
+      '--to',
+      'new-primary',
+      '--dry-run',
+      '--json',
+      '--snapshot',
+      f.snapshot.slice(0, 8),
+    ]);
     assert.equal((JSON.parse(byId.stdout) as RestoreReport).snapshot.id, f.snapshot);
     const tooOld = await f.cli(['restore', '--to', 'new-primary', '--dry-run', '--at', '2h']);
     assert.equal(tooOld.code, 2);

@@ -15,7 +15,8 @@ import {
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { encodeLines } from '../../src/backup/listing.js';
-import { DestinationError, IntegrityError } from '../../src/errors.js';
+import { DestinationError, IntegrityError, InterruptedError } from '../../src/errors.js';
+import { Progress } from '../../src/backup/progress.js';
 import { Repository } from '../../src/repo/repository.js';
 import { newManifest, sealSnapshot } from '../../src/repo/snapshot.js';
 import { writeBuffer, writeStream, type StreamRef } from '../../src/repo/stream-ref.js';
@@ -340,11 +341,14 @@ describe('the fast path: local target, worker threads write the files', () => {
   });
   after(() => t.close());
 
-  async function restore(dir: string): Promise<RestoreReport> {
+  async function restore(
+    dir: string,
+    extra: Partial<Parameters<typeof restoreSnapshot>[0]> = {},
+  ): Promise<RestoreReport> {
     const { repo } = await openForRestore({
       targets: t.stores,
       identity: t.keys.restore,
-      cacheRoot: path.join(t.dir, `cache-${Math.random()}`),
+      cacheRoot: path.join(t.dir, 'cache-fast'), // the resume journal lives there
     });
     try {
       const { info, store, manifest } = await pickSnapshot(repo, { snapshot });
@@ -355,6 +359,7 @@ describe('the fast path: local target, worker threads write the files', () => {
         metaStore: store,
         tarballs: { dir },
         workers: 2,
+        ...extra,
       });
     } finally {
       repo.close();
@@ -388,6 +393,38 @@ describe('the fast path: local target, worker threads write the files', () => {
     assert.equal(rep.verified, true, JSON.stringify(rep.tarballs[0]!.checks));
     assert.ok(rep.targets.fallbackCount > 0);
     assert.deepEqual([rep.targets.fallbacks[0]!.from, rep.targets.fallbacks[0]!.to], ['one', 'two']);
+    for (const [p, data] of files) assert.ok(readFileSync(path.join(dest, p)).equals(data), p);
+  });
+
+  test('stopped part-way (SIGINT), started again: continues, and ends with the same files', async () => {
+    const dest = path.join(await tmpDir(), 'dest');
+    const ac = new AbortController();
+    // Stops once ten files are in place.
+    const progress = new Progress();
+    let n = 0;
+    Object.defineProperty(progress, 'files', {
+      get: () => n,
+      set: (v: number) => {
+        n = v;
+        if (v >= 10) ac.abort();
+      },
+    });
+    await assert.rejects(
+      restore(dest, { signal: ac.signal, progress }),
+      (err: unknown) => err instanceof InterruptedError,
+    );
+    const partial = walk(dest).filter((p) => !p.endsWith('.rbtmp'));
+    assert.ok(partial.length >= 10 && partial.length < files.size, `${partial.length} files after the stop`);
+    const rep = await restore(dest);
+    assert.equal(rep.resumed, true);
+    assert.equal(rep.verified, true);
+    const tb = rep.tarballs[0]!;
+    assert.ok(tb.resumedAfter !== undefined || tb.skipped > 0, 'what was done is not done again');
+    assert.equal(
+      tb.files + tb.skipped + (tb.resumedAfter ? files.size - tb.files - tb.skipped : 0),
+      files.size,
+    );
+    assert.deepEqual(walk(dest), [...files.keys()].sort());
     for (const [p, data] of files) assert.ok(readFileSync(path.join(dest, p)).equals(data), p);
   });
 });
