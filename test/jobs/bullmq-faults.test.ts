@@ -52,8 +52,9 @@ describe('the worker with BullMQ: a worker killed mid-job, SIGTERM', () => {
   });
 
   test('SIGTERM: a job that cannot finish in the grace period is handed back (no attempt used); the worker exits 0', async () => {
-    bq.config({ shards: 1, grace: '1s' });
-    bq.bigTarballs();
+    // Enough new data that the part is still reading files when the grace period ends.
+    bq.config({ shards: 1, grace: '300ms' });
+    bq.bigTarballs(80);
     try {
       const a = bq.worker();
       await a.waitFor(/worker started/);

@@ -84,8 +84,9 @@ schedule: { ${o.schedule ?? ''}timezone: UTC, shutdownGrace: ${o.grace ?? '20s'}
     await f.stop();
   });
 
-  const bigTarballs = () => {
-    for (let i = 0; i < 40; i++) {
+  /** Tarballs big enough for a part to take a few seconds (new random content each time). */
+  const bigTarballs = (n = 40) => {
+    for (let i = 0; i < n; i++) {
       const d = path.join(f.registryDir, 'tarballs', `zz-big-${i}`, '-');
       mkdirSync(d, { recursive: true });
       writeFileSync(
@@ -95,7 +96,7 @@ schedule: { ${o.schedule ?? ''}timezone: UTC, shutdownGrace: ${o.grace ?? '20s'}
     }
   };
   const dropBigTarballs = () => {
-    for (let i = 0; i < 40; i++)
+    for (let i = 0; i < 80; i++)
       rmSync(path.join(f.registryDir, 'tarballs', `zz-big-${i}`), { recursive: true, force: true });
   };
 
