@@ -13,11 +13,12 @@ export const registerCheckHealth: RegisterCommand = (program, ctx) => {
     .description('one-line health status (Nagios format; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)')
     .option('--alert', 'also raise and resolve alerts (when no worker runs to do it)')
     .action(async (o: { alert?: boolean }) => {
-      const { AlertManager } = await import('../../alerts/index.js');
-      const { checkHealth, openStateStore, unknownHealth } = await import('../../health/index.js');
       const c = ctx();
       let report: HealthReport;
       try {
+        // Loaded when the command runs (and inside the try: whatever fails, the answer is one line).
+        const { AlertManager } = await import('../../alerts/index.js');
+        const { checkHealth, openStateStore } = await import('../../health/index.js');
         const { config } = c.config();
         const state = openStateStore(config);
         try {
@@ -29,7 +30,16 @@ export const registerCheckHealth: RegisterCommand = (program, ctx) => {
             .catch((err: unknown) => c.log.debug({ err: messageOf(err) }, 'closing the state store'));
         }
       } catch (err) {
-        report = unknownHealth(messageOf(err).split('\n').join(' '));
+        const why = messageOf(err).split('\n').join(' ');
+        report = {
+          status: 'UNKNOWN',
+          exitCode: 3,
+          checkedAt: new Date().toISOString(),
+          problems: [],
+          targets: [],
+          summary: `REGBACKUP UNKNOWN - ${why}`,
+          perfdata: '',
+        };
       }
       c.print(() => `${report.summary}${report.perfdata ? ` | ${report.perfdata}` : ''}`, report);
       process.exitCode = report.exitCode;
