@@ -54,7 +54,7 @@ async function corpusCopy(name: string): Promise<string> {
 }
 
 async function regbackup(dir: string, config: string, args: string[]) {
-  return measure('node', ['--openssl-legacy-provider', BIN, '--config', config, ...args], {
+  return measure(BIN, ['--config', config, ...args], {
     REGBACKUP_LOG_LEVEL: 'warn',
   });
 }

@@ -34,7 +34,7 @@ writeFileSync(
   `keys: ./keys/worker.key\ncache: ./cache\nsources:\n  tarballs: [{ name: registry, path: "${corpus}" }]\ntargets:\n  - { name: local, type: fs, path: ./rb-repo }\nretention: { last: 7, hourly: 0, daily: 0, weekly: 0, monthly: 0 }\nprune: { grace: 0s }\n`,
 );
 const rb = (args: string[], env: NodeJS.ProcessEnv = {}) =>
-  measure('node', ['--openssl-legacy-provider', BIN, '--config', config, ...args], {
+  measure(BIN, ['--config', config, ...args], {
     REGBACKUP_LOG_LEVEL: 'warn',
     ...env,
   });

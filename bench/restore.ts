@@ -100,18 +100,17 @@ async function repoWith(name: string, sourcesYaml: string): Promise<NodeJS.Proce
   return env;
 }
 
-async function tarballs(): Promise<void> {
+async function tarballs(env: NodeJS.ProcessEnv): Promise<void> {
   const src = path.join(corpus, 'tarballs');
   const bytes = du(src);
   console.log(`\n== tarball store: ${src}, ${fmt(bytes / 1e6)} MB; restored into ${destRoot}`);
-  const env = await repoWith('rb-tarballs', `  tarballs:\n    - name: tarballs\n      path: ${src}\n`);
   const restic = path.join(out, 'restic');
   const renv = { RESTIC_PASSWORD: 'bench', RESTIC_CACHE_DIR: path.join(out, 'restic-cache') };
   if (!existsSync(path.join(restic, 'config'))) {
     await measure('restic', ['init', '--repo', restic], renv);
     await measure('restic', ['backup', '--repo', restic, '--quiet', src], renv);
   }
-  await warm(path.join(out, 'rb-tarballs', 'target'));
+  await warm(path.join(out, 'rb-registry', 'target'));
   await warm(restic);
   const rb: Measured[] = [];
   const rs: Measured[] = [];
@@ -267,23 +266,14 @@ async function http(url: string, method: string, p: string): Promise<number> {
   return res.status;
 }
 
-async function couch(): Promise<void> {
+async function couch(source: { url: string }, env: NodeJS.ProcessEnv): Promise<void> {
   const packuments = path.join(corpus, 'packuments');
   const bytes = du(packuments);
   console.log(
     `\n== CouchDB: ${packuments}, ${readdirSync(packuments).length} packuments, ${fmt(bytes / 1e6)} MB`,
   );
-  const source = await couchServer();
   const dest = await couchServer();
   try {
-    const t0 = Date.now();
-    await loadIntoCouch(source.url, 'registry', corpus);
-    console.log(`  loaded the source in ${fmt((Date.now() - t0) / 1000)} s`);
-    rmSync(path.join(out, 'rb-couch'), { recursive: true, force: true });
-    const env = await repoWith(
-      'rb-couch',
-      `  couchdb:\n    - name: skimdb\n      url: "${source.url}"\n      databases: [registry]\n`,
-    );
     const backupFile = path.join(out, 'couchbackup.txt');
     // couchbackup itself cannot back up from this server (its gzip'd _bulk_get requests hang express-pouchdb,
     // even inflated by a proxy): the bench writes the same file format (a metadata line, then JSON arrays of
@@ -344,14 +334,25 @@ async function couch(): Promise<void> {
       `speed-up regbackup vs couchrestore (medians): ${fmt(median(cr.map((m) => m.seconds)) / median(rb.map((m) => m.seconds)), 2)}x (goal >= 2x)`,
     );
   } finally {
-    source.child.stdin!.end();
     dest.child.stdin!.end();
   }
 }
 
+// One backup of the whole registry (packuments in CouchDB and the tarball store, as in production): the
+// tarball listing then records each referenced tarball's sha1, which the restore verifies.
+const source = await couchServer();
 try {
-  if (!values['skip-tarballs']) await tarballs();
-  if (!values['skip-couch']) await couch();
+  const t0 = Date.now();
+  await loadIntoCouch(source.url, 'registry', corpus);
+  console.log(`loaded the corpus' packuments into the source CouchDB in ${fmt((Date.now() - t0) / 1000)} s`);
+  rmSync(path.join(out, 'rb-registry'), { recursive: true, force: true });
+  const env = await repoWith(
+    'rb-registry',
+    `  couchdb:\n    - name: skimdb\n      url: "${source.url}"\n      databases: [registry]\n  tarballs:\n    - name: tarballs\n      path: ${path.join(corpus, 'tarballs')}\n`,
+  );
+  if (!values['skip-tarballs']) await tarballs(env);
+  if (!values['skip-couch']) await couch(source, env);
 } finally {
+  source.child.stdin!.end();
   rmSync(destRoot, { recursive: true, force: true });
 }

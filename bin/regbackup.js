@@ -1,6 +1,7 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-old-space-size=256
 // Entry point installed as the `regbackup` binary. The TypeScript sources are compiled to dist/ by
-// `npm ci` (the `prepare` script) or `npm run build`.
+// `npm ci` (the `prepare` script) or `npm run build`. The main thread's heap is capped (the shebang): its live
+// data is bounded by design (external sorts, a budgeted index), and an uncapped heap only lets garbage grow.
 import { main } from '../dist/src/cli/main.js';
 
 main(process.argv).then(

@@ -196,7 +196,8 @@ export class BlobWriter {
     // A small young generation: the workers allocate few, short-lived objects; a big one only costs memory.
     const worker = new Worker(new URL('./pack-worker.js', import.meta.url), {
       workerData: init,
-      resourceLimits: { maxYoungGenerationSizeMb: 8 },
+      // Small heaps: the workers hold few objects; a big heap only lets garbage pile up (memory is a budget).
+      resourceLimits: { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 64 },
     });
     const slot: Slot = { worker, ops: [], transfer: [], opBytes: 0, scheduled: false, inflight: 0 };
     worker.on('message', (msg: FromWorker) => {

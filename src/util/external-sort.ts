@@ -53,8 +53,10 @@ export class ExternalSorter {
 
   async add(record: string): Promise<void> {
     if (record.includes('\n')) throw new Error('external sort records cannot contain newlines');
-    this.buf.push({ key: this.keyOf(record), rec: record, n: this.counter++ });
-    this.bytes += record.length * 2 + 64;
+    const key = this.keyOf(record);
+    this.buf.push({ key, rec: record, n: this.counter++ });
+    // What the record costs in the JS heap: two UTF-16 strings (the key is often a copy) and the holder.
+    this.bytes += (record.length + (key === record ? 0 : key.length)) * 2 + 120;
     if (this.bytes >= this.budget) await this.spill();
   }
 

@@ -21,7 +21,7 @@ import {
   type ListingCounts,
 } from './listing.js';
 
-const SORT_BUDGET = 16 * 1024 * 1024;
+const SORT_BUDGET = 8 * 1024 * 1024;
 
 /** The tarball expectations of one read, sorted externally by tarball path (listing order). */
 export class ExpectationSorter {

@@ -19,7 +19,7 @@ import {
 import { localDocRecords } from './local.js';
 import { mergeListing } from './merge.js';
 
-const SORT_BUDGET = 16 * 1024 * 1024;
+const SORT_BUDGET = 8 * 1024 * 1024;
 const DEFAULT_MAX_ROUNDS = 5;
 
 /** Drops rows the listing cannot hold (a NUL in the ID would break its order), with a finding each. */

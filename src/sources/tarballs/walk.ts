@@ -196,6 +196,7 @@ const BATCH = 512;
 export async function* walkTree(root: string, tmpDir?: string, shard?: Shard): AsyncGenerator<WalkEntry> {
   const worker = new Worker(new URL('./walk-worker.js', import.meta.url), {
     workerData: { root, tmpDir, batch: BATCH, shard },
+    resourceLimits: { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 96 },
   });
   const queue: WalkMessage[] = [];
   let wake: (() => void) | undefined;
