@@ -83,37 +83,17 @@ async function traced(cmd: string, args: string[], env: NodeJS.ProcessEnv, repoD
 }
 
 const rbDir = path.join(out, 'rb-repo');
-const pruneRb1 = await traced(
-  'node',
-  ['--openssl-legacy-provider', BIN, '--config', config, 'forget'],
-  { REGBACKUP_LOG_LEVEL: 'warn' },
-  rbDir,
-);
-const pruneRb2 = await traced(
-  'node',
-  ['--openssl-legacy-provider', BIN, '--config', config, 'prune'],
-  { REGBACKUP_LOG_LEVEL: 'warn' },
-  rbDir,
-);
+const pruneRb1 = await traced(BIN, ['--config', config, 'forget'], { REGBACKUP_LOG_LEVEL: 'warn' }, rbDir);
+const pruneRb2 = await traced(BIN, ['--config', config, 'prune'], { REGBACKUP_LOG_LEVEL: 'warn' }, rbDir);
 // The grace period has passed (0s): the second prune deletes what the first marked.
-const pruneRb3 = await traced(
-  'node',
-  ['--openssl-legacy-provider', BIN, '--config', config, 'prune'],
-  { REGBACKUP_LOG_LEVEL: 'warn' },
-  rbDir,
-);
+const pruneRb3 = await traced(BIN, ['--config', config, 'prune'], { REGBACKUP_LOG_LEVEL: 'warn' }, rbDir);
 const pruneRs = await traced(
   'restic',
   ['--repo', resticRepo, 'forget', '--keep-last', '7', '--prune'],
   renv,
   resticRepo,
 );
-const checkRb = await traced(
-  'node',
-  ['--openssl-legacy-provider', BIN, '--config', config, 'check'],
-  { REGBACKUP_LOG_LEVEL: 'warn' },
-  rbDir,
-);
+const checkRb = await traced(BIN, ['--config', config, 'check'], { REGBACKUP_LOG_LEVEL: 'warn' }, rbDir);
 const checkRs = await traced('restic', ['--repo', resticRepo, 'check'], renv, resticRepo);
 const du = (d: string) => Number(execFileSync('du', ['-sb', d]).toString().split('\t')[0]);
 

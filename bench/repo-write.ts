@@ -45,7 +45,9 @@ await mkdir(out, { recursive: true });
 const bytes = await warm(corpus);
 console.log(`corpus ${corpus}: ${fmt(bytes / 1e6)} MB (page cache warmed)`);
 
+// The same heap cap as the regbackup binary (its shebang).
 const rb = await measure('node', [
+  '--max-old-space-size=256',
   path.join(here, 'write-tree.js'),
   '--src',
   corpus,
