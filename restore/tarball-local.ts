@@ -211,7 +211,7 @@ export async function* restoreLocal(
       planned.push({ e, kind: 'job' });
       bytes += e.size;
       if (files.length >= JOB_FILES || planned.length >= 4 * JOB_FILES || bytes >= JOB_BYTES) dispatch();
-      while (queue.length > 2 * Math.max(1, o.workers)) yield* drain(queue.shift()!);
+      while (queue.length > 4 * Math.max(1, o.workers)) yield* drain(queue.shift()!);
     }
     if (planned.length) dispatch();
     while (queue.length) yield* drain(queue.shift()!);
