@@ -1,5 +1,5 @@
-// Minimal declarations for the untyped test-server packages the harness starts in-process. Only what the
-// harness calls is declared; anything else stays `unknown` so that a wrong use fails to compile.
+// Minimal declarations of the PouchDB server packages (no types of their own): used by the drill's
+// temporary standby (restore/drill-standby.ts) and by the test harness.
 
 declare module 'pouchdb-core' {
   interface PouchDBOptions {
