@@ -329,9 +329,14 @@ export async function commitBackup(
   const stats: Partial<WriterStats> & { durationMs: number } = {
     durationMs: Date.now() - Date.parse(plan.started),
   };
-  for (const o of outcomes)
-    for (const [k, v] of Object.entries(o.stats) as [keyof WriterStats, number][])
+  // Parts done by other processes flushed their own writers; this session's writer (every part of an
+  // in-process run, and the commit's own writes) is counted whole, its final flush included.
+  const add = (from: Partial<WriterStats>) => {
+    for (const [k, v] of Object.entries(from) as [keyof WriterStats, number][])
       stats[k] = (stats[k] ?? 0) + v;
+  };
+  for (const o of outcomes) if (o.sessionId !== session.id) add(o.stats);
+  add(session.writer.stats);
   // Requests: the parts' (made in their sessions) plus this session's beyond them (commit, and in-process
   // runs whose parts shared this session are counted by their deltas already).
   const requests: Record<string, number> = {};

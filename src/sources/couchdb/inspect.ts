@@ -75,7 +75,19 @@ export function inspectResult(el: Buffer, db: string): ResultInfo {
       if (atts) info.attachments = parseRange(el, atts);
       if (!deleted && typeof id === 'string') {
         const p = packumentShape(el, body);
-        if (p) info.tarballs = packumentTarballs(p, id, db);
+        if (p) {
+          info.tarballs = packumentTarballs(p, id, db);
+          // Tarballs kept as attachments of the packument (as the registry once did) are in the backup with
+          // the document: they are not expected in the tarball store.
+          const names =
+            info.attachments && typeof info.attachments === 'object' ? Object.keys(info.attachments) : [];
+          if (names.length) {
+            const att = new Set(names);
+            info.tarballs.expectations = info.tarballs.expectations.filter(
+              (e) => !att.has(e.path.slice(e.path.lastIndexOf('/') + 1)),
+            );
+          }
+        }
       }
       docs.push(info);
     }
