@@ -413,8 +413,10 @@ describe('the fast path: local target, worker threads write the files', () => {
       restore(dest, { signal: ac.signal, progress }),
       (err: unknown) => err instanceof InterruptedError,
     );
+    // Files of jobs already handed to the worker threads may be in place too: each one whole (or not there).
     const partial = walk(dest).filter((p) => !p.endsWith('.rbtmp'));
-    assert.ok(partial.length >= 10 && partial.length < files.size, `${partial.length} files after the stop`);
+    assert.ok(partial.length >= 10, `${partial.length} files after the stop`);
+    for (const p of partial) assert.ok(readFileSync(path.join(dest, p)).equals(files.get(p)!), p);
     const rep = await restore(dest);
     assert.equal(rep.resumed, true);
     assert.equal(rep.verified, true);
