@@ -340,19 +340,24 @@ async function couch(source: { url: string }, env: NodeJS.ProcessEnv): Promise<v
 
 // One backup of the whole registry (packuments in CouchDB and the tarball store, as in production): the
 // tarball listing then records each referenced tarball's sha1, which the restore verifies.
-const source = await couchServer();
+const reuse = values['skip-couch'] && existsSync(path.join(out, 'rb-registry', 'target', 'snapshots'));
+const source = reuse ? undefined : await couchServer();
 try {
-  const t0 = Date.now();
-  await loadIntoCouch(source.url, 'registry', corpus);
-  console.log(`loaded the corpus' packuments into the source CouchDB in ${fmt((Date.now() - t0) / 1000)} s`);
-  rmSync(path.join(out, 'rb-registry'), { recursive: true, force: true });
+  if (source) {
+    const t0 = Date.now();
+    await loadIntoCouch(source.url, 'registry', corpus);
+    console.log(
+      `loaded the corpus' packuments into the source CouchDB in ${fmt((Date.now() - t0) / 1000)} s`,
+    );
+    rmSync(path.join(out, 'rb-registry'), { recursive: true, force: true });
+  }
   const env = await repoWith(
     'rb-registry',
-    `  couchdb:\n    - name: skimdb\n      url: "${source.url}"\n      databases: [registry]\n  tarballs:\n    - name: tarballs\n      path: ${path.join(corpus, 'tarballs')}\n`,
+    `  couchdb:\n    - name: skimdb\n      url: "${source?.url ?? 'http://127.0.0.1:1'}"\n      databases: [registry]\n  tarballs:\n    - name: tarballs\n      path: ${path.join(corpus, 'tarballs')}\n`,
   );
   if (!values['skip-tarballs']) await tarballs(env);
-  if (!values['skip-couch']) await couch(source, env);
+  if (!values['skip-couch'] && source) await couch(source, env);
 } finally {
-  source.child.stdin!.end();
+  source?.child.stdin!.end();
   rmSync(destRoot, { recursive: true, force: true });
 }
