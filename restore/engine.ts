@@ -61,7 +61,10 @@ export interface RestoreOptions {
   only?: RestoreSelection;
   /** Requests / files in flight (default 8). */
   parallel?: number;
-  /** Decryption worker threads (default: the cores, at most 4; 0: on the main thread). */
+  /**
+   * Worker threads that read, decrypt, verify and write tarballs when the first target is a local directory and
+   * the destination a directory (default: the cores, at most 4; 0: everything on this thread).
+   */
   workers?: number;
   force?: boolean;
   dryRun?: boolean;
@@ -229,7 +232,9 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
       snapshot: { id: o.snapshot.id, time: o.manifest.time, host: o.manifest.host },
       destination,
       dryRun: Boolean(o.dryRun),
-      resumed: Boolean(journal?.resumed),
+      resumed: Boolean(
+        found && [...Object.values(found.dbs), ...Object.values(found.tarballs)].some((p) => p.started),
+      ),
       targets: {
         used: stores.map((s) => s.name),
         metadata: o.metaStore.name,
@@ -252,6 +257,8 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
     };
   } finally {
     o.signal?.removeEventListener('abort', onAbort);
+    // Nothing written (refused, failed while planning): nothing to resume, and nothing to block another restore.
+    if (journal && !journal.anyStarted()) journal.remove();
     journal?.flush(true);
     progress.stop();
     couch?.close();

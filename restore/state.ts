@@ -135,6 +135,11 @@ export class Journal {
     this.lastWrite = Date.now();
   }
 
+  /** Whether anything was written under this journal (else there is nothing to resume). */
+  anyStarted(): boolean {
+    return [...Object.values(this.data.dbs), ...Object.values(this.data.tarballs)].some((p) => p.started);
+  }
+
   /** The restore finished and verified: nothing to resume. */
   remove(): void {
     if (this.readOnly) return;

@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { RestoreReport } from '../../restore/types.js';
 import { BIG_ATTACHMENT, couch, databaseState, makeFixture, type Fixture } from './fixture.js';
@@ -110,6 +110,12 @@ describe('regbackup restore into an empty CouchDB and a directory', () => {
     assert.equal(r.code, 8, r.stderr);
     assert.match(r.stderr, /database extra on .* is not empty \(2 documents/);
     assert.match(r.stderr, /--force/);
+    // Nothing was written: no resume journal is left to block another restore.
+    const cache = path.join(f.dir, 'cache');
+    for (const repo of readdirSync(cache)) {
+      const dir = path.join(cache, repo, 'restore');
+      assert.deepEqual(existsSync(dir) ? readdirSync(dir).filter((n) => n.endsWith('.json')) : [], []);
+    }
     const forced = await f.cli(['restore', '--couchdb', f.dest.url, '--db', 'extra', '--force', '--json']);
     assert.equal(forced.code, 0, forced.stderr);
   });

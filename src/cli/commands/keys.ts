@@ -16,8 +16,7 @@ export const registerKeys: RegisterCommand = (program, ctx) => {
     )
     .action(async (o: { out: string; postQuantum?: boolean }) => {
       // Loaded when the command runs: --help and the other commands start fast.
-      const { generateKeys, loadRestoreIdentity, loadWorkerKey, writeKeyFiles } =
-        await import('../../repo/keys.js');
+      const { generateKeys, writeKeyFiles } = await import('../../repo/keys.js');
       const c = ctx();
       const k = await generateKeys({ postQuantum: o.postQuantum });
       const files = writeKeyFiles(path.resolve(o.out), k);
@@ -44,8 +43,7 @@ export const registerKeys: RegisterCommand = (program, ctx) => {
     .description("print the public parts of a key file (default: the configuration's worker key)")
     .action(async (file: string | undefined) => {
       // Loaded when the command runs: --help and the other commands start fast.
-      const { generateKeys, loadRestoreIdentity, loadWorkerKey, writeKeyFiles } =
-        await import('../../repo/keys.js');
+      const { loadRestoreIdentity, loadWorkerKey } = await import('../../repo/keys.js');
       const c = ctx();
       let f = file;
       if (!f) {
