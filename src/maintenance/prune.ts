@@ -96,12 +96,14 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
     );
   }
   const store = targets[0]!;
+  // Snapshots first, then the index: a backup writes its index objects before its snapshot, so every blob a
+  // listed snapshot needs is in an index object listed after it.
+  const snapshots = await listSnapshots(store);
   const index = await repo.loadIndex(store, 'prune-index');
   const reader = new BlobReader(repo, index, targets);
   const tmp = await mkdtemp(path.join(repo.cacheDir, 'prune-'));
   try {
     const marks = await loadMarks(repo, store);
-    const snapshots = await listSnapshots(store);
 
     // 1. What every snapshot needs, against what the index holds: live and dead bytes per pack.
     const refs = await scanReferences(repo, reader, store, snapshots, tmp);
@@ -210,6 +212,8 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
       const seen = new Set(snapshots.map((s) => s.id));
       const newer = (await listSnapshots(store)).filter((s) => !seen.has(s.id));
       if (newer.length) {
+        // Their blobs may be in index objects written since the index was loaded.
+        await repo.updateIndex(index, store);
         const more = await scanReferences(repo, reader, store, newer, tmp);
         const { states: needed } = await packStates(index, more.ids);
         for (const [id, s] of needed) {

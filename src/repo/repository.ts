@@ -310,39 +310,68 @@ export class Repository {
             memoryBudget: this.opts.indexMemory,
           }))
         : BlobIndex.open(path.join(this.cacheDir, cacheName), { memoryBudget: this.opts.indexMemory });
-    const names: string[] = [];
-    for await (const o of store.list(META_PREFIX.index)) names.push(o.key);
-    const present = new Set(names);
-    if (idx.indexObjects.some((n) => !present.has(n))) {
-      log().info(
-        { target: store.name },
-        'index objects were removed (prune); rebuilding the local index cache',
-      );
-      idx.reset();
-    }
-    const known = new Set(idx.indexObjects);
-    const todo = names.filter((n) => !known.has(n));
-    const limit = pLimit(8);
-    let loaded = 0;
-    await Promise.all(
-      todo.map((name) =>
-        limit(async () => {
-          const body = await this.readMeta('index', name, store);
-          for (const p of decodeIndexBody(body, `index ${name} on ${store.name}`))
-            idx.addPack(p.info, p.entries);
-          idx.markIndexObject(name);
-          loaded++;
-        }),
-      ),
-    );
-    if (loaded) {
-      idx.persist();
-      log().debug(
-        { target: store.name, loaded, packs: idx.packCount, blobs: idx.blobCount },
-        'index cache updated',
-      );
-    }
+    await this.updateIndex(idx, store);
     return idx;
+  }
+
+  /**
+   * Reads the index objects on `store` that `idx` has not seen. A concurrent prune may consolidate index
+   * objects (write the new one, then delete the old) between the listing and the reads: an object that is
+   * gone by the time it is read means listing again, a few times, never a half-loaded index.
+   */
+  async updateIndex(idx: BlobIndex, store: ObjectStore): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const names: string[] = [];
+      for await (const o of store.list(META_PREFIX.index)) names.push(o.key);
+      const present = new Set(names);
+      if (idx.indexObjects.some((n) => !present.has(n))) {
+        log().info(
+          { target: store.name },
+          'index objects were removed (prune); rebuilding the local index cache',
+        );
+        idx.reset();
+      }
+      const known = new Set(idx.indexObjects);
+      const todo = names.filter((n) => !known.has(n));
+      const limit = pLimit(8);
+      let loaded = 0;
+      let vanished: string | undefined;
+      await Promise.all(
+        todo.map((name) =>
+          limit(async () => {
+            if (vanished) return;
+            let body: Buffer;
+            try {
+              body = await this.readMeta('index', name, store);
+            } catch (err) {
+              if (!(err instanceof ObjectNotFoundError)) throw err;
+              vanished = name;
+              return;
+            }
+            for (const p of decodeIndexBody(body, `index ${name} on ${store.name}`))
+              idx.addPack(p.info, p.entries);
+            idx.markIndexObject(name);
+            loaded++;
+          }),
+        ),
+      );
+      if (loaded) {
+        idx.persist();
+        log().debug(
+          { target: store.name, loaded, packs: idx.packCount, blobs: idx.blobCount },
+          'index cache updated',
+        );
+      }
+      if (!vanished) return;
+      if (attempt >= 5)
+        throw new TargetError(
+          `index object ${vanished} on ${store.name} was listed but is gone (index objects keep changing: is a prune running?)`,
+        );
+      log().info(
+        { target: store.name, object: vanished },
+        'an index object went away while loading (a prune consolidated it); listing again',
+      );
+    }
   }
 
   close(): void {

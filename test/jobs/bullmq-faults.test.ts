@@ -28,8 +28,10 @@ describe('the worker with BullMQ: a worker killed mid-job, SIGTERM', () => {
       );
       const commit = await until(
         async () => {
-          const j = await bq.queue.getJob(`${run.runId}-commit`);
-          return j && (await j.getState()) === 'completed' ? j : undefined;
+          // State first, then the job: a job fetched while active keeps a null return value.
+          const id = `${run.runId}-commit`;
+          if ((await bq.queue.getJobState(id)) !== 'completed') return undefined;
+          return await bq.queue.getJob(id);
         },
         'the commit',
         60_000,

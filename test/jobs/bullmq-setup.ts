@@ -1,4 +1,4 @@
-import { before, after } from 'node:test';
+import { before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -77,6 +77,8 @@ schedule: { ${o.schedule ?? ''}timezone: UTC, shutdownGrace: ${o.grace ?? '20s'}
     queue = new Queue(QUEUE_NAME, { connection: redis, prefix: 'regbackup' });
     config();
   });
+  // A test that fails leaves no worker behind to take the next test's jobs.
+  afterEach(stopAll);
   after(async () => {
     await stopAll();
     await queue.close();
