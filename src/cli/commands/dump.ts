@@ -1,8 +1,6 @@
 import type { RegisterCommand } from './index.js';
 import { UsageError } from '../../errors.js';
 import { formatBytes } from '../../util/units.js';
-import { dumpSnapshot } from '../../../restore/index.js';
-import { openSnapshot } from './restore.js';
 
 interface DumpFlags {
   snapshot?: string;
@@ -26,7 +24,12 @@ export const registerDump: RegisterCommand = (program, ctx) => {
     .option('--db <name>', 'only this database')
     .option('--tarballs', 'only the tarball store')
     .option('--identity <file>', 'the restore identity (default: `identity:` of the configuration)')
-    .option('--workers <n>', 'decryption threads', (v) => Number.parseInt(v, 10))
+    .option('--workers <n>', 'decryption threads', (v) => {
+      const n = Number.parseInt(v, 10);
+      if (!Number.isInteger(n) || n < 0 || String(n) !== v.trim())
+        throw new UsageError(`--workers expects a whole number, got ${JSON.stringify(v)}`);
+      return n;
+    })
     .action(async (o: DumpFlags) => {
       const c = ctx();
       if (o.db && o.tarballs) throw new UsageError('give --db or --tarballs, not both');
@@ -34,6 +37,11 @@ export const registerDump: RegisterCommand = (program, ctx) => {
         throw new UsageError(
           'dump writes a tar archive to stdout: redirect it to a file or a pipe (regbackup dump > out.tar)',
         );
+      // Loaded when the command runs: --help and the other commands start fast.
+      const [{ openSnapshot }, { dumpSnapshot }] = await Promise.all([
+        import('../open-snapshot.js'),
+        import('../../../restore/index.js'),
+      ]);
       const opened = await openSnapshot(c, {
         snapshot: o.at ? undefined : o.snapshot,
         at: o.at,

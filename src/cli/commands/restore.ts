@@ -1,23 +1,8 @@
 import { Option } from 'commander';
 import type { RegisterCommand } from './index.js';
-import type { CliContext } from '../context.js';
-import { Progress } from '../../backup/progress.js';
 import { UsageError } from '../../errors.js';
-import { loadRestoreIdentity, type RestoreIdentity } from '../../repo/keys.js';
-import { defaultCacheRoot } from '../../repo/repository.js';
-import { openStore } from '../../store/index.js';
 import { parseSize } from '../../util/units.js';
-import {
-  formatRestoreReport,
-  openForRestore,
-  openTarballDestination,
-  parseAt,
-  pickSnapshot,
-  restoreSnapshot,
-  type AttachmentMode,
-  type OpenedRestore,
-  type SnapshotChoice,
-} from '../../../restore/index.js';
+import type { AttachmentMode } from '../../../restore/index.js';
 
 interface RestoreFlags {
   snapshot?: string;
@@ -45,39 +30,6 @@ const int = (name: string) => (v: string) => {
     throw new UsageError(`${name} expects a whole number, got ${JSON.stringify(v)}`);
   return n;
 };
-
-/** Opens the configured targets with the restore identity and picks the snapshot (shared by restore and dump). */
-export async function openSnapshot(
-  c: CliContext,
-  o: { snapshot?: string; at?: string; from?: string; identity?: string },
-): Promise<OpenedRestore & SnapshotChoice> {
-  const { config } = c.config();
-  const identityFile = o.identity ?? config.identity;
-  let identity: RestoreIdentity | undefined;
-  if (identityFile) identity = await loadRestoreIdentity(identityFile);
-  const opened = await openForRestore({
-    targets: config.targets.map((t) => openStore(t)),
-    from: o.from,
-    identity,
-    identityFile,
-    cacheRoot: config.cache ?? defaultCacheRoot(),
-  });
-  for (const u of opened.unreachable)
-    c.log.warn(
-      { target: u.target, err: u.error },
-      `target ${u.target} cannot be read; restoring from the others`,
-    );
-  try {
-    const choice = await pickSnapshot(opened.repo, {
-      snapshot: o.snapshot,
-      at: o.at ? parseAt(o.at) : undefined,
-    });
-    return { ...opened, ...choice };
-  } catch (err) {
-    opened.repo.close();
-    throw err;
-  }
-}
 
 export const registerRestore: RegisterCommand = (program, ctx) => {
   program
@@ -126,6 +78,16 @@ export const registerRestore: RegisterCommand = (program, ctx) => {
     .action(async (o: RestoreFlags) => {
       const c = ctx();
       const { config } = c.config();
+      // Loaded when the command runs: --help and the other commands start fast.
+      const [
+        { openSnapshot },
+        { Progress },
+        { formatRestoreReport, openTarballDestination, restoreSnapshot },
+      ] = await Promise.all([
+        import('../open-snapshot.js'),
+        import('../../backup/progress.js'),
+        import('../../../restore/index.js'),
+      ]);
       if (o.snapshot !== 'latest' && o.at) throw new UsageError('give --snapshot or --at, not both');
       let couchdb = o.couchdb;
       let tarballs = o.tarballs;
