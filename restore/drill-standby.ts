@@ -13,11 +13,13 @@ import mapreduce from 'pouchdb-mapreduce';
 import replication from 'pouchdb-replication';
 import { DestinationError, messageOf } from '../src/errors.js';
 import { registerSecret } from '../src/util/redact.js';
+import { removeMultipartUploads } from './pouch-uploads.js';
 
 // Adapters and views on PouchDB itself: registering them again is harmless (another module of the process
 // may register the same ones). Replication, which express-pouchdb needs, cannot be registered twice on one
 // class: it goes on this server's own class (see below).
 PouchDB.plugin(memoryAdapter).plugin(httpAdapter).plugin(mapreduce);
+removeMultipartUploads();
 
 /**
  * A temporary CouchDB-compatible server for a restore drill when no drill CouchDB is configured: PouchDB's

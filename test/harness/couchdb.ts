@@ -9,8 +9,10 @@ import httpAdapter from 'pouchdb-adapter-http';
 import mapreduce from 'pouchdb-mapreduce';
 import replication from 'pouchdb-replication';
 import { removeTmpDir, tmpDir } from './tmp.js';
+import { removeMultipartUploads } from '../../restore/pouch-uploads.js';
 
 PouchDB.plugin(memoryAdapter).plugin(httpAdapter).plugin(mapreduce).plugin(replication);
+removeMultipartUploads();
 
 export interface CouchCredentials {
   username: string;
