@@ -1,6 +1,6 @@
 import { UsageError } from '../src/errors.js';
 import { withRetry } from '../src/store/retry.js';
-import { S3Store } from '../src/store/s3.js';
+import { lazyS3 } from '../src/store/lazy.js';
 import type { TarballDestination } from './tarballs.js';
 
 /**
@@ -30,7 +30,7 @@ export function openTarballDestination(spec: string): TarballDestination {
         `tarball destination ${spec}: unknown parameter ${k} (endpoint, region, forcePathStyle)`,
       );
   }
-  const store = new S3Store({
+  const store = lazyS3({
     name: 'tarball destination',
     bucket,
     prefix,

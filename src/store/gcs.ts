@@ -8,7 +8,7 @@ import {
   type FileMetadata,
 } from '@google-cloud/storage';
 import { classify, displayEndpoint, toTargetError, type StoreOperation } from './errors.js';
-import { normalizePrefix } from './s3.js';
+import { gcsLocation, normalizePrefix } from './location.js';
 import {
   assertValidRange,
   deferErrors,
@@ -75,7 +75,7 @@ export class GcsStore implements ObjectStore {
     this.name = opts.name;
     this.prefix = normalizePrefix(opts.prefix);
     this.endpoint = opts.apiEndpoint ? displayEndpoint(opts.apiEndpoint) : 'https://storage.googleapis.com';
-    this.location = `gs://${opts.bucket}/${this.prefix}${opts.apiEndpoint ? ` at ${this.endpoint}` : ''}`;
+    this.location = gcsLocation(opts);
     this.storageClass = opts.storageClass && opts.storageClass !== 'STANDARD' ? opts.storageClass : undefined;
     this.retentionMode = opts.retentionMode ?? 'Unlocked';
     this.pageSize = Math.max(1, Math.min(1000, opts.pageSize ?? 1000));

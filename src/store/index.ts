@@ -1,17 +1,18 @@
 import type { TargetConfig } from '../config/schema.js';
 import { ConfigError } from '../errors.js';
 import { FsStore } from './fs.js';
-import { GcsStore } from './gcs.js';
+import { lazyGcs, lazyS3 } from './lazy.js';
 import { MeteredStore, StoreMetrics } from './metrics.js';
 import { RetryingStore, type RetryOptions } from './retry.js';
-import { S3Store } from './s3.js';
 import type { ObjectStore } from './types.js';
 
 export * from './types.js';
 export { FsStore, type FsStoreOptions } from './fs.js';
 export { MemoryStore } from './memory.js';
-export { S3Store, type S3StoreOptions } from './s3.js';
-export { GcsStore, type GcsStoreOptions } from './gcs.js';
+export type { S3StoreOptions } from './s3.js';
+export type { GcsStoreOptions } from './gcs.js';
+export { LazyStore, lazyGcs, lazyS3 } from './lazy.js';
+export { normalizePrefix } from './location.js';
 export { RetryingStore, withRetry, type RetryOptions, type RetryInfo } from './retry.js';
 export { MeteredStore, StoreMetrics, withMetrics, type StoreMetricsSnapshot } from './metrics.js';
 export {
@@ -43,7 +44,7 @@ export function openProvider(target: TargetConfig): ObjectStore {
           [`use one of ${[...S3_CLASSES].join(', ')}`],
         );
       }
-      return new S3Store({
+      return lazyS3({
         name: target.name,
         bucket: target.bucket,
         prefix: target.prefix,
@@ -66,7 +67,7 @@ export function openProvider(target: TargetConfig): ObjectStore {
           [`use one of ${[...GCS_CLASSES].join(', ')}`],
         );
       }
-      return new GcsStore({
+      return lazyGcs({
         name: target.name,
         bucket: target.bucket,
         prefix: target.prefix,

@@ -13,6 +13,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { TargetError } from '../errors.js';
+import { normalizePrefix, s3Location } from './location.js';
 import { classify, displayEndpoint, toTargetError, type StoreOperation } from './errors.js';
 import {
   assertValidRange,
@@ -101,7 +102,7 @@ export class S3Store implements ObjectStore {
     this.prefix = normalizePrefix(opts.prefix);
     const region = opts.region ?? 'us-east-1';
     this.endpoint = opts.endpoint ? displayEndpoint(opts.endpoint) : `https://s3.${region}.amazonaws.com`;
-    this.location = `s3://${this.bucket}/${this.prefix}${opts.endpoint ? ` at ${this.endpoint}` : ''}`;
+    this.location = s3Location(opts);
     this.storageClass =
       opts.storageClass && opts.storageClass !== 'STANDARD' ? (opts.storageClass as StorageClass) : undefined;
     this.lockMode = opts.objectLockMode ?? 'GOVERNANCE';
@@ -311,11 +312,3 @@ export class S3Store implements ObjectStore {
 }
 
 /** "" stays ""; "a/b" and "a/b/" become "a/b/". */
-export function normalizePrefix(prefix: string | undefined): string {
-  if (!prefix) return '';
-  const p = prefix.replace(/^\/+/, '');
-  if (!p) return '';
-  const withSlash = p.endsWith('/') ? p : `${p}/`;
-  assertValidPrefix(withSlash);
-  return withSlash;
-}

@@ -3,7 +3,8 @@ import { open } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { TarballSourceConfig } from '../../config/schema.js';
-import { S3Store } from '../../store/s3.js';
+import { lazyS3 } from '../../store/lazy.js';
+import type { ObjectStore } from '../../store/types.js';
 import { ExternalSorter } from '../../util/external-sort.js';
 import { inShard, walkTree, type Shard, type WalkEntry } from './walk.js';
 
@@ -80,10 +81,10 @@ export function isSafeRelativePath(p: string): boolean {
 
 export class S3TarballStore implements TarballStore {
   readonly location: string;
-  private readonly store: S3Store;
+  private readonly store: ObjectStore;
   constructor(cfg: Extract<TarballSourceConfig, { s3: unknown }>) {
     const s = cfg.s3;
-    this.store = new S3Store({
+    this.store = lazyS3({
       name: cfg.name,
       bucket: s.bucket,
       prefix: s.prefix,
