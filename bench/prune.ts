@@ -3,7 +3,7 @@
  * packages publish a version, one is unpublished), then `forget` down to the last 7 snapshots + `prune`, and
  * `check`, beside `restic forget --keep-last 7 --prune` and `restic check` on the same 30 days of data, in
  * one run. Reports time, peak RSS and the storage requests each made (file operations on the local
- * repository, counted with strace: create, read, delete, list).
+ * repository, counted with strace: create, read, delete, list; on a copy, so that the time is not strace's).
  *
  *   npm run build && node dist/bench/prune.js [--size 256MiB] [--days 30] [--out /tmp/bench-prune]
  */
@@ -82,19 +82,41 @@ async function traced(cmd: string, args: string[], env: NodeJS.ProcessEnv, repoD
   return { ...m, ops, total: ops.create + ops.read + ops.delete + ops.rename };
 }
 
+/**
+ * The maintenance commands, each run twice on identical copies of both repositories: once under strace to
+ * count the file operations, once without it for the time and memory (strace -f slows every system call,
+ * and not both tools equally).
+ */
+const timedDir = `${out}-untraced`;
+await rm(timedDir, { recursive: true, force: true });
+execFileSync('cp', ['-a', out, timedDir]);
+const inDir = (dir: string) => ({
+  config: path.join(dir, 'regbackup.yaml'),
+  rbDir: path.join(dir, 'rb-repo'),
+  resticRepo: path.join(dir, 'restic-repo'),
+  renv: { RESTIC_PASSWORD: 'bench', RESTIC_CACHE_DIR: path.join(dir, 'restic-cache') },
+});
+const quiet = { REGBACKUP_LOG_LEVEL: 'warn' };
+async function both(rbArgs: string[] | undefined, resticArgs?: string[]) {
+  const t = inDir(timedDir);
+  const o = inDir(out);
+  if (rbArgs) {
+    const timed = await measure(BIN, ['--config', t.config, ...rbArgs], quiet);
+    const ops = await traced(BIN, ['--config', o.config, ...rbArgs], quiet, o.rbDir);
+    return { ...ops, seconds: timed.seconds, maxRssMiB: timed.maxRssMiB };
+  }
+  const timed = await measure('restic', ['--repo', t.resticRepo, ...resticArgs!], t.renv);
+  const ops = await traced('restic', ['--repo', o.resticRepo, ...resticArgs!], o.renv, o.resticRepo);
+  return { ...ops, seconds: timed.seconds, maxRssMiB: timed.maxRssMiB };
+}
 const rbDir = path.join(out, 'rb-repo');
-const pruneRb1 = await traced(BIN, ['--config', config, 'forget'], { REGBACKUP_LOG_LEVEL: 'warn' }, rbDir);
-const pruneRb2 = await traced(BIN, ['--config', config, 'prune'], { REGBACKUP_LOG_LEVEL: 'warn' }, rbDir);
+const pruneRb1 = await both(['forget']);
+const pruneRb2 = await both(['prune']);
 // The grace period has passed (0s): the second prune deletes what the first marked.
-const pruneRb3 = await traced(BIN, ['--config', config, 'prune'], { REGBACKUP_LOG_LEVEL: 'warn' }, rbDir);
-const pruneRs = await traced(
-  'restic',
-  ['--repo', resticRepo, 'forget', '--keep-last', '7', '--prune'],
-  renv,
-  resticRepo,
-);
-const checkRb = await traced(BIN, ['--config', config, 'check'], { REGBACKUP_LOG_LEVEL: 'warn' }, rbDir);
-const checkRs = await traced('restic', ['--repo', resticRepo, 'check'], renv, resticRepo);
+const pruneRb3 = await both(['prune']);
+const pruneRs = await both(undefined, ['forget', '--keep-last', '7', '--prune']);
+const checkRb = await both(['check']);
+const checkRs = await both(undefined, ['check']);
 const du = (d: string) => Number(execFileSync('du', ['-sb', d]).toString().split('\t')[0]);
 
 const rbPrune = {
@@ -122,6 +144,9 @@ console.log(
     ['regbackup check', fmt(checkRb.seconds, 2), checkRb.total, fmt(checkRb.maxRssMiB), ''],
     ['restic check', fmt(checkRs.seconds, 2), checkRs.total, fmt(checkRs.maxRssMiB), ''],
   ]),
+);
+console.log(
+  `regbackup seconds: forget ${fmt(pruneRb1.seconds, 2)}, prune (mark) ${fmt(pruneRb2.seconds, 2)}, prune (delete) ${fmt(pruneRb3.seconds, 2)}`,
 );
 console.log(
   `prune: regbackup/restic time ${fmt(rbPrune.seconds / pruneRs.seconds, 2)}x, requests ${fmt(rbPrune.total / pruneRs.total, 2)}x (goal <= 0.5x); ops regbackup ${JSON.stringify([pruneRb1.ops, pruneRb2.ops, pruneRb3.ops])}, restic ${JSON.stringify(pruneRs.ops)}`,
