@@ -154,7 +154,12 @@ prune: { grace: 1s }
       await cli(['forget', '--quiet']);
       await new Promise((r) => setTimeout(r, 1100));
     }
-    await cli(['prune']);
+    // forget --prune: retention and prune in one run (the marks of the last loop are due now).
+    const last = await json<{ forgotten: number; prune?: { executed: number; targets: unknown[] } }>([
+      'forget',
+      '--prune',
+    ]);
+    assert.equal(last.prune?.targets.length, 2, 'forget --prune pruned every target in the same run');
     const counts = await assertTargetsIntact(configFile, identity());
     assert.deepEqual(counts, [2, 2]);
     const checked = await json<{ ok: boolean; targets: { problems: unknown[] }[] }>([

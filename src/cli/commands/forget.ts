@@ -1,9 +1,13 @@
 import type { RegisterCommand } from './index.js';
 import type { RetentionPolicy } from '../../maintenance/retention.js';
+import type { PruneReport } from '../../maintenance/prune.js';
+import { UsageError } from '../../errors.js';
+import { formatPruneReport } from './prune.js';
 
 const int = (v: string) => {
   const n = Number.parseInt(v, 10);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${v} is not a whole number`);
+  if (!Number.isInteger(n) || n < 0 || String(n) !== v.trim())
+    throw new UsageError(`expected a whole number, got ${JSON.stringify(v)}`);
   return n;
 };
 
@@ -20,6 +24,7 @@ export const registerForget: RegisterCommand = (program, ctx) => {
     .option('--keep-monthly <n>', 'keep one snapshot for each of the last N months', int)
     .option('--keep-yearly <n>', 'keep one snapshot for each of the last N years', int)
     .option('--dry-run', 'list what would go and why each kept snapshot is kept; delete nothing')
+    .option('--prune', "then prune in the same run (as `regbackup prune` with the configuration's settings)")
     .action(
       async (o: {
         keepLast?: number;
@@ -29,11 +34,16 @@ export const registerForget: RegisterCommand = (program, ctx) => {
         keepMonthly?: number;
         keepYearly?: number;
         dryRun?: boolean;
+        prune?: boolean;
       }) => {
         // Loaded when the command runs: --help and the other commands start fast.
         const { openRepository } = await import('../open.js');
         const { forget } = await import('../../maintenance/forget.js');
         const c = ctx();
+        if (o.prune && o.dryRun)
+          throw new UsageError(
+            'forget --prune --dry-run cannot say what prune would free before the snapshots are gone: run `regbackup forget --dry-run`',
+          );
         const { config } = c.config();
         const r = config.retention;
         const policy: RetentionPolicy = {
@@ -47,6 +57,11 @@ export const registerForget: RegisterCommand = (program, ctx) => {
         const { repo } = await openRepository(c);
         try {
           const res = await forget(repo, policy, { dryRun: o.dryRun, logger: c.log });
+          let pruned: PruneReport | undefined;
+          if (o.prune) {
+            const { prune } = await import('../../maintenance/prune.js');
+            pruned = await prune(config, repo, { logger: c.log, dryRun: o.dryRun });
+          }
           c.print(
             () => {
               const lines = res.decisions.map(
@@ -54,11 +69,12 @@ export const registerForget: RegisterCommand = (program, ctx) => {
                   `${d.keep ? 'keep  ' : o.dryRun ? 'would forget' : d.deleted ? 'forgot' : 'FAILED'} ${d.id.slice(0, 12)}  ${d.time.toISOString()}  [${d.sources.join(', ')}]${d.keep ? `  (${d.reasons.join('; ')})` : ''}${d.error ? `  ${d.error}` : ''}`,
               );
               lines.push(
-                `${res.kept} kept, ${res.forgotten} ${o.dryRun ? 'would be forgotten' : 'forgotten'}${o.dryRun ? ' (dry run)' : '; run `regbackup prune` to free their data'}`,
+                `${res.kept} kept, ${res.forgotten} ${o.dryRun ? 'would be forgotten' : 'forgotten'}${o.dryRun ? ' (dry run)' : pruned ? '' : '; run `regbackup prune` to free their data'}`,
               );
+              if (pruned) lines.push('', 'prune:', formatPruneReport(pruned));
               return lines.join('\n');
             },
-            { policy, dryRun: Boolean(o.dryRun), ...res },
+            { policy, dryRun: Boolean(o.dryRun), ...res, ...(pruned ? { prune: pruned } : {}) },
           );
           if (res.decisions.some((d) => d.error)) process.exitCode = 6;
         } finally {

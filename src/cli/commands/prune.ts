@@ -1,4 +1,5 @@
 import type { RegisterCommand } from './index.js';
+import type { PruneReport } from '../../maintenance/prune.js';
 import { parseDuration, formatBytes, formatDuration } from '../../util/units.js';
 
 export const registerPrune: RegisterCommand = (program, ctx) => {
@@ -29,27 +30,30 @@ export const registerPrune: RegisterCommand = (program, ctx) => {
           grace,
           repackThreshold: o.repackThreshold,
         });
-        c.print(() => {
-          const lines = [
-            `${r.packs.total} packs; unneeded ${r.packs.unneeded} (${formatBytes(r.packs.unneededBytes)}), mostly unneeded ${r.packs.sparse}, not in any index ${r.packs.orphaned}`,
-            `references: ${r.references.snapshots} snapshots, ${r.references.listingChunksRead}/${r.references.listingChunks} listing chunks read, ${r.references.entries} entries`,
-          ];
-          if (!r.dryRun) {
-            lines.push(
-              `marked now: ${r.marked.packs} packs (${formatBytes(r.marked.bytes)}) to delete, ${r.marked.repack} to rewrite — deleted by a prune run after the grace period`,
-            );
-            lines.push(`acted on ${r.executed} earlier mark(s):`);
-            for (const t of r.targets) {
-              lines.push(
-                `  ${t.target}: deleted ${t.deletedPacks} packs, freed ${formatBytes(t.freedBytes)}, rewrote ${t.repackedPacks} packs and ${t.rewrittenIndexObjects} index objects${t.keptYoung ? `, kept ${t.keptYoung} young packs (storage-class minimum)` : ''}${t.keptRetention ? `, kept ${t.keptRetention} under retention` : ''}`,
-              );
-            }
-          }
-          lines.push(`took ${formatDuration(r.durationMs)}`);
-          return lines.join('\n');
-        }, r);
+        c.print(() => formatPruneReport(r), r);
       } finally {
         repo.close();
       }
     });
 };
+
+/** The text report of a prune run (also printed by `forget --prune`). */
+export function formatPruneReport(r: PruneReport): string {
+  const lines = [
+    `${r.packs.total} packs; unneeded ${r.packs.unneeded} (${formatBytes(r.packs.unneededBytes)}), mostly unneeded ${r.packs.sparse}, not in any index ${r.packs.orphaned}`,
+    `references: ${r.references.snapshots} snapshots, ${r.references.listingChunksRead}/${r.references.listingChunks} listing chunks read, ${r.references.entries} entries`,
+  ];
+  if (!r.dryRun) {
+    lines.push(
+      `marked now: ${r.marked.packs} packs (${formatBytes(r.marked.bytes)}) to delete, ${r.marked.repack} to rewrite — deleted by a prune run after the grace period`,
+    );
+    lines.push(`acted on ${r.executed} earlier mark(s):`);
+    for (const t of r.targets) {
+      lines.push(
+        `  ${t.target}: deleted ${t.deletedPacks} packs, freed ${formatBytes(t.freedBytes)}, rewrote ${t.repackedPacks} packs and ${t.rewrittenIndexObjects} index objects${t.keptYoung ? `, kept ${t.keptYoung} young packs (storage-class minimum)` : ''}${t.keptRetention ? `, kept ${t.keptRetention} under retention` : ''}`,
+      );
+    }
+  }
+  lines.push(`took ${formatDuration(r.durationMs)}`);
+  return lines.join('\n');
+}
