@@ -1,5 +1,5 @@
 import { packumentTarballs, type PackumentTarballs } from './expectations.js';
-import { arrayItems, JsonShapeError, objectMembers, type Range } from './json-split.js';
+import { JsonShapeError, skipValue, walkArray, walkObject, type Range } from './json-split.js';
 
 /**
  * What the backup needs from one element of a `_bulk_get` answer, computed on a worker thread
@@ -32,65 +32,113 @@ function parseRange(buf: Buffer, r: Range | undefined): unknown {
   return r ? (JSON.parse(buf.toString('utf8', r.start, r.end)) as unknown) : undefined;
 }
 
-/** The `versions` of a packument reduced to what the tarball checks need: `dist` of each version. */
-function packumentShape(
-  el: Buffer,
-  body: Map<string, Range>,
-): { name?: unknown; versions: Record<string, { dist?: unknown }> } | undefined {
-  const v = body.get('versions');
-  if (!v || el[v.start] !== 0x7b) return undefined;
-  const versions: Record<string, { dist?: unknown }> = {};
-  for (const [ver, r] of objectMembers(el, v.start, v.end)) {
-    if (el[r.start] !== 0x7b) {
-      versions[ver] = {};
-      continue;
-    }
-    versions[ver] = { dist: parseRange(el, objectMembers(el, r.start, r.end).get('dist')) };
-  }
-  return { name: parseRange(el, body.get('name')), versions };
+/** The byte range of the value at `start`, scanned once. */
+function valueRange(buf: Buffer, start: number, end: number): Range {
+  const e = skipValue(buf, start, end);
+  if (e < 0) throw new JsonShapeError('truncated value');
+  return { start, end: e };
 }
 
+interface Packument {
+  name?: unknown;
+  /** `versions` reduced to what the tarball checks need: `dist` of each version. */
+  versions: Record<string, { dist?: unknown }>;
+}
+
+/**
+ * One pass over the element: `{"id": …, "docs": [{"ok": {body}} | {"error"/"missing": …}, …]}`. Inside a
+ * body only `_rev`, `_deleted`, `_attachments`, `name` and each version's `dist` are decoded; every other
+ * byte is skipped once (a 20 MB packument costs one scan, not one per level of nesting).
+ */
 export function inspectResult(el: Buffer, db: string): ResultInfo {
   try {
-    const m = objectMembers(el);
-    const idRange = m.get('id');
-    const docsRange = m.get('docs');
-    if (!idRange || !docsRange) throw new JsonShapeError('a result without "id" or "docs"');
-    const id = parseRange(el, idRange);
-    const docs: (BodyInfo | null)[] = [];
-    for (const r of arrayItems(el, docsRange.start, docsRange.end)) {
-      const ok = objectMembers(el, r.start, r.end).get('ok');
-      if (!ok) {
-        // CouchDB: {"error": {…"not_found"…}}; PouchDB: {"missing": rev} or {}: the revision is gone.
-        docs.push(null);
-        continue;
+    const end = el.length;
+    let idRange: Range | undefined;
+    let sawDocs = false;
+    const bodies: ({ info: BodyInfo; packument?: Packument } | null)[] = [];
+    walkObject(el, 0, end, (key, vs) => {
+      if (key === 'id') {
+        idRange = valueRange(el, vs, end);
+        return idRange.end;
       }
-      if (el[ok.start] !== 0x7b) throw new JsonShapeError(`a body of ${JSON.stringify(id)} is not an object`);
-      const body = objectMembers(el, ok.start, ok.end);
-      const rev = parseRange(el, body.get('_rev'));
-      if (typeof rev !== 'string') throw new JsonShapeError(`a body of ${JSON.stringify(id)} has no _rev`);
-      const deleted = parseRange(el, body.get('_deleted')) === true;
-      const info: BodyInfo = { start: ok.start, end: ok.end, rev, deleted };
-      const atts = body.get('_attachments');
-      if (atts) info.attachments = parseRange(el, atts);
-      if (!deleted && typeof id === 'string') {
-        const p = packumentShape(el, body);
-        if (p) {
-          info.tarballs = packumentTarballs(p, id, db);
-          // Tarballs kept as attachments of the packument (as the registry once did) are in the backup with
-          // the document: they are not expected in the tarball store.
-          const names =
-            info.attachments && typeof info.attachments === 'object' ? Object.keys(info.attachments) : [];
-          if (names.length) {
-            const att = new Set(names);
-            info.tarballs.expectations = info.tarballs.expectations.filter(
-              (e) => !att.has(e.path.slice(e.path.lastIndexOf('/') + 1)),
-            );
-          }
+      if (key !== 'docs') return -1;
+      sawDocs = true;
+      bodies.length = 0;
+      return walkArray(el, vs, end, (is) => {
+        let body: { info: BodyInfo; packument?: Packument } | null = null;
+        const itemEnd = walkObject(el, is, end, (k, ok) => {
+          if (k !== 'ok') return -1;
+          const who = () => JSON.stringify(idRange ? parseRange(el, idRange) : undefined);
+          if (el[ok] !== 0x7b) throw new JsonShapeError(`a body of ${who()} is not an object`);
+          let rev: Range | undefined;
+          let deleted: Range | undefined;
+          let atts: Range | undefined;
+          let name: Range | undefined;
+          let versions: Packument['versions'] | undefined;
+          const okEnd = walkObject(el, ok, end, (bk, bv) => {
+            switch (bk) {
+              case '_rev':
+                return (rev = valueRange(el, bv, end)).end;
+              case '_deleted':
+                return (deleted = valueRange(el, bv, end)).end;
+              case '_attachments':
+                return (atts = valueRange(el, bv, end)).end;
+              case 'name':
+                return (name = valueRange(el, bv, end)).end;
+              case 'versions':
+                if (el[bv] !== 0x7b) {
+                  versions = undefined;
+                  return -1;
+                }
+                versions = {};
+                return walkObject(el, bv, end, (ver, v) => {
+                  if (el[v] !== 0x7b) {
+                    versions![ver] = {};
+                    return -1;
+                  }
+                  let dist: Range | undefined;
+                  const ve = walkObject(el, v, end, (vk, dv) =>
+                    vk === 'dist' ? (dist = valueRange(el, dv, end)).end : -1,
+                  );
+                  versions![ver] = { dist: parseRange(el, dist) };
+                  return ve;
+                });
+              default:
+                return -1;
+            }
+          });
+          const r = parseRange(el, rev);
+          if (typeof r !== 'string') throw new JsonShapeError(`a body of ${who()} has no _rev`);
+          const info: BodyInfo = { start: ok, end: okEnd, rev: r, deleted: parseRange(el, deleted) === true };
+          if (atts) info.attachments = parseRange(el, atts);
+          body = { info, ...(versions ? { packument: { name: parseRange(el, name), versions } } : {}) };
+          return okEnd;
+        });
+        // CouchDB: {"error": {…"not_found"…}}; PouchDB: {"missing": rev} or {}: the revision is gone.
+        bodies.push(body);
+        return itemEnd;
+      });
+    });
+    if (!idRange || !sawDocs) throw new JsonShapeError('a result without "id" or "docs"');
+    const id = parseRange(el, idRange);
+    const docs = bodies.map((b) => {
+      if (!b) return null;
+      const { info, packument } = b;
+      if (!info.deleted && typeof id === 'string' && packument) {
+        info.tarballs = packumentTarballs(packument, id, db);
+        // Tarballs kept as attachments of the packument (as the registry once did) are in the backup with
+        // the document: they are not expected in the tarball store.
+        const names =
+          info.attachments && typeof info.attachments === 'object' ? Object.keys(info.attachments) : [];
+        if (names.length) {
+          const att = new Set(names);
+          info.tarballs.expectations = info.tarballs.expectations.filter(
+            (e) => !att.has(e.path.slice(e.path.lastIndexOf('/') + 1)),
+          );
         }
       }
-      docs.push(info);
-    }
+      return info;
+    });
     return { id, docs };
   } catch (err) {
     return { id: undefined, docs: [], error: err instanceof Error ? err.message : String(err) };

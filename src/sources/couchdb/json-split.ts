@@ -41,6 +41,13 @@ function skipString(buf: Buffer, i: number, end = buf.length): number {
   }
 }
 
+/** The string `buf[i, k)` (quotes included) decodes to: directly when it has no escape (most keys). */
+function decodeKey(buf: Buffer, i: number, k: number): string {
+  for (let j = i + 1; j < k - 1; j++)
+    if (buf[j] === BACKSLASH) return JSON.parse(buf.toString('utf8', i, k)) as string;
+  return buf.toString('utf8', i + 1, k - 1);
+}
+
 /** The index just past the JSON value starting at (or after whitespace at) `i`; -1 when incomplete. */
 export function skipValue(buf: Buffer, i: number, end = buf.length): number {
   i = skipWs(buf, i, end);
@@ -90,7 +97,7 @@ export function objectMembers(buf: Buffer, start = 0, end = buf.length): Map<str
     if (buf[i] !== QUOTE) throw new JsonShapeError('expected a member name');
     const k = skipString(buf, i, end);
     if (k < 0) throw new JsonShapeError('truncated member name');
-    const key = JSON.parse(buf.toString('utf8', i, k)) as string;
+    const key = decodeKey(buf, i, k);
     i = skipWs(buf, k, end);
     if (buf[i] !== COLON) throw new JsonShapeError('expected ":"');
     const vs = skipWs(buf, i + 1, end);
@@ -104,6 +111,68 @@ export function objectMembers(buf: Buffer, start = 0, end = buf.length): Map<str
     }
     if (buf[i] === CLOSE_OBJ) return out;
     throw new JsonShapeError('expected "," or "}"');
+  }
+}
+
+/**
+ * Walks the JSON object at `start` (after whitespace) in one pass: `visit(key, valueStart)` is called for each
+ * member and returns the index just past the value when it consumed the value itself (descending into it),
+ * or -1 to have it skipped. Returns the index just past the object. Unlike {@link objectMembers}, a value
+ * that is descended into is scanned once, not once per level.
+ */
+export function walkObject(
+  buf: Buffer,
+  start: number,
+  end: number,
+  visit: (key: string, valueStart: number) => number,
+): number {
+  let i = skipWs(buf, start, end);
+  if (buf[i] !== OPEN_OBJ) throw new JsonShapeError('expected an object');
+  i = skipWs(buf, i + 1, end);
+  if (buf[i] === CLOSE_OBJ) return i + 1;
+  for (;;) {
+    if (buf[i] !== QUOTE) throw new JsonShapeError('expected a member name');
+    const k = skipString(buf, i, end);
+    if (k < 0) throw new JsonShapeError('truncated member name');
+    const key = decodeKey(buf, i, k);
+    i = skipWs(buf, k, end);
+    if (buf[i] !== COLON) throw new JsonShapeError('expected ":"');
+    const vs = skipWs(buf, i + 1, end);
+    let ve = visit(key, vs);
+    if (ve < 0) ve = skipValue(buf, vs, end);
+    if (ve < 0) throw new JsonShapeError(`truncated value of "${key}"`);
+    i = skipWs(buf, ve, end);
+    if (buf[i] === COMMA) {
+      i = skipWs(buf, i + 1, end);
+      continue;
+    }
+    if (buf[i] === CLOSE_OBJ) return i + 1;
+    throw new JsonShapeError('expected "," or "}"');
+  }
+}
+
+/** {@link walkObject} for an array: `visit(itemStart)` returns the index past the item, or -1 to skip it. */
+export function walkArray(
+  buf: Buffer,
+  start: number,
+  end: number,
+  visit: (itemStart: number) => number,
+): number {
+  let i = skipWs(buf, start, end);
+  if (buf[i] !== OPEN_ARR) throw new JsonShapeError('expected an array');
+  i = skipWs(buf, i + 1, end);
+  if (buf[i] === CLOSE_ARR) return i + 1;
+  for (;;) {
+    let ve = visit(i);
+    if (ve < 0) ve = skipValue(buf, i, end);
+    if (ve < 0) throw new JsonShapeError('truncated array item');
+    i = skipWs(buf, ve, end);
+    if (buf[i] === COMMA) {
+      i = skipWs(buf, i + 1, end);
+      continue;
+    }
+    if (buf[i] === CLOSE_ARR) return i + 1;
+    throw new JsonShapeError('expected "," or "]"');
   }
 }
 
