@@ -165,7 +165,11 @@ export async function planBackup(config: Config, opts: PlanOptions = {}): Promis
   try {
     const index = await repo.loadIndex(repo.targets[0]);
     const skip = deletedKeys(await loadMarks(repo, repo.targets[0]!));
-    const sync = await catchUp(repo.targets, { packHash: (id) => index.packById(id)?.sha256, skip });
+    const sync = await catchUp(repo.targets, {
+      packHash: (id) => index.packById(id)?.sha256,
+      skip,
+      retentionDays: retentionDaysOf(config),
+    });
     for (const [t, e] of sync.failed) behind[t] = e.message;
     const live = repo.targets.filter((t) => !(t.name in behind));
     if (live.length === 0)

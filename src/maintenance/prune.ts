@@ -2,7 +2,7 @@ import { closeSync, createReadStream, openSync, writeSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../config/schema.js';
-import { IntegrityError, KeyError } from '../errors.js';
+import { IntegrityError, KeyError, TargetError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { BlobIndex, PackInfo } from '../repo/blob-index.js';
 import { Fanout } from '../repo/fanout.js';
@@ -88,7 +88,10 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
   const targets = repo.targets;
   const sync = dry
     ? { failed: new Map() }
-    : await catchUp(targets, { skip: deletedKeys(await loadMarks(repo, targets[0]!)) });
+    : await catchUp(targets, {
+        skip: deletedKeys(await loadMarks(repo, targets[0]!)),
+        retentionDays: retentionDaysOf(config),
+      });
   if (sync.failed.size) {
     const [t, e] = [...sync.failed][0]!;
     throw new IntegrityError(
@@ -226,7 +229,9 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
       }
       // Rewrite the live blobs of sparse packs into new packs first (blob for blob: same IDs).
       if (repack.length) {
-        const writer = new BlobWriter(repo, index, fan, { workers: 1, exclude: new Set(repack) });
+        // Rewritten packs are new objects: locked as a backup's own, on targets that lock.
+        const packFan = new Fanout(targets, retentionDaysOf(config));
+        const writer = new BlobWriter(repo, index, packFan, { workers: 1, exclude: new Set(repack) });
         try {
           for (const id of repack)
             for (const blob of liveTree.get(id) ?? [])
@@ -246,11 +251,23 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
         } finally {
           await writer.close();
         }
+        // A target that missed a rewritten pack must keep the old ones: stop before anything is deleted.
+        const behind = [...packFan.failed][0];
+        if (behind)
+          throw new TargetError(
+            `prune: target ${behind[0]} failed while packs were rewritten (${behind[1].message}); nothing was deleted`,
+          );
         for (const t of targets) tr(t.name).repackedPacks += repack.length;
       }
       const gone = new Set([...del, ...repack]);
       // Index objects that name a pack about to go are rewritten without it (before the packs go).
-      await rewriteIndexObjects(repo, targets, gone, (t) => tr(t).rewrittenIndexObjects++);
+      await rewriteIndexObjects(
+        repo,
+        targets,
+        gone,
+        retentionDaysOf(config),
+        (t) => tr(t).rewrittenIndexObjects++,
+      );
       for (const t of targets) {
         for (const id of gone) {
           const key = keyOf(id);
@@ -387,13 +404,14 @@ async function rewriteIndexObjects(
   repo: Repository,
   targets: readonly ObjectStore[],
   gone: Set<string>,
+  retentionDays: ReadonlyMap<string, number>,
   onRewrite: (target: string) => void,
 ): Promise<void> {
   if (gone.size === 0) return;
   const store = targets[0]!;
   const keys: string[] = [];
   for await (const o of store.list(META_PREFIX.index)) keys.push(o.key);
-  const fan = new Fanout(targets);
+  const fan = new Fanout(targets, retentionDays);
   const affected: string[] = [];
   let keep: IndexedPack[] = [];
   const flush = async () => {
@@ -410,6 +428,11 @@ async function rewriteIndexObjects(
     if (keep.length >= 20_000) await flush();
   }
   await flush();
+  const behind = [...fan.failed][0];
+  if (behind)
+    throw new TargetError(
+      `prune: target ${behind[0]} failed while index objects were rewritten (${behind[1].message}); nothing was deleted`,
+    );
   // The new index objects are on every target before an old one goes: a reader never misses a pack.
   for (const t of targets) {
     for (const key of affected) {

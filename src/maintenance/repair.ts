@@ -5,6 +5,7 @@ import { packKey } from '../repo/pack.js';
 import { META_PREFIX, type Repository } from '../repo/repository.js';
 import { sha256Hex } from '../repo/signed.js';
 import type { ObjectStore } from '../store/types.js';
+import { isLockedKind, withRetention } from '../repo/fanout.js';
 
 /**
  * `regbackup repair`: makes a target hold every object, intact, by copying from targets where the object
@@ -17,6 +18,8 @@ export interface RepairOptions {
   /** Also download and hash every pack of the damaged target (finds same-size corruption). */
   readData?: boolean;
   dryRun?: boolean;
+  /** Days the repaired target locks objects (S3 Object Lock / GCS retention): copies are locked too. */
+  retentionDays?: number;
 }
 
 export interface RepairResult {
@@ -81,7 +84,11 @@ export async function repairTarget(
     if (!opts.dryRun) {
       // Replace: objects are written create-only (GCS refuses to overwrite), so the damaged one goes first.
       if (reason === 'corrupt') await to.delete(key);
-      await to.put(key, good.bytes);
+      await to.put(
+        key,
+        good.bytes,
+        withRetention(undefined, isLockedKind(key) ? opts.retentionDays : undefined),
+      );
     }
     result.copied.push({ key, from: good.from, reason });
     result.bytes += good.bytes.length;

@@ -6,6 +6,22 @@ import type { LocalFile, ObjectStore, PutOptions } from '../store/types.js';
 export type FanoutBody = Buffer | LocalFile;
 
 /**
+ * What a lock protects: the objects whose loss loses backups (packs, index objects, snapshots). Marks and
+ * drill reports are not locked: prune deletes marks once acted on.
+ */
+export function isLockedKind(key: string): boolean {
+  return /^(data|tree|index|snapshots)\//.test(key);
+}
+
+/** `opts` with the retention date of an object written now to a target that locks objects for `days`. */
+export function withRetention(
+  opts: PutOptions | undefined,
+  days: number | undefined,
+): PutOptions | undefined {
+  return days ? { ...opts, retainUntil: new Date(Date.now() + days * 86_400_000) } : opts;
+}
+
+/**
  * Writes every object to every target of a run. A target that fails (after its store's own retries) is left
  * behind for the rest of the run — the others finish — and is named in the run's result; the next run copies
  * what it missed from a healthy target (see sync.ts). Only when no target is left does a write fail.
@@ -48,8 +64,7 @@ export class Fanout {
     await Promise.all(
       targets.map(async (t, i) => {
         try {
-          const days = this.retentionDays.get(t.name);
-          const o = days ? { ...opts, retainUntil: new Date(Date.now() + days * 86_400_000) } : opts;
+          const o = withRetention(opts, this.retentionDays.get(t.name));
           // A local file may be hard-linked by the first target only: every target keeps its own copy.
           await t.put(key, Buffer.isBuffer(body) ? body : { ...body, link: i === 0 }, o);
           this.written.set(t.name, (this.written.get(t.name) ?? 0) + size);

@@ -2,6 +2,7 @@ import pLimit from 'p-limit';
 import { IntegrityError } from '../errors.js';
 import { log } from '../log.js';
 import type { ObjectStore } from '../store/types.js';
+import { isLockedKind, withRetention } from './fanout.js';
 import { sha256Hex } from './signed.js';
 
 /**
@@ -30,6 +31,8 @@ export interface SyncOptions {
   dryRun?: boolean;
   /** Objects deleted on purpose (forgotten snapshots, pruned packs): never copied back. */
   skip?: ReadonlySet<string>;
+  /** Per target name: days a copied object is locked (S3 Object Lock / GCS retention), as a backup's own. */
+  retentionDays?: ReadonlyMap<string, number>;
 }
 
 async function names(store: ObjectStore, prefix: string): Promise<Map<string, number>> {
@@ -116,7 +119,8 @@ export async function catchUp(targets: readonly ObjectStore[], opts: SyncOptions
               }
               if (opts.dryRun) return;
               try {
-                await t.put(key, bytes);
+                const days = isLockedKind(key) ? opts.retentionDays?.get(t.name) : undefined;
+                await t.put(key, bytes, withRetention(undefined, days));
                 const c = result.copied.get(t.name)!;
                 c.objects++;
                 c.bytes += bytes.length;

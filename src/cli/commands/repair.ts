@@ -20,6 +20,7 @@ export const registerRepair: RegisterCommand = (program, ctx) => {
       // Loaded when the command runs: --help and the other commands start fast.
       const { openRepository } = await import('../open.js');
       const { repairTarget } = await import('../../maintenance/repair.js');
+      const { retentionDaysOf } = await import('../../backup/plan.js');
       const c = ctx();
       const { config } = c.config();
       for (const n of [o.from, o.to])
@@ -32,7 +33,12 @@ export const registerRepair: RegisterCommand = (program, ctx) => {
           const sources = all.filter((t) => t !== to && (!o.from || t.name === o.from));
           if (sources.length === 0) continue;
           results.push(
-            await repairTarget(repo, to, sources, { logger: c.log, readData: o.readData, dryRun: o.dryRun }),
+            await repairTarget(repo, to, sources, {
+              logger: c.log,
+              readData: o.readData,
+              dryRun: o.dryRun,
+              retentionDays: retentionDaysOf(config).get(to.name),
+            }),
           );
         }
         const broken = results.some((r) => r.unrepairable.length);
