@@ -86,34 +86,6 @@ export interface Range {
   end: number;
 }
 
-/** The members of the JSON object in `buf[start, end)`: key → byte range of its raw value. */
-export function objectMembers(buf: Buffer, start = 0, end = buf.length): Map<string, Range> {
-  const out = new Map<string, Range>();
-  let i = skipWs(buf, start, end);
-  if (buf[i] !== OPEN_OBJ) throw new JsonShapeError('expected an object');
-  i = skipWs(buf, i + 1, end);
-  if (buf[i] === CLOSE_OBJ) return out;
-  for (;;) {
-    if (buf[i] !== QUOTE) throw new JsonShapeError('expected a member name');
-    const k = skipString(buf, i, end);
-    if (k < 0) throw new JsonShapeError('truncated member name');
-    const key = decodeKey(buf, i, k);
-    i = skipWs(buf, k, end);
-    if (buf[i] !== COLON) throw new JsonShapeError('expected ":"');
-    const vs = skipWs(buf, i + 1, end);
-    const ve = skipValue(buf, vs, end);
-    if (ve < 0) throw new JsonShapeError(`truncated value of "${key}"`);
-    out.set(key, { start: vs, end: ve });
-    i = skipWs(buf, ve, end);
-    if (buf[i] === COMMA) {
-      i = skipWs(buf, i + 1, end);
-      continue;
-    }
-    if (buf[i] === CLOSE_OBJ) return out;
-    throw new JsonShapeError('expected "," or "}"');
-  }
-}
-
 /**
  * Walks the JSON object at `start` (after whitespace) in one pass: `visit(key, valueStart)` is called for each
  * member and returns the index just past the value when it consumed the value itself (descending into it),
@@ -176,25 +148,28 @@ export function walkArray(
   }
 }
 
+/** The members of the JSON object in `buf[start, end)`: key → byte range of its raw value. */
+export function objectMembers(buf: Buffer, start = 0, end = buf.length): Map<string, Range> {
+  const out = new Map<string, Range>();
+  walkObject(buf, start, end, (key, vs) => {
+    const ve = skipValue(buf, vs, end);
+    if (ve < 0) throw new JsonShapeError(`truncated value of "${key}"`);
+    out.set(key, { start: vs, end: ve });
+    return ve;
+  });
+  return out;
+}
+
 /** The items of the JSON array in `buf[start, end)`, as byte ranges. */
 export function arrayItems(buf: Buffer, start = 0, end = buf.length): Range[] {
   const out: Range[] = [];
-  let i = skipWs(buf, start, end);
-  if (buf[i] !== OPEN_ARR) throw new JsonShapeError('expected an array');
-  i = skipWs(buf, i + 1, end);
-  if (buf[i] === CLOSE_ARR) return out;
-  for (;;) {
+  walkArray(buf, start, end, (i) => {
     const ve = skipValue(buf, i, end);
     if (ve < 0) throw new JsonShapeError('truncated array item');
     out.push({ start: i, end: ve });
-    i = skipWs(buf, ve, end);
-    if (buf[i] === COMMA) {
-      i = skipWs(buf, i + 1, end);
-      continue;
-    }
-    if (buf[i] === CLOSE_ARR) return out;
-    throw new JsonShapeError('expected "," or "]"');
-  }
+    return ve;
+  });
+  return out;
 }
 
 function toBuffer(u: Uint8Array): Buffer {
