@@ -1,4 +1,5 @@
 import type { RegisterCommand } from './index.js';
+import { wholeNumber } from '../numbers.js';
 import type { BackupResult } from '../../backup/run.js';
 import { formatBytes, formatDuration } from '../../util/units.js';
 
@@ -39,8 +40,10 @@ export const registerBackup: RegisterCommand = (program, ctx) => {
     .command('backup')
     .description('take a snapshot of the configured sources and write it to every target')
     .option('-s, --source <name...>', 'only these sources')
-    .option('--workers <n>', 'worker threads for compression and encryption (default: cores)', (v) =>
-      Number.parseInt(v, 10),
+    .option(
+      '--workers <n>',
+      'worker threads for compression and encryption (default: cores)',
+      wholeNumber('--workers'),
     )
     .action(async (o: { source?: string[]; workers?: number }) => {
       // Loaded when the command runs: --help and the other commands start fast.

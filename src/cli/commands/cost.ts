@@ -1,4 +1,5 @@
 import type { RegisterCommand } from './index.js';
+import { wholeNumber } from '../numbers.js';
 import { formatBytes } from '../../util/units.js';
 
 const usd = (n: number) => `$${n < 10 ? n.toFixed(4) : n.toFixed(2)}`;
@@ -9,7 +10,7 @@ export const registerCost: RegisterCommand = (program, ctx) => {
     .description(
       'stored bytes, objects and estimated monthly cost per target; requests of recent runs; savings',
     )
-    .option('--runs <n>', 'how many recent runs to account for (default 24)', (v) => Number.parseInt(v, 10))
+    .option('--runs <n>', 'how many recent runs to account for (default 24)', wholeNumber('--runs', 1))
     .action(async (o: { runs?: number }) => {
       // Loaded when the command runs: --help and the other commands start fast.
       const { openRepository } = await import('../open.js');

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type { RegisterCommand } from './index.js';
-import { ExitCode, KeyError, messageOf, UsageError } from '../../errors.js';
+import { wholeNumber } from '../numbers.js';
+import { ExitCode, KeyError, messageOf } from '../../errors.js';
 
 interface DrillFlags {
   target?: string[];
@@ -11,13 +12,6 @@ interface DrillFlags {
   store?: boolean;
   parallel?: number;
 }
-
-const positive = (name: string) => (v: string) => {
-  const n = Number.parseInt(v, 10);
-  if (!Number.isInteger(n) || n < 1 || String(n) !== v.trim())
-    throw new UsageError(`${name} expects a whole number above 0, got ${JSON.stringify(v)}`);
-  return n;
-};
 
 export const registerDrill: RegisterCommand = (program, ctx) => {
   program
@@ -34,9 +28,9 @@ export const registerDrill: RegisterCommand = (program, ctx) => {
     .option(
       '--sample <n>',
       'documents and tarballs sampled for the deep checks (default: drill.sample, 50)',
-      positive('--sample'),
+      wholeNumber('--sample', 1),
     )
-    .option('--parallel <n>', 'requests and files in flight (default 8)', positive('--parallel'))
+    .option('--parallel <n>', 'requests and files in flight (default 8)', wholeNumber('--parallel', 1))
     .option('--keep', 'keep the scratch databases and directory')
     .option('--no-store', 'do not store the report in the repository')
     .action(async (o: DrillFlags) => {

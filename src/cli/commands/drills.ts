@@ -1,4 +1,5 @@
 import type { RegisterCommand } from './index.js';
+import { wholeNumber } from '../numbers.js';
 import { UsageError, messageOf } from '../../errors.js';
 import { formatDuration } from '../../util/units.js';
 import type { DrillReport } from '../../../restore/drill-report.js';
@@ -27,7 +28,7 @@ export const registerDrills: RegisterCommand = (program, ctx) => {
     .description('list the restore drill reports stored in the repository (with RTO and RPO per target)')
     .option('-t, --target <name>', 'the target to read (default: the first that answers)')
     .option('--show <id>', 'print one report in full: an ID (or unique prefix) or "latest"')
-    .option('-n, --last <n>', 'only the newest n reports', (v) => Number.parseInt(v, 10))
+    .option('-n, --last <n>', 'only the newest n reports', wholeNumber('--last', 1))
     .action(async (o: { target?: string; show?: string; last?: number }) => {
       const { openRepository } = await import('../open.js');
       const { drillRecords, formatDrillReport, listDrills, loadDrill } =

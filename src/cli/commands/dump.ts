@@ -1,4 +1,5 @@
 import type { RegisterCommand } from './index.js';
+import { wholeNumber } from '../numbers.js';
 import { UsageError } from '../../errors.js';
 import { formatBytes } from '../../util/units.js';
 
@@ -24,12 +25,7 @@ export const registerDump: RegisterCommand = (program, ctx) => {
     .option('--db <name>', 'only this database')
     .option('--tarballs', 'only the tarball store')
     .option('--identity <file>', 'the restore identity (default: `identity:` of the configuration)')
-    .option('--workers <n>', 'decryption threads', (v) => {
-      const n = Number.parseInt(v, 10);
-      if (!Number.isInteger(n) || n < 0 || String(n) !== v.trim())
-        throw new UsageError(`--workers expects a whole number, got ${JSON.stringify(v)}`);
-      return n;
-    })
+    .option('--workers <n>', 'decryption threads', wholeNumber('--workers'))
     .action(async (o: DumpFlags) => {
       const c = ctx();
       if (o.db && o.tarballs) throw new UsageError('give --db or --tarballs, not both');

@@ -1,15 +1,9 @@
 import type { RegisterCommand } from './index.js';
+import { wholeNumber } from '../numbers.js';
 import type { RetentionPolicy } from '../../maintenance/retention.js';
 import type { PruneReport } from '../../maintenance/prune.js';
 import { UsageError } from '../../errors.js';
 import { formatPruneReport } from './prune.js';
-
-const int = (v: string) => {
-  const n = Number.parseInt(v, 10);
-  if (!Number.isInteger(n) || n < 0 || String(n) !== v.trim())
-    throw new UsageError(`expected a whole number, got ${JSON.stringify(v)}`);
-  return n;
-};
 
 export const registerForget: RegisterCommand = (program, ctx) => {
   program
@@ -17,12 +11,28 @@ export const registerForget: RegisterCommand = (program, ctx) => {
     .description(
       'delete the snapshots the retention policy does not keep (their data goes at the next prune)',
     )
-    .option('--keep-last <n>', 'keep the newest N snapshots', int)
-    .option('--keep-hourly <n>', 'keep one snapshot for each of the last N hours', int)
-    .option('--keep-daily <n>', 'keep one snapshot for each of the last N days', int)
-    .option('--keep-weekly <n>', 'keep one snapshot for each of the last N weeks', int)
-    .option('--keep-monthly <n>', 'keep one snapshot for each of the last N months', int)
-    .option('--keep-yearly <n>', 'keep one snapshot for each of the last N years', int)
+    .option('--keep-last <n>', 'keep the newest N snapshots', wholeNumber('--keep-last'))
+    .option(
+      '--keep-hourly <n>',
+      'keep one snapshot for each of the last N hours',
+      wholeNumber('--keep-hourly'),
+    )
+    .option('--keep-daily <n>', 'keep one snapshot for each of the last N days', wholeNumber('--keep-daily'))
+    .option(
+      '--keep-weekly <n>',
+      'keep one snapshot for each of the last N weeks',
+      wholeNumber('--keep-weekly'),
+    )
+    .option(
+      '--keep-monthly <n>',
+      'keep one snapshot for each of the last N months',
+      wholeNumber('--keep-monthly'),
+    )
+    .option(
+      '--keep-yearly <n>',
+      'keep one snapshot for each of the last N years',
+      wholeNumber('--keep-yearly'),
+    )
     .option('--dry-run', 'list what would go and why each kept snapshot is kept; delete nothing')
     .option('--prune', "then prune in the same run (as `regbackup prune` with the configuration's settings)")
     .action(

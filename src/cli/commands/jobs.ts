@@ -1,4 +1,5 @@
 import type { RegisterCommand } from './index.js';
+import { wholeNumber } from '../numbers.js';
 import { ExitCode, UsageError } from '../../errors.js';
 import { formatDuration } from '../../util/units.js';
 import type { JobsStatus } from '../../../jobs/status.js';
@@ -73,8 +74,10 @@ export const registerJobs: RegisterCommand = (program, ctx) => {
     .option('-s, --source <name...>', 'backup: only these sources')
     .option('-t, --target <name...>', 'drill: only these targets')
     .option('--wait', 'queue: wait until the job (a backup: its whole run) has finished')
-    .option('--timeout <seconds>', 'with --wait: give up after this long (default 3600)', (v) =>
-      Number.parseInt(v, 10),
+    .option(
+      '--timeout <seconds>',
+      'with --wait: give up after this long (default 3600)',
+      wholeNumber('--timeout', 1),
     )
     .action(
       async (job: string, o: { source?: string[]; target?: string[]; wait?: boolean; timeout?: number }) => {

@@ -1,4 +1,5 @@
 import type { RegisterCommand } from './index.js';
+import { fraction } from '../numbers.js';
 import type { PruneReport } from '../../maintenance/prune.js';
 import { parseDuration, formatBytes, formatDuration } from '../../util/units.js';
 
@@ -10,7 +11,7 @@ export const registerPrune: RegisterCommand = (program, ctx) => {
     )
     .option('--dry-run', 'report what is unneeded; mark and delete nothing')
     .option('--grace <duration>', 'override prune.grace (e.g. 24h; 0 only when no backup can be running)')
-    .option('--repack-threshold <fraction>', 'override prune.repackThreshold', Number.parseFloat)
+    .option('--repack-threshold <fraction>', 'override prune.repackThreshold', fraction('--repack-threshold'))
     .option(
       '--identity <file>',
       'the restore identity: also rewrite mostly-unneeded data packs (the worker key alone rewrites only listing packs)',

@@ -1,5 +1,6 @@
 import { Option } from 'commander';
 import type { RegisterCommand } from './index.js';
+import { wholeNumber } from '../numbers.js';
 import { UsageError } from '../../errors.js';
 import { parseSize } from '../../util/units.js';
 import type { AttachmentMode } from '../../../restore/index.js';
@@ -23,13 +24,6 @@ interface RestoreFlags {
   attachments?: AttachmentMode;
   batchBytes?: number;
 }
-
-const int = (name: string) => (v: string) => {
-  const n = Number.parseInt(v, 10);
-  if (!Number.isInteger(n) || n < 0 || String(n) !== v.trim())
-    throw new UsageError(`${name} expects a whole number, got ${JSON.stringify(v)}`);
-  return n;
-};
 
 export const registerRestore: RegisterCommand = (program, ctx) => {
   program
@@ -56,8 +50,8 @@ export const registerRestore: RegisterCommand = (program, ctx) => {
     .option('--package <name...>', 'only these packages: their documents and all their tarballs')
     .option('--source <name...>', 'only these sources of the snapshot')
     .option('--identity <file>', 'the restore identity (default: `identity:` of the configuration)')
-    .option('--parallel <n>', 'requests and files in flight (default 8)', int('--parallel'))
-    .option('--workers <n>', 'decryption threads (default: cores, at most 4)', int('--workers'))
+    .option('--parallel <n>', 'requests and files in flight (default 8)', wholeNumber('--parallel', 1))
+    .option('--workers <n>', 'decryption threads (default: cores, at most 4)', wholeNumber('--workers'))
     .option(
       '--force',
       'write into a non-empty database or store; start over instead of resuming another snapshot',

@@ -1,4 +1,5 @@
 import type { RegisterCommand } from './index.js';
+import { wholeNumber } from '../numbers.js';
 import { UsageError } from '../../errors.js';
 import { formatDuration } from '../../util/units.js';
 
@@ -8,12 +9,11 @@ export const registerWorker: RegisterCommand = (program, ctx) => {
     .description(
       'run the schedule (backups, drills, retention): in this process with node-cron, or through BullMQ with queue.redis',
     )
-    .option('--concurrency <n>', 'jobs this worker runs at once (BullMQ; default queue.concurrency)', (v) => {
-      const n = Number.parseInt(v, 10);
-      if (!(n >= 1))
-        throw new UsageError(`--concurrency expects a whole number above 0, got ${JSON.stringify(v)}`);
-      return n;
-    })
+    .option(
+      '--concurrency <n>',
+      'jobs this worker runs at once (BullMQ; default queue.concurrency)',
+      wholeNumber('--concurrency', 1),
+    )
     .option('--schedule-only', 'BullMQ: install the job schedulers and exit without processing jobs')
     .action(async (o: { concurrency?: number; scheduleOnly?: boolean }) => {
       const { startWorker } = await import('../../../jobs/worker.js');
