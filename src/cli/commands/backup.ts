@@ -31,7 +31,7 @@ function summary(r: BackupResult): string {
   const shown = r.findings.slice(0, 20);
   for (const f of shown) lines.push(`${f.severity}: ${f.source}: ${f.message}`);
   if (r.findings.length > shown.length)
-    lines.push(`… and ${r.findings.length - shown.length} more findings (--json lists them all)`);
+    lines.push(`… and ${r.findings.length - shown.length} more findings (--json lists them)`);
   return lines.join('\n');
 }
 

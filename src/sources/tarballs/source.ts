@@ -90,6 +90,7 @@ async function* uniquePaths(src: AsyncIterable<TarballExpectation>): AsyncGenera
 }
 
 const MAX_LISTED_FINDINGS = 1000;
+const MAX_LOGGED_FINDINGS = 100;
 
 /**
  * Backs up a tarball store: walks it in listing order, reuses the previous snapshot's entry for every file
@@ -110,7 +111,16 @@ export async function backupTarballSource(
     if (counter) counters[counter]++;
     const n = counter ? counters[counter] : 0;
     if (!counter || n <= MAX_LISTED_FINDINGS) findings.push({ source: cfg.name, ...f });
-    if (f.severity !== 'info') ctx.log.warn({ source: cfg.name, object: f.object, code: f.code }, f.message);
+    if (f.severity === 'info') return;
+    // A store that lacks tens of thousands of tarballs must not flood the log: the first of each kind are
+    // logged, the rest counted (the run's summary and --json give the count).
+    if (!counter || n <= MAX_LOGGED_FINDINGS)
+      ctx.log.warn({ source: cfg.name, object: f.object, code: f.code }, f.message);
+    else if (n === MAX_LOGGED_FINDINGS + 1)
+      ctx.log.warn(
+        { source: cfg.name, code: f.code },
+        `more than ${MAX_LOGGED_FINDINGS} findings of this kind (${f.code}): the rest are counted, not logged`,
+      );
   };
   const prev = ctx.previous as TarballSourceSnapshot | undefined;
   const only = async function* <T extends { path: string }>(src: AsyncIterable<T>): AsyncGenerator<T> {

@@ -11,6 +11,7 @@ import { backupTarballSource, checkEntry, type TarballEntry } from '../../../src
 import { DirTarballStore, type TarballStore } from '../../../src/sources/tarballs/store.js';
 import { comparePaths } from '../../../src/sources/tarballs/walk.js';
 import { tmpDir } from '../../harness/index.js';
+import { createLogger } from '../../../src/log.js';
 import { makeTestRepo, type TestRepo } from '../../helpers/repo.js';
 
 const cfg = (p: string) => ({ name: 'tarballs', path: p, verify: true });
@@ -136,6 +137,39 @@ describe('tarball store backup', () => {
     const good = entries.find((e) => e.path === '@scope/name/-/name-1.0.0.tgz')!;
     assert.equal(good.sha1, sha1(files['@scope/name/-/name-1.0.0.tgz']!));
     assert.equal(good.flag, undefined);
+  });
+
+  test('thousands of missing tarballs: all counted, the first 1000 listed, the first 100 logged', async () => {
+    const exps: TarballExpectation[] = Array.from({ length: 1500 }, (_, i) => ({
+      path: `gone-${String(i).padStart(4, '0')}/-/gone-${String(i).padStart(4, '0')}-1.0.0.tgz`,
+      shasum: '2'.repeat(40),
+      doc: `gone-${i}`,
+      db: 'registry',
+    })).sort((a, b) => comparePaths(a.path, b.path));
+    const ref = await writeStream(
+      t.writer,
+      encodeLines(
+        (async function* () {
+          yield* exps;
+        })(),
+      ),
+      'tree',
+    );
+    await t.writer.flush();
+    const lines: { code?: string; msg: string }[] = [];
+    const log = createLogger({
+      level: 'warn',
+      pretty: false,
+      destination: { write: (l: string) => void lines.push(JSON.parse(l) as { code?: string; msg: string }) },
+    });
+    const r = await backupTarballSource(cfg(root), { ...t.ctx(), log }, [ref]);
+    await t.nextRun();
+    assert.equal(r.stats.missing, 1500);
+    assert.equal(r.findings.filter((f) => f.code === 'tarball-missing').length, 1000);
+    assert.match(r.findings.at(-1)!.message, /missing 1500/);
+    const logged = lines.filter((l) => l.code === 'tarball-missing');
+    assert.equal(logged.filter((l) => /is referenced by/.test(l.msg)).length, 100);
+    assert.equal(logged.filter((l) => /the rest are counted, not logged/.test(l.msg)).length, 1);
   });
 
   test('symbolic links are never followed; one pointing out of the tree is an error naming it', async (tt) => {
