@@ -3,7 +3,42 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
+import type { Config } from '../src/config/schema.js';
 import { systemCodeOf } from '../src/errors.js';
+import { pingRedis, redisConnection } from '../src/health/state.js';
+import { defaultCacheRoot } from '../src/repo/repository.js';
+
+/** How long a run's locks live unless renewed (whoever holds them renews every third of it). */
+export const LOCK_TTL = 10 * 60_000;
+
+/** The lock keys of a backup of these sources. */
+export function sourceLockKeys(names: readonly string[]): string[] {
+  return names.map((n) => `source:${n}`);
+}
+
+/**
+ * The lock service the worker uses for this configuration — Redis with `queue.redis`, else files in the
+ * cache directory — for a process that is not the worker (a backup run by hand). Redis must answer within
+ * `pingMs`, else this throws (the caller decides whether to go on without locks).
+ */
+export async function openLocks(
+  config: Config,
+  pingMs = 5000,
+): Promise<{ locks: LockService; close(): Promise<void> }> {
+  if (!config.queue)
+    return { locks: new FileLocks(config.cache ?? defaultCacheRoot()), close: async () => {} };
+  const redis = redisConnection(config.queue.redis, { lazy: true });
+  const close = async () => {
+    redis.disconnect();
+  };
+  try {
+    await pingRedis(redis, pingMs);
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { locks: new RedisLocks(redis, config.queue.prefix), close };
+}
 
 /**
  * Locks that keep two runs of a job for the same source from overlapping, across processes and hosts. A

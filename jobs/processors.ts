@@ -15,6 +15,7 @@ import { loadRestoreIdentity, loadWorkerKey } from '../src/repo/keys.js';
 import { Repository } from '../src/repo/repository.js';
 import { runDrill } from '../restore/drill.js';
 import type { JobEnv } from './env.js';
+import { LOCK_TTL, sourceLockKeys } from './locks.js';
 import { acquireSlot } from './slots.js';
 import type {
   BackupJobData,
@@ -40,7 +41,7 @@ export interface JobContext {
 }
 
 /** Time to live of a lock; renewed every third of it while a job of its owner runs. */
-export const LOCK_TTL = 10 * 60_000;
+export { LOCK_TTL };
 
 /** The configuration with the job's cache slot as its cache root. */
 function withCache(config: Config, root: string): Config {
@@ -90,7 +91,7 @@ export async function holding<T>(
 function lockKeys(config: Config, sources?: string[]): { names: string[]; keys: string[] } {
   const { couch, tarballs } = selectedSources(config, sources);
   const names = [...couch, ...tarballs].map((s) => s.name);
-  return { names, keys: names.map((n) => `source:${n}`) };
+  return { names, keys: sourceLockKeys(names) };
 }
 
 /** Health and alerts after a job (never fails the job). */

@@ -6,6 +6,7 @@ import { loadIntoCouch } from '../../bench/generate/couch.js';
 import { writeRegistry } from '../../bench/generate/registry.js';
 import { startServers, tmpDir, type CouchServer, type S3Server } from '../harness/index.js';
 import { runCli } from '../helpers/cli.js';
+import { FileLocks } from '../../jobs/locks.js';
 
 /** A configuration for the test servers; secrets come from the environment, as an operator would do. */
 function configYaml(dir: string, couch: CouchServer, s3: S3Server, bucket: string): string {
@@ -150,6 +151,25 @@ describe('regbackup backup through the CLI, against real servers', () => {
     // The snapshot is still complete: the CouchDB source is carried over from the previous one.
     assert.ok(out.sources.find((s) => s.name === 'skimdb')!.carriedFrom);
     assert.ok(!r.stdout.includes('wrong-password-123') && !r.stderr.includes('wrong-password-123'));
+  });
+
+  test("a backup by hand takes the worker's source locks: a source another run is backing up is refused, the others go on", async () => {
+    // Another run (here: this test process, alive) holds the lock of the tarball source, as the worker would.
+    const locks = new FileLocks(path.join(dir, 'cache'));
+    assert.equal(await locks.acquire(['source:tarballs'], 'run-by-the-worker', 60_000), true);
+    try {
+      const busy = await runCli(['backup'], { env });
+      assert.equal(busy.code, 3, busy.stderr);
+      assert.match(busy.stderr, /a backup of tarballs is running \(run-by-the-worker\)/);
+      const other = await runCli(['backup', '--source', 'skimdb', '--quiet'], { env });
+      assert.equal(other.code, 0, other.stderr);
+      // Its own locks are released at the end; the worker's is untouched.
+      assert.deepEqual(await locks.held(), { 'source:tarballs': 'run-by-the-worker' });
+    } finally {
+      await locks.release(['source:tarballs'], 'run-by-the-worker');
+    }
+    const free = await runCli(['backup', '--quiet'], { env });
+    assert.equal(free.code, 0, free.stderr);
   });
 
   test('a configuration with a wrong type, an unknown target type and an unset variable: exit 2, all three named', async () => {

@@ -1,4 +1,9 @@
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import type { RegisterCommand } from './index.js';
+import type { Config } from '../../config/schema.js';
+import { messageOf, SourceError } from '../../errors.js';
+import type { Logger } from '../../log.js';
 import { wholeNumber } from '../numbers.js';
 import type { BackupResult } from '../../backup/run.js';
 import { formatBytes, formatDuration } from '../../util/units.js';
@@ -59,6 +64,8 @@ export const registerBackup: RegisterCommand = (program, ctx) => {
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
       const progress = new Progress(c.interactive ? process.stderr : undefined);
+      // The worker's source locks: a backup run by hand never overlaps a scheduled one of the same source.
+      const held = await takeSourceLocks(config, o.source, c.log);
       try {
         const r = await runBackup(config, {
           sources: o.source,
@@ -70,8 +77,68 @@ export const registerBackup: RegisterCommand = (program, ctx) => {
         c.print(() => summary(r), r);
         process.exitCode = r.exitCode;
       } finally {
+        await held.release();
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
       }
     });
 };
+
+/**
+ * Takes the locks the worker takes for these sources (Redis with `queue.redis`, else files in the cache),
+ * renewed while the run lasts. Held by another run: a SourceError naming the sources. Redis unreachable:
+ * a warning, and the backup goes on without locks (a backup by hand must not depend on the queue).
+ */
+async function takeSourceLocks(
+  config: Config,
+  sources: string[] | undefined,
+  log: Logger,
+): Promise<{ release(): Promise<void> }> {
+  const { LOCK_TTL, openLocks, sourceLockKeys } = await import('../../../jobs/locks.js');
+  const { selectedSources } = await import('../../backup/plan.js');
+  const { couch, tarballs } = selectedSources(config, sources);
+  const names = [...couch, ...tarballs].map((s) => s.name);
+  const keys = sourceLockKeys(names);
+  let service: Awaited<ReturnType<typeof openLocks>>;
+  try {
+    service = await openLocks(config);
+  } catch (err) {
+    log.warn(
+      { err: messageOf(err) },
+      'cannot reach the lock service (queue.redis); backing up without the source locks',
+    );
+    return { release: async () => {} };
+  }
+  const { locks } = service;
+  const owner = `cli-${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  if (!(await locks.acquire(keys, owner, LOCK_TTL))) {
+    const held = await locks.held();
+    await service.close();
+    const busy = names.filter((n) => held[`source:${n}`]);
+    throw new SourceError(
+      `a backup of ${busy.join(', ')} is running (${busy.map((n) => held[`source:${n}`]).join(', ')}); wait for it to finish, or back up other sources with --source`,
+    );
+  }
+  const timer = setInterval(() => {
+    locks
+      .renew(keys, owner, LOCK_TTL)
+      .then((ok) => {
+        if (!ok)
+          log.warn({ keys }, 'a source lock of this run was taken by another run (it expired meanwhile)');
+      })
+      .catch((err: unknown) => log.warn({ err: messageOf(err) }, 'cannot renew the source locks'));
+  }, LOCK_TTL / 3);
+  timer.unref();
+  return {
+    async release() {
+      clearInterval(timer);
+      try {
+        await locks.release(keys, owner);
+      } catch (err) {
+        log.warn({ err: messageOf(err) }, 'cannot release the source locks (they expire by themselves)');
+      } finally {
+        await service.close();
+      }
+    },
+  };
+}
