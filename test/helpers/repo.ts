@@ -1,5 +1,3 @@
-import { mkdtemp } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { Progress } from '../../src/backup/progress.js';
 import type { BackupContext } from '../../src/backup/types.js';
@@ -13,6 +11,7 @@ import type { SourceSnapshot } from '../../src/repo/snapshot.js';
 import { BlobWriter } from '../../src/repo/writer.js';
 import { FsStore } from '../../src/store/fs.js';
 import type { ObjectStore } from '../../src/store/types.js';
+import { removeTmpDir, tmpDir } from '../harness/tmp.js';
 
 export interface TestRepo {
   dir: string;
@@ -38,7 +37,7 @@ export interface TestRepo {
 export async function makeTestRepo(
   opts: { stores?: ObjectStore[]; packSize?: number } = {},
 ): Promise<TestRepo> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'regbackup-test-'));
+  const dir = await tmpDir();
   const keys = await generateKeys();
   const stores = opts.stores ?? [new FsStore({ name: 'local', root: path.join(dir, 'target') })];
   await Repository.init(stores, keys.worker, { packSize: opts.packSize ?? 1024 * 1024, compressionLevel: 3 });
@@ -84,6 +83,7 @@ export async function makeTestRepo(
     async close() {
       await t.writer.close();
       repo.close();
+      await removeTmpDir(dir);
     },
   };
   t.writer = new BlobWriter(repo, t.index, t.fanout, { workers: 2 });
