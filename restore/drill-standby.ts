@@ -49,7 +49,12 @@ function basicAuthUser(header: string | undefined): string | undefined {
   return colon < 0 ? undefined : decoded.slice(0, colon);
 }
 
-function guard(admin: string) {
+/**
+ * Answers the two requests that crash express-pouchdb's process instead of passing them on: creating or
+ * deleting a database without admin credentials (CouchDB's 401; `admin` undefined: admin party, no check),
+ * and `_changes?filter=_selector` (400). Shared by the drill standby and the test harness's server.
+ */
+export function pouchGuard(admin: string | undefined) {
   return (req: Request, res: Response, next: NextFunction): void => {
     if (req.path.endsWith('/_changes') && req.query.filter === '_selector') {
       res
@@ -60,6 +65,7 @@ function guard(admin: string) {
     const m = /^\/([^/]+)\/?$/.exec(req.path);
     const isDbLevel = m !== null && (!m[1]!.startsWith('_') || SYSTEM_DBS.has(decodeURIComponent(m[1]!)));
     if (
+      admin !== undefined &&
       isDbLevel &&
       (req.method === 'PUT' || req.method === 'DELETE') &&
       basicAuthUser(req.headers.authorization) !== admin &&
@@ -83,7 +89,7 @@ export async function startTemporaryCouch(
   (replication as (cls: unknown) => void)(LocalPouchDB);
   const app = express();
   app.disable('x-powered-by');
-  app.use(guard(admin.username));
+  app.use(pouchGuard(admin.username));
   app.use(
     '/',
     expressPouchDB(LocalPouchDB, {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import express, { type NextFunction, type Request, type Response } from 'express';
+import express from 'express';
 import expressPouchDB from 'express-pouchdb';
 import PouchDB from 'pouchdb-core';
 import memoryAdapter from 'pouchdb-adapter-memory';
@@ -9,6 +9,7 @@ import httpAdapter from 'pouchdb-adapter-http';
 import mapreduce from 'pouchdb-mapreduce';
 import replication from 'pouchdb-replication';
 import { removeTmpDir, tmpDir } from './tmp.js';
+import { pouchGuard } from '../../restore/drill-standby.js';
 import { removeMultipartUploads } from '../../restore/pouch-uploads.js';
 
 PouchDB.plugin(memoryAdapter).plugin(httpAdapter).plugin(mapreduce).plugin(replication);
@@ -62,7 +63,7 @@ export async function startCouchDB(opts: CouchServerOptions = {}): Promise<Couch
   });
 
   const app = express();
-  app.use(guard(admin));
+  app.use(pouchGuard(admin?.username));
   app.use('/', pouchApp);
 
   const server: Server = await new Promise((resolve, reject) => {
@@ -109,40 +110,4 @@ async function createAdmin(baseUrl: string, admin: CouchCredentials): Promise<vo
     await new Promise((r) => setTimeout(r, 20));
   }
   throw new Error('the CouchDB admin was created but never accepted');
-}
-
-const SYSTEM_DBS = new Set(['_users', '_replicator', '_global_changes']);
-
-function guard(admin: CouchCredentials | undefined) {
-  return (req: Request, res: Response, next: NextFunction): void => {
-    if (req.path.endsWith('/_changes') && req.query.filter === '_selector') {
-      res.status(400).json({
-        error: 'bad_request',
-        reason: 'filter=_selector is not supported by the express-pouchdb test server (it crashes it)',
-      });
-      return;
-    }
-    const m = /^\/([^/]+)\/?$/.exec(req.path);
-    const isDbLevel = m !== null && (!m[1]!.startsWith('_') || SYSTEM_DBS.has(decodeURIComponent(m[1]!)));
-    if (
-      admin &&
-      isDbLevel &&
-      (req.method === 'PUT' || req.method === 'DELETE') &&
-      basicAuthUser(req.headers.authorization) !== admin.username &&
-      !/\bAuthSession=/.test(req.headers.cookie ?? '')
-    ) {
-      res.status(401).json({ error: 'unauthorized', reason: 'You are not a server admin.' });
-      return;
-    }
-    next();
-  };
-}
-
-/** The user name of a Basic Authorization header (a wrong password is left to express-pouchdb: 401). */
-function basicAuthUser(header: string | undefined): string | undefined {
-  const m = /^Basic\s+(\S+)$/i.exec(header ?? '');
-  if (!m) return undefined;
-  const decoded = Buffer.from(m[1]!, 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  return colon < 0 ? undefined : decoded.slice(0, colon);
 }
