@@ -1,5 +1,6 @@
+import { createRequire } from 'node:module';
 import { pino, type Logger, type DestinationStream } from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
 import { redact, redactString } from './util/redact.js';
 
 export type { Logger };
@@ -23,7 +24,8 @@ export function createLogger(opts: LogOptions = {}): Logger {
   const dest: DestinationStream =
     opts.destination ??
     (usePretty
-      ? pretty({
+      ? // Loaded only for a terminal: jobs, cron and pipes log JSON and do not pay for it.
+        (createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty)({
           destination: 2,
           sync: true,
           colorize: true,
