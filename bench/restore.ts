@@ -231,7 +231,13 @@ async function gunzipProxy(target: string): Promise<{ url: string; close(): void
     body.pipe(up);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
 }
 
 /** A backup file in couchbackup's format (v2.11, mode full, no attachments) of database `db`. */
@@ -361,3 +367,5 @@ try {
   source?.child.stdin!.end();
   rmSync(destRoot, { recursive: true, force: true });
 }
+// A keep-alive socket of a peer tool must not keep the bench running once it has printed its figures.
+process.exit(process.exitCode ?? 0);
