@@ -56,6 +56,8 @@ export const registerBackup: RegisterCommand = (program, ctx) => {
       const { Progress } = await import('../../backup/progress.js');
       const c = ctx();
       const { config } = c.config();
+      // The worker's source locks: a backup run by hand never overlaps a scheduled one of the same source.
+      const held = await takeSourceLocks(config, o.source, c.log);
       const abort = new AbortController();
       const onSignal = (sig: NodeJS.Signals) => {
         c.log.warn(`${sig}: stopping; nothing of this run will be committed, earlier snapshots stay intact`);
@@ -64,8 +66,6 @@ export const registerBackup: RegisterCommand = (program, ctx) => {
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
       const progress = new Progress(c.interactive ? process.stderr : undefined);
-      // The worker's source locks: a backup run by hand never overlaps a scheduled one of the same source.
-      const held = await takeSourceLocks(config, o.source, c.log);
       try {
         const r = await runBackup(config, {
           sources: o.source,

@@ -21,7 +21,7 @@ export const registerCheck: RegisterCommand = (program, ctx) => {
       let fraction = 0;
       if (o.readData === true) fraction = 1;
       else if (typeof o.readData === 'string') {
-        const p = Number.parseFloat(o.readData.replace(/%$/, ''));
+        const p = Number(o.readData.trim().replace(/%$/, ''));
         if (!(p > 0 && p <= 100))
           throw new UsageError(`--read-data takes a percentage between 0 and 100, not ${o.readData}`);
         fraction = p / 100;

@@ -27,6 +27,21 @@ async function listing(t: TestRepo, snap: TarballSourceSnapshot): Promise<Tarbal
   return out;
 }
 
+/** Stores tarball expectations as a backup's CouchDB part does (sorted lines in the repository). */
+async function storeExpectations(t: TestRepo, exps: TarballExpectation[]) {
+  const ref = await writeStream(
+    t.writer,
+    encodeLines(
+      (async function* () {
+        yield* exps;
+      })(),
+    ),
+    'tree',
+  );
+  await t.writer.flush();
+  return ref;
+}
+
 describe('tarball store backup', () => {
   let t: TestRepo;
   let root: string;
@@ -104,16 +119,7 @@ describe('tarball store backup', () => {
       { path: 'left-pad/-/left-pad-1.3.0.tgz', shasum: '0'.repeat(40), doc: 'left-pad', db: 'registry' },
       { path: 'left-pad/-/left-pad-9.9.9.tgz', shasum: '1'.repeat(40), doc: 'left-pad', db: 'registry' },
     ].sort((a, b) => comparePaths(a.path, b.path));
-    const ref = await writeStream(
-      t.writer,
-      encodeLines(
-        (async function* () {
-          yield* exps;
-        })(),
-      ),
-      'tree',
-    );
-    await t.writer.flush();
+    const ref = await storeExpectations(t, exps);
     // A fresh full read (no previous): every file is read and the referenced ones are hashed.
     const r = await backupTarballSource(cfg(root), t.ctx(), [ref]);
     await t.nextRun();
@@ -146,16 +152,7 @@ describe('tarball store backup', () => {
       doc: `gone-${i}`,
       db: 'registry',
     })).sort((a, b) => comparePaths(a.path, b.path));
-    const ref = await writeStream(
-      t.writer,
-      encodeLines(
-        (async function* () {
-          yield* exps;
-        })(),
-      ),
-      'tree',
-    );
-    await t.writer.flush();
+    const ref = await storeExpectations(t, exps);
     const lines: { code?: string; msg: string }[] = [];
     const log = createLogger({
       level: 'warn',
