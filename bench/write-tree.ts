@@ -55,7 +55,7 @@ async function* entries() {
   yield* orderedMap(walked, 64, async (f) => {
     const full = path.join(values.src!, f.path);
     const kind = f.path.endsWith('.json') ? 'json' : 'bulk';
-    const data: StreamRef = await refFromChunks(writer, await writer.writeFile(full, kind, f.size));
+    const data: StreamRef = await refFromChunks(writer, await writer.writeFile(full, kind, f));
     bytes += f.size;
     files++;
     return { path: f.path, size: f.size, data };

@@ -28,8 +28,27 @@ export type JobKind = 'json' | 'bulk' | 'tree' | 'blob-tree' | 'blob-data';
 /** A file is read in pieces of this size (the default bulk chunk size, so a piece holds whole chunks). */
 export const PIECE_SIZE = 1024 * 1024;
 
+/**
+ * A file is read at most this many times: a read during which the file changed (its size or times moved, or
+ * it ended early) is started over; after this many, the job fails with FILE_CHANGED.
+ */
+export const MAX_FILE_READS = 3;
+
+/** The code of a file job that failed because the file kept changing while it was read. */
+export const FILE_CHANGED = 'ECHANGED';
+
 export type Op =
-  | { op: 'file'; job: number; path: string; kind: JobKind; size: number; sha1: boolean; sha512: boolean }
+  | {
+      op: 'file';
+      job: number;
+      path: string;
+      kind: JobKind;
+      /** Size and modification time (whole ms) as listed: the version the read is expected to find. */
+      size: number;
+      mtimeMs: number;
+      sha1: boolean;
+      sha512: boolean;
+    }
   | { op: 'data'; job: number; kind: JobKind; data: ArrayBuffer; end: boolean }
   | { op: 'decide'; job: number; batch: number; store: Uint8Array }
   | { op: 'flush'; seq: number };
@@ -39,11 +58,15 @@ export interface JobEnd {
   /** Files only: SHA-1 (hex) of the whole file, and SHA-512 (base64) when asked for. */
   sha1?: string;
   sha512?: string;
+  /** Files only: the modification time (whole ms) of the version read. */
+  mtimeMs?: number;
 }
 
 export type Event =
   | { ev: 'chunks'; job: number; batch: number; ids: Uint8Array; sizes: Uint32Array; end?: JobEnd }
   | { ev: 'consumed'; job: number; bytes: number }
+  /** The file changed while it was read: the chunks reported so far are void; it is read again from the start. */
+  | { ev: 'restart'; job: number }
   | { ev: 'pack'; pack: WirePack }
   | { ev: 'flushed'; seq: number }
   | { ev: 'failed'; job: number; message: string; code?: string }

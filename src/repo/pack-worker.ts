@@ -2,7 +2,7 @@
  * Worker thread of the blob writer (protocol in pack-protocol.ts): reads files or receives data, chunks and
  * names it, and — once the main thread has said which chunks are new — compresses, encrypts and packs them.
  */
-import { closeSync, constants, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { createHash, type Hash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker, MAX_CHUNK, type ChunkerParams } from './chunker.js';
@@ -10,6 +10,8 @@ import { BlobCompressor, looksCompressed } from './compress.js';
 import { blobId, BlobType } from './ids.js';
 import { encodeEntry, ENTRY_SIZE, PackBuilder } from './pack.js';
 import {
+  FILE_CHANGED,
+  MAX_FILE_READS,
   PIECE_SIZE,
   type Event,
   type FromWorker,
@@ -40,10 +42,37 @@ interface Job {
   // files
   fd?: number;
   path?: string;
+  /** Bytes to read: the size of the version expected. */
   fileSize?: number;
   offset?: number;
   sha1?: Hash;
   sha512?: Hash;
+  /** The version this read expects to find, and how many reads have been started. */
+  expect?: FileVersion;
+  reads?: number;
+  /** The modification time (whole ms) of the version read, once read whole and unchanged. */
+  mtimeMs?: number;
+}
+
+/**
+ * What a file is expected to be while it is read: first as the walk listed it (size, modification time in
+ * whole ms), then, on a read again, as the previous read found it at its end (times to the full precision
+ * the system gives, change time included: a rewrite that put the modification time back still shows).
+ */
+interface FileVersion {
+  size: number;
+  mtimeMs: number;
+  ctimeMs?: number;
+}
+
+function sameVersion(v: FileVersion, st: Stats): boolean {
+  if (st.size !== v.size) return false;
+  if (v.ctimeMs === undefined) return Math.floor(st.mtimeMs) === v.mtimeMs;
+  return st.mtimeMs === v.mtimeMs && st.ctimeMs === v.ctimeMs;
+}
+
+function versionOf(st: Stats): FileVersion {
+  return { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs };
 }
 
 const jobs = new Map<number, Job>();
@@ -73,14 +102,15 @@ let transfer: ArrayBuffer[] = [];
 
 const WHOLE: ChunkerParams = { kind: 'fixed', size: MAX_CHUNK };
 
+function chunkerFor(kind: JobKind): Chunker {
+  return new Chunker(kind === 'blob-tree' || kind === 'blob-data' ? WHOLE : init.chunkers[kind], init.gear);
+}
+
 function newJob(kind: JobKind): Job {
   return {
     kind,
     type: kind === 'tree' || kind === 'blob-tree' ? BlobType.tree : BlobType.data,
-    chunker: new Chunker(
-      kind === 'blob-tree' || kind === 'blob-data' ? WHOLE : init.chunkers[kind],
-      init.gear,
-    ),
+    chunker: chunkerFor(kind),
     carry: [],
     carryLen: 0,
     batch: 0,
@@ -138,32 +168,82 @@ function feed(id: number, job: Job, piece: Buffer, end: boolean, pooled?: Buffer
     ev.end = { size: job.size };
     if (job.sha1) ev.end.sha1 = job.sha1.digest('hex');
     if (job.sha512) ev.end.sha512 = job.sha512.digest('base64');
+    if (job.mtimeMs !== undefined) ev.end.mtimeMs = job.mtimeMs;
   }
   out.push(ev);
   transfer.push(ids.buffer as ArrayBuffer, lens.buffer as ArrayBuffer);
 }
 
+/**
+ * Reads the next piece of a file and feeds it. After the last byte, one fstat checks that the file is still
+ * the version the read started from (same size, every byte of it read, same times): a file that changed
+ * meanwhile (grew, shrank, was rewritten) is read again from the start, at most MAX_FILE_READS times in all;
+ * one that keeps changing fails the job with FILE_CHANGED. Only a read that found the file unchanged ends the
+ * job, so the chunks the job reports are those of one version of the file, whole.
+ */
 function readNextPiece(id: number, job: Job): void {
-  const want = Math.max(0, Math.min(PIECE_SIZE, job.fileSize! - job.offset!));
-  const pooled = pooledBuffer(want);
-  const buf = pooled ? pooled.subarray(0, want) : Buffer.allocUnsafe(want);
-  let got = 0;
-  while (got < want) {
-    const n = readSync(job.fd!, buf, got, want - got, job.offset! + got);
-    if (n === 0) break;
-    got += n;
+  for (;;) {
+    const want = Math.max(0, Math.min(PIECE_SIZE, job.fileSize! - job.offset!));
+    const pooled = pooledBuffer(want);
+    const buf = pooled ? pooled.subarray(0, want) : Buffer.allocUnsafe(want);
+    let got = 0;
+    while (got < want) {
+      const n = readSync(job.fd!, buf, got, want - got, job.offset! + got);
+      if (n === 0) break;
+      got += n;
+    }
+    job.offset! += got;
+    const end = got < want || job.offset! >= job.fileSize!;
+    if (end) {
+      const st = fstatSync(job.fd!);
+      if (got < want || !sameVersion(job.expect!, st)) {
+        if (pooled) releasePiece(pooled);
+        if (job.reads! >= MAX_FILE_READS) {
+          failJob(id, changedError(job, st, got < want));
+          return;
+        }
+        readAgain(id, job, st);
+        continue;
+      }
+      closeSync(job.fd!);
+      job.fd = undefined;
+      job.mtimeMs = Math.floor(st.mtimeMs);
+    }
+    const piece = got === buf.length ? buf : buf.subarray(0, got);
+    job.sha1?.update(piece);
+    job.sha512?.update(piece);
+    feed(id, job, piece, end, pooled);
+    return;
   }
-  job.offset! += got;
-  const piece = got === buf.length ? buf : buf.subarray(0, got);
-  job.sha1?.update(piece);
-  job.sha512?.update(piece);
-  // A file that shrank while being read ends early; one that grew is read up to its listed size.
-  const end = got < want || job.offset! >= job.fileSize!;
-  if (end) {
-    closeSync(job.fd!);
-    job.fd = undefined;
-  }
-  feed(id, job, piece, end, pooled);
+}
+
+/** Starts a file's read over, expecting the version `st` (every batch of the job is decided by now). */
+function readAgain(id: number, job: Job, st: Stats): void {
+  job.reads!++;
+  job.expect = versionOf(st);
+  job.fileSize = st.size;
+  job.offset = 0;
+  job.chunker = chunkerFor(job.kind);
+  job.carry = [];
+  job.carryLen = 0;
+  job.size = 0;
+  job.raw = undefined;
+  if (job.sha1) job.sha1 = createHash('sha1');
+  if (job.sha512) job.sha512 = createHash('sha512');
+  out.push({ ev: 'restart', job: id });
+}
+
+function changedError(job: Job, st: Stats, short: boolean): NodeJS.ErrnoException {
+  const how = short
+    ? `ended at byte ${job.offset} of ${job.fileSize}`
+    : st.size !== job.expect!.size
+      ? `size went from ${job.expect!.size} to ${st.size} bytes`
+      : 'modified';
+  const err: NodeJS.ErrnoException = new Error(
+    `changed while being read, ${job.reads} reads in a row (the last: ${how})`,
+  );
+  err.code = FILE_CHANGED;
+  return err;
 }
 
 async function builder(type: BlobType.data | BlobType.tree): Promise<PackBuilder> {
@@ -244,6 +324,8 @@ async function handle(op: Op): Promise<void> {
       job.path = op.path;
       job.fileSize = op.size;
       job.offset = 0;
+      job.expect = { size: op.size, mtimeMs: op.mtimeMs };
+      job.reads = 1;
       if (op.sha1) job.sha1 = createHash('sha1');
       if (op.sha512) job.sha512 = createHash('sha512');
       jobs.set(op.job, job);

@@ -40,6 +40,15 @@ export interface FileResult extends Chunks {
   sha1?: string;
   /** SHA-512 of the file, base64, when asked for. */
   sha512?: string;
+  /** The modification time (whole ms) of the version read. */
+  mtimeMs?: number;
+}
+
+/** A file as a walk listed it: the version its read expects to find. */
+export interface ListedFile {
+  size: number;
+  /** Modification time, whole milliseconds since the epoch. */
+  mtimeMs: number;
 }
 
 export interface WriterStats {
@@ -72,6 +81,11 @@ export interface WriterOptions {
   uploadConcurrency?: number;
   /** Packs not to deduplicate against (marked by a prune): their blobs are stored again. */
   exclude?: ReadonlySet<string>;
+  /**
+   * Test hook: called when a worker has read a piece of a file and waits for this thread's answer before it
+   * reads on, with the file's path and which read of it this is (1, then 2… after it changed while read).
+   */
+  beforeFileBatch?: (path: string, read: number) => void;
 }
 
 /** Largest piece of a stream sent in one message. */
@@ -84,6 +98,9 @@ interface JobState {
   /** Bytes sent and not yet consumed (data jobs), or the one piece a worker holds at a time (file jobs). */
   inflight: number;
   file: boolean;
+  /** Files: the path, and how many times the worker has started reading it. */
+  path?: string;
+  reads: number;
   ended: boolean;
   batchesOpen: number;
   end?: JobEnd;
@@ -100,6 +117,8 @@ interface Slot {
   scheduled: boolean;
   inflight: number;
 }
+
+export { FILE_CHANGED } from './pack-protocol.js';
 
 /** A failure of one job (a file that could not be read), as opposed to a failure of the writer. */
 export class JobError extends Error {
@@ -157,6 +176,7 @@ export class BlobWriter {
   private readonly spoolDir: string;
   private readonly maxChunk: number;
   private readonly streamWindow: number;
+  private readonly beforeFileBatch?: (path: string, read: number) => void;
 
   constructor(
     private readonly repo: Repository,
@@ -171,6 +191,7 @@ export class BlobWriter {
     this.maxQueuedPacks = opts.maxQueuedPacks ?? 2;
     this.indexEvery = opts.indexEvery ?? 64;
     this.uploadLimit = pLimit(opts.uploadConcurrency ?? 2);
+    this.beforeFileBatch = opts.beforeFileBatch;
     const c = repo.config;
     // A worker holds at most one chunk of a job beyond what it has been sent: the largest chunk sets the
     // per-job windows.
@@ -253,6 +274,16 @@ export class BlobWriter {
         this.wake();
         break;
       }
+      case 'restart': {
+        // The file changed while it was read: its chunks so far are not the file's (they stay in their
+        // packs, unreferenced); the worker reads it again from the start.
+        const job = this.jobs.get(ev.job);
+        if (job) {
+          job.ids = [];
+          job.reads++;
+        }
+        break;
+      }
       case 'pack':
         this.upload(ev.pack);
         break;
@@ -286,6 +317,7 @@ export class BlobWriter {
     end?: JobEnd,
   ): void {
     const job = this.jobs.get(jobId);
+    if (job?.path !== undefined) this.beforeFileBatch?.(job.path, job.reads);
     const store = new Uint8Array(sizes.length);
     const buf = Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength);
     for (let i = 0; i < sizes.length; i++) {
@@ -320,7 +352,8 @@ export class BlobWriter {
     if (!job.ended || job.batchesOpen > 0) return;
     this.jobs.delete(jobId);
     if (job.file) this.release(job, job.inflight);
-    job.resolve({ size: job.end!.size, ids: job.ids, sha1: job.end!.sha1, sha512: job.end!.sha512 });
+    const { size, sha1, sha512, mtimeMs } = job.end!;
+    job.resolve({ size, ids: job.ids, sha1, sha512, mtimeMs });
   }
 
   private abort(err: Error): void {
@@ -368,6 +401,7 @@ export class BlobWriter {
       size: 0,
       inflight: 0,
       file: false,
+      reads: 0,
       ended: false,
       batchesOpen: 0,
       resolve,
@@ -393,25 +427,30 @@ export class BlobWriter {
 
   /**
    * Stores a file, read by a worker thread (the bytes never pass through this thread). Resolves with its
-   * chunks (and SHA-1 / SHA-512 when asked). A file that cannot be read rejects with a JobError.
+   * chunks (and SHA-1 / SHA-512 when asked): those of one version of the file, read whole while it did not
+   * change (see readNextPiece in pack-worker.ts). A file that cannot be read rejects with a JobError; one that
+   * kept changing while it was read, with a JobError of code FILE_CHANGED.
    */
   async writeFile(
     path: string,
     kind: BlobKind,
-    size: number,
+    listed: ListedFile,
     opts: { sha1?: boolean; sha512?: boolean } = {},
   ): Promise<FileResult> {
     await this.room();
     const { id, job, done } = this.startJob();
     // The worker holds one piece of a file at a time (and at most one chunk across pieces).
     job.file = true;
-    this.account(job, Math.min(size, Math.max(PIECE_SIZE, this.maxChunk)));
+    job.path = path;
+    job.reads = 1;
+    this.account(job, Math.min(listed.size, Math.max(PIECE_SIZE, this.maxChunk)));
     this.send(job.slot, {
       op: 'file',
       job: id,
       path,
       kind,
-      size,
+      size: listed.size,
+      mtimeMs: listed.mtimeMs,
       sha1: Boolean(opts.sha1),
       sha512: Boolean(opts.sha512),
     });

@@ -14,7 +14,7 @@ import { refFromChunks, validateRef, writeStream, type StreamRef } from '../../r
 import { mergeJoin, orderedMap } from '../../util/ordered.js';
 import { isSafeRelativePath, openTarballStore, type TarballStore } from './store.js';
 import { comparePaths, inShard, type Shard, type WalkEntry } from './walk.js';
-import { JobError } from '../../repo/writer.js';
+import { FILE_CHANGED, JobError } from '../../repo/writer.js';
 
 /**
  * One file of a tarball listing (docs/FORMAT.md, "Tarball listings"): JSON lines sorted by `comparePaths`.
@@ -234,6 +234,18 @@ export async function backupTarballSource(
         entry = await readAndStore(store, file, ctx, exp);
       } catch (err) {
         if (err instanceof SourceError) throw err;
+        if (err instanceof JobError && err.code === FILE_CHANGED) {
+          report(
+            {
+              severity: 'error',
+              code: 'tarball-inconsistent',
+              object: file.path,
+              message: `${file.path} ${err.message}: not stored${p ? ' (the previous version is kept)' : ''}`,
+            },
+            'problems',
+          );
+          return p;
+        }
         const gone = systemCodeOf(err) === 'ENOENT' || (err instanceof JobError && err.code === 'ENOENT');
         report(
           {
@@ -333,15 +345,18 @@ async function readAndStore(
   let data: StreamRef;
   let sha1: string | undefined;
   let sha512: string | undefined;
+  // The version stored: a file that changed since the walk is read as it is now.
+  let mtime = file.mtimeMs;
   if (store.localPath) {
     // A directory: a writer thread reads, hashes, chunks and packs the file; its bytes never come here.
-    const r = await ctx.writer.writeFile(store.localPath(file.path), 'bulk', file.size, {
+    const r = await ctx.writer.writeFile(store.localPath(file.path), 'bulk', file, {
       sha1: wantSha1,
       sha512: wantSha512,
     });
     data = await refFromChunks(ctx.writer, r);
     sha1 = r.sha1;
     sha512 = r.sha512;
+    mtime = r.mtimeMs ?? mtime;
   } else {
     const body = await store.read(file.path, file.size);
     const h1 = wantSha1 ? createHash('sha1') : undefined;
@@ -358,7 +373,7 @@ async function readAndStore(
     sha1 = h1?.digest('hex');
     sha512 = h512?.digest('base64');
   }
-  const entry: TarballEntry = { path: file.path, size: data.size, mtime: file.mtimeMs, data };
+  const entry: TarballEntry = { path: file.path, size: data.size, mtime, data };
   if (sha1) entry.sha1 = sha1;
   if (file.etag !== undefined) entry.etag = file.etag;
   if (sha512) entry.sha512 = sha512;
