@@ -12,7 +12,7 @@ import { BlobReader } from '../repo/reader.js';
 import { defaultCacheRoot, Repository } from '../repo/repository.js';
 import { listSnapshots, loadSnapshot, type SnapshotManifest, type SourceSnapshot } from '../repo/snapshot.js';
 import { catchUp } from '../repo/sync.js';
-import { BlobWriter } from '../repo/writer.js';
+import { BlobWriter, type WriterOptions } from '../repo/writer.js';
 import { openStore, StoreMetrics } from '../store/index.js';
 import type { ObjectStore } from '../store/types.js';
 import { listDatabases } from '../sources/couchdb/index.js';
@@ -101,7 +101,7 @@ export interface Session {
 export async function openSession(
   config: Config,
   targets: string[],
-  opts: { workers?: number; stores?: ObjectStore[] } = {},
+  opts: { workers?: number; stores?: ObjectStore[]; beforeFileBatch?: WriterOptions['beforeFileBatch'] } = {},
 ): Promise<Session> {
   const worker = await loadWorkerKey(config.keys);
   const metrics = new Map(config.targets.map((t) => [t.name, new StoreMetrics()]));
@@ -119,7 +119,11 @@ export async function openSession(
   for (const u of unreachable) fanout.fail(u.target, u.error);
   // Packs a prune has marked are not deduplicated against (marks.ts explains why this is safe).
   const exclude = excludedPacks(await loadMarks(repo, repo.targets[0]!));
-  const writer = new BlobWriter(repo, index, fanout, { workers: opts.workers, exclude });
+  const writer = new BlobWriter(repo, index, fanout, {
+    workers: opts.workers,
+    exclude,
+    beforeFileBatch: opts.beforeFileBatch,
+  });
   const reader = new BlobReader(repo, index, repo.targets);
   mkdirSync(repo.cacheDir, { recursive: true });
   const tmpDir = await mkdtemp(path.join(repo.cacheDir, 'tmp-'));

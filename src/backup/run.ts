@@ -2,6 +2,7 @@ import type { Config } from '../config/schema.js';
 import { InterruptedError } from '../errors.js';
 import { log as rootLog, type Logger } from '../log.js';
 import type { StreamRef } from '../repo/stream-ref.js';
+import type { WriterOptions } from '../repo/writer.js';
 import type { ObjectStore } from '../store/types.js';
 import { commitBackup, runPart, type BackupResult, type PartOutcome } from './parts.js';
 import { openSession, planBackup } from './plan.js';
@@ -19,6 +20,8 @@ export interface BackupOptions {
   logger?: Logger;
   /** The targets' stores (default: opened from the configuration). */
   stores?: ObjectStore[];
+  /** Test hook of the blob writer (WriterOptions.beforeFileBatch). */
+  beforeFileBatch?: WriterOptions['beforeFileBatch'];
 }
 
 /**
@@ -39,7 +42,11 @@ export async function runBackup(config: Config, opts: BackupOptions = {}): Promi
     );
   progress.phase = 'plan';
   const plan = await planBackup(config, { sources: opts.sources, logger, stores: opts.stores });
-  const session = await openSession(config, plan.targets, { workers: opts.workers, stores: opts.stores });
+  const session = await openSession(config, plan.targets, {
+    workers: opts.workers,
+    stores: opts.stores,
+    beforeFileBatch: opts.beforeFileBatch,
+  });
   try {
     const outcomes: PartOutcome[] = [];
     for (const part of plan.stage1) {
