@@ -82,8 +82,9 @@ export interface WriterOptions {
   /** Packs not to deduplicate against (marked by a prune): their blobs are stored again. */
   exclude?: ReadonlySet<string>;
   /**
-   * Test hook: called when a worker has read a piece of a file and waits for this thread's answer before it
-   * reads on, with the file's path and which read of it this is (1, then 2… after it changed while read).
+   * Test hook: called for each batch of chunks a worker reports for a file, with the file's path and which
+   * read of it this is (1, then 2… after it changed while read). For every batch but the last, the worker
+   * waits for this thread's answer before it reads on: a change made here lands in the middle of the read.
    */
   beforeFileBatch?: (path: string, read: number) => void;
 }
