@@ -198,11 +198,14 @@ export async function planBackup(config: Config, opts: PlanOptions = {}): Promis
       [...couch, ...tarballs].map((s) => s.name),
       logger,
     );
+    // Each bad object once: a snapshot the catch-up refused is also passed over as parent; one finding.
     const damaged: Finding[] = [
       ...sync.skipped.map((b) => damageFinding(b.from, b.key, `${b.reason}; not copied to any other target`)),
-      ...previous.skipped.map((s) =>
-        damageFinding(s.targets.join(', '), s.key, `${s.reason}; not used as the parent of this run`),
-      ),
+      ...previous.skipped
+        .filter((s) => !sync.skipped.some((b) => b.key === s.key))
+        .map((s) =>
+          damageFinding(s.targets.join(', '), s.key, `${s.reason}; not used as the parent of this run`),
+        ),
     ];
     const failed: Finding[] = [];
     const stage1: BackupPart[] = [];
@@ -271,8 +274,22 @@ async function previousEntries(
 }> {
   const where = new Map<string, ObjectStore[]>();
   const list: SnapshotInfo[] = [];
-  for (const store of stores)
-    for (const info of await listSnapshots(store)) {
+  const unlisted: Error[] = [];
+  for (const store of stores) {
+    let infos: SnapshotInfo[];
+    try {
+      infos = await listSnapshots(store);
+    } catch (err) {
+      // This target is caught up (or left behind) by the run; the others still give the parent.
+      if (!(err instanceof RegbackupError)) throw err;
+      logger.warn(
+        { target: store.name, err: err.message },
+        `the snapshots of ${store.name} cannot be listed`,
+      );
+      unlisted.push(err);
+      continue;
+    }
+    for (const info of infos) {
       const w = where.get(info.id);
       if (w) w.push(store);
       else {
@@ -280,6 +297,8 @@ async function previousEntries(
         list.push(info);
       }
     }
+  }
+  if (unlisted.length === stores.length && unlisted[0]) throw unlisted[0];
   list.sort(bySnapshotTime);
   const load = async (info: SnapshotInfo): Promise<SnapshotManifest> => {
     const reasons: string[] = [];
