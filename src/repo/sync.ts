@@ -135,10 +135,7 @@ export async function catchUp(repo: Repository, opts: SyncOptions = {}): Promise
   const limit = pLimit(opts.concurrency ?? 4);
   const live = () => targets.filter((t) => !result.failed.has(t.name));
 
-  const listings = new Map<string, Map<string, Map<string, number>>>();
   const listAll = async (prefix: string) => {
-    const cached = listings.get(prefix);
-    if (cached) return cached;
     const per = new Map<string, Map<string, number>>();
     await Promise.all(
       live().map(async (t) => {
@@ -149,7 +146,6 @@ export async function catchUp(repo: Repository, opts: SyncOptions = {}): Promise
         }
       }),
     );
-    listings.set(prefix, per);
     return per;
   };
   const missing = async (prefix: string): Promise<Missing> => {
@@ -165,12 +161,6 @@ export async function catchUp(repo: Repository, opts: SyncOptions = {}): Promise
     }
     return out;
   };
-
-  // Cheap check first: equal index and snapshot sets mean every target already holds every pack they
-  // reference (packs are always written before the index objects that name them).
-  const missingIndex = await missing('index/');
-  const missingSnapshots = await missing('snapshots/');
-  const needPacks = missingIndex.size > 0 || missingSnapshots.size > 0;
 
   /** Copies `key` from the first holder where it verifies to every target lacking it. */
   const copy = async (
@@ -198,13 +188,11 @@ export async function catchUp(repo: Repository, opts: SyncOptions = {}): Promise
       }),
     );
   };
-
-  if (needPacks) {
-    // Index objects first verified (their records say what a pack must be), written after the packs.
-    const indexCopies = new Map<string, { bytes: Buffer; lacking: ObjectStore[] }>();
-    const recorded = new Map<string, { size: number; sha256: string }>();
+  /** Verifies, without writing yet, each metadata object of `missing` (small: held in memory until written). */
+  const verifyAll = async (m: Missing) => {
+    const good = new Map<string, { bytes: Buffer; lacking: ObjectStore[]; packs?: IndexedPack[] }>();
     await Promise.all(
-      [...missingIndex].map(([key, where]) =>
+      [...m].map(([key, where]) =>
         limit(async () => {
           let packs: IndexedPack[] | undefined;
           const bytes = await firstVerified(
@@ -217,12 +205,26 @@ export async function catchUp(repo: Repository, opts: SyncOptions = {}): Promise
             },
             result.skipped,
           );
-          if (!bytes) return;
-          indexCopies.set(key, { bytes, lacking: where.lacking });
-          for (const p of packs ?? []) recorded.set(p.info.id, { size: p.info.size, sha256: p.info.sha256 });
+          if (bytes) good.set(key, { bytes, lacking: where.lacking, ...(packs ? { packs } : {}) });
         }),
       ),
     );
+    return good;
+  };
+  const putAll = async (good: Awaited<ReturnType<typeof verifyAll>>) => {
+    if (opts.dryRun) return;
+    await Promise.all([...good].map(([key, c]) => limit(() => put(key, c.bytes, c.lacking))));
+  };
+
+  // Index objects and snapshots some target lacks, verified first: what an index object records says what
+  // a pack must be, and only when a verified index object or snapshot is to be copied can packs be missing
+  // (packs are always written before the index objects that name them). Bad ones alone cost no pack listing.
+  const indexCopies = await verifyAll(await missing('index/'));
+  const snapshotCopies = await verifyAll(await missing('snapshots/'));
+  if (indexCopies.size || snapshotCopies.size) {
+    const recorded = new Map<string, { size: number; sha256: string }>();
+    for (const c of indexCopies.values())
+      for (const p of c.packs ?? []) recorded.set(p.info.id, { size: p.info.size, sha256: p.info.sha256 });
     for (const prefix of ['data/', 'tree/']) {
       const jobs: Promise<void>[] = [];
       for (const [key, where] of await missing(prefix)) {
@@ -237,23 +239,13 @@ export async function catchUp(repo: Repository, opts: SyncOptions = {}): Promise
       }
       await Promise.all(jobs);
     }
-    if (!opts.dryRun)
-      await Promise.all(
-        [...indexCopies].map(([key, c]) =>
-          limit(() =>
-            put(
-              key,
-              c.bytes,
-              c.lacking.filter((t) => !result.failed.has(t.name)),
-            ),
-          ),
-        ),
-      );
   }
-  const metaPrefixes = needPacks ? ['snapshots/', 'drills/', 'marks/'] : ['drills/', 'marks/'];
-  for (const prefix of metaPrefixes) {
+  // Then in the order that keeps every target consistent at every moment: index objects, snapshots.
+  await putAll(indexCopies);
+  await putAll(snapshotCopies);
+  for (const prefix of ['drills/', 'marks/']) {
     const jobs: Promise<void>[] = [];
-    for (const [key, where] of prefix === 'snapshots/' ? missingSnapshots : await missing(prefix))
+    for (const [key, where] of await missing(prefix))
       jobs.push(
         limit(async () => copy(key, where, async (from) => (await verifiedMeta(repo, key, from)).bytes)),
       );

@@ -152,4 +152,22 @@ describe('catching targets up', () => {
     assert.deepEqual(await a.getBuffer(genuineSnap), flipped);
     assert.equal(r.copied.get('a')!.objects, 0);
   });
+
+  test('when the targets differ only by objects that do not verify, nothing is copied and no pack is even listed', async () => {
+    const { t, a, c } = fixture; // as the previous test left them: forged objects on a only
+    const listed: string[] = [];
+    const list = c.list.bind(c);
+    c.list = (prefix: string) => {
+      listed.push(prefix);
+      return list(prefix);
+    };
+    const r = await catchUp(t.repo, { targets: [a, c] });
+    assert.equal(r.copied.get('c')!.objects + r.copied.get('a')!.objects, 0);
+    assert.ok(r.skipped.length >= 5, JSON.stringify(r.skipped));
+    assert.ok(r.skipped.every((s) => s.from === 'a'));
+    assert.deepEqual(
+      listed.filter((p) => p.startsWith('data/') || p.startsWith('tree/')),
+      [],
+    );
+  });
 });
