@@ -106,7 +106,12 @@ async function makeBase(): Promise<Base> {
   };
 }
 
-/** A case: a copy of the base directory, with its configuration and repository opened. */
+/**
+ * A case: a copy of the base directory, with its configuration and repository opened. The backup host's
+ * cache is copied too (as on a real host): the damaged index object is already in its index cache, so the
+ * backup does not read it again. Reading index objects with failover (a host without its cache) is the
+ * read side's, tested there.
+ */
 async function openCase(base: Base, name: string) {
   const dir = path.join(base.dir, 'cases', name.replace(/\W+/g, '-'));
   for (const p of ['regbackup.yaml', 'keys', 'cache', 'registry', 'target-one', 'target-two'])
