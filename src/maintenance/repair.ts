@@ -145,7 +145,12 @@ export async function repairTarget(
       async (s) => {
         const bytes = await s.getBuffer('config');
         const body = decodeSigned('config', bytes, repo.verifyKey, `config on ${s.name}`);
-        const id = (JSON.parse(body.toString('utf8')) as { id?: unknown }).id;
+        let id: unknown;
+        try {
+          id = (JSON.parse(body.toString('utf8')) as { id?: unknown }).id;
+        } catch {
+          throw new IntegrityError(`config on ${s.name} is not JSON`);
+        }
         if (id !== repo.config.id)
           throw new IntegrityError(
             `config on ${s.name} is of repository ${String(id)}, not ${repo.config.id}`,

@@ -249,6 +249,41 @@ describe('chaos, heal side: damage on the first of two targets', () => {
       });
 });
 
+describe('chaos, heal side: the config', () => {
+  for (const how of ['delete', 'flip one byte', 'garbage'] as const)
+    test(`config, ${how} on the first target: repair, with the repository opened on the second, heals it`, async () => {
+      const c = await openCase(base, `config-${how}`);
+      c.repo.close();
+      const [one, two] = c.stores as [ObjectStore, ObjectStore];
+      const intact = await two.getBuffer('config');
+      const file = fileOf(c.config, 0, 'config');
+      if (how === 'delete') rmSync(file);
+      else if (how === 'garbage') replaceFile(file, randomBytes(intact.length));
+      else {
+        const b = Buffer.from(intact);
+        b[Math.floor(b.length / 2)]! ^= 0x01;
+        replaceFile(file, b);
+      }
+      const worker = await loadWorkerKey(c.config.keys);
+      const { repo } = await Repository.open(
+        [two],
+        { worker },
+        { cacheRoot: path.join(c.dir, 'cache-config') },
+      );
+      try {
+        const r = await repairTarget(repo, one, [two], { logger: silent });
+        assert.deepEqual(r.unrepairable, []);
+        assert.deepEqual(
+          r.copied.map((x) => [x.key, x.reason]),
+          [['config', how === 'delete' ? 'missing' : 'corrupt']],
+        );
+        assert.deepEqual(await one.getBuffer('config'), intact);
+      } finally {
+        repo.close();
+      }
+    });
+});
+
 describe('chaos, heal side: objects forged under their own SHA-256 never spread (through the CLI)', () => {
   test('forged snapshots on one and a garbage index object on two: not copied, never latest or parent, reported; snapshots and repair exit 5 and name them', async () => {
     const c = await openCase(base, 'forged-cli');
