@@ -1,10 +1,14 @@
 import { IntegrityError, KeyError, TargetError, UsageError, messageOf } from '../src/errors.js';
 import type { RestoreIdentity } from '../src/repo/keys.js';
 import { defaultCacheRoot, Repository } from '../src/repo/repository.js';
+import { log } from '../src/log.js';
 import {
+  bySnapshotTime,
   listSnapshots,
   loadSnapshot,
+  newestVerified,
   resolveSnapshot,
+  type SkippedSnapshot,
   type SnapshotInfo,
   type SnapshotManifest,
 } from '../src/repo/snapshot.js';
@@ -106,6 +110,8 @@ export interface SnapshotChoice {
   /** The target the manifest was read from (its index objects cover the snapshot). */
   store: ObjectStore;
   manifest: SnapshotManifest;
+  /** Newer snapshots passed over for "latest" (or --at) because they verify on no target. */
+  skipped?: SkippedSnapshot[];
 }
 
 /**
@@ -139,33 +145,49 @@ export async function pickSnapshot(
   }
   if (!all.length && problems.length)
     throw new TargetError(`no target lists its snapshots (${problems.join('; ')})`);
-  all.sort((a, b) => a.time.getTime() - b.time.getTime() || a.id.localeCompare(b.id));
-  let info: SnapshotInfo;
-  if (o.at) {
-    const at = o.at.getTime();
-    const before = all.filter((s) => s.time.getTime() <= at);
-    const hit = before[before.length - 1];
-    if (!hit) {
-      throw new UsageError(
-        all.length
-          ? `no snapshot was taken at or before ${o.at.toISOString()} (the oldest is from ${all[0]!.time.toISOString()})`
-          : 'there is no snapshot yet',
-      );
+  all.sort(bySnapshotTime);
+  const load = async (info: SnapshotInfo): Promise<{ store: ObjectStore; manifest: SnapshotManifest }> => {
+    let last: unknown;
+    for (const store of where.get(info.id) ?? []) {
+      try {
+        return { store, manifest: await loadSnapshot(repo, store, info) };
+      } catch (err) {
+        // Even a KeyError is this copy's: a forged object may be encrypted to anyone; the next target may hold it intact.
+        last = err;
+      }
     }
-    info = hit;
-  } else info = resolveSnapshot(all, o.snapshot ?? 'latest');
-  let last: unknown;
-  for (const store of where.get(info.id) ?? []) {
-    try {
-      return { info, store, manifest: await loadSnapshot(repo, store, info) };
-    } catch (err) {
-      if (err instanceof KeyError) throw err;
-      last = err;
-    }
+    throw last instanceof Error
+      ? last
+      : new IntegrityError(`snapshot ${info.id} cannot be read from any target`);
+  };
+  if (o.snapshot && o.snapshot !== 'latest') {
+    const info = resolveSnapshot(all, o.snapshot);
+    return { info, ...(await load(info)) };
   }
-  throw last instanceof Error
-    ? last
-    : new IntegrityError(`snapshot ${info.id} cannot be read from any target`);
+  // "latest" or --at: the newest that verifies (a forged or corrupt snapshot is passed over, and named).
+  const at = o.at?.getTime();
+  const candidates = at === undefined ? all : all.filter((s) => s.time.getTime() <= at);
+  if (!candidates.length) {
+    if (!o.at) throw new UsageError('there is no snapshot yet');
+    throw new UsageError(
+      all.length
+        ? `no snapshot was taken at or before ${o.at.toISOString()} (the oldest is from ${all[0]!.time.toISOString()})`
+        : 'there is no snapshot yet',
+    );
+  }
+  const found = await newestVerified(candidates, load);
+  for (const s of found.skipped)
+    log().error(
+      { snapshot: s.id, err: s.reason },
+      `snapshot ${s.key} does not verify on any target; passed over for an older one`,
+    );
+  if (!found.info)
+    throw new IntegrityError(
+      `no snapshot${o.at ? ` taken at or before ${o.at.toISOString()}` : ''} verifies on any target (${found.skipped
+        .map((s) => `${s.id.slice(0, 12)}: ${s.reason}`)
+        .join('; ')})`,
+    );
+  return { info: found.info, ...found.value!, skipped: found.skipped };
 }
 
 /** Parses `--at`: an ISO 8601 time (or anything Date understands), or an age such as "2h" / "3d ago". */

@@ -206,7 +206,7 @@ export async function commitBackup(
   session: Session,
   logger: Logger,
 ): Promise<BackupResult> {
-  const findings: Finding[] = [...plan.failed];
+  const findings: Finding[] = [...plan.failed, ...(plan.damaged ?? [])];
   const sources: SourceSnapshot[] = [];
   const summaries: SourceSummary[] = [];
   const behind = new Map<string, string>(Object.entries(plan.behind));

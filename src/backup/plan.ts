@@ -3,14 +3,22 @@ import { mkdirSync } from 'node:fs';
 import { mkdtemp, opendir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config, TarballSourceConfig } from '../config/schema.js';
-import { messageOf, RegbackupError, SourceError, TargetError } from '../errors.js';
+import { IntegrityError, RegbackupError, SourceError, TargetError } from '../errors.js';
 import { log as rootLog, type Logger } from '../log.js';
 import type { BlobIndex } from '../repo/blob-index.js';
 import { Fanout } from '../repo/fanout.js';
 import { loadWorkerKey } from '../repo/keys.js';
 import { BlobReader } from '../repo/reader.js';
 import { defaultCacheRoot, Repository } from '../repo/repository.js';
-import { listSnapshots, loadSnapshot, type SnapshotManifest, type SourceSnapshot } from '../repo/snapshot.js';
+import {
+  bySnapshotTime,
+  listSnapshots,
+  loadSnapshot,
+  newestVerified,
+  type SnapshotInfo,
+  type SnapshotManifest,
+  type SourceSnapshot,
+} from '../repo/snapshot.js';
 import { catchUp } from '../repo/sync.js';
 import { BlobWriter, type WriterOptions } from '../repo/writer.js';
 import { openStore, StoreMetrics } from '../store/index.js';
@@ -49,6 +57,11 @@ export interface BackupPlan {
   stage2: BackupPart[];
   /** Sources that could not even be listed (their previous entry is carried over at commit). */
   failed: Finding[];
+  /**
+   * Objects that do not verify on a target (forged or corrupt): not copied by the catch-up, and, for
+   * snapshots, never taken as the parent. Reported as warnings of the run; `repair` replaces them.
+   */
+  damaged?: Finding[];
 }
 
 export interface PlanOptions {
@@ -169,8 +182,8 @@ export async function planBackup(config: Config, opts: PlanOptions = {}): Promis
   try {
     const index = await repo.loadIndex(repo.targets[0]);
     const skip = deletedKeys(await loadMarks(repo, repo.targets[0]!));
-    const sync = await catchUp(repo.targets, {
-      packHash: (id) => index.packById(id)?.sha256,
+    const sync = await catchUp(repo, {
+      packHash: (id) => index.packById(id),
       skip,
       retentionDays: retentionDaysOf(config),
     });
@@ -185,10 +198,19 @@ export async function planBackup(config: Config, opts: PlanOptions = {}): Promis
 
     const previous = await previousEntries(
       repo,
-      live[0]!,
+      live,
       [...couch, ...tarballs].map((s) => s.name),
       logger,
     );
+    // Each bad object once: a snapshot the catch-up refused is also passed over as parent; one finding.
+    const damaged: Finding[] = [
+      ...sync.skipped.map((b) => damageFinding(b.from, b.key, `${b.reason}; not copied to any other target`)),
+      ...previous.skipped
+        .filter((s) => !sync.skipped.some((b) => b.key === s.key))
+        .map((s) =>
+          damageFinding(s.targets.join(', '), s.key, `${s.reason}; not used as the parent of this run`),
+        ),
+    ];
     const failed: Finding[] = [];
     const stage1: BackupPart[] = [];
     for (const src of couch) {
@@ -229,37 +251,92 @@ export async function planBackup(config: Config, opts: PlanOptions = {}): Promis
       stage1,
       stage2,
       failed,
+      ...(damaged.length ? { damaged } : {}),
     };
   } finally {
     repo.close();
   }
 }
 
+function damageFinding(target: string, key: string, message: string): Finding {
+  return { severity: 'warning', code: 'object-does-not-verify', source: target, object: key, message };
+}
+
+/**
+ * The parent of the run — the newest snapshot that verifies on some target — and each source's entry in the
+ * newest verifying snapshot that has it. Snapshots that verify nowhere are passed over, and returned.
+ */
 async function previousEntries(
   repo: Repository,
-  store: ObjectStore,
+  stores: readonly ObjectStore[],
   names: string[],
   logger: Logger,
-): Promise<{ latest?: string; bySource: BackupPlan['previous'] }> {
-  const list = await listSnapshots(store);
-  const bySource: BackupPlan['previous'] = {};
-  const latest = list[list.length - 1]?.id;
-  for (let i = list.length - 1; i >= 0 && i >= list.length - 50; i--) {
-    if (names.every((n) => n in bySource)) break;
-    let m: SnapshotManifest;
+): Promise<{
+  latest?: string;
+  bySource: BackupPlan['previous'];
+  skipped: { key: string; targets: string[]; reason: string }[];
+}> {
+  const where = new Map<string, ObjectStore[]>();
+  const list: SnapshotInfo[] = [];
+  const unlisted: Error[] = [];
+  for (const store of stores) {
+    let infos: SnapshotInfo[];
     try {
-      m = await loadSnapshot(repo, store, list[i]!);
+      infos = await listSnapshots(store);
     } catch (err) {
+      // This target is caught up (or left behind) by the run; the others still give the parent.
+      if (!(err instanceof RegbackupError)) throw err;
       logger.warn(
-        { snapshot: list[i]!.id, err: messageOf(err) },
-        'an earlier snapshot cannot be read; skipping it for incremental state',
+        { target: store.name, err: err.message },
+        `the snapshots of ${store.name} cannot be listed`,
       );
+      unlisted.push(err);
       continue;
     }
-    for (const s of m.sources)
-      if (!(s.name in bySource)) bySource[s.name] = { snapshot: list[i]!.id, entry: s };
+    for (const info of infos) {
+      const w = where.get(info.id);
+      if (w) w.push(store);
+      else {
+        where.set(info.id, [store]);
+        list.push(info);
+      }
+    }
   }
-  return { latest, bySource };
+  if (unlisted.length === stores.length && unlisted[0]) throw unlisted[0];
+  list.sort(bySnapshotTime);
+  const load = async (info: SnapshotInfo): Promise<SnapshotManifest> => {
+    const reasons: string[] = [];
+    for (const store of where.get(info.id)!) {
+      try {
+        return await loadSnapshot(repo, store, info);
+      } catch (err) {
+        if (!(err instanceof RegbackupError)) throw err;
+        reasons.push(err.message);
+      }
+    }
+    throw new IntegrityError(reasons.join('; '));
+  };
+  const bySource: BackupPlan['previous'] = {};
+  const skipped: { key: string; targets: string[]; reason: string }[] = [];
+  let latest: string | undefined;
+  // Newest first, at most 50 snapshots back, until every source has its previous entry.
+  let rest = list.slice(-50);
+  while (rest.length && !names.every((n) => n in bySource)) {
+    const found = await newestVerified(rest, load);
+    for (const s of found.skipped) {
+      skipped.push({ key: s.key, targets: where.get(s.id)!.map((t) => t.name), reason: s.reason });
+      logger.error(
+        { snapshot: s.id, err: s.reason },
+        `snapshot ${s.key} does not verify on any target; it is passed over (neither parent nor previous state of this run)`,
+      );
+    }
+    if (!found.info) break;
+    latest ??= found.info.id;
+    for (const s of found.value!.sources)
+      if (!(s.name in bySource)) bySource[s.name] = { snapshot: found.info.id, entry: s };
+    rest = rest.slice(0, rest.indexOf(found.info));
+  }
+  return { latest, bySource, skipped };
 }
 
 /**

@@ -88,7 +88,7 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
   const targets = repo.targets;
   const sync = dry
     ? { failed: new Map() }
-    : await catchUp(targets, {
+    : await catchUp(repo, {
         skip: deletedKeys(await loadMarks(repo, targets[0]!)),
         retentionDays: retentionDaysOf(config),
       });

@@ -1,17 +1,22 @@
-import { KeyError, RegbackupError } from '../errors.js';
+import pLimit from 'p-limit';
+import { IntegrityError, KeyError, RegbackupError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { decodeIndexBody } from '../repo/index-object.js';
+import type { IndexedPack } from '../repo/index-object.js';
 import { packKey } from '../repo/pack.js';
 import { META_PREFIX, type Repository } from '../repo/repository.js';
-import { sha256Hex } from '../repo/signed.js';
-import type { ObjectStore } from '../store/types.js';
+import { decodeSigned } from '../repo/signed.js';
+import { verifiedMeta, verifiedPack, type BadObject } from '../repo/sync.js';
+import { ObjectNotFoundError, type ObjectStore } from '../store/types.js';
 import { isLockedKind, withRetention } from '../repo/fanout.js';
 
 /**
  * `regbackup repair`: makes a target hold every object, intact, by copying from targets where the object
- * verifies — ciphertext as it is (every target holds the same bytes), never decrypted. Metadata objects are
- * verified by the SHA-256 in their names, packs by the size and SHA-256 the index records (the hash needs the
- * pack downloaded: `readData` checks it on the damaged side; the copied side is always checked).
+ * verifies — ciphertext as it is (every target holds the same bytes). Every object is verified as its
+ * readers verify it, on the repaired target and on the target it is copied from: metadata objects (index
+ * objects, snapshots, drill reports, marks) by their name's SHA-256, decryption with our identity, magic and
+ * signature; packs by the size and SHA-256 a verified index object records (the hash needs the pack
+ * downloaded: `readData` checks it on the repaired side; the copied side is always checked); the config by
+ * its signature and repository ID. Whatever is missing, corrupt, garbage or forged here is replaced.
  */
 export interface RepairOptions {
   logger: Logger;
@@ -20,25 +25,21 @@ export interface RepairOptions {
   dryRun?: boolean;
   /** Days the repaired target locks objects (S3 Object Lock / GCS retention): copies are locked too. */
   retentionDays?: number;
+  concurrency?: number;
 }
 
 export interface RepairResult {
   target: string;
-  copied: { key: string; from: string; reason: 'missing' | 'corrupt' }[];
-  /** Objects that no source holds intact. */
+  copied: { key: string; from: string; reason: 'missing' | 'corrupt'; why?: string }[];
+  /** Objects bad or missing here that no other target holds intact (or that cannot be replaced here). */
   unrepairable: { key: string; reason: string }[];
+  /** Bad copies seen on the targets copied from (never copied; `repair --to <that target>` replaces them). */
+  elsewhere: BadObject[];
   bytes: number;
 }
 
 const META = [META_PREFIX.index, META_PREFIX.snapshot, META_PREFIX.drill, META_PREFIX.mark];
-
-function nameHash(key: string): string | undefined {
-  const h = key
-    .slice(key.lastIndexOf('/') + 1)
-    .split('-')
-    .pop()!;
-  return /^[0-9a-f]{64}$/.test(h) ? h : undefined;
-}
+const isMeta = (k: string) => META.some((p) => k.startsWith(p));
 
 export async function repairTarget(
   repo: Repository,
@@ -48,126 +49,160 @@ export async function repairTarget(
 ): Promise<RepairResult> {
   if (!repo.access.worker && !repo.access.restore)
     throw new KeyError('repair needs the worker key or the restore identity (to read index objects)');
-  const result: RepairResult = { target: to.name, copied: [], unrepairable: [], bytes: 0 };
-  const listing = async (s: ObjectStore, prefixes: string[]) => {
+  const result: RepairResult = { target: to.name, copied: [], unrepairable: [], elsewhere: [], bytes: 0 };
+  const limit = pLimit(opts.concurrency ?? 4);
+  const listing = async (s: ObjectStore) => {
     const m = new Map<string, number>();
-    for (const p of prefixes) for await (const o of s.list(p)) m.set(o.key, o.size);
+    for (const p of [...META, 'data/', 'tree/', 'config'])
+      for await (const o of s.list(p)) m.set(o.key, o.size);
     return m;
   };
-  const have = await listing(to, [...META, 'data/', 'tree/', 'config']);
-  const others = await Promise.all(
-    sources.map(async (s) => ({ s, keys: await listing(s, [...META, 'data/', 'tree/', 'config']) })),
-  );
+  const have = await listing(to);
+  const others = await Promise.all(sources.map(async (s) => ({ s, keys: await listing(s) })));
 
-  /** Copies `key` from the first source where `verify` accepts it. */
-  const fetchGood = async (
-    key: string,
-    verify: (b: Buffer) => boolean,
-  ): Promise<{ bytes: Buffer; from: string } | undefined> => {
+  /** The bytes of `key` from the first source where `verify` accepts them; bad copies go to `elsewhere`. */
+  const fetchGood = async (key: string, verify: (s: ObjectStore) => Promise<Buffer>) => {
     for (const { s, keys } of others) {
       if (!keys.has(key)) continue;
       try {
-        const b = await s.getBuffer(key);
-        if (verify(b)) return { bytes: b, from: s.name };
+        return { bytes: await verify(s), from: s.name };
       } catch (err) {
         if (!(err instanceof RegbackupError)) throw err;
+        result.elsewhere.push({ key, from: s.name, reason: err.message });
       }
     }
     return undefined;
   };
-  const fix = async (key: string, reason: 'missing' | 'corrupt', verify: (b: Buffer) => boolean) => {
-    const good = await fetchGood(key, verify);
-    if (!good) {
-      result.unrepairable.push({ key, reason: `${reason} here, and no other target holds it intact` });
-      return;
-    }
+  /** Replaces (or adds) `key` here with `bytes` from `from`. */
+  const replace = async (
+    key: string,
+    bytes: Buffer,
+    from: string,
+    reason: 'missing' | 'corrupt',
+    why?: string,
+  ) => {
     if (!opts.dryRun) {
-      // Replace: objects are written create-only (GCS refuses to overwrite), so the damaged one goes first.
-      if (reason === 'corrupt') await to.delete(key);
-      await to.put(
-        key,
-        good.bytes,
-        withRetention(undefined, isLockedKind(key) ? opts.retentionDays : undefined),
-      );
-    }
-    result.copied.push({ key, from: good.from, reason });
-    result.bytes += good.bytes.length;
-  };
-
-  // The config: byte-identical on every target.
-  const configs = await Promise.all(
-    others.filter((o) => o.keys.has('config')).map((o) => o.s.getBuffer('config')),
-  );
-  const goodConfig = configs[0];
-  if (goodConfig) {
-    let mine: Buffer | undefined;
-    try {
-      mine = have.has('config') ? await to.getBuffer('config') : undefined;
-    } catch {
-      mine = undefined;
-    }
-    if (!mine || !mine.equals(goodConfig))
-      await fix('config', mine ? 'corrupt' : 'missing', (b) => b.equals(goodConfig));
-  }
-
-  // Metadata objects: named by their hash.
-  const allMeta = new Set<string>();
-  for (const { keys } of others)
-    for (const k of keys.keys()) if (META.some((p) => k.startsWith(p))) allMeta.add(k);
-  for (const k of have.keys()) if (META.some((p) => k.startsWith(p))) allMeta.add(k);
-  for (const key of allMeta) {
-    const want = nameHash(key);
-    if (!want) continue;
-    const ok = (b: Buffer) => sha256Hex(b) === want;
-    if (!have.has(key)) {
-      await fix(key, 'missing', ok);
-      continue;
-    }
-    let mine: Buffer | undefined;
-    try {
-      mine = await to.getBuffer(key);
-    } catch (err) {
-      if (!(err instanceof RegbackupError)) throw err;
-    }
-    if (!mine || !ok(mine)) await fix(key, 'corrupt', ok);
-  }
-
-  // Packs: what the index objects (now intact here) record.
-  for (const ikey of [...allMeta].filter((k) => k.startsWith(META_PREFIX.index))) {
-    let packs;
-    try {
-      packs = decodeIndexBody(
-        await repo.readMeta(
-          'index',
-          ikey,
-          opts.dryRun ? (others.find((o) => o.keys.has(ikey))?.s ?? to) : to,
-        ),
-        ikey,
-      );
-    } catch (err) {
-      if (!(err instanceof RegbackupError)) throw err;
-      result.unrepairable.push({ key: ikey, reason: `index object cannot be read: ${err.message}` });
-      continue;
-    }
-    for (const { info } of packs) {
-      const key = packKey(info.type, info.id);
-      const ok = (b: Buffer) => b.length === info.size && sha256Hex(b) === info.sha256;
-      const size = have.get(key);
-      if (size === undefined) await fix(key, 'missing', ok);
-      else if (size !== info.size) await fix(key, 'corrupt', ok);
-      else if (opts.readData) {
-        let mine: Buffer | undefined;
-        try {
-          mine = await to.getBuffer(key);
-        } catch (err) {
-          if (!(err instanceof RegbackupError)) throw err;
-        }
-        if (!mine || !ok(mine)) await fix(key, 'corrupt', ok);
+      try {
+        // Objects are written create-only (GCS refuses to overwrite): the damaged one goes first.
+        if (reason === 'corrupt') await to.delete(key);
+        await to.put(
+          key,
+          bytes,
+          withRetention(undefined, isLockedKind(key) ? opts.retentionDays : undefined),
+        );
+      } catch (err) {
+        if (!(err instanceof RegbackupError)) throw err;
+        result.unrepairable.push({
+          key,
+          reason: `${why ?? reason} here, and it cannot be replaced: ${err.message}`,
+        });
+        return;
       }
     }
+    result.copied.push({ key, from, reason, ...(why ? { why } : {}) });
+    result.bytes += bytes.length;
+  };
+  /**
+   * Checks `key` here with `verify`; when it is missing or fails, copies it from a source where it verifies.
+   * Returns what `verify` found on the copy in use, or undefined when there is none. `required`: the
+   * repository needs the object (a pack an index object names, the config), so missing everywhere is
+   * unrepairable; a metadata object missing here and bad wherever it is, is no object of this repository.
+   */
+  const ensure = async <T>(
+    key: string,
+    verify: (s: ObjectStore) => Promise<{ bytes: Buffer; found: T }>,
+    required = false,
+  ) => {
+    let why: string | undefined;
+    if (have.has(key)) {
+      try {
+        return (await verify(to)).found;
+      } catch (err) {
+        if (!(err instanceof RegbackupError)) throw err;
+        if (!(err instanceof ObjectNotFoundError)) why = err.message;
+      }
+    }
+    let found: T | undefined;
+    const good = await fetchGood(key, async (s) => {
+      const v = await verify(s);
+      found = v.found;
+      return v.bytes;
+    });
+    if (good) {
+      await replace(key, good.bytes, good.from, why ? 'corrupt' : 'missing', why);
+      return found;
+    }
+    // Missing here and bad wherever it is: nothing this target should hold (the bad copies are in `elsewhere`).
+    if (why || required)
+      result.unrepairable.push({ key, reason: `${why ?? 'missing here'}; no other target holds it intact` });
+    return undefined;
+  };
+
+  // The config: the same signed object on every target.
+  if (others.some((o) => o.keys.has('config'))) {
+    await ensure(
+      'config',
+      async (s) => {
+        const bytes = await s.getBuffer('config');
+        const body = decodeSigned('config', bytes, repo.verifyKey, `config on ${s.name}`);
+        let id: unknown;
+        try {
+          id = (JSON.parse(body.toString('utf8')) as { id?: unknown }).id;
+        } catch {
+          throw new IntegrityError(`config on ${s.name} is not JSON`);
+        }
+        if (id !== repo.config.id)
+          throw new IntegrityError(
+            `config on ${s.name} is of repository ${String(id)}, not ${repo.config.id}`,
+          );
+        return { bytes, found: true };
+      },
+      true,
+    );
   }
+
+  // Metadata objects: verified as their readers verify them; index objects say what the packs must be.
+  const allMeta = new Set<string>([...have.keys()].filter(isMeta));
+  for (const { keys } of others) for (const k of keys.keys()) if (isMeta(k)) allMeta.add(k);
+  const packs = new Map<string, IndexedPack['info']>();
+  await Promise.all(
+    [...allMeta].map((key) =>
+      limit(async () => {
+        const found = await ensure(key, async (s) => {
+          const v = await verifiedMeta(repo, key, s);
+          return { bytes: v.bytes, found: v.packs ?? [] };
+        });
+        for (const p of found ?? []) packs.set(packKey(p.info.type, p.info.id), p.info);
+      }),
+    ),
+  );
+
+  // Packs: present, of the recorded size, and (readData) of the recorded hash.
+  await Promise.all(
+    [...packs].map(([key, info]) =>
+      limit(async () => {
+        const size = have.get(key);
+        const check = async (s: ObjectStore) => ({ bytes: await verifiedPack(key, s, info), found: true });
+        if (size === info.size && !opts.readData) return;
+        if (size !== undefined && size !== info.size) {
+          // Known bad without reading it.
+          const good = await fetchGood(key, (s) => verifiedPack(key, s, info));
+          const why = `pack ${key} is ${size} bytes, its index says ${info.size}`;
+          if (good) await replace(key, good.bytes, good.from, 'corrupt', why);
+          else result.unrepairable.push({ key, reason: `${why}; no other target holds it intact` });
+          return;
+        }
+        await ensure(key, check, true);
+      }),
+    ),
+  );
   opts.logger.info(
-    { target: to.name, copied: result.copied.length, unrepairable: result.unrepairable.length },
+    {
+      target: to.name,
+      copied: result.copied.length,
+      unrepairable: result.unrepairable.length,
+      elsewhere: result.elsewhere.length,
+    },
     'repair finished',
   );
   return result;

@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { IntegrityError, UsageError } from '../errors.js';
+import { IntegrityError, KeyError, RegbackupError, UsageError } from '../errors.js';
 import type { ObjectStore } from '../store/types.js';
 import { META_PREFIX, type Repository } from './repository.js';
 
@@ -80,18 +80,32 @@ export async function sealSnapshot(
   return { id: sealed.hash, key: sealed.key, bytes: sealed.bytes };
 }
 
+/** The snapshot an object key names (`snapshots/<time>-<hash>`), or undefined for a key of another form. */
+export function snapshotInfo(key: string): SnapshotInfo | undefined {
+  const m = NAME.exec(key);
+  return m ? { id: m[2]!, key, time: parseNameTime(m[1]!) } : undefined;
+}
+
 /** Snapshots on a target, oldest first (from the names alone: nothing is downloaded). */
 export async function listSnapshots(store: ObjectStore): Promise<SnapshotInfo[]> {
   const out: SnapshotInfo[] = [];
   for await (const o of store.list(META_PREFIX.snapshot)) {
-    const m = NAME.exec(o.key);
-    if (!m) continue; // not ours (or a temporary name): ignored, `check` reports it
-    out.push({ id: m[2]!, key: o.key, time: parseNameTime(m[1]!) });
+    const info = snapshotInfo(o.key);
+    if (info) out.push(info); // else not ours (or a temporary name): ignored, `check` reports it
   }
-  return out.sort((a, b) => a.time.getTime() - b.time.getTime() || a.id.localeCompare(b.id));
+  return out.sort(bySnapshotTime);
 }
 
-/** Finds a snapshot by ID, unique ID prefix (at least 4 characters, as with git), or "latest". */
+/** Oldest first; snapshots of the same second by ID. */
+export function bySnapshotTime(a: SnapshotInfo, b: SnapshotInfo): number {
+  return a.time.getTime() - b.time.getTime() || a.id.localeCompare(b.id);
+}
+
+/**
+ * Finds a snapshot by ID, unique ID prefix (at least 4 characters, as with git), or "latest". A name alone
+ * proves nothing: whoever picks "latest" to read or build on uses newestVerified (a forged or corrupt
+ * snapshot must never become the latest or a parent).
+ */
 export function resolveSnapshot(list: readonly SnapshotInfo[], ref: string): SnapshotInfo {
   if (ref === 'latest') {
     const last = list[list.length - 1];
@@ -107,6 +121,40 @@ export function resolveSnapshot(list: readonly SnapshotInfo[], ref: string): Sna
   if (hits.length > 1)
     throw new UsageError(`snapshot ID ${ref} is ambiguous: ${hits.map((h) => h.id.slice(0, 12)).join(', ')}`);
   return hits[0]!;
+}
+
+/** A snapshot passed over because it does not verify (on any target that holds it). */
+export interface SkippedSnapshot {
+  id: string;
+  key: string;
+  reason: string;
+}
+
+/**
+ * The newest snapshot of `list` (oldest first) that `load` reads and verifies, with the newer ones it passed
+ * over and why: a forged, corrupt or unreadable snapshot is never "latest". An object that none of our
+ * identities decrypts is passed over too (anyone can encrypt to the public recipients, or to others); only
+ * when every snapshot fails that way is it the key that does not fit, and that KeyError is thrown. Without
+ * any snapshot that verifies, `info` is undefined.
+ */
+export async function newestVerified<T>(
+  list: readonly SnapshotInfo[],
+  load: (info: SnapshotInfo) => Promise<T>,
+): Promise<{ info?: SnapshotInfo; value?: T; skipped: SkippedSnapshot[] }> {
+  const skipped: SkippedSnapshot[] = [];
+  const keyErrors: KeyError[] = [];
+  for (let i = list.length - 1; i >= 0; i--) {
+    const info = list[i]!;
+    try {
+      return { info, value: await load(info), skipped };
+    } catch (err) {
+      if (!(err instanceof RegbackupError)) throw err;
+      if (err instanceof KeyError) keyErrors.push(err);
+      skipped.push({ id: info.id, key: info.key, reason: err.message });
+    }
+  }
+  if (keyErrors.length && keyErrors.length === skipped.length) throw keyErrors[0]!;
+  return { skipped };
 }
 
 export async function loadSnapshot(

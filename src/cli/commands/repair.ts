@@ -7,7 +7,7 @@ export const registerRepair: RegisterCommand = (program, ctx) => {
   program
     .command('repair')
     .description(
-      'copy objects missing or corrupt on a target from a target where they verify (no decryption)',
+      'replace objects missing, corrupt or forged on a target with copies from a target where they verify',
     )
     .option('--from <target>', 'copy only from this target (default: any other)')
     .option('--to <target>', 'repair only this target (default: every target)')
@@ -41,15 +41,24 @@ export const registerRepair: RegisterCommand = (program, ctx) => {
             }),
           );
         }
-        const broken = results.some((r) => r.unrepairable.length);
+        // A bad copy seen on a source is damage left behind unless that target was repaired too in this run.
+        const healed = (x: { key: string; from: string }) =>
+          results.some((r) => r.target === x.from && r.copied.some((c) => c.key === x.key));
+        for (const r of results) r.elsewhere = r.elsewhere.filter((x) => !healed(x));
+        const broken = results.some((r) => r.unrepairable.length || r.elsewhere.length);
         c.print(
           () =>
             results
               .map((r) =>
                 [
                   `${r.target}: ${o.dryRun ? 'would copy' : 'copied'} ${r.copied.length} objects (${formatBytes(r.bytes)})${r.unrepairable.length ? `, ${r.unrepairable.length} CANNOT be repaired` : ''}`,
-                  ...r.copied.map((x) => `  ${x.reason} ${x.key} <- ${x.from}`),
+                  ...r.copied.map(
+                    (x) => `  ${x.reason} ${x.key} <- ${x.from}${x.why ? ` (was: ${x.why})` : ''}`,
+                  ),
                   ...r.unrepairable.map((x) => `  UNREPAIRABLE ${x.key}: ${x.reason}`),
+                  ...r.elsewhere.map(
+                    (x) => `  DOES NOT VERIFY on ${x.from} (not copied): ${x.key}: ${x.reason}`,
+                  ),
                 ].join('\n'),
               )
               .join('\n'),

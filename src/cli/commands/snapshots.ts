@@ -57,21 +57,29 @@ export const registerSnapshots: RegisterCommand = (program, ctx) => {
             if (rows.length === 0) return `no snapshots on ${store.name}`;
             return rows
               .map((r) => {
-                const what = r.error
-                  ? `UNREADABLE: ${r.error}`
-                  : r.sources
-                      .map((s) =>
-                        s.kind === 'couchdb'
-                          ? `${s.name}[${(s.databases ?? []).map((d) => `${d.name}: ${d.docCount} docs @${String(d.seq).slice(0, 16)}`).join(', ')}]`
-                          : `${s.name}[${s.files} files, ${formatBytes(s.bytes ?? 0)}]`,
-                      )
-                      .join(' ');
+                // A snapshot that does not verify is named in full: it is damage to repair, never a backup.
+                if (r.error) return `${r.id}  ${r.time}  UNREADABLE: ${r.error}`;
+                const what = r.sources
+                  .map((s) =>
+                    s.kind === 'couchdb'
+                      ? `${s.name}[${(s.databases ?? []).map((d) => `${d.name}: ${d.docCount} docs @${String(d.seq).slice(0, 16)}`).join(', ')}]`
+                      : `${s.name}[${s.files} files, ${formatBytes(s.bytes ?? 0)}]`,
+                  )
+                  .join(' ');
                 return `${r.id.slice(0, 12)}  ${r.time}  ${what}`;
               })
               .join('\n');
           },
           { target: store.name, snapshots: rows },
         );
+        const bad = rows.filter((r) => r.error);
+        for (const r of bad)
+          c.log.error(
+            { target: store.name, snapshot: r.id, err: r.error },
+            `snapshot ${r.id} on ${store.name} does not verify: it cannot be restored (\`regbackup repair\` replaces it from a target where it verifies)`,
+          );
+        // Listing a snapshot that does not verify is an integrity failure (exit 5), like `check`.
+        if (bad.length) process.exitCode = 5;
       } finally {
         repo.close();
       }
