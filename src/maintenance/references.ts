@@ -1,4 +1,4 @@
-import { IntegrityError } from '../errors.js';
+import { IntegrityError, RegbackupError } from '../errors.js';
 import type { CouchSourceSnapshot, TarballSourceSnapshot } from '../backup/types.js';
 import type { BlobReader } from '../repo/reader.js';
 import type { Repository } from '../repo/repository.js';
@@ -6,7 +6,7 @@ import { loadSnapshot, type SnapshotInfo } from '../repo/snapshot.js';
 import { chunkIds, validateRef, type StreamRef } from '../repo/stream-ref.js';
 import type { ObjectStore } from '../store/types.js';
 import { checkDocEntry } from '../sources/couchdb/index.js';
-import { checkEntry } from '../sources/tarballs/source.js';
+import { checkEntryData } from '../sources/tarballs/source.js';
 import { ExternalSorter } from '../util/external-sort.js';
 
 /**
@@ -76,7 +76,13 @@ export async function scanReferences(
           throw new IntegrityError(`${what}: a listing line is not JSON`);
         }
         stats.entries++;
-        await onEntry(v);
+        try {
+          await onEntry(v);
+        } catch (err) {
+          // A malformed entry is damage to report (check names it), not a bug.
+          if (err instanceof RegbackupError) throw err;
+          throw new IntegrityError(`${what}: a listing entry is malformed: ${(err as Error).message}`);
+        }
       }
     };
     for await (const id of chunkIds(reader, ref)) {
@@ -118,7 +124,8 @@ export async function scanReferences(
         await addListing(
           (src as TarballSourceSnapshot).listing,
           async (v) => {
-            await addRef(checkEntry(v).data);
+            // Whatever the entry's name (a restore may refuse it): its data is referenced.
+            await addRef(checkEntryData(v));
           },
           `snapshot ${info.id} ${src.name}`,
         );
