@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import fc from 'fast-check';
@@ -18,6 +18,7 @@ import { dumpSnapshot, openForRestore, pickSnapshot } from '../../../restore/ind
 import { pathProblem } from '../../../restore/safe-path.js';
 import { tmpDir } from '../../harness/index.js';
 import { makeTestRepo, type TestRepo } from '../../helpers/repo.js';
+import { runCli } from '../../helpers/cli.js';
 
 /**
  * The name rule (src/repo/names.ts): which names a snapshot can hold. An independent statement of the rule
@@ -310,5 +311,125 @@ describe('the name rule in a backup and in the readers of listings', () => {
     } finally {
       repo.close();
     }
+  });
+});
+
+/** Every file under `dir`, names as bytes ("/"-separated, relative). */
+function filesAsBytes(dir: Buffer, rel: Buffer = Buffer.alloc(0)): Buffer[] {
+  const out: Buffer[] = [];
+  const here = rel.length ? Buffer.concat([dir, Buffer.from('/'), rel]) : dir;
+  for (const e of readdirSync(here, { withFileTypes: true, encoding: 'buffer' })) {
+    const r = rel.length ? Buffer.concat([rel, Buffer.from('/'), e.name]) : e.name;
+    if (e.isDirectory()) out.push(...filesAsBytes(dir, r));
+    else out.push(r);
+  }
+  return out;
+}
+
+describe('the name rule, property-based, through the real binary', () => {
+  /** A segment a Linux file name can hold: any bytes but "/" and NUL, not "." or "..". */
+  const fsSegment = fc
+    .oneof(
+      { weight: 3, arbitrary: fc.uint8Array({ min: 1, max: 255, minLength: 1, maxLength: 24 }) },
+      {
+        weight: 2,
+        arbitrary: fc
+          .string({ unit: 'grapheme', minLength: 1, maxLength: 10 })
+          .map((t) => new Uint8Array(Buffer.from(t))),
+      },
+      {
+        weight: 1,
+        arbitrary: fc
+          .constantFrom(
+            '\\',
+            ' ',
+            'a b',
+            '\ufeffbom',
+            '😀',
+            'x\u0085',
+            '.x.rbtmp',
+            'a\nb',
+            '\u007f',
+            'ü',
+            '-',
+          )
+          .map((s) => new Uint8Array(Buffer.from(s))),
+      },
+      {
+        weight: 1,
+        arbitrary: fc.constantFrom([0xff], [0xc3, 0x28], [0xed, 0xa0, 0x80]).map((b) => new Uint8Array(b)),
+      },
+    )
+    .map((b) => Buffer.from(b.map((x) => (x === 0x2f ? 0x5f : x))))
+    .filter((b) => b.toString('latin1') !== '.' && b.toString('latin1') !== '..');
+  const fsPath = fc.array(fsSegment, { minLength: 1, maxLength: 3 }).map(join);
+
+  test('~50 generated names in one store: each either comes back byte for byte from backup -> restore, or is named by the backup; none blocks another', async (tt) => {
+    const seed = Number(process.env.NAMES_SEED ?? Date.now() % 2 ** 31);
+    const dir = await tmpDir(tt);
+    const root = path.join(dir, 'store');
+    mkdirSync(root);
+    const created = new Map<string, Buffer>(); // hex of the name -> name
+    const names = [Buffer.from('good/-/good-1.0.0.tgz'), ...fc.sample(fsPath, { numRuns: 50, seed })];
+    for (const rel of names) {
+      try {
+        const slash = rel.lastIndexOf(0x2f);
+        if (slash > 0) mkdirSync(bytesPath(root, rel.subarray(0, slash)), { recursive: true });
+        writeFileSync(bytesPath(root, rel), `content of ${rel.toString('hex')}`, { flag: 'wx' });
+        created.set(rel.toString('hex'), rel);
+      } catch {
+        // a file where a directory should be, or the name twice: a file system cannot hold both
+      }
+    }
+    const yaml = `keys: ./keys/worker.key\nidentity: ./keys/restore.key\ncache: ./cache\nsources:\n  tarballs:\n    - name: tarballs\n      path: ./store\ntargets:\n  - name: one\n    type: fs\n    path: ./target\n`;
+    writeFileSync(path.join(dir, 'regbackup.yaml'), yaml);
+    const env = { REGBACKUP_CONFIG: path.join(dir, 'regbackup.yaml'), REGBACKUP_LOG_LEVEL: 'warn' };
+    const why = `(seed ${seed}: NAMES_SEED=${seed} reproduces)`;
+    for (const args of [['keys', 'generate', '--out', path.join(dir, 'keys')], ['init']]) {
+      const r = await runCli(args, { env });
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const refused = [...created.values()].filter(refusedByDocs);
+    const accepted = [...created.values()].filter((n) => !refusedByDocs(n));
+    for (let run = 1; run <= 2; run++) {
+      const b = await runCli(['backup', '--json'], { env });
+      assert.equal(b.code, refused.length ? 6 : 0, `backup ${run} ${why}: ${b.stderr}`);
+      const findings = (JSON.parse(b.stdout) as { findings: { code: string; object?: string }[] }).findings;
+      assert.deepEqual(
+        findings.filter((x) => x.code !== 'tarball-name-refused'),
+        [],
+        `backup ${run}: nothing but refused names is reported ${why}`,
+      );
+      const objects = new Set(findings.map((x) => x.object));
+      // Each refused file is named: itself, or the directory on its way that is refused.
+      for (const n of refused) {
+        const prefixes = [...n.keys()].filter((i) => n[i] === 0x2f).map((i) => n.subarray(0, i));
+        assert.ok(
+          [...prefixes, n].some((p) => objects.has(showName(p))),
+          `${showName(n)} is reported ${why}`,
+        );
+      }
+      // And nothing else is.
+      const shownRefused = new Set(
+        refused.flatMap((n) =>
+          [...n.keys(), n.length]
+            .filter((i) => i === n.length || n[i] === 0x2f)
+            .map((i) => showName(n.subarray(0, i))),
+        ),
+      );
+      for (const o of objects) assert.ok(shownRefused.has(o!), `reported ${o} ${why}`);
+    }
+    const dest = path.join(dir, 'restored');
+    const r = await runCli(['restore', '--tarballs', dest], { env });
+    assert.equal(r.code, 0, `restore ${why}: ${r.stdout} ${r.stderr}`);
+    const back = filesAsBytes(Buffer.from(dest));
+    assert.deepEqual(
+      back.map((n) => n.toString('hex')).sort(),
+      accepted.map((n) => n.toString('hex')).sort(),
+      `every accepted name, and only those, restored ${why}`,
+    );
+    for (const n of back)
+      assert.equal(readFileSync(bytesPath(dest, n), 'utf8'), `content of ${n.toString('hex')}`, showName(n));
+    assert.ok(accepted.some((n) => n.toString() === 'good/-/good-1.0.0.tgz'));
   });
 });
