@@ -193,6 +193,8 @@ export async function dumpSnapshot(o: DumpOptions): Promise<DumpStats> {
       );
     }
   } catch (err) {
+    // The error is reported once, by the caller: the archive stream's own failure is expected now.
+    piped.catch(() => {});
     pack.destroy(err as Error);
     throw err;
   } finally {

@@ -131,12 +131,14 @@ describe('the name rule (pure)', () => {
 async function snapshotWith(
   t: TestRepo,
   paths: unknown[],
+  opts: { wrongSize?: string } = {},
 ): Promise<{ id: string; source: TarballSourceSnapshot }> {
   const entries: Record<string, unknown>[] = [];
   for (const p of paths) {
     const data = Buffer.from(`content of ${String(p)}`);
     const ref: StreamRef = await writeBuffer(t.writer, data, 'bulk');
-    entries.push({ path: p, size: data.length, mtime: 1_700_000_000_000, data: ref });
+    const size = p === opts.wrongSize ? data.length + 1 : data.length;
+    entries.push({ path: p, size, mtime: 1_700_000_000_000, data: ref });
   }
   const listing = await writeStream(
     t.writer,
@@ -309,6 +311,34 @@ describe('the name rule in a backup and in the readers of listings', () => {
       assert.equal(files.get('tarballs/we\\ird/-/w.tgz'), 'content of we\\ird/-/w.tgz');
       assert.equal([...files.keys()].filter((k) => k.startsWith('tarballs/')).length, 2);
     } finally {
+      repo.close();
+    }
+  });
+
+  test('dump stopped by a malformed listing entry: one error naming it, no unhandled rejection (no stack trace)', async () => {
+    const { id } = await snapshotWith(t, ['a/-/a.tgz', 'b/-/b.tgz'], { wrongSize: 'b/-/b.tgz' });
+    await t.nextRun();
+    const { repo } = await openForRestore({
+      targets: t.stores,
+      identity: t.keys.restore,
+      cacheRoot: path.join(t.dir, 'cache-dump2'),
+    });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (err: unknown) => unhandled.push(err);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const { info, store, manifest } = await pickSnapshot(repo, { snapshot: id });
+      const out = new PassThrough();
+      out.resume();
+      await assert.rejects(
+        dumpSnapshot({ repo, snapshot: info, manifest, metaStore: store, only: { tarballs: true }, out }),
+        (err: unknown) =>
+          err instanceof IntegrityError && /line 2 of the listing.*"b\/-\/b\.tgz"/.test(err.message),
+      );
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(unhandled, []);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
       repo.close();
     }
   });
