@@ -80,6 +80,7 @@ export class S3TarballStore implements TarballStore {
       endpoint: s.endpoint,
       forcePathStyle: s.forcePathStyle,
       credentials: s.credentials,
+      sourceKeys: true,
     });
     this.location = `s3://${s.bucket}/${s.prefix}`;
   }

@@ -16,7 +16,8 @@ import { writeBuffer, writeStream, type StreamRef } from '../../../src/repo/stre
 import { backupTarballSource, checkEntry, type TarballEntry } from '../../../src/sources/tarballs/source.js';
 import { dumpSnapshot, openForRestore, pickSnapshot } from '../../../restore/index.js';
 import { pathProblem } from '../../../restore/safe-path.js';
-import { tmpDir } from '../../harness/index.js';
+import { startServers, tmpDir } from '../../harness/index.js';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { makeTestRepo, type TestRepo } from '../../helpers/repo.js';
 import { runCli } from '../../helpers/cli.js';
 
@@ -237,6 +238,52 @@ describe('the name rule in a backup and in the readers of listings', () => {
     await t.nextRun();
     assert.equal(again.stats.reused, 3);
     assert.equal(again.stats.refused, 4);
+  });
+
+  test('the S3 walker applies the same rule: a key it cannot hold is reported, the others are stored', async () => {
+    const servers = await startServers({ s3: true });
+    try {
+      const bucket = await servers.s3.createBucket();
+      const client = new S3Client(servers.s3.clientConfig());
+      const keys = [
+        'good/-/good-1.0.0.tgz',
+        'we\\ird/-/x.tgz',
+        'sp ace/-/s.tgz',
+        'del\u007fx/-/d.tgz',
+        'c1\u0085x/-/e.tgz',
+        'ünï/-/u.tgz',
+      ];
+      for (const k of keys)
+        await client.send(new PutObjectCommand({ Bucket: bucket, Key: `src/${k}`, Body: `content of ${k}` }));
+      client.destroy();
+      const r = await backupTarballSource(
+        {
+          name: 'tarballs',
+          verify: true,
+          s3: {
+            bucket,
+            prefix: 'src/',
+            region: servers.s3.region,
+            endpoint: servers.s3.endpoint,
+            forcePathStyle: true,
+            credentials: servers.s3.credentials,
+          },
+        },
+        t.ctx(),
+      );
+      await t.nextRun();
+      const refused = r.findings.filter((f) => f.code === 'tarball-name-refused');
+      assert.deepEqual(refused.map((f) => [f.object, f.severity]).sort(), [
+        ['"c1\\u0085x/-/e.tgz"', 'error'],
+        ['"del\\u007fx/-/d.tgz"', 'error'],
+      ]);
+      assert.deepEqual(
+        (await listed(t, r.snapshot)).map((e) => e.path),
+        ['good/-/good-1.0.0.tgz', 'sp ace/-/s.tgz', 'we\\ird/-/x.tgz', 'ünï/-/u.tgz'],
+      );
+    } finally {
+      await servers.stop();
+    }
   });
 
   test('a previous listing holding names the rule refuses (an older version wrote them) does not block the next backup: reported, not carried over', async (tt) => {
