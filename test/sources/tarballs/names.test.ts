@@ -14,6 +14,7 @@ import { checkName, decodeName, nameProblem, RefusedName, showName } from '../..
 import { newManifest, sealSnapshot } from '../../../src/repo/snapshot.js';
 import { writeBuffer, writeStream, type StreamRef } from '../../../src/repo/stream-ref.js';
 import { backupTarballSource, checkEntry, type TarballEntry } from '../../../src/sources/tarballs/source.js';
+import { comparePaths, walkTreeHere } from '../../../src/sources/tarballs/walk.js';
 import { dumpSnapshot, openForRestore, pickSnapshot } from '../../../restore/index.js';
 import { pathProblem } from '../../../restore/safe-path.js';
 import { startServers, tmpDir } from '../../harness/index.js';
@@ -402,6 +403,29 @@ function filesAsBytes(dir: Buffer, rel: Buffer = Buffer.alloc(0)): Buffer[] {
   }
   return out;
 }
+
+describe('the walker in a huge directory (names sorted through run files)', () => {
+  test('more than 50,000 entries: names that are not UTF-8 or hold a newline are reported; the rest in listing order', async (tt) => {
+    const root = await tmpDir(tt);
+    const names: string[] = [];
+    for (let i = 0; i < 50_010; i++) names.push(`p${(i * 7919) % 50_010}`);
+    names.push('we\\ird', 'sp ace', 'ü');
+    for (const n of names) writeFileSync(path.join(root, n), '');
+    writeFileSync(path.join(root, 'new\nline'), '');
+    writeFileSync(bytesPath(root, Buffer.from([0x62, 0xff])), '');
+    const files: string[] = [];
+    const problems: string[] = [];
+    for await (const e of walkTreeHere(root, root)) {
+      if (e.kind === 'file') files.push(e.path);
+      else problems.push(`${e.path} ${e.problem}`);
+    }
+    assert.deepEqual(files, [...names].sort(comparePaths));
+    assert.deepEqual(problems.sort(), [
+      '"b\\xff" is not valid UTF-8: a name a snapshot cannot hold; skipped',
+      '"new\\nline" contains a control character: a name a snapshot cannot hold; skipped',
+    ]);
+  });
+});
 
 describe('the name rule, property-based, through the real binary', () => {
   /** A segment a Linux file name can hold: any bytes but "/" and NUL, not "." or "..". */
