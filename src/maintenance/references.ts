@@ -8,6 +8,9 @@ import type { ObjectStore } from '../store/types.js';
 import { checkDocEntry } from '../sources/couchdb/index.js';
 import { checkEntryData } from '../sources/tarballs/source.js';
 import { ExternalSorter } from '../util/external-sort.js';
+import { nameProblem, showName } from '../repo/names.js';
+
+const MAX_REFUSED_LISTED = 100;
 
 /**
  * Every blob the given snapshots need, as a sorted stream of hex IDs (external sort: memory stays bounded).
@@ -20,6 +23,10 @@ export interface ReferenceStats {
   listingChunks: number;
   listingChunksRead: number;
   entries: number;
+  /** Tarball entries whose names a restore refuses (src/repo/names.ts): their data is still referenced. */
+  refusedNames: number;
+  /** The first of them: where, which name (escaped), why. */
+  refused: { where: string; name: string; reason: string }[];
 }
 
 export interface References {
@@ -36,7 +43,14 @@ export async function scanReferences(
   tmpDir: string,
 ): Promise<References> {
   const sorter = new ExternalSorter((r) => r, { tmpDir, unique: true, memoryBudget: 64 * 1024 * 1024 });
-  const stats: ReferenceStats = { snapshots: 0, listingChunks: 0, listingChunksRead: 0, entries: 0 };
+  const stats: ReferenceStats = {
+    snapshots: 0,
+    listingChunks: 0,
+    listingChunksRead: 0,
+    entries: 0,
+    refusedNames: 0,
+    refused: [],
+  };
   const seenUnits = new Set<string>();
   const seenRefs = new Set<string>();
 
@@ -126,6 +140,14 @@ export async function scanReferences(
           async (v) => {
             // Whatever the entry's name (a restore may refuse it): its data is referenced.
             await addRef(checkEntryData(v));
+            const path = (v as { path?: unknown }).path;
+            const reason = nameProblem(path);
+            if (reason !== undefined && stats.refusedNames++ < MAX_REFUSED_LISTED)
+              stats.refused.push({
+                where: `snapshot ${info.id.slice(0, 12)} ${src.name}`,
+                name: showName(path),
+                reason,
+              });
           },
           `snapshot ${info.id} ${src.name}`,
         );

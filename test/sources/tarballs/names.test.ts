@@ -312,12 +312,29 @@ describe('the name rule in a backup and in the readers of listings', () => {
     );
   });
 
-  test('check reads a listing with refused names without an internal error; their data is still referenced', async () => {
-    await snapshotWith(t, ['../escape', 'ctl\u0001x/-/c.tgz', 'good/-/good-1.0.0.tgz']);
+  test('check reads a listing with refused names without an internal error: names each (the snapshot is not wholly restorable); their data is still referenced', async () => {
+    const { id } = await snapshotWith(t, ['../escape', 'ctl\u0001x/-/c.tgz', 'good/-/good-1.0.0.tgz']);
     await t.nextRun();
     const r = await checkTarget(t.repo, t.stores[0]!, { logger: createLogger({ level: 'silent' }) });
-    assert.deepEqual(r.problems, []);
-    assert.equal(r.ok, true);
+    const mine = r.problems.filter((p) => p.object.startsWith(`snapshot ${id.slice(0, 12)}`));
+    assert.deepEqual(
+      mine.map((p) => [p.kind, p.message]),
+      [
+        [
+          'refused-name',
+          `snapshot ${id.slice(0, 12)} tarballs lists "../escape", a name a restore refuses (it has a ".." segment): every other file restores, not this one`,
+        ],
+        [
+          'refused-name',
+          `snapshot ${id.slice(0, 12)} tarballs lists "ctl\\u0001x/-/c.tgz", a name a restore refuses (it contains a control character): every other file restores, not this one`,
+        ],
+      ],
+    );
+    assert.deepEqual(
+      r.problems.filter((p) => p.kind !== 'refused-name'),
+      [],
+      'nothing else: every blob of every entry is referenced and present',
+    );
   });
 
   test('dump writes every other file into the archive, then fails naming each refused name', async () => {
