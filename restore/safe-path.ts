@@ -3,34 +3,24 @@ import { constants } from 'node:fs';
 import { lstat, mkdir, open, readlink, realpath, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { DestinationError, systemCodeOf } from '../src/errors.js';
+import { nameProblem } from '../src/repo/names.js';
 
 /**
  * Writing files named by a snapshot into a destination directory without ever leaving it: every name is
- * validated before anything is written (relative, "/"-separated, no empty, "." or ".." segment, no NUL,
- * backslash or control character), each directory on the way is checked with lstat (a symbolic link is
- * refused, never followed), files are created with O_EXCL|O_NOFOLLOW under a temporary name in their final
- * directory, and the opened file is checked (via /proc) to really lie under the destination before a byte is
- * written. The file appears under its final name only by rename(2), after it was written, verified and synced.
+ * validated before anything is written (the name rule of src/repo/names.ts: relative, "/"-separated, valid
+ * UTF-8, no empty, "." or ".." segment, no NUL or control character), each directory on the way is checked
+ * with lstat (a symbolic link is refused, never followed), files are created with O_EXCL|O_NOFOLLOW under a
+ * temporary name in their final directory, and the opened file is checked (via /proc) to really lie under
+ * the destination before a byte is written. The file appears under its final name only by rename(2), after
+ * it was written, verified and synced.
  */
 
-/** Why `p` is not a safe relative path, or undefined when it is. */
+/**
+ * Why `p` is not a safe relative path, or undefined when it is: exactly the name rule of the snapshots
+ * (src/repo/names.ts), so that every name a backup stores is one a restore writes, and no other.
+ */
 export function pathProblem(p: unknown): string | undefined {
-  if (typeof p !== 'string') return 'not a string';
-  if (p.length === 0) return 'empty';
-  if (p.length > 4096) return 'longer than 4096 characters';
-  if (p.includes('\0')) return 'contains a NUL byte';
-  for (let i = 0; i < p.length; i++) {
-    const c = p.charCodeAt(i);
-    if (c < 0x20 || c === 0x7f) return 'contains a control character';
-  }
-  if (p.includes('\\')) return 'contains a backslash';
-  if (p.startsWith('/')) return 'is absolute';
-  for (const seg of p.split('/')) {
-    if (seg === '') return 'has an empty segment';
-    if (seg === '.' || seg === '..') return `has a "${seg}" segment`;
-    if (Buffer.byteLength(seg) > 255) return 'has a segment longer than 255 bytes';
-  }
-  return undefined;
+  return nameProblem(p);
 }
 
 /** The temporary name of a file being written (deterministic, so that a resumed restore finds and replaces it). */

@@ -21,7 +21,8 @@ import type { BlobFetcher } from './fetch.js';
 import { prefetch, StreamBytes } from './prefetch.js';
 import { localRoot, restoreLocal } from './tarball-local.js';
 import { putObject, writeFile, type Outcome } from './tarball-file.js';
-import { pathProblem, SafeTree } from './safe-path.js';
+import { SafeTree } from './safe-path.js';
+import { showName } from '../src/repo/names.js';
 import type { Journal } from './state.js';
 import type { Check, TarballReport } from './types.js';
 
@@ -58,42 +59,52 @@ export interface TarballPlan {
   refusal?: string;
   /** `--package`: files per package. */
   perPackage?: Map<string, number>;
+  /** Entries whose names the name rule refuses (src/repo/names.ts): not restored, reported. */
+  refused: { count: number; first: string[] };
 }
 
 export function describeTarballDestination(dest: TarballDestination): string {
   return 'dir' in dest ? path.resolve(dest.dir) : dest.s3.location;
 }
 
-function lenient(v: unknown): TarballEntry & { problem?: string } {
-  const e = v as TarballEntry;
-  if (!e || typeof e !== 'object') throw new Error('not an object');
-  const problem = pathProblem(e.path);
-  if (problem) return { ...e, path: String(e.path), problem };
-  return checkEntry(e);
+/** A listing entry whose name the name rule refuses: reported, never written. */
+interface RefusedFile {
+  refused: true;
+  /** The name, safely escaped (showName). */
+  shown: string;
+  reason: string;
 }
+
+const MAX_REFUSED_LISTED = 20;
 
 function selected(job: TarballJob, p: string): boolean {
   return !job.packages || job.packages.some((name) => p.startsWith(`${name}/`));
 }
 
-async function* entries(
-  ctx: TarballContext,
-  job: TarballJob,
-): AsyncGenerator<TarballEntry & { problem?: string }> {
-  for await (const e of readListing(
+async function* entries(ctx: TarballContext, job: TarballJob): AsyncGenerator<TarballEntry | RefusedFile> {
+  // A refused name is reported in its place and skips only that entry (the rest restores).
+  const refused: RefusedFile[] = [];
+  const listing = readListing(
     ctx.treeReader,
     job.source.listing,
-    lenient,
+    checkEntry,
     `tarball listing of ${job.source.name}`,
-  )) {
-    if (e.problem || selected(job, e.path)) yield e;
+    ({ refused: r }) => {
+      if (!job.packages || (typeof r.raw === 'string' && selected(job, r.raw)))
+        refused.push({ refused: true, shown: showName(r.raw), reason: r.reason });
+    },
+  );
+  for await (const e of listing) {
+    yield* refused.splice(0);
+    if (selected(job, e.path)) yield e;
   }
+  yield* refused.splice(0);
 }
 
 /**
  * Reads the listing once (metadata only): counts what will be written, and validates EVERY name before
- * anything is written — a single unsafe name (absolute, "..", NUL, control characters) stops the restore of
- * this store with an error that names it. Looks at the destination (read only).
+ * anything is written — an entry whose name the rule refuses (absolute, "..", NUL, control characters, …) is
+ * counted and named, and is never written; the others are. Looks at the destination (read only).
  */
 export async function planTarballs(
   ctx: TarballContext,
@@ -101,15 +112,13 @@ export async function planTarballs(
   dest: TarballDestination,
 ): Promise<TarballPlan> {
   const location = describeTarballDestination(dest);
-  const problems: string[] = [];
+  const refused = { count: 0, first: [] as string[] };
   let files = 0;
   let bytes = 0;
-  let count = 0;
   const perPackage = new Map<string, number>();
   for await (const e of entries(ctx, job)) {
-    count++;
-    if (e.problem) {
-      if (problems.length < 20) problems.push(`${JSON.stringify(e.path)} (${e.problem})`);
+    if ('refused' in e) {
+      if (refused.count++ < MAX_REFUSED_LISTED) refused.first.push(`${e.shown} (${e.reason})`);
       continue;
     }
     files++;
@@ -117,13 +126,6 @@ export async function planTarballs(
     for (const name of job.packages ?? [])
       if (e.path.startsWith(`${name}/`)) perPackage.set(name, (perPackage.get(name) ?? 0) + 1);
   }
-  if (problems.length) {
-    throw new IntegrityError(
-      `the tarball listing of ${job.source.name} in this snapshot names unsafe paths, refused before anything was written to ${location}: ${problems.join(', ')}`,
-      { source: job.source.name },
-    );
-  }
-  void count;
   const state = ctx.journal?.tarballs(job.source.name);
   let exists = false;
   let nonEmpty = false;
@@ -149,7 +151,7 @@ export async function planTarballs(
   if (nonEmpty && !resumable && !ctx.force) {
     refusal = `the tarball destination ${location} is not empty; refusing to write into it: restore into an empty ${'dir' in dest ? 'directory' : 'prefix'}, or pass --force to write the snapshot's files over what is there`;
   }
-  return { job, dest, location, files, bytes, exists, nonEmpty, resumable, refusal, perPackage };
+  return { job, dest, location, files, bytes, exists, nonEmpty, resumable, refusal, perPackage, refused };
 }
 
 export function plannedTarballReport(plan: TarballPlan): TarballReport {
@@ -158,7 +160,10 @@ export function plannedTarballReport(plan: TarballPlan): TarballReport {
     : plan.resumable
       ? `would resume the interrupted restore into ${plan.location}`
       : `would write ${plan.files} files into ${plan.nonEmpty ? 'the non-empty ' : ''}${plan.location}`;
-  return { ...emptyReport(plan), status: 'planned', note };
+  const refused = plan.refused.count
+    ? `; would NOT write ${plan.refused.count} file(s) whose names are refused: ${plan.refused.first.join(', ')}`
+    : '';
+  return { ...emptyReport(plan), status: 'planned', note: note + refused };
 }
 
 function emptyReport(plan: TarballPlan): TarballReport {
@@ -198,6 +203,7 @@ export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): P
   if (tree) await tree.rootReal();
   const how = { sha1: 0, sha512: 0, size: 0, skipped: 0 };
   let flagged = 0;
+  let refusedNames = 0;
   ctx.progress.phase = job.source.name;
   ctx.progress.bytesTotal += plan.bytes;
 
@@ -220,8 +226,10 @@ export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): P
     const checkpoint = state.checkpoint;
     const todo = async function* () {
       for await (const e of entries(ctx, job)) {
-        if (e.problem)
-          throw new IntegrityError(`unsafe path ${JSON.stringify(e.path)} in the tarball listing`); // checked by the plan
+        if ('refused' in e) {
+          refusedNames++; // reported below; never written, and the restore is not done while one is left
+          continue;
+        }
         if (checkpoint !== undefined && comparePaths(e.path, checkpoint) <= 0) continue;
         if (e.flag === 'checksum-mismatch') flagged++;
         validateRef(e.data);
@@ -286,7 +294,7 @@ export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): P
       }
     }
     await durable();
-    if (!stuck) {
+    if (!stuck && !refusedNames) {
       state.done = true;
       journal?.touch(true);
     }
@@ -305,6 +313,21 @@ export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): P
       ],
     },
   ];
+  if (plan.refused.count) {
+    checks.push({
+      object: job.source.name,
+      check: 'files whose names cannot be restored (refused by the name rule; not written)',
+      ok: false,
+      expected: 0,
+      actual: plan.refused.count,
+      details: [
+        ...plan.refused.first,
+        ...(plan.refused.count > plan.refused.first.length
+          ? [`… and ${plan.refused.count - plan.refused.first.length} more`]
+          : []),
+      ],
+    });
+  }
   if (flagged) {
     checks.push({
       object: job.source.name,

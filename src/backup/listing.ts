@@ -1,4 +1,5 @@
 import { IntegrityError } from '../errors.js';
+import { RefusedName } from '../repo/names.js';
 import type { BlobReader } from '../repo/reader.js';
 import { readStream, type StreamRef } from '../repo/stream-ref.js';
 import { splitLines } from '../util/external-sort.js';
@@ -27,12 +28,26 @@ export async function* encodeLines<T>(entries: AsyncIterable<T>): AsyncGenerator
   if (parts.length) yield Buffer.from(parts.join('\n') + '\n');
 }
 
-/** Reads a listing back: each line parsed, checked by `check` (which throws on a malformed entry). */
+/** An entry of a listing that its check refused for its name (src/repo/names.ts), and where it is. */
+export interface RefusedEntry {
+  /** The refusal: the name as stored, shown safely by `refused.message`, and why. */
+  refused: RefusedName;
+  /** 1-based line of the listing. */
+  line: number;
+}
+
+/**
+ * Reads a listing back: each line parsed, checked by `check` (which throws on a malformed entry). An entry
+ * the check refuses for its name (it throws RefusedName) is passed to `onRefused` and skipped, so that one
+ * bad name never stops the reading of the others; without `onRefused` it stops the read like any other
+ * malformed entry (an IntegrityError naming the listing and the line).
+ */
 export async function* readListing<T>(
   reader: BlobReader,
   ref: StreamRef,
   check: (e: unknown) => T,
   what: string,
+  onRefused?: (r: RefusedEntry) => void,
 ): AsyncGenerator<T> {
   let n = 0;
   for await (const line of splitLines(readStream(reader, ref))) {
@@ -44,10 +59,16 @@ export async function* readListing<T>(
     } catch {
       throw new IntegrityError(`${what}: line ${n} of the listing is not JSON`);
     }
+    let entry: T;
     try {
-      yield check(v);
+      entry = check(v);
     } catch (err) {
+      if (err instanceof RefusedName && onRefused) {
+        onRefused({ refused: err, line: n });
+        continue;
+      }
       throw new IntegrityError(`${what}: line ${n} of the listing: ${(err as Error).message}`);
     }
+    yield entry;
   }
 }

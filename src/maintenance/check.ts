@@ -30,6 +30,7 @@ export type ProblemKind =
   | 'missing-blob'
   | 'bad-blob'
   | 'time-order'
+  | 'refused-name'
   | 'unreadable';
 
 export interface CheckProblem {
@@ -159,6 +160,15 @@ export async function checkTarget(
           problem('missing-blob', hex, `blob ${hex} is needed by a snapshot but no index object names it`);
       }
       rec.return(undefined);
+      // Names a restore refuses (written by an older version): the rest of the snapshot restores, not these.
+      for (const r of refs.stats.refused)
+        problem(
+          'refused-name',
+          r.where,
+          `${r.where} lists ${r.name}, a name a restore refuses (it ${r.reason}): every other file restores, not this one`,
+        );
+      const unlisted = refs.stats.refusedNames - refs.stats.refused.length;
+      if (unlisted > 0) problem('refused-name', '…', `${unlisted} more names a restore refuses`);
     } catch (err) {
       if (!(err instanceof RegbackupError)) throw err;
       problem('unreadable', 'listings', `a listing cannot be read: ${err.message}`);

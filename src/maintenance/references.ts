@@ -1,4 +1,4 @@
-import { IntegrityError } from '../errors.js';
+import { IntegrityError, RegbackupError } from '../errors.js';
 import type { CouchSourceSnapshot, TarballSourceSnapshot } from '../backup/types.js';
 import type { BlobReader } from '../repo/reader.js';
 import type { Repository } from '../repo/repository.js';
@@ -6,8 +6,11 @@ import { loadSnapshot, type SnapshotInfo } from '../repo/snapshot.js';
 import { chunkIds, validateRef, type StreamRef } from '../repo/stream-ref.js';
 import type { ObjectStore } from '../store/types.js';
 import { checkDocEntry } from '../sources/couchdb/index.js';
-import { checkEntry } from '../sources/tarballs/source.js';
+import { checkEntryData } from '../sources/tarballs/source.js';
 import { ExternalSorter } from '../util/external-sort.js';
+import { nameProblem, showName } from '../repo/names.js';
+
+const MAX_REFUSED_LISTED = 100;
 
 /**
  * Every blob the given snapshots need, as a sorted stream of hex IDs (external sort: memory stays bounded).
@@ -20,6 +23,10 @@ export interface ReferenceStats {
   listingChunks: number;
   listingChunksRead: number;
   entries: number;
+  /** Tarball entries whose names a restore refuses (src/repo/names.ts): their data is still referenced. */
+  refusedNames: number;
+  /** The first of them: where, which name (escaped), why. */
+  refused: { where: string; name: string; reason: string }[];
 }
 
 export interface References {
@@ -36,7 +43,14 @@ export async function scanReferences(
   tmpDir: string,
 ): Promise<References> {
   const sorter = new ExternalSorter((r) => r, { tmpDir, unique: true, memoryBudget: 64 * 1024 * 1024 });
-  const stats: ReferenceStats = { snapshots: 0, listingChunks: 0, listingChunksRead: 0, entries: 0 };
+  const stats: ReferenceStats = {
+    snapshots: 0,
+    listingChunks: 0,
+    listingChunksRead: 0,
+    entries: 0,
+    refusedNames: 0,
+    refused: [],
+  };
   const seenUnits = new Set<string>();
   const seenRefs = new Set<string>();
 
@@ -76,7 +90,13 @@ export async function scanReferences(
           throw new IntegrityError(`${what}: a listing line is not JSON`);
         }
         stats.entries++;
-        await onEntry(v);
+        try {
+          await onEntry(v);
+        } catch (err) {
+          // A malformed entry is damage to report (check names it), not a bug.
+          if (err instanceof RegbackupError) throw err;
+          throw new IntegrityError(`${what}: a listing entry is malformed: ${(err as Error).message}`);
+        }
       }
     };
     for await (const id of chunkIds(reader, ref)) {
@@ -118,7 +138,16 @@ export async function scanReferences(
         await addListing(
           (src as TarballSourceSnapshot).listing,
           async (v) => {
-            await addRef(checkEntry(v).data);
+            // Whatever the entry's name (a restore may refuse it): its data is referenced.
+            await addRef(checkEntryData(v));
+            const path = (v as { path?: unknown }).path;
+            const reason = nameProblem(path);
+            if (reason !== undefined && stats.refusedNames++ < MAX_REFUSED_LISTED)
+              stats.refused.push({
+                where: `snapshot ${info.id.slice(0, 12)} ${src.name}`,
+                name: showName(path),
+                reason,
+              });
           },
           `snapshot ${info.id} ${src.name}`,
         );

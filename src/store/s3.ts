@@ -13,6 +13,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { TargetError } from '../errors.js';
+import { nameProblem, showName } from '../repo/names.js';
 import { normalizePrefix, s3Location } from './location.js';
 import { classify, displayEndpoint, toTargetError, type StoreOperation } from './errors.js';
 import {
@@ -54,6 +55,11 @@ export interface S3StoreOptions {
    * Default GOVERNANCE (an administrator with s3:BypassGovernanceRetention can still delete).
    */
   objectLockMode?: 'GOVERNANCE' | 'COMPLIANCE';
+  /**
+   * A bucket of source files (a tarball store), not a repository: its keys are the source's names, checked by
+   * the name rule of the snapshots (src/repo/names.ts) instead of the repository's object-key rule.
+   */
+  sourceKeys?: boolean;
   /** Keys per ListObjectsV2 page (1–1000, default 1000). Smaller only for tests. */
   pageSize?: number;
   /**
@@ -95,9 +101,11 @@ export class S3Store implements ObjectStore {
   private readonly pageSize: number;
   private readonly partSize: number;
   private readonly queueSize: number;
+  private readonly sourceKeys: boolean;
 
   constructor(opts: S3StoreOptions) {
     this.name = opts.name;
+    this.sourceKeys = Boolean(opts.sourceKeys);
     this.bucket = opts.bucket;
     this.prefix = normalizePrefix(opts.prefix);
     const region = opts.region ?? 'us-east-1';
@@ -291,7 +299,8 @@ export class S3Store implements ObjectStore {
   }
 
   private keyOf(key: string): string {
-    assertValidKey(key);
+    if (!this.sourceKeys) assertValidKey(key);
+    else if (nameProblem(key) !== undefined) throw new Error(`invalid source key ${showName(key)}`);
     return this.prefix + key;
   }
 

@@ -15,7 +15,7 @@ import {
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { encodeLines } from '../../src/backup/listing.js';
-import { DestinationError, IntegrityError, InterruptedError } from '../../src/errors.js';
+import { DestinationError, InterruptedError } from '../../src/errors.js';
 import { Progress } from '../../src/backup/progress.js';
 import { Repository } from '../../src/repo/repository.js';
 import { newManifest, sealSnapshot } from '../../src/repo/snapshot.js';
@@ -200,25 +200,42 @@ describe('hostile names in a tarball listing', () => {
     await servers.stop();
   });
 
-  test('"..", absolute paths and NUL bytes: refused before anything is written, each named', async () => {
+  test('"..", absolute paths, NUL and control characters: each named and never written; the other files are restored', async () => {
     const hostile = await snapshotWith([
       'good/-/good-1.0.0.tgz',
       '../../etc/x',
       '/abs/olute.tgz',
       'nul\0byte/-/x.tgz',
+      'ctl\u001bx/-/x.tgz',
       `a/../../${path.basename(outside)}/escaped`,
+      'we\\ird/-/x-1.0.0.tgz',
     ]);
     const dest = path.join(await tmpDir(), 'dest');
-    await assert.rejects(restoreInto(dest, hostile), (err: unknown) => {
-      assert.ok(err instanceof IntegrityError, String(err));
-      assert.match(err.message, /"\.\.\/\.\.\/etc\/x" \(has a "\.\." segment\)/);
-      assert.match(err.message, /"\/abs\/olute\.tgz" \(is absolute\)/);
-      assert.match(err.message, /"nul\\u0000byte\/-\/x\.tgz" \(contains a NUL byte\)/);
-      assert.match(err.message, /refused before anything was written/);
-      return true;
-    });
-    assert.equal(existsSync(path.join(dest, 'good')), false);
+    const rep = await restoreInto(dest, hostile);
+    assert.equal(rep.verified, false);
+    assert.equal(rep.exitCode, 5);
+    const refused = rep.tarballs[0]!.checks.find((c) => /names cannot be restored/.test(c.check))!;
+    assert.equal(refused.ok, false);
+    assert.equal(refused.actual, 5);
+    const details = refused.details!.join('\n');
+    assert.match(details, /"\.\.\/\.\.\/etc\/x" \(has a "\.\." segment\)/);
+    assert.match(details, /"\/abs\/olute\.tgz" \(is absolute\)/);
+    assert.match(details, /"nul\\u0000byte\/-\/x\.tgz" \(contains a NUL byte\)/);
+    assert.match(details, /"ctl\\u001bx\/-\/x\.tgz" \(contains a control character\)/);
+    assert.equal(
+      readFileSync(path.join(dest, 'good', '-', 'good-1.0.0.tgz'), 'utf8'),
+      'content of good/-/good-1.0.0.tgz',
+    );
+    assert.equal(
+      readFileSync(path.join(dest, 'we\\ird', '-', 'x-1.0.0.tgz'), 'utf8'),
+      'content of we\\ird/-/x-1.0.0.tgz',
+    );
+    assert.deepEqual(walk(dest), ['good/-/good-1.0.0.tgz', 'we\\ird/-/x-1.0.0.tgz']);
     assert.deepEqual(readdirSync(outside), []);
+    // Run again: the refused names are reported again (never taken as done), the rest is in place.
+    const again = await restoreInto(dest, hostile);
+    assert.equal(again.exitCode, 5);
+    assert.equal(again.tarballs[0]!.checks.find((c) => /names cannot be restored/.test(c.check))!.actual, 5);
   });
 
   for (const workers of [0, 2]) {

@@ -12,7 +12,8 @@ import type {
 import { InterruptedError, messageOf, SourceError, systemCodeOf } from '../../errors.js';
 import { refFromChunks, validateRef, writeStream, type StreamRef } from '../../repo/stream-ref.js';
 import { mergeJoin, orderedMap } from '../../util/ordered.js';
-import { isSafeRelativePath, openTarballStore, type TarballStore } from './store.js';
+import { openTarballStore, type TarballStore } from './store.js';
+import { checkName, showName } from '../../repo/names.js';
 import { comparePaths, inShard, type Shard, type WalkEntry } from './walk.js';
 import { FILE_CHANGED, JobError } from '../../repo/writer.js';
 
@@ -38,21 +39,36 @@ export interface TarballEntry {
   data: StreamRef;
 }
 
+/**
+ * A listing entry, checked: its name by the name rule (src/repo/names.ts; a refused name throws RefusedName,
+ * which readers report and skip), its fields and its data reference.
+ */
 export function checkEntry(v: unknown): TarballEntry {
+  if (!v || typeof v !== 'object') throw new Error('not an object');
+  checkName((v as TarballEntry).path);
+  checkEntryData(v);
+  return v as TarballEntry;
+}
+
+/**
+ * The fields and data reference of a listing entry, whatever its name: what prune and check need (the data
+ * of an entry whose name a restore would refuse is still referenced).
+ */
+export function checkEntryData(v: unknown): StreamRef {
   const e = v as TarballEntry;
-  if (!e || typeof e !== 'object' || typeof e.path !== 'string' || !isSafeRelativePath(e.path))
-    throw new Error('bad path');
+  if (!e || typeof e !== 'object') throw new Error('not an object');
+  const what = typeof e.path === 'string' ? showName(e.path) : 'an entry';
   if (
     !Number.isSafeInteger(e.size) ||
     e.size < 0 ||
     typeof e.mtime !== 'number' ||
     (e.sha1 !== undefined && !/^[0-9a-f]{40}$/.test(e.sha1))
   ) {
-    throw new Error(`bad entry for ${e.path}`);
+    throw new Error(`bad entry for ${what}`);
   }
   validateRef(e.data);
-  if (e.data.size !== e.size) throw new Error(`size of ${e.path} does not match its data`);
-  return e;
+  if (e.data.size !== e.size) throw new Error(`size of ${what} does not match its data`);
+  return e.data;
 }
 
 function checkExpectation(v: unknown): TarballExpectation {
@@ -106,7 +122,16 @@ export async function backupTarballSource(
   shard?: Shard,
 ): Promise<PartResult<TarballSourceSnapshot>> {
   const findings: Finding[] = [];
-  const counters = { missing: 0, mismatch: 0, verified: 0, unverified: 0, read: 0, reused: 0, problems: 0 };
+  const counters = {
+    missing: 0,
+    mismatch: 0,
+    verified: 0,
+    unverified: 0,
+    read: 0,
+    reused: 0,
+    problems: 0,
+    refused: 0,
+  };
   const report = (f: Omit<Finding, 'source'>, counter?: keyof typeof counters) => {
     if (counter) counters[counter]++;
     const n = counter ? counters[counter] : 0;
@@ -128,7 +153,22 @@ export async function backupTarballSource(
   };
   const prevEntries: AsyncIterable<TarballEntry> =
     prev?.listing && ctx.reader
-      ? only(readListing(ctx.reader, prev.listing, checkEntry, `previous listing of ${cfg.name}`))
+      ? only(
+          readListing(ctx.reader, prev.listing, checkEntry, `previous listing of ${cfg.name}`, (r) => {
+            // Written by an older version: not carried over (a file of that name still in the store is
+            // refused by the walk, and reported there).
+            if (typeof r.refused.raw === 'string' && !inShard(r.refused.raw, shard)) return;
+            report(
+              {
+                severity: 'warning',
+                code: 'tarball-name-refused',
+                object: showName(r.refused.raw),
+                message: `the previous snapshot lists ${showName(r.refused.raw)}, a name a snapshot cannot hold (it ${r.refused.reason}); not carried over`,
+              },
+              'refused',
+            );
+          }),
+        )
       : (async function* () {})();
   const expected: AsyncIterable<TarballExpectation> =
     expectations.length && ctx.reader
@@ -158,11 +198,11 @@ export async function backupTarballSource(
           report(
             {
               severity: e.severity,
-              code: 'tarball-unreadable',
+              code: e.refused ? 'tarball-name-refused' : 'tarball-unreadable',
               object: e.path,
               message: `${e.path} ${e.problem}`,
             },
-            'problems',
+            e.refused ? 'refused' : 'problems',
           );
           continue;
         }
@@ -304,12 +344,13 @@ export async function backupTarballSource(
   if (
     counters.missing > MAX_LISTED_FINDINGS ||
     counters.mismatch > MAX_LISTED_FINDINGS ||
-    counters.problems > MAX_LISTED_FINDINGS
+    counters.problems > MAX_LISTED_FINDINGS ||
+    counters.refused > MAX_LISTED_FINDINGS
   ) {
     report({
       severity: 'warning',
       code: 'findings-truncated',
-      message: `only the first ${MAX_LISTED_FINDINGS} findings of each kind are listed (missing ${counters.missing}, mismatches ${counters.mismatch}, unreadable ${counters.problems})`,
+      message: `only the first ${MAX_LISTED_FINDINGS} findings of each kind are listed (missing ${counters.missing}, mismatches ${counters.mismatch}, unreadable ${counters.problems}, names refused ${counters.refused})`,
     });
   }
   return {

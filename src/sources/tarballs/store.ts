@@ -6,6 +6,7 @@ import type { TarballSourceConfig } from '../../config/schema.js';
 import { lazyS3 } from '../../store/lazy.js';
 import type { ObjectStore } from '../../store/types.js';
 import { ExternalSorter } from '../../util/external-sort.js';
+import { nameProblem, showName } from '../../repo/names.js';
 import { inShard, walkTree, type Shard, type WalkEntry } from './walk.js';
 
 /**
@@ -66,19 +67,6 @@ export class DirTarballStore implements TarballStore {
   }
 }
 
-/** Keys that are safe as relative paths: no empty, "." or ".." segment, no NUL, no backslash, no leading "/". */
-export function isSafeRelativePath(p: string): boolean {
-  return (
-    p.length > 0 &&
-    p.length <= 4096 &&
-    !p.startsWith('/') &&
-    !p.includes('\0') &&
-    !p.includes('\\') &&
-    !p.includes('\n') &&
-    p.split('/').every((s) => s !== '' && s !== '.' && s !== '..')
-  );
-}
-
 export class S3TarballStore implements TarballStore {
   readonly location: string;
   private readonly store: ObjectStore;
@@ -92,6 +80,7 @@ export class S3TarballStore implements TarballStore {
       endpoint: s.endpoint,
       forcePathStyle: s.forcePathStyle,
       credentials: s.credentials,
+      sourceKeys: true,
     });
     this.location = `s3://${s.bucket}/${s.prefix}`;
   }
@@ -113,11 +102,14 @@ export class S3TarballStore implements TarballStore {
     }
     for await (const r of sorter.sorted()) {
       const o = JSON.parse(r) as { p: string; s: number; m: number; e?: string };
-      if (!isSafeRelativePath(o.p)) {
+      // The name rule (src/repo/names.ts): a key a snapshot cannot hold is reported, never stored.
+      const refused = nameProblem(o.p);
+      if (refused) {
         yield {
           kind: 'problem',
-          path: JSON.stringify(o.p),
-          problem: 'object key is not a safe relative path (.., empty segment, control character); skipped',
+          path: showName(o.p),
+          refused: true,
+          problem: `${refused}: a name a snapshot cannot hold; skipped`,
           severity: 'error',
         };
         continue;

@@ -2,6 +2,7 @@ import { lstatSync, readdirSync, realpathSync, statSync, type Dirent } from 'nod
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { systemCodeOf } from '../../errors.js';
+import { decodeName, nameProblem, showName } from '../../repo/names.js';
 import { compareCodePoints, ExternalSorter } from '../../util/external-sort.js';
 
 /**
@@ -23,7 +24,10 @@ export interface WalkFile {
 
 export interface WalkProblem {
   kind: 'problem';
+  /** The path, or for a refused name its safely escaped form (showName). */
   path: string;
+  /** Set when the name itself is refused by the name rule (src/repo/names.ts). */
+  refused?: true;
   /** What is wrong, for the operator. */
   problem: string;
   /** 'error' makes the run partial; 'warning' is reported only. */
@@ -59,26 +63,43 @@ export function inShard(p: string, shard: Shard | undefined): boolean {
 
 const IN_MEMORY_DIR = 50_000;
 
-type Named = { name: string; type: 'd' | 'f' | 'l' | 'o' };
+/** A directory entry: its name, or the raw bytes of a name that is not valid UTF-8. */
+type Named = { name: string; type: 'd' | 'f' | 'l' | 'o'; raw?: Buffer };
 
-function typeOf(e: Dirent): Named['type'] {
+function typeOf(e: Pick<Dirent, 'isDirectory' | 'isFile' | 'isSymbolicLink'>): Named['type'] {
   return e.isDirectory() ? 'd' : e.isFile() ? 'f' : e.isSymbolicLink() ? 'l' : 'o';
 }
 
+/**
+ * The entries of a directory, names read as bytes (a string read would turn bytes that are not UTF-8 into
+ * U+FFFD, naming a file that does not exist): the names that are not UTF-8 first, then the others sorted.
+ */
 async function* sortedNames(dir: string, tmpDir?: string): AsyncGenerator<Named> {
-  const entries = readdirSync(dir, { withFileTypes: true });
+  const entries = readdirSync(dir, {
+    withFileTypes: true,
+    encoding: 'buffer',
+  }) as unknown as Dirent<Buffer>[];
+  const named: Named[] = [];
+  for (const e of entries) {
+    const d = decodeName(e.name);
+    if ('problem' in d) yield { name: e.name.toString('utf8'), type: typeOf(e), raw: e.name };
+    else if (entries.length <= IN_MEMORY_DIR) named.push({ name: d.name, type: typeOf(e) });
+  }
   if (entries.length <= IN_MEMORY_DIR) {
-    const named = entries.map((e) => ({ name: e.name, type: typeOf(e) }));
     named.sort((a, b) => compareCodePoints(a.name, b.name));
     yield* named;
     return;
   }
   // A huge directory: readdirSync already holds its names; sort them through run files rather than as
-  // objects, and drop the array as soon as it is copied out.
-  const sorter = new ExternalSorter((r) => r.slice(2), { tmpDir });
-  for (let i = 0; i < entries.length; i++) await sorter.add(`${typeOf(entries[i]!)}:${entries[i]!.name}`);
+  // objects, and drop the array as soon as it is copied out. Names are JSON (a name may hold a newline).
+  const sorter = new ExternalSorter((r) => JSON.parse(r.slice(1)) as string, { tmpDir });
+  for (let i = 0; i < entries.length; i++) {
+    const d = decodeName(entries[i]!.name);
+    if ('name' in d) await sorter.add(`${typeOf(entries[i]!)}${JSON.stringify(d.name)}`);
+  }
   entries.length = 0;
-  for await (const r of sorter.sorted()) yield { name: r.slice(2), type: r[0] as Named['type'] };
+  for await (const r of sorter.sorted())
+    yield { name: JSON.parse(r.slice(1)) as string, type: r[0] as Named['type'] };
 }
 
 function problemOf(err: unknown): string {
@@ -124,12 +145,17 @@ async function* walkDir(
   for await (const e of names) {
     if (!rel && !inShard(e.name, shard)) continue;
     const relPath = rel ? `${rel}/${e.name}` : e.name;
-    // Names with NUL or newlines cannot be stored safely in a listing (and no registry makes them).
-    if (/[\0\n\r]/.test(e.name)) {
+    // The name rule (src/repo/names.ts): a name a snapshot cannot hold is reported, never stored.
+    const refused = e.raw ? 'is not valid UTF-8' : nameProblem(relPath);
+    if (refused) {
+      const shown = e.raw
+        ? showName(Buffer.concat([Buffer.from(rel ? `${rel}/` : ''), e.raw]))
+        : showName(relPath);
       yield {
         kind: 'problem',
-        path: JSON.stringify(relPath),
-        problem: 'file name contains a control character; skipped',
+        path: shown,
+        refused: true,
+        problem: `${refused}: a name a snapshot cannot hold; skipped${e.type === 'd' ? ' with everything under it' : ''}`,
         severity: 'error',
       };
       continue;
