@@ -198,6 +198,7 @@ export function evaluateHealth(config: Config, input: HealthInput, now = Date.no
 
   const b = input.backup;
   if (b) problems.push(...backupProblems(b));
+  problems.push(...sourceFailures(config, b, input.jobs ?? []));
   problems.push(...freshnessProblems(config, input, now));
 
   const drillTimes = Object.values(input.drills).map((d) => Date.parse(d.time));
@@ -278,21 +279,6 @@ function backupProblems(b: BackupRecord): Problem[] {
       details: { time: b.time, runId: b.runId, error: b.error, exitCode: b.exitCode },
     });
   }
-  for (const s of b.failedSources) {
-    const why = b.sourceErrors?.[s];
-    const kept = b.carried
-      ? b.carried.includes(s)
-        ? 'its data of an earlier snapshot was carried over'
-        : 'it is not in the snapshot'
-      : 'carried over or left out';
-    out.push({
-      key: `source-failed:${s}`,
-      severity: 'critical',
-      component: s,
-      summary: `the last backup${by} (${b.time}) could not read source ${s} (${kept})${why ? `: ${why}` : ''}`,
-      details: { time: b.time, snapshot: b.snapshot, ...(why ? { error: why } : {}) },
-    });
-  }
   if (b.ok && b.problems?.length) {
     const count = b.problemCount ?? b.problems.length;
     const more = count > 1 ? ` (and ${count - 1} more)` : '';
@@ -301,6 +287,44 @@ function backupProblems(b: BackupRecord): Problem[] {
       severity: 'warning',
       summary: `the last backup${by} (${b.time}) left something behind: ${b.problems[0]}${more}`,
       details: { time: b.time, snapshot: b.snapshot, exitCode: b.exitCode, problems: b.problems },
+    });
+  }
+  return out;
+}
+
+/**
+ * Sources that could not be read: by the last run, or by the last run that included them (a later run of
+ * other sources only does not clear it; a run that reads the source does).
+ */
+function sourceFailures(config: Config, b: BackupRecord | undefined, jobs: JobRecord[]): Problem[] {
+  const out: Problem[] = [];
+  const by = b?.by ? ` ${b.by === 'worker' ? 'by the worker' : b.by}` : '';
+  for (const s of b?.failedSources ?? []) {
+    const why = b!.sourceErrors?.[s];
+    const kept = b!.carried
+      ? b!.carried.includes(s)
+        ? 'its data of an earlier snapshot was carried over'
+        : 'it is not in the snapshot'
+      : 'carried over or left out';
+    out.push({
+      key: `source-failed:${s}`,
+      severity: 'critical',
+      component: s,
+      summary: `the last backup${by} (${b!.time}) could not read source ${s} (${kept})${why ? `: ${why}` : ''}`,
+      details: { time: b!.time, snapshot: b!.snapshot, ...(why ? { error: why } : {}) },
+    });
+  }
+  const names = new Set([...config.sources.couchdb, ...config.sources.tarballs].map((s) => s.name));
+  for (const j of jobs) {
+    if (j.job !== 'backup' || j.lastStatus !== 'failed' || !names.has(j.source)) continue;
+    if (b?.failedSources.includes(j.source)) continue;
+    if (b && b.time === j.lastRun) continue; // that run failed as a whole: backup-failed says so
+    out.push({
+      key: `source-failed:${j.source}`,
+      severity: 'critical',
+      component: j.source,
+      summary: `the last backup run that included source ${j.source} (${j.lastRun}) failed for it${j.lastError ? `: ${j.lastError}` : ''}`,
+      details: { time: j.lastRun, ...(j.lastError ? { error: j.lastError } : {}) },
     });
   }
   return out;

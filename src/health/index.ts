@@ -25,22 +25,22 @@ export async function checkHealth(
 ): Promise<HealthReport> {
   const stores = opts.stores ?? config.targets.map((t) => openStore(t, { retry: { attempts: 2 } }));
   const targets = await probeTargets(config, state, stores);
-  const records = await readRecords(state);
+  const records = withFallback(await readRecords(state), await fallbackRecords(config, state));
+  const reachable = stores.filter((s) => targets[s.name] && !targets[s.name]!.error);
   let freshness: FreshnessReport | undefined;
   let freshnessError: string | undefined;
-  try {
-    freshness = await probeFreshness(
-      config,
-      stores.filter((s) => targets[s.name] && !targets[s.name]!.error),
-    );
-  } catch (err) {
-    freshnessError = messageOf(err);
+  if (reachable.length) {
+    try {
+      freshness = await probeFreshness(config, reachable);
+    } catch (err) {
+      freshnessError = messageOf(err);
+    }
   }
   return evaluateHealth(
     config,
     {
       targets,
-      backup: newest(records.backup, await fallbackBackupRecord(config, state)),
+      ...(records.backup ? { backup: records.backup } : {}),
       drills: records.drills,
       jobs: records.jobs,
       ...(freshness ? { freshness } : {}),
@@ -50,20 +50,34 @@ export async function checkHealth(
   );
 }
 
-/** With Redis as the state store: a run by hand that could not reach it recorded its outcome in the cache. */
-async function fallbackBackupRecord(config: Config, state: StateStore): Promise<BackupRecord | undefined> {
+type Records = Awaited<ReturnType<typeof readRecords>>;
+
+/** With Redis as the state store: what runs by hand recorded in the cache directory while Redis was down. */
+async function fallbackRecords(config: Config, state: StateStore): Promise<Records | undefined> {
   if (state.kind !== 'redis') return undefined;
   const file = fileStateStore(config);
   try {
-    return await file.get<BackupRecord>('backup:last');
+    return await readRecords(file);
   } finally {
     await file.close();
   }
 }
 
-function newest(a?: BackupRecord, b?: BackupRecord): BackupRecord | undefined {
-  if (!a || !b) return a ?? b;
-  return Date.parse(b.time) > Date.parse(a.time) ? b : a;
+/** The run records of both places: the newest backup run, and the newest record of each job and source. */
+function withFallback(main: Records, fallback?: Records): Records {
+  if (!fallback) return main;
+  const backup =
+    main.backup && fallback.backup
+      ? Date.parse(fallback.backup.time) > Date.parse(main.backup.time)
+        ? fallback.backup
+        : main.backup
+      : (main.backup ?? fallback.backup);
+  const jobs = new Map(main.jobs.map((j) => [`${j.job}:${j.source}`, j]));
+  for (const j of fallback.jobs) {
+    const have = jobs.get(`${j.job}:${j.source}`);
+    if (!have || Date.parse(j.lastRun) > Date.parse(have.lastRun)) jobs.set(`${j.job}:${j.source}`, j);
+  }
+  return { ...main, ...(backup ? { backup } : {}), jobs: [...jobs.values()] };
 }
 
 /**

@@ -219,6 +219,14 @@ describe('regbackup backup through the CLI, against real servers', () => {
     assert.equal(hookEvents('trigger', 'source-failed:skimdb').length, 1);
     assert.ok(!crit.stdout.includes('wrong-password-123'));
 
+    // A run of the other sources only does not clear it: the source still has not been read.
+    const others = await runCli(['backup', '--source', 'tarballs', '--quiet'], { env });
+    assert.equal(others.code, 0, others.stderr);
+    const still = await health(env, '--alert');
+    assert.equal(still.code, 2, still.stdout);
+    assert.match(still.stdout, /the last backup run that included source skimdb \(.*\) failed for it: .*401/);
+    assert.equal(hookEvents('trigger', 'source-failed:skimdb').length, 1, 'still the same incident');
+
     // A good run clears it (and resolves the incident).
     const good = await runCli(['backup', '--quiet'], { env });
     assert.equal(good.code, 0, good.stderr);
