@@ -29,7 +29,7 @@ export interface SourceFreshness {
 
 export interface FreshnessReport {
   sources: Record<string, SourceFreshness>;
-  /** Snapshots that could not be read (newest first per target): target, snapshot, why. */
+  /** The newest snapshots of a target that cannot be read (newest first): target, snapshot, why. */
   unreadable: { target: string; snapshot: string; error: string }[];
   /** Targets whose snapshots could not be listed or read at all. */
   errors: Record<string, string>;
@@ -115,7 +115,9 @@ async function targetFreshness(
       sources = m.sources;
       time = m.time;
     } catch (err) {
-      report.unreadable.push({ target: store.name, snapshot: info.id, error: messageOf(err) });
+      // Newer than every snapshot read on this target: the newest snapshot (or the newest ones) is unreadable.
+      if (oldestSeen === undefined)
+        report.unreadable.push({ target: store.name, snapshot: info.id, error: messageOf(err) });
       continue;
     }
     oldestSeen = time;

@@ -67,7 +67,7 @@ async function health(env: NodeJS.ProcessEnv, ...args: string[]): Promise<CliRes
 
 describe('regbackup backup through the CLI, against real servers', () => {
   let dir: string;
-  let servers: Awaited<ReturnType<typeof startServers<{ couchdb: true; s3: true }>>>;
+  let servers: Awaited<ReturnType<typeof startServers<{ couchdb: true; s3: true; redis: true }>>>;
   let env: NodeJS.ProcessEnv;
   let secrets: string[];
   let rx: Receiver;
@@ -79,7 +79,7 @@ describe('regbackup backup through the CLI, against real servers', () => {
 
   before(async () => {
     dir = await tmpDir();
-    servers = await startServers({ couchdb: true, s3: true });
+    servers = await startServers({ couchdb: true, s3: true, redis: true });
     rx = await startReceiver();
     await writeRegistry({
       out: path.join(dir, 'registry'),
@@ -323,6 +323,33 @@ describe('regbackup backup through the CLI, against real servers', () => {
     // The first good backup makes it healthy.
     assert.equal((await runCli(['backup', '--quiet'], { env: fresh })).code, 0);
     const ok = await health(fresh);
+    assert.equal(ok.code, 0, ok.stdout);
+  });
+
+  test('with queue.redis and Redis down, a backup by hand records its outcome in the cache directory; check-health sees it once Redis answers', async () => {
+    writeFileSync(
+      path.join(dir, 'queue.yaml'),
+      `${readFileSync(path.join(dir, 'regbackup.yaml'), 'utf8')}queue: { redis: "\${REDIS_URL}", prefix: health-test }\n`,
+    );
+    const queue = { ...env, REGBACKUP_CONFIG: path.join(dir, 'queue.yaml') };
+    const down = { ...queue, REDIS_URL: `redis://127.0.0.1:${await freePort()}` };
+    const up = { ...queue, REDIS_URL: servers.redis.url };
+    assert.equal((await health(up)).code, 0);
+    const r = await runCli(['backup', '--quiet'], { env: { ...down, COUCH_PASSWORD: 'wrong-password-123' } });
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /recording the outcome of this run in the cache directory/);
+    // Redis down: check-health cannot read the state, and says so.
+    const unknown = await health(down);
+    assert.equal(unknown.code, 3, unknown.stdout);
+    assert.match(unknown.stdout, /^REGBACKUP UNKNOWN - Redis at 127\.0\.0\.1:\d+ does not answer/);
+    // Redis back (its state older than the run): the run recorded in the cache directory counts.
+    const crit = await health(up);
+    assert.equal(crit.code, 2, crit.stdout);
+    assert.match(crit.stdout, /the last backup by hand \(.*\) could not read source skimdb/);
+    // A good run, recorded in Redis, is newer: OK again.
+    assert.equal((await runCli(['backup', '--quiet'], { env: up })).code, 0);
+    lastGood = (await snapshotRows(env, 'local')).at(-1)!.id;
+    const ok = await health(up);
     assert.equal(ok.code, 0, ok.stdout);
   });
 
