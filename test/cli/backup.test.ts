@@ -251,6 +251,32 @@ describe('regbackup backup through the CLI, against real servers', () => {
       );
       assert.equal(out.sources.find((s) => s.name === 'skimdb')!.carriedFrom, lastGood);
     }
+    // With the databases named in the configuration (no _all_dbs to fail), every database failing is the
+    // source failing: one finding for the source, not a run that looks partial with each database carried.
+    writeFileSync(
+      path.join(dir, 'named.yaml'),
+      readFileSync(path.join(dir, 'regbackup.yaml'), 'utf8').replace(
+        'databases: ["*"]',
+        'databases: [registry]',
+      ),
+    );
+    const named = await runCli(['backup', '--json'], {
+      env: { ...dead, REGBACKUP_CONFIG: path.join(dir, 'named.yaml') },
+    });
+    assert.equal(named.code, 3, named.stderr);
+    const out = JSON.parse(named.stdout) as {
+      findings: { code: string; source: string; message: string }[];
+      sources: { name: string; carriedFrom?: string }[];
+    };
+    assert.deepEqual(
+      out.findings.map((f) => [f.source, f.code]),
+      [['skimdb', 'source-failed']],
+    );
+    assert.match(
+      out.findings[0]!.message,
+      /no database of skimdb could be read \(1\): .*cannot reach CouchDB/,
+    );
+    assert.equal(out.sources.find((s) => s.name === 'skimdb')!.carriedFrom, lastGood);
     const latest = (await snapshotRows(env, 'aws')).at(-1)!;
     assert.equal(latest.sources.find((s) => s.name === 'skimdb')!.carriedFrom, lastGood);
 
