@@ -28,6 +28,8 @@ export interface PartOutcome {
   findings: Finding[];
   /** The whole source failed in this part (unreachable, credentials refused): carried over at commit. */
   sourceError?: string;
+  /** This part's database could not be read (why; the finding `db-failed` says it too). */
+  dbError?: string;
   /** Targets that failed while this part wrote. */
   behind: Record<string, string>;
   stats: Partial<WriterStats>;
@@ -110,6 +112,7 @@ export async function runPart(
       } else if (err instanceof CouchHttpError && (err.status === 401 || err.status === 403)) {
         out.sourceError = err.message;
       } else {
+        out.dbError = err.message;
         out.findings.push({
           severity: 'error',
           code: 'db-failed',
@@ -117,7 +120,7 @@ export async function runPart(
           object: part.db,
           message: `${err.message}${prevDb ? ' (its entry of the previous snapshot is kept)' : ''}`,
         });
-        if (prevDb) out.db = { ...prevDb, carriedFrom: prev!.snapshot } as DbSnapshot;
+        if (prevDb) out.db = { ...prevDb, carriedFrom: prevDb.carriedFrom ?? prev!.snapshot } as DbSnapshot;
       }
     }
   } else {
@@ -218,12 +221,14 @@ export async function commitBackup(
     findings.push({ severity: 'error', code: 'source-failed', source: name, message: why });
     const prev = plan.previous[name];
     if (!prev) return;
-    sources.push({ ...prev.entry, carriedFrom: prev.snapshot });
+    // The snapshot the data was last read in (a source down for several runs keeps pointing at it).
+    const from = (prev.entry.carriedFrom as string | undefined) ?? prev.snapshot;
+    sources.push({ ...prev.entry, carriedFrom: from });
     const e = prev.entry as { databases?: DbSnapshot[]; files?: number; bytes?: number };
     summaries.push({
       name,
       kind,
-      carriedFrom: prev.snapshot,
+      carriedFrom: from,
       databases: e.databases?.map(dbSummary),
       files: e.files,
       bytes: e.bytes,
@@ -240,8 +245,11 @@ export async function commitBackup(
       carry(src.name, 'couchdb', listingFailure.message);
       continue;
     }
-    const fatal = parts.find((o) => o.sourceError);
+    const fatal = parts.find((o) => o.sourceError) ?? unreadSource(src.name, parts);
     if (fatal) {
+      // One finding for the source, not one per database.
+      for (const f of findings.filter((x) => x.source === src.name && x.code === 'db-failed'))
+        findings.splice(findings.indexOf(f), 1);
       carry(src.name, 'couchdb', fatal.sourceError!);
       continue;
     }
@@ -363,8 +371,8 @@ export async function commitBackup(
     bytesWritten: (session.fanout.written.get(t.name) ?? 0) + (plan.caughtUp[t.name]?.bytes ?? 0),
     ...(plan.caughtUp[t.name] ? { caughtUp: plan.caughtUp[t.name] } : {}),
   }));
-  const partial = targets.some((t) => t.status !== 'ok') || findings.some((f) => f.severity === 'error');
-  logger.info({ snapshot: sealed.id, partial }, 'snapshot committed');
+  const exitCode = runExitCode(targets, findings);
+  logger.info({ snapshot: sealed.id, partial: exitCode !== ExitCode.ok }, 'snapshot committed');
   return {
     runId: plan.runId,
     snapshot: { id: sealed.id, time: manifest.time, key: sealed.key },
@@ -372,6 +380,28 @@ export async function commitBackup(
     sources: summaries,
     findings,
     stats,
-    exitCode: partial ? ExitCode.partial : ExitCode.ok,
+    exitCode,
   };
+}
+
+/**
+ * A CouchDB source none of whose databases could be read (the server unreachable with the databases named
+ * in the configuration: every database failed the same way) is a source that could not be read, as when
+ * its list of databases cannot be had.
+ */
+function unreadSource(source: string, parts: PartOutcome[]): { sourceError: string } | undefined {
+  // Any database read, or gone (the server answered 404 for it): the source answered.
+  if (parts.length === 0 || parts.some((o) => !o.dbError)) return undefined;
+  return { sourceError: `no database of ${source} could be read (${parts.length}): ${parts[0]!.dbError!}` };
+}
+
+/**
+ * The exit status of a committed run: 3 when a source could not be read (it is carried over from the snapshot
+ * it was last read in, or absent when it never was) — even though the others were committed; else 6 when
+ * anything else was left behind (a target, a database, a file); else 0.
+ */
+function runExitCode(targets: TargetReport[], findings: Finding[]): ExitCode {
+  if (findings.some((f) => f.code === 'source-failed')) return ExitCode.source;
+  const partial = targets.some((t) => t.status !== 'ok') || findings.some((f) => f.severity === 'error');
+  return partial ? ExitCode.partial : ExitCode.ok;
 }

@@ -27,6 +27,20 @@ const size = (def: number) =>
       return n;
     });
 
+/** Milliseconds; absent: undefined. */
+const optionalDuration = () =>
+  z
+    .union([z.string(), z.number()])
+    .transform((v, ctx) => {
+      const n = parseDuration(v);
+      if (n === undefined || n <= 0) {
+        ctx.addIssue({ code: 'custom', message: 'expected a duration such as 90s, 30min, 2h or 7d' });
+        return z.NEVER;
+      }
+      return n;
+    })
+    .optional();
+
 /** Milliseconds. */
 const duration = (def: string) =>
   z
@@ -79,6 +93,8 @@ const couchdbSource = z.strictObject({
   batchSize: z.number().int().min(1).max(10_000).default(500),
   /** Per-request timeout. */
   timeout: duration('5min'),
+  /** Health: alert when the newest data read from this source is older (default: alerts.rpoThreshold). */
+  rpoThreshold: optionalDuration(),
 });
 
 const tarballFsSource = z.strictObject({
@@ -86,12 +102,14 @@ const tarballFsSource = z.strictObject({
   path: z.string().min(1),
   /** Check each tarball against dist.shasum / dist.integrity from the packuments of the same run. */
   verify: z.boolean().default(true),
+  rpoThreshold: optionalDuration(),
 });
 
 const tarballS3Source = z.strictObject({
   name,
   s3: z.strictObject(s3Location),
   verify: z.boolean().default(true),
+  rpoThreshold: optionalDuration(),
 });
 
 const storageClass = z.enum([
@@ -267,8 +285,11 @@ export const configSchema = z.strictObject({
           headers: z.record(z.string(), z.string()).default({}),
         })
         .optional(),
-      /** Raise an alert when the newest snapshot on a target is older than this. */
-      rpoThreshold: duration('2h'),
+      /**
+       * Raise an alert when the newest snapshot on a target, or the newest data read from a source, is older
+       * than this. Unset: twice the longest gap between two scheduled backups (at least 30min), else 2h.
+       */
+      rpoThreshold: optionalDuration(),
       /** Raise an alert when the newest restore drill is older than this (only once a drill has run). */
       drillMaxAge: duration('8d'),
       /** How often the worker re-evaluates health (RPO grows without any job running). */

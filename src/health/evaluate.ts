@@ -1,4 +1,5 @@
 import type { Config } from '../config/schema.js';
+import { rpoThreshold, type FreshnessReport } from './freshness.js';
 import type { BackupRecord, DrillRecord, JobRecord, TargetRecord } from './records.js';
 
 /**
@@ -8,10 +9,15 @@ import type { BackupRecord, DrillRecord, JobRecord, TargetRecord } from './recor
  *
  * Problems (key: severity):
  *   target-unreachable:<t>  critical  the target cannot be listed
- *   rpo:<t>                 critical  the newest snapshot on the target is older than alerts.rpoThreshold, or there is none
+ *   rpo:<t>                 critical  the newest snapshot on the target is older than the RPO threshold, or there is none
+ *   snapshot-unreadable:<t> critical  the newest snapshot on the target cannot be read (corrupt, forged)
  *   target-behind:<t>       warning   the target misses the newest snapshot of the others
  *   backup-failed           critical  the last backup run wrote no snapshot
- *   source-failed:<s>       critical  the last backup run could not read this source (it was carried over)
+ *   backup-partial          warning   the last backup run left something behind (a database, a file)
+ *   source-failed:<s>       critical  the last backup run could not read this source (carried over, or absent)
+ *   source-rpo:<s>          critical  the newest data read from the source (not carried over) is older than
+ *                                     its RPO threshold, or no snapshot holds any
+ *   freshness-unknown       warning   the snapshots could not be read to tell how old each source's data is
  *   drill-failed:<t>        critical  the last restore drill from this target failed
  *   drill-overdue           warning   the newest drill is older than alerts.drillMaxAge (once a drill has run)
  *   check-failed:<t>        critical  the last scheduled `check` found problems on the target
@@ -64,9 +70,12 @@ export interface HealthInput {
   drills: Record<string, DrillRecord>;
   /** Job records (check and prune outcomes). */
   jobs?: JobRecord[];
+  /** How old each source's data is in the repository (freshness.ts). */
+  freshness?: FreshnessReport;
+  /** Why the freshness could not be read (no worker key, no target answers). */
+  freshnessError?: string;
 }
 
-const DEFAULT_RPO = 2 * 3600_000;
 const DEFAULT_DRILL_AGE = 8 * 86400_000;
 /** A target missing the newest snapshot this long after it was written is behind (not just mid-commit). */
 const BEHIND_GRACE = 10 * 60_000;
@@ -84,7 +93,7 @@ export function age(ms: number): string {
 }
 
 export function evaluateHealth(config: Config, input: HealthInput, now = Date.now()): HealthReport {
-  const rpoLimit = config.alerts?.rpoThreshold ?? DEFAULT_RPO;
+  const rpoLimit = rpoThreshold(config);
   const drillMaxAge = config.alerts?.drillMaxAge ?? DEFAULT_DRILL_AGE;
   const problems: Problem[] = [];
   const targets: TargetHealth[] = [];
@@ -188,23 +197,9 @@ export function evaluateHealth(config: Config, input: HealthInput, now = Date.no
   }
 
   const b = input.backup;
-  if (b && !b.ok) {
-    problems.push({
-      key: 'backup-failed',
-      severity: 'critical',
-      summary: `the last backup (${b.time}) failed: ${b.error ?? `exit status ${b.exitCode}`}`,
-      details: { time: b.time, runId: b.runId, error: b.error },
-    });
-  }
-  for (const s of b?.failedSources ?? []) {
-    problems.push({
-      key: `source-failed:${s}`,
-      severity: 'critical',
-      component: s,
-      summary: `the last backup could not read source ${s} (its previous state was carried over)`,
-      details: { time: b!.time, snapshot: b!.snapshot },
-    });
-  }
+  if (b) problems.push(...backupProblems(b));
+  problems.push(...sourceFailures(config, b, input.jobs ?? []));
+  problems.push(...freshnessProblems(config, input, now));
 
   const drillTimes = Object.values(input.drills).map((d) => Date.parse(d.time));
   if (config.schedule?.drill && drillTimes.length && now - Math.max(...drillTimes) > drillMaxAge) {
@@ -270,6 +265,121 @@ export function evaluateHealth(config: Config, input: HealthInput, now = Date.no
     summary: `REGBACKUP ${status} - ${text}`,
     perfdata: perf.join(' '),
   };
+}
+
+/** The last backup run: failed (no snapshot), a source not read, something else left behind. */
+function backupProblems(b: BackupRecord): Problem[] {
+  const out: Problem[] = [];
+  const by = b.by ? ` ${b.by === 'worker' ? 'by the worker' : b.by}` : '';
+  if (!b.ok) {
+    out.push({
+      key: 'backup-failed',
+      severity: 'critical',
+      summary: `the last backup${by} (${b.time}) failed: ${b.error ?? `exit status ${b.exitCode}`}`,
+      details: { time: b.time, runId: b.runId, error: b.error, exitCode: b.exitCode },
+    });
+  }
+  if (b.ok && b.problems?.length) {
+    const count = b.problemCount ?? b.problems.length;
+    const more = count > 1 ? ` (and ${count - 1} more)` : '';
+    out.push({
+      key: 'backup-partial',
+      severity: 'warning',
+      summary: `the last backup${by} (${b.time}) left something behind: ${b.problems[0]}${more}`,
+      details: { time: b.time, snapshot: b.snapshot, exitCode: b.exitCode, problems: b.problems },
+    });
+  }
+  return out;
+}
+
+/**
+ * Sources that could not be read: by the last run, or by the last run that included them (a later run of
+ * other sources only does not clear it; a run that reads the source does).
+ */
+function sourceFailures(config: Config, b: BackupRecord | undefined, jobs: JobRecord[]): Problem[] {
+  const out: Problem[] = [];
+  const by = b?.by ? ` ${b.by === 'worker' ? 'by the worker' : b.by}` : '';
+  for (const s of b?.failedSources ?? []) {
+    const why = b!.sourceErrors?.[s];
+    const kept = b!.carried
+      ? b!.carried.includes(s)
+        ? 'its data of an earlier snapshot was carried over'
+        : 'it is not in the snapshot'
+      : 'carried over or left out';
+    out.push({
+      key: `source-failed:${s}`,
+      severity: 'critical',
+      component: s,
+      summary: `the last backup${by} (${b!.time}) could not read source ${s} (${kept})${why ? `: ${why}` : ''}`,
+      details: { time: b!.time, snapshot: b!.snapshot, ...(why ? { error: why } : {}) },
+    });
+  }
+  const names = new Set([...config.sources.couchdb, ...config.sources.tarballs].map((s) => s.name));
+  for (const j of jobs) {
+    if (j.job !== 'backup' || j.lastStatus !== 'failed' || !names.has(j.source)) continue;
+    if (b?.failedSources.includes(j.source)) continue;
+    if (b && b.time === j.lastRun) continue; // that run failed as a whole: backup-failed says so
+    out.push({
+      key: `source-failed:${j.source}`,
+      severity: 'critical',
+      component: j.source,
+      summary: `the last backup run that included source ${j.source} (${j.lastRun}) failed for it${j.lastError ? `: ${j.lastError}` : ''}`,
+      details: { time: j.lastRun, ...(j.lastError ? { error: j.lastError } : {}) },
+    });
+  }
+  return out;
+}
+
+/** Each source's newest freshly read data against its RPO threshold; unreadable newest snapshots. */
+function freshnessProblems(config: Config, input: HealthInput, now: number): Problem[] {
+  const out: Problem[] = [];
+  if (input.freshnessError) {
+    out.push({
+      key: 'freshness-unknown',
+      severity: 'warning',
+      summary: `cannot tell how old each source's data is: ${input.freshnessError}`,
+      details: { error: input.freshnessError },
+    });
+  }
+  const f = input.freshness;
+  if (!f) return out;
+  const seen = new Set<string>();
+  for (const u of f.unreadable) {
+    if (seen.has(u.target)) continue; // the newest unreadable one per target
+    seen.add(u.target);
+    out.push({
+      key: `snapshot-unreadable:${u.target}`,
+      severity: 'critical',
+      component: u.target,
+      summary: `snapshot ${u.snapshot.slice(0, 12)} on ${u.target} cannot be read: ${u.error}`,
+      details: { ...u },
+    });
+  }
+  for (const s of [...config.sources.couchdb, ...config.sources.tarballs]) {
+    const fr = f.sources[s.name];
+    if (!fr) continue; // no snapshot at all on any target: rpo:<target> says so
+    const limit = rpoThreshold(config, s.name);
+    const carried = fr.carried ? '; the newest snapshot carries it over' : '';
+    let summary: string | undefined;
+    if (fr.fresh) {
+      const ms = now - Date.parse(fr.fresh);
+      if (ms > limit)
+        summary = `the newest data read from source ${s.name} is ${age(ms)} old (threshold ${age(limit)}; snapshot ${fr.snapshot!.slice(0, 12)} on ${fr.target}${carried})`;
+    } else if (fr.never) {
+      summary = `no snapshot holds data read from source ${s.name} (never backed up)`;
+    } else {
+      summary = `the newest data read from source ${s.name} is older than ${fr.olderThan ?? 'every snapshot'} (threshold ${age(limit)}${carried})`;
+    }
+    if (summary)
+      out.push({
+        key: `source-rpo:${s.name}`,
+        severity: 'critical',
+        component: s.name,
+        summary,
+        details: { ...fr, thresholdSeconds: limit / 1000 },
+      });
+  }
+  return out;
 }
 
 /** The report of a check that could not be made (configuration unreadable, state store down). */

@@ -44,8 +44,18 @@ export interface BackupRecord {
   snapshot?: string;
   /** Targets the run left behind, with why. */
   behind: Record<string, string>;
-  /** Sources that could not be read (carried over from an earlier snapshot). */
+  /** Sources that could not be read (carried over from an earlier snapshot, or left out). */
   failedSources: string[];
+  /** Why each of them could not be read. */
+  sourceErrors?: Record<string, string>;
+  /** Those of them carried over into the snapshot (the others are not in it). */
+  carried?: string[];
+  /** What else the run left behind (its first error findings): the run was partial. */
+  problems?: string[];
+  /** How many error findings there were in all. */
+  problemCount?: number;
+  /** Who ran it: `worker`, or `by hand` (the CLI, cron). */
+  by?: string;
   durationMs?: number;
 }
 

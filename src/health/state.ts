@@ -265,5 +265,37 @@ export async function pingRedis(redis: Redis, ms = 5000): Promise<void> {
 /** The configured state store: Redis with `queue.redis`, else `<cache>/worker-state.json`. */
 export function openStateStore(config: Config): StateStore {
   if (config.queue) return new RedisStateStore(redisConnection(config.queue.redis), config.queue.prefix);
+  return fileStateStore(config);
+}
+
+/** The state file in the cache directory (the state store without a queue, and the fallback with one). */
+export function fileStateStore(config: Config): FileStateStore {
   return new FileStateStore(path.join(config.cache ?? defaultCacheRoot(), 'worker-state.json'));
+}
+
+/**
+ * The configured state store, for a process that is not the worker (a command run by hand or from cron):
+ * Redis must answer within `pingMs`, else a TargetError naming its host (never its password) and the last
+ * connection error — instead of commands that wait for Redis forever.
+ */
+export async function openStateStoreChecked(config: Config, pingMs = 5000): Promise<StateStore> {
+  if (!config.queue) return fileStateStore(config);
+  const redis = redisConnection(config.queue.redis, { lazy: true });
+  let lastError: Error | undefined;
+  redis.on('error', (err: Error) => {
+    lastError = err;
+  });
+  try {
+    await pingRedis(redis, pingMs);
+  } catch (err) {
+    redis.disconnect();
+    let where = 'Redis';
+    try {
+      where = `Redis at ${new URL(config.queue.redis).host}`;
+    } catch {
+      // An unparsable URL is named generically: it may hold a password.
+    }
+    throw new TargetError(`${where} does not answer (${lastError?.message ?? messageOf(err)})`);
+  }
+  return new RedisStateStore(redis, config.queue.prefix);
 }

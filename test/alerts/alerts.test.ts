@@ -71,28 +71,32 @@ schedule: { drill: '0 4 * * 0', timezone: UTC }
       'Bearer hook-secret',
     );
 
+    // The data of each source is as old as the snapshot: over the same threshold, one incident per source.
+    assert.equal(events('trigger', 'source-rpo:skimdb').length, 2);
+    assert.equal(events('trigger', 'source-rpo:tarballs').length, 2);
     for (let i = 0; i < 3; i++) assert.equal((await health('--alert')).code, 2);
-    assert.equal(events('trigger').length, 4, 'no alert storm: still one trigger per problem and channel');
+    assert.equal(events('trigger').length, 8, 'no alert storm: still one trigger per problem and channel');
     // Without --alert, check-health only reports.
     await health();
-    assert.equal(events('trigger').length, 4);
+    assert.equal(events('trigger').length, 8);
 
     assert.equal((await f.cli(['jobs', 'run', 'backup'])).code, 0);
     const again = await health('--alert');
     assert.equal(again.code, 0, again.stdout);
     assert.equal(events('resolve', 'rpo:local').length, 2);
     assert.equal(events('resolve', 'rpo:aws').length, 2);
-    assert.equal(events('resolve').length, 4);
+    assert.equal(events('resolve', 'source-rpo:skimdb').length, 2);
+    assert.equal(events('resolve').length, 8);
   });
 
   test('a failed send is retried at the next check (and sent once); a source that failed, a target left behind', async () => {
     f.writeConfig(alerts.replace('rpoThreshold: 4s', 'rpoThreshold: 1h'));
     const before = rx.events.length;
-    // The CouchDB source refuses the credentials: the run is partial and the source is carried over.
+    // The CouchDB source refuses the credentials: the run exits 3 and the source is carried over.
     const bad = new URL(f.couch.url);
     bad.password = 'wrong-password';
     rx.status = 500;
-    assert.equal((await f.cli(['jobs', 'run', 'backup'], { COUCH_URL: bad.toString() })).code, 6);
+    assert.equal((await f.cli(['jobs', 'run', 'backup'], { COUCH_URL: bad.toString() })).code, 3);
     const crit = await health('--alert');
     assert.equal(crit.code, 2);
     assert.match(crit.stdout, /could not read source skimdb/);

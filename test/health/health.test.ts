@@ -6,6 +6,7 @@ import type { AlertEvent, Notifier } from '../../src/alerts/notifiers.js';
 import type { Config } from '../../src/config/schema.js';
 import { configSchema } from '../../src/config/schema.js';
 import { evaluateHealth, age } from '../../src/health/evaluate.js';
+import { rpoThreshold } from '../../src/health/freshness.js';
 import { FileStateStore } from '../../src/health/state.js';
 import { createLogger } from '../../src/log.js';
 import { lineProtocol } from '../../src/metrics/influx.js';
@@ -113,6 +114,133 @@ test('evaluateHealth: OK, RPO, unreachable, behind (grace or left behind), faile
     [age(42_000), age(300_000), age(3 * 3600_000 + 12 * 60_000), age(9 * 86400_000)],
     ['42s', '5m', '3h12m', '9d'],
   );
+});
+
+test('evaluateHealth: the newest data READ from each source against its RPO threshold; a partial run warns', () => {
+  const c = config({
+    alerts: { rpoThreshold: '2h' },
+    sources: {
+      couchdb: [{ name: 'couch', url: 'http://h:5984', rpoThreshold: '6h' }],
+      tarballs: [{ name: 'files', path: '/t' }],
+    },
+  });
+  const targets = {
+    a: { checked: ago(0), snapshots: 3, newest: ago(60_000), newestId: 'x' },
+    b: { checked: ago(0), snapshots: 3, newest: ago(60_000), newestId: 'x' },
+  };
+  const fresh = (source: string, ms: number, extra = {}) => ({
+    source,
+    fresh: ago(ms),
+    snapshot: 'f'.repeat(64),
+    target: 'a',
+    ...extra,
+  });
+  const run = (sources: Record<string, object>, backup?: object) =>
+    evaluateHealth(
+      c,
+      {
+        targets,
+        drills: {},
+        freshness: { sources, unreadable: [], errors: {} } as never,
+        ...(backup ? { backup: backup as never } : {}),
+      },
+      now,
+    );
+  // Within their thresholds (the source's own 6h, the global 2h): OK.
+  assert.deepEqual(
+    run({ couch: fresh('couch', 5 * 3600_000), files: fresh('files', 3600_000) }).problems,
+    [],
+  );
+  // Carried over for 7h while every snapshot is new: the source's data is too old.
+  let h = run({ couch: fresh('couch', 7 * 3600_000, { carried: true }), files: fresh('files', 60_000) });
+  assert.deepEqual(
+    h.problems.map((p) => [p.key, p.severity]),
+    [['source-rpo:couch', 'critical']],
+  );
+  assert.match(
+    h.summary,
+    /^REGBACKUP CRITICAL - the newest data read from source couch is 7h old \(threshold 6h; snapshot ffffffffffff on a; the newest snapshot carries it over\)$/,
+  );
+  // Never read (a first backup with the source down), or not within the snapshots examined.
+  h = run({ couch: { source: 'couch', never: true }, files: { source: 'files', olderThan: ago(86400_000) } });
+  assert.deepEqual(
+    h.problems.map((p) => p.summary),
+    [
+      'no snapshot holds data read from source couch (never backed up)',
+      `the newest data read from source files is older than ${ago(86400_000)} (threshold 2h)`,
+    ],
+  );
+  // A partial run (a database left behind) is a warning; a source that could not be read is critical.
+  const ok = { couch: fresh('couch', 60_000), files: fresh('files', 60_000) };
+  h = run(ok, {
+    time: ago(60_000),
+    ok: true,
+    exitCode: 6,
+    behind: {},
+    failedSources: [],
+    problems: ['couch: database x failed'],
+    problemCount: 3,
+    by: 'by hand',
+  });
+  assert.equal(h.status, 'WARNING');
+  assert.match(
+    h.summary,
+    /the last backup by hand \(.*\) left something behind: couch: database x failed \(and 2 more\)$/,
+  );
+  h = run(ok, {
+    time: ago(60_000),
+    ok: true,
+    exitCode: 3,
+    behind: {},
+    failedSources: ['couch'],
+    sourceErrors: { couch: 'refused (401)' },
+    carried: [],
+    by: 'worker',
+  });
+  assert.equal(h.status, 'CRITICAL');
+  assert.match(
+    h.summary,
+    /the last backup by the worker \(.*\) could not read source couch \(it is not in the snapshot\): refused \(401\)$/,
+  );
+  // Snapshots that cannot be read are reported; without the worker key the ages are unknown: a warning.
+  h = evaluateHealth(
+    c,
+    {
+      targets,
+      drills: {},
+      freshness: {
+        sources: ok,
+        unreadable: [{ target: 'b', snapshot: 'e'.repeat(64), error: 'signature does not verify' }],
+        errors: {},
+      } as never,
+    },
+    now,
+  );
+  assert.deepEqual(
+    h.problems.map((p) => p.key),
+    ['snapshot-unreadable:b'],
+  );
+  h = evaluateHealth(c, { targets, drills: {}, freshnessError: 'no worker key' }, now);
+  assert.deepEqual(
+    h.problems.map((p) => [p.key, p.severity]),
+    [['freshness-unknown', 'warning']],
+  );
+});
+
+test('rpoThreshold: the source own, alerts.rpoThreshold, else twice the longest gap of schedule.backup (at least 30min), else 2h', () => {
+  const sources = { couchdb: [{ name: 'couch', url: 'http://h:5984', rpoThreshold: '6h' }] };
+  assert.equal(rpoThreshold(config({ sources }), 'couch'), 6 * 3600_000);
+  assert.equal(rpoThreshold(config({ sources }), 'other'), 2 * 3600_000);
+  assert.equal(
+    rpoThreshold(config({ alerts: { rpoThreshold: '3h' }, schedule: { backup: '0 * * * *' } })),
+    3 * 3600_000,
+  );
+  assert.equal(rpoThreshold(config({ schedule: { backup: '0 * * * *' } })), 2 * 3600_000);
+  assert.equal(rpoThreshold(config({ schedule: { backup: '15 2 * * *' } })), 48 * 3600_000);
+  assert.equal(rpoThreshold(config({ schedule: { backup: '*/5 * * * *' } })), 30 * 60_000);
+  // Weekdays only: the longest gap is the weekend (Friday to Monday).
+  assert.equal(rpoThreshold(config({ schedule: { backup: '0 1 * * 1-5' } })), 2 * 72 * 3600_000);
+  assert.equal(rpoThreshold(config({ schedule: { drill: '0 4 * * 0' } })), 2 * 3600_000);
 });
 
 test('AlertManager: one trigger per problem, a failed send retried, resolve once; two managers on one state never both trigger', async (t) => {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import type { RegisterCommand } from './index.js';
 import type { Config } from '../../config/schema.js';
-import { messageOf, SourceError } from '../../errors.js';
+import { InterruptedError, messageOf, SourceError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { wholeNumber } from '../numbers.js';
 import type { BackupResult } from '../../backup/run.js';
@@ -66,14 +66,25 @@ export const registerBackup: RegisterCommand = (program, ctx) => {
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
       const progress = new Progress(c.interactive ? process.stderr : undefined);
+      const { recordBackupByHand } = await import('../../health/index.js');
+      const run = { started: Date.now(), sources: held.names };
       try {
-        const r = await runBackup(config, {
-          sources: o.source,
-          workers: o.workers,
-          progress,
-          signal: abort.signal,
-          logger: c.log,
-        });
+        let r: BackupResult;
+        try {
+          r = await runBackup(config, {
+            sources: o.source,
+            workers: o.workers,
+            progress,
+            signal: abort.signal,
+            logger: c.log,
+          });
+        } catch (err) {
+          // Where check-health reads it, as the worker's runs: a failed run by hand or from cron is seen.
+          if (!(err instanceof InterruptedError))
+            await recordBackupByHand(config, { ...run, error: err }, c.log);
+          throw err;
+        }
+        await recordBackupByHand(config, { ...run, result: r }, c.log);
         c.print(() => summary(r), r);
         process.exitCode = r.exitCode;
       } finally {
@@ -93,7 +104,7 @@ async function takeSourceLocks(
   config: Config,
   sources: string[] | undefined,
   log: Logger,
-): Promise<{ release(): Promise<void> }> {
+): Promise<{ names: string[]; release(): Promise<void> }> {
   const { LOCK_TTL, openLocks, sourceLockKeys } = await import('../../../jobs/locks.js');
   const { selectedSources } = await import('../../backup/plan.js');
   const { couch, tarballs } = selectedSources(config, sources);
@@ -107,7 +118,7 @@ async function takeSourceLocks(
       { err: messageOf(err) },
       'cannot reach the lock service (queue.redis); backing up without the source locks',
     );
-    return { release: async () => {} };
+    return { names, release: async () => {} };
   }
   const { locks } = service;
   const owner = `cli-${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -130,6 +141,7 @@ async function takeSourceLocks(
   }, LOCK_TTL / 3);
   timer.unref();
   return {
+    names,
     async release() {
       clearInterval(timer);
       try {

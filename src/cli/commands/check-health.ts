@@ -18,9 +18,9 @@ export const registerCheckHealth: RegisterCommand = (program, ctx) => {
       try {
         // Loaded when the command runs (and inside the try: whatever fails, the answer is one line).
         const { AlertManager } = await import('../../alerts/index.js');
-        const { checkHealth, openStateStore } = await import('../../health/index.js');
+        const { checkHealth, openStateStoreChecked } = await import('../../health/index.js');
         const { config } = c.config();
-        const state = openStateStore(config);
+        const state = await openStateStoreChecked(config);
         try {
           report = await checkHealth(config, state);
           if (o.alert) await new AlertManager(config, state, c.log).reconcile(report.problems);

@@ -115,7 +115,9 @@ export const registerJobs: RegisterCommand = (program, ctx) => {
           summary.status === 'failed'
             ? ExitCode.integrity
             : summary.status === 'partial'
-              ? ExitCode.partial
+              ? summary.exitCode === ExitCode.source
+                ? ExitCode.source // a backup that could not read a source, as `regbackup backup`
+                : ExitCode.partial
               : ExitCode.ok;
       },
     );

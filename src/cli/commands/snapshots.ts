@@ -10,12 +10,17 @@ interface Row {
     name: string;
     kind: string;
     carriedFrom?: unknown;
-    databases?: { name: string; seq: unknown; docCount: number; mode: string }[];
+    databases?: { name: string; seq: unknown; docCount: number; mode: string; carriedFrom?: unknown }[];
     files?: number;
     bytes?: number;
   }[];
   stats?: Record<string, number>;
   error?: string;
+}
+
+/** A source or database not read in the run, carried over from the snapshot it was last read in. */
+function carried(from: unknown): string {
+  return typeof from === 'string' ? `NOT READ, carried over from ${from.slice(0, 12)}` : '';
 }
 
 export const registerSnapshots: RegisterCommand = (program, ctx) => {
@@ -60,10 +65,18 @@ export const registerSnapshots: RegisterCommand = (program, ctx) => {
                 // A snapshot that does not verify is named in full: it is damage to repair, never a backup.
                 if (r.error) return `${r.id}  ${r.time}  UNREADABLE: ${r.error}`;
                 const what = r.sources
-                  .map((s) =>
-                    s.kind === 'couchdb'
-                      ? `${s.name}[${(s.databases ?? []).map((d) => `${d.name}: ${d.docCount} docs @${String(d.seq).slice(0, 16)}`).join(', ')}]`
-                      : `${s.name}[${s.files} files, ${formatBytes(s.bytes ?? 0)}]`,
+                  .map(
+                    (s) =>
+                      `${s.name}[${s.carriedFrom ? `${carried(s.carriedFrom)}: ` : ''}${
+                        s.kind === 'couchdb'
+                          ? (s.databases ?? [])
+                              .map(
+                                (d) =>
+                                  `${d.name}: ${d.docCount} docs @${String(d.seq).slice(0, 16)}${d.carriedFrom && !s.carriedFrom ? ` (${carried(d.carriedFrom)})` : ''}`,
+                              )
+                              .join(', ')
+                          : `${s.files} files, ${formatBytes(s.bytes ?? 0)}`
+                      }]`,
                   )
                   .join(' ');
                 return `${r.id.slice(0, 12)}  ${r.time}  ${what}`;
