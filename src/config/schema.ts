@@ -1,5 +1,6 @@
 import { validate as validateCron } from 'node-cron';
 import { z } from 'zod';
+import { COMPRESSION_LEVEL, PACK_SIZE, describeLimit, withinLimit, type Limit } from '../repo/limits.js';
 import { parseDuration, parseSize } from '../util/units.js';
 
 /**
@@ -11,7 +12,8 @@ const name = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/i, 'a name of letters, digits, "-" and "_" (at most 63 characters)');
 
-const size = (def: number) =>
+/** A size in bytes, within `limit` (the repository format's own limit: one definition, in repo/limits.ts). */
+const size = (def: number, limit: Limit) =>
   z
     .union([z.string(), z.number()])
     .default(def)
@@ -20,12 +22,24 @@ const size = (def: number) =>
       if (n === undefined) {
         ctx.addIssue({
           code: 'custom',
-          message: 'expected a size such as 16MiB, 512KiB or a number of bytes',
+          message: `expected a size such as 16MiB, 512KiB or a number of bytes, ${describeLimit(limit)}`,
         });
+        return z.NEVER;
+      }
+      if (!withinLimit(n, limit)) {
+        ctx.addIssue({ code: 'custom', message: `out of range: allowed ${describeLimit(limit)}` });
         return z.NEVER;
       }
       return n;
     });
+
+/** A whole number within `limit`; the message gives the range. */
+const bounded = (limit: Limit) =>
+  z
+    .number()
+    .int(`expected a whole number ${describeLimit(limit)}`)
+    .min(limit.min, `out of range: allowed ${describeLimit(limit)}`)
+    .max(limit.max, `out of range: allowed ${describeLimit(limit)}`);
 
 /** Milliseconds. */
 const duration = (def: string) =>
@@ -189,8 +203,8 @@ export const configSchema = z.strictObject({
   /** Parameters for repositories created by `regbackup init` (an existing repository keeps its own). */
   repository: z
     .strictObject({
-      packSize: size(16 * 1024 * 1024),
-      compressionLevel: z.number().int().min(1).max(19).default(3),
+      packSize: size(16 * 1024 * 1024, PACK_SIZE),
+      compressionLevel: bounded(COMPRESSION_LEVEL).default(3),
     })
     .default({ packSize: 16 * 1024 * 1024, compressionLevel: 3 }),
   sources: z
