@@ -83,9 +83,13 @@ const QUERY_PARAM = /([?&;])([^=&#\s"'<>]+)=([^&#\s"'<>]*)/g;
 /** An authorization value: a scheme and a credential that is not a plain word ("Basic authentication"). */
 const AUTH_VALUE = /\b(Basic|Bearer|Digest|Token|Negotiate|NTLM)(\s+)([A-Za-z0-9+/._~-]+=*)/g;
 const AWS_AUTH = /\bAWS4-HMAC-SHA256\s+[^\r\n"']+/g;
-/** `name: value`, `name=value`, `"name":"value"` in free text; the value may be an authorization value. */
+/**
+ * `name: value`, `name=value`, `"name":"value"` in free text; the value may be an authorization value. Not a
+ * dotted place such as `targets[0].credentials.secretAccessKey: got 5` (a configuration problem, whose value
+ * is redacted where it is read).
+ */
 const NAMED_VALUE =
-  /([A-Za-z][A-Za-z0-9_.-]*)(["']?\s*[:=]\s*["']?)((?:(?:Basic|Bearer|Digest|Token)\s+)?[^\s"',;&}\]]+)/g;
+  /(?<![\w.\]-])([A-Za-z][A-Za-z0-9_-]*)(["']?\s*[:=]\s*["']?)((?:(?:Basic|Bearer|Digest|Token)\s+)?[^\s"',;&}\]]+)/g;
 const AGE_IDENTITY = /AGE-SECRET-KEY-[A-Z0-9-]+/g;
 
 function redactUserinfo(_m: string, scheme: string, userinfo: string): string {
