@@ -43,9 +43,12 @@ export function clearSecrets(): void {
 
 /** Words that make a name a credential wherever they stand in it. */
 const CREDENTIAL_WORD =
-  /secret|passw(or)?d|passphrase|pwd|token|credential|auth(?!or)|cookie|signature|private_?key/i;
+  /secret|passw(or)?d|passphrase|pwd|token|credential|auth(?!or(?!ization))|cookie|signature|private_?key/i;
 /** A name ending in "key" after something else (apiKey, routing_key, X-Api-Key, secretAccessKey, restoreKey). */
 const KEY_NAME = /.key$/i;
+/** …Keys that name an object in a store, a dedup or sort key: regbackup's own identifiers, never credentials. */
+const IDENTIFIER_KEY =
+  /(report|file|dir|sort|dedup|object|pack|index|snapshot|cache|lock|partition|shard|job|queue|group)[-_]?key$/i;
 /**
  * Names that say what they hold is not the credential itself: its identifier, file, length… (`keyId`,
  * `passwordFile`, `keyFilename`, `tokenType`). The bare `key` is an object's key in a store, not a secret.
@@ -56,13 +59,13 @@ const NOT_A_CREDENTIAL =
 const CREDENTIAL_PARAM = /^(key|sig|code)$/i;
 
 function isCredentialParam(name: string): boolean {
-  return CREDENTIAL_WORD.test(name) || KEY_NAME.test(name) || CREDENTIAL_PARAM.test(name);
+  return isSecretKeyName(name) || CREDENTIAL_WORD.test(name) || CREDENTIAL_PARAM.test(name);
 }
 
 /** True when a value stored under this name is a credential (the names are matched case-insensitively). */
 export function isSecretKeyName(name: string): boolean {
   if (NOT_A_CREDENTIAL.test(name)) return false;
-  return CREDENTIAL_WORD.test(name) || KEY_NAME.test(name);
+  return CREDENTIAL_WORD.test(name) || (KEY_NAME.test(name) && !IDENTIFIER_KEY.test(name));
 }
 
 /** A file path (absolute, ./, ../, ~/ or C:\): under a name such as `restoreKey` it names a key, it is not one. */
@@ -89,7 +92,7 @@ const AWS_AUTH = /\bAWS4-HMAC-SHA256\s+[^\r\n"']+/g;
  * is redacted where it is read).
  */
 const NAMED_VALUE =
-  /(?<![\w.\]-])([A-Za-z][A-Za-z0-9_-]*)(["']?\s*[:=]\s*["']?)((?:(?:Basic|Bearer|Digest|Token)\s+)?[^\s"',;&}\]]+)/g;
+  /(?<![\w.\]-])([A-Za-z][A-Za-z0-9_-]*)(["']?\s*[:=]\s*["']?)((?:(?:Basic|Bearer|Digest|Token|AWS4-HMAC-SHA256)\s+)?[^\s"',;&}\]]+)/g;
 const AGE_IDENTITY = /AGE-SECRET-KEY-[A-Z0-9-]+/g;
 
 function redactUserinfo(_m: string, scheme: string, userinfo: string): string {
