@@ -41,8 +41,8 @@ const bounded = (limit: Limit) =>
     .min(limit.min, `out of range: allowed ${describeLimit(limit)}`)
     .max(limit.max, `out of range: allowed ${describeLimit(limit)}`);
 
-/** Milliseconds. */
-const duration = (def: string) =>
+/** Milliseconds; at least `minMs` where less makes no sense (a zero interval is a busy loop). */
+const duration = (def: string, minMs = 0) =>
   z
     .union([z.string(), z.number()])
     .default(def)
@@ -50,6 +50,10 @@ const duration = (def: string) =>
       const n = parseDuration(v);
       if (n === undefined) {
         ctx.addIssue({ code: 'custom', message: 'expected a duration such as 90s, 30min, 2h or 7d' });
+        return z.NEVER;
+      }
+      if (n < minMs) {
+        ctx.addIssue({ code: 'custom', message: `out of range: allowed from ${minMs / 1000}s` });
         return z.NEVER;
       }
       return n;
@@ -92,7 +96,7 @@ const couchdbSource = z.strictObject({
   /** Documents per _bulk_get / _changes batch. */
   batchSize: z.number().int().min(1).max(10_000).default(500),
   /** Per-request timeout. */
-  timeout: duration('5min'),
+  timeout: duration('5min', 1000),
 });
 
 const tarballFsSource = z.strictObject({
@@ -286,7 +290,7 @@ export const configSchema = z.strictObject({
       /** Raise an alert when the newest restore drill is older than this (only once a drill has run). */
       drillMaxAge: duration('8d'),
       /** How often the worker re-evaluates health (RPO grows without any job running). */
-      checkInterval: duration('1min'),
+      checkInterval: duration('1min', 1000),
       /** Names this deployment in alerts; part of every dedup key (one incident per problem). */
       name: z.string().min(1).default('regbackup'),
     })
@@ -306,7 +310,7 @@ export const configSchema = z.strictObject({
           url: httpUrl,
           /** Sent as `Authorization: Token …` (InfluxDB 2) when set. */
           token: z.string().min(1).optional(),
-          interval: duration('1min'),
+          interval: duration('1min', 1000),
         })
         .optional(),
     })

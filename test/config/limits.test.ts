@@ -88,6 +88,24 @@ targets:
     }
   });
 
+  it('a zero request timeout or health interval: refused (every request would fail, the worker would spin)', async () => {
+    const file = path.join(dir, 'durations.yaml');
+    writeFileSync(
+      file,
+      `keys: ./keys/worker.key
+sources: { couchdb: [{ name: registry, url: "http://127.0.0.1:5984", timeout: 0 }] }
+targets: [{ name: local, type: fs, path: ./target }]
+alerts: { checkInterval: 0s }
+metrics: { influxdb: { url: "http://127.0.0.1:8086/write?db=x", interval: 500ms } }
+`,
+    );
+    const r = await runCli(['config', 'check', '--config', file]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /sources\.couchdb\[0\]\.timeout: got 0, out of range: allowed from 1s/);
+    assert.match(r.stderr, /alerts\.checkInterval: got "0s", out of range: allowed from 1s/);
+    assert.match(r.stderr, /metrics\.influxdb\.interval: got "500ms", out of range: allowed from 1s/);
+  });
+
   // Used to spin in an endless mkdir loop; the timeout only keeps a regression from hanging the suite.
   it(
     'init on a target path the file system cannot create: a clear error, promptly',
