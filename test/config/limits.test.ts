@@ -1,9 +1,14 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
+import { UsageError } from '../../src/errors.js';
+import { generateKeys } from '../../src/repo/keys.js';
+import { Repository } from '../../src/repo/repository.js';
+import { MemoryStore } from '../../src/store/memory.js';
 import { tmpDir } from '../harness/index.js';
-import { runCli } from '../helpers/cli.js';
+import { BIN, runCli } from '../helpers/cli.js';
 
 const PACK_RANGE = 'allowed from 64 KiB to 1 GiB (65536 to 1073741824 bytes)';
 
@@ -106,20 +111,39 @@ metrics: { influxdb: { url: "http://127.0.0.1:8086/write?db=x", interval: 500ms 
     assert.match(r.stderr, /metrics\.influxdb\.interval: got "500ms", out of range: allowed from 1s/);
   });
 
-  // Used to spin in an endless mkdir loop; the timeout only keeps a regression from hanging the suite.
-  it(
-    'init on a target path the file system cannot create: a clear error, promptly',
-    { timeout: 120_000 },
-    async () => {
-      const file = writeConfig('proc', '{}', '/proc/self/nonexistent');
-      const r = await runCli(['init', '--config', file]);
-      assert.equal(r.code, 4, r.stderr);
-      assert.match(
-        r.stderr,
-        /target local: cannot create the directory \/proc\/self\/nonexistent \(ENOENT\): the file system refuses to create it/,
+  it('Repository.init refuses the same values when called directly (the one definition of the limits)', async () => {
+    const keys = await generateKeys();
+    const store = new MemoryStore('mem');
+    for (const params of [
+      { packSize: 1, compressionLevel: 3 },
+      { packSize: 1e15, compressionLevel: 3 },
+      { packSize: 16 * 1024 * 1024, compressionLevel: 0 },
+    ]) {
+      await assert.rejects(
+        Repository.init([store], keys.worker, params),
+        (err: unknown) =>
+          err instanceof UsageError && /^cannot create a repository with .*: allowed from/.test(err.message),
       );
-    },
-  );
+    }
+    assert.equal(await store.stat('config'), undefined, 'nothing written');
+  });
+
+  // Used to spin in an endless mkdir loop at 50% CPU. The kill after a minute only keeps a regression from
+  // leaving that process behind; it is not a timing assertion.
+  it('init on a target path the file system cannot create: a clear error', () => {
+    const file = writeConfig('proc', '{}', '/proc/self/nonexistent');
+    const r = spawnSync(process.execPath, ['--openssl-legacy-provider', BIN, 'init', '--config', file], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      killSignal: 'SIGKILL',
+    });
+    assert.equal(r.signal, null, 'init ended by itself');
+    assert.equal(r.status, 4, r.stderr);
+    assert.match(
+      r.stderr,
+      /target local: cannot create the directory \/proc\/self\/nonexistent \(ENOENT\): the file system refuses to create it/,
+    );
+  });
 
   it('init on a target path that is a regular file: says so', async () => {
     writeFileSync(path.join(dir, 'a-file'), 'x');
