@@ -1,6 +1,6 @@
 import type { Logger } from '../log.js';
 import { loadConfig, resolveConfigPath, type LoadedConfig } from '../config/load.js';
-import { redact } from '../util/redact.js';
+import { redact, redactString } from '../util/redact.js';
 
 export interface GlobalOptions {
   config?: string;
@@ -36,11 +36,11 @@ export class CliContext {
     return this.loaded;
   }
 
-  /** Prints a command's result: `value` as JSON with --json, else the human text. Secrets are removed. */
+  /** Prints a command's result: `value` as JSON with --json, else the human text. Secrets are removed from both. */
   print(human: string | (() => string), value: unknown): void {
     if (this.json) this.stdout.write(`${JSON.stringify(redact(value), null, 2)}\n`);
     else {
-      const text = typeof human === 'function' ? human() : human;
+      const text = redactString(typeof human === 'function' ? human() : human);
       if (text) this.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
     }
   }

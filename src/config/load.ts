@@ -3,7 +3,7 @@ import path from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, systemCodeOf } from '../errors.js';
-import { registerSecret } from '../util/redact.js';
+import { REDACTED, isSecretKeyName, redact, registerSecret, registerSecretsIn } from '../util/redact.js';
 import { configSchema, type Config } from './schema.js';
 
 export const DEFAULT_CONFIG_PATH = 'regbackup.yaml';
@@ -12,6 +12,12 @@ export interface LoadedConfig {
   config: Config;
   /** Absolute path of the file it came from. */
   path: string;
+  /**
+   * Where the file used `${VAR}`: the place (as in messages, `targets[0].credentials.secretAccessKey`) and
+   * the value as written with each variable's value replaced by "[redacted]". Every `${VAR}` value is a
+   * secret, whatever its length: `config check` shows these places in this form.
+   */
+  interpolated: ReadonlyMap<string, string>;
 }
 
 /** Which file to read: --config, then $REGBACKUP_CONFIG, then ./regbackup.yaml. */
@@ -29,11 +35,38 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
       `cannot read configuration ${file}: ${why} (use --config PATH or set REGBACKUP_CONFIG)`,
     );
   }
-  return { config: parseConfig(text, file, env), path: file };
+  const interpolated = new Map<string, string>();
+  return { config: parseConfig(text, file, env, interpolated), path: file, interpolated };
 }
 
-/** Parses, interpolates and validates a configuration text; every problem found is reported at once. */
-export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
+/**
+ * The configuration as `config check` prints it: every `${VAR}` value and every secret redacted, file paths
+ * and everything else as the program will use them.
+ */
+export function displayConfig(loaded: LoadedConfig): unknown {
+  const replace = (value: unknown, at: (string | number)[]): unknown => {
+    const shown = loaded.interpolated.get(formatPath(at));
+    if (shown !== undefined) return shown;
+    if (Array.isArray(value)) return value.map((v, i) => replace(v, [...at, i]));
+    if (value && typeof value === 'object') {
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, replace(v, [...at, k])]));
+    }
+    return value;
+  };
+  return redact(replace(loaded.config, []));
+}
+
+/**
+ * Parses, interpolates and validates a configuration text; every problem found is reported at once. Every
+ * secret it holds (`${VAR}` values, credentials, header values, URL passwords and tokens) is registered with
+ * the redactor before anything can print it.
+ */
+export function parseConfig(
+  text: string,
+  file: string,
+  env: NodeJS.ProcessEnv = process.env,
+  interpolated: Map<string, string> = new Map(),
+): Config {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length) {
     throw new ConfigError(
@@ -50,16 +83,17 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
 
   const problems: string[] = [];
   const unset = new Set<string>();
-  const interpolated = interpolate(raw, [], env, problems, unset);
+  const values = interpolate(raw, [], env, problems, unset, interpolated);
+  registerSecretsIn(values);
 
-  const result = configSchema.safeParse(interpolated, { reportInput: true });
+  const result = configSchema.safeParse(values, { reportInput: true });
   if (!result.success) {
     for (const issue of result.error.issues) {
       const where = formatPath(issue.path);
       // A value that failed because its ${VAR} is unset is already reported once.
       if ([...unset].some((u) => where === u || where.startsWith(`${u}.`) || where.startsWith(`${u}[`)))
         continue;
-      problems.push(describeIssue(issue, where));
+      problems.push(describeIssue(issue, where, isSecretPlace(issue.path, interpolated)));
     }
   }
   if (result.success) problems.push(...semanticProblems(result.data));
@@ -78,36 +112,44 @@ function interpolate(
   env: NodeJS.ProcessEnv,
   problems: string[],
   unset: Set<string>,
+  interpolated: Map<string, string>,
 ): unknown {
   if (typeof value === 'string') {
     if (!value.includes('$')) return value;
     let failed = false;
-    const out = value.replace(
-      /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g,
-      (m, name: string | undefined, fallback: string | undefined) => {
-        if (m === '$$') return '$';
-        const fromEnv = env[name!];
-        const v = fromEnv === undefined || fromEnv === '' ? fallback : fromEnv;
-        if (v === undefined || v === '') {
-          problems.push(`${formatPath(at)}: environment variable \${${name}} is not set`);
-          failed = true;
-          return '';
-        }
-        // Whatever comes from the environment is treated as a secret: it never reaches a log line.
-        registerSecret(v);
-        return v;
-      },
-    );
+    let secret = false;
+    const pattern = /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+    const out = value.replace(pattern, (m, name: string | undefined, fallback: string | undefined) => {
+      if (m === '$$') return '$';
+      const fromEnv = env[name!];
+      const v = fromEnv === undefined || fromEnv === '' ? fallback : fromEnv;
+      if (v === undefined || v === '') {
+        problems.push(`${formatPath(at)}: environment variable \${${name}} is not set`);
+        failed = true;
+        return '';
+      }
+      // Whatever comes from the environment is treated as a secret: it never reaches a log line.
+      registerSecret(v);
+      secret = true;
+      return v;
+    });
     if (failed) {
       unset.add(formatPath(at));
       return undefined;
     }
+    if (secret)
+      interpolated.set(
+        formatPath(at),
+        value.replace(pattern, (m) => (m === '$$' ? '$' : REDACTED)),
+      );
     return out;
   }
-  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, [...at, i], env, problems, unset));
+  const next = (v: unknown, k: string | number) =>
+    interpolate(v, [...at, k], env, problems, unset, interpolated);
+  if (Array.isArray(value)) return value.map((v, i) => next(v, i));
   if (value && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = interpolate(v, [...at, k], env, problems, unset);
+    for (const [k, v] of Object.entries(value)) out[k] = next(v, k);
     return out;
   }
   return value;
@@ -129,8 +171,20 @@ function show(v: unknown): string {
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
 
-function describeIssue(issue: z.core.$ZodIssue, where: string): string {
-  const input = (issue as { input?: unknown }).input;
+/**
+ * A value that a problem must not quote: it came from `${VAR}`, or it sits under a credential-like key or in
+ * a `headers` map (at any depth).
+ */
+function isSecretPlace(at: readonly PropertyKey[], interpolated: ReadonlyMap<string, string>): boolean {
+  for (let i = 1; i <= at.length; i++) {
+    if (interpolated.has(formatPath(at.slice(0, i)))) return true;
+  }
+  return at.some((p) => typeof p === 'string' && (isSecretKeyName(p) || /^headers$/i.test(p)));
+}
+
+function describeIssue(issue: z.core.$ZodIssue, where: string, secret: boolean): string {
+  const raw = (issue as { input?: unknown }).input;
+  const input = secret && raw !== undefined ? REDACTED : redact(raw);
   switch (issue.code) {
     case 'invalid_type':
       return input === undefined

@@ -1,5 +1,6 @@
 import { validate as validateCron } from 'node-cron';
 import { z } from 'zod';
+import { COMPRESSION_LEVEL, PACK_SIZE, describeLimit, withinLimit, type Limit } from '../repo/limits.js';
 import { parseDuration, parseSize } from '../util/units.js';
 
 /**
@@ -11,7 +12,8 @@ const name = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/i, 'a name of letters, digits, "-" and "_" (at most 63 characters)');
 
-const size = (def: number) =>
+/** A size in bytes, within `limit` (the repository format's own limit: one definition, in repo/limits.ts). */
+const size = (def: number, limit: Limit) =>
   z
     .union([z.string(), z.number()])
     .default(def)
@@ -20,8 +22,12 @@ const size = (def: number) =>
       if (n === undefined) {
         ctx.addIssue({
           code: 'custom',
-          message: 'expected a size such as 16MiB, 512KiB or a number of bytes',
+          message: `expected a size such as 16MiB, 512KiB or a number of bytes, ${describeLimit(limit)}`,
         });
+        return z.NEVER;
+      }
+      if (!withinLimit(n, limit)) {
+        ctx.addIssue({ code: 'custom', message: `out of range: allowed ${describeLimit(limit)}` });
         return z.NEVER;
       }
       return n;
@@ -41,8 +47,16 @@ const optionalDuration = () =>
     })
     .optional();
 
-/** Milliseconds. */
-const duration = (def: string) =>
+/** A whole number within `limit`; the message gives the range. */
+const bounded = (limit: Limit) =>
+  z
+    .number()
+    .int(`expected a whole number ${describeLimit(limit)}`)
+    .min(limit.min, `out of range: allowed ${describeLimit(limit)}`)
+    .max(limit.max, `out of range: allowed ${describeLimit(limit)}`);
+
+/** Milliseconds; at least `minMs` where less makes no sense (a zero interval is a busy loop). */
+const duration = (def: string, minMs = 0) =>
   z
     .union([z.string(), z.number()])
     .default(def)
@@ -50,6 +64,10 @@ const duration = (def: string) =>
       const n = parseDuration(v);
       if (n === undefined) {
         ctx.addIssue({ code: 'custom', message: 'expected a duration such as 90s, 30min, 2h or 7d' });
+        return z.NEVER;
+      }
+      if (n < minMs) {
+        ctx.addIssue({ code: 'custom', message: `out of range: allowed from ${minMs / 1000}s` });
         return z.NEVER;
       }
       return n;
@@ -92,7 +110,7 @@ const couchdbSource = z.strictObject({
   /** Documents per _bulk_get / _changes batch. */
   batchSize: z.number().int().min(1).max(10_000).default(500),
   /** Per-request timeout. */
-  timeout: duration('5min'),
+  timeout: duration('5min', 1000),
   /** Health: alert when the newest data read from this source is older (default: alerts.rpoThreshold). */
   rpoThreshold: optionalDuration(),
 });
@@ -207,8 +225,8 @@ export const configSchema = z.strictObject({
   /** Parameters for repositories created by `regbackup init` (an existing repository keeps its own). */
   repository: z
     .strictObject({
-      packSize: size(16 * 1024 * 1024),
-      compressionLevel: z.number().int().min(1).max(19).default(3),
+      packSize: size(16 * 1024 * 1024, PACK_SIZE),
+      compressionLevel: bounded(COMPRESSION_LEVEL).default(3),
     })
     .default({ packSize: 16 * 1024 * 1024, compressionLevel: 3 }),
   sources: z
@@ -293,7 +311,7 @@ export const configSchema = z.strictObject({
       /** Raise an alert when the newest restore drill is older than this (only once a drill has run). */
       drillMaxAge: duration('8d'),
       /** How often the worker re-evaluates health (RPO grows without any job running). */
-      checkInterval: duration('1min'),
+      checkInterval: duration('1min', 1000),
       /** Names this deployment in alerts; part of every dedup key (one incident per problem). */
       name: z.string().min(1).default('regbackup'),
     })
@@ -313,7 +331,7 @@ export const configSchema = z.strictObject({
           url: httpUrl,
           /** Sent as `Authorization: Token …` (InfluxDB 2) when set. */
           token: z.string().min(1).optional(),
-          interval: duration('1min'),
+          interval: duration('1min', 1000),
         })
         .optional(),
     })

@@ -9,6 +9,7 @@ import { decrypt, encrypt, Identities } from './age.js';
 import { BlobIndex } from './blob-index.js';
 import { gearTable, validateChunkerParams, type ChunkerParams } from './chunker.js';
 import { decodeIndexBody } from './index-object.js';
+import { repositoryParamsProblem } from './limits.js';
 import { deriveKeys, type RestoreIdentity, type WorkerKey } from './keys.js';
 import { decodeSigned, encodeSigned, sha256Hex, type MagicName } from './signed.js';
 
@@ -103,9 +104,8 @@ function decodeConfig(bytes: Buffer, verifyKey: KeyObject, keyId: string, where:
   validateChunkerParams(c.chunkers.json);
   validateChunkerParams(c.chunkers.bulk);
   validateChunkerParams(c.chunkers.tree);
-  if (!Number.isInteger(c.packSize) || c.packSize < 64 * 1024 || c.packSize > 1024 ** 3) {
-    throw new IntegrityError(`${where}: config has a bad pack size`);
-  }
+  const bad = repositoryParamsProblem(c);
+  if (bad) throw new IntegrityError(`${where}: config has a bad ${bad}`);
   return c;
 }
 
@@ -152,6 +152,8 @@ export class Repository {
     worker: WorkerKey,
     params: { packSize: number; compressionLevel: number },
   ): Promise<InitResult[]> {
+    const bad = repositoryParamsProblem(params);
+    if (bad) throw new UsageError(`cannot create a repository with ${bad}`);
     const found = await Promise.all(
       targets.map(async (t) => {
         try {

@@ -8,12 +8,13 @@ import {
   readdir,
   realpath,
   rename,
+  stat,
   unlink,
   type FileHandle,
 } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
-import { TargetError, systemCodeOf } from '../errors.js';
+import { TargetError, messageOf, systemCodeOf } from '../errors.js';
 import { toTargetError, type StoreOperation } from './errors.js';
 import { assertValidRange, deferErrors, emptyStream, mapStreamErrors, readAll } from './streams.js';
 import {
@@ -75,9 +76,7 @@ export class FsStore implements ObjectStore {
     let fh: FileHandle | undefined;
     if (!Buffer.isBuffer(body)) deferErrors(body);
     try {
-      const firstCreated = await mkdir(dir, { recursive: true }).catch((err: unknown) => {
-        throw systemCodeOf(err) === 'EEXIST' || systemCodeOf(err) === 'ENOTDIR' ? this.inTheWay(key) : err;
-      });
+      const firstCreated = await this.makeDirectories(dir, key);
       await this.assertInside(dir);
       tmp = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
       fh = await open(
@@ -142,7 +141,7 @@ export class FsStore implements ObjectStore {
       } finally {
         await src.close();
       }
-      const firstCreated = await mkdir(dir, { recursive: true });
+      const firstCreated = await this.makeDirectories(dir, key);
       await this.assertInside(dir);
       tmp = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
       try {
@@ -309,6 +308,80 @@ export class FsStore implements ObjectStore {
         },
       );
     }
+  }
+
+  /**
+   * `mkdir -p` of an object's directory; the first directory it created (undefined: none). Not Node's
+   * recursive mkdir, which loops forever when a parent exists but refuses children (ENOENT under /proc):
+   * each missing level is created in turn, from the deepest existing one, and any failure is a TargetError
+   * naming the directory and the cause.
+   */
+  private async makeDirectories(dir: string, key: string): Promise<string | undefined> {
+    const missing: string[] = [];
+    for (let d = dir; ; d = dirname(d)) {
+      let st;
+      try {
+        st = await stat(d);
+      } catch (err) {
+        // Absent, or below a file (ENOTDIR): look further up, where the file itself is found.
+        const absent = systemCodeOf(err) === 'ENOENT' || systemCodeOf(err) === 'ENOTDIR';
+        if (!absent || dirname(d) === d) throw this.cannotCreate(d, err, key);
+        missing.push(d);
+        continue;
+      }
+      if (!st.isDirectory())
+        throw this.cannotCreate(d, Object.assign(new Error('not a directory'), { code: 'ENOTDIR' }), key);
+      break;
+    }
+    for (const d of missing.reverse()) {
+      try {
+        await mkdir(d);
+      } catch (err) {
+        // Made by a concurrent put in the meantime: fine, when it is a directory.
+        if (systemCodeOf(err) === 'EEXIST' && (await stat(d).catch(() => undefined))?.isDirectory()) continue;
+        throw this.cannotCreate(d, err, key);
+      }
+    }
+    return missing[0];
+  }
+
+  /** Why the directory `dir` cannot be created (or used) for `key`, naming the path and the real cause. */
+  private cannotCreate(dir: string, err: unknown, key: string): TargetError {
+    const code = systemCodeOf(err) ?? 'unknown';
+    const inTheRoot = dir !== this.root && dir.startsWith(this.root + sep);
+    if ((code === 'ENOTDIR' || code === 'EEXIST') && inTheRoot) return this.inTheWay(key);
+    const details = {
+      target: this.name,
+      operation: 'put',
+      key,
+      path: dir,
+      kind: 'local',
+      code,
+      transient: false,
+    };
+    if (code === 'ENOTDIR' || code === 'EEXIST') {
+      return new TargetError(
+        `target ${this.name}: ${dir} is not a directory (${code}): the target path must be a directory, or not exist yet`,
+        details,
+        { cause: err },
+      );
+    }
+    const why: Record<string, string> = {
+      EACCES: 'permission denied',
+      EPERM: 'permission denied',
+      EROFS: 'the file system is read-only',
+      ENOSPC: 'the disk is full',
+      EDQUOT: 'the disk quota is used up',
+      ENAMETOOLONG: 'the name is too long',
+      ELOOP: 'too many symbolic links',
+      ENOENT:
+        'the file system refuses to create it although its parent exists (a virtual file system such as /proc or /sys?)',
+    };
+    return new TargetError(
+      `target ${this.name}: cannot create the directory ${dir} (${code}): ${why[code] ?? messageOf(err)}`,
+      details,
+      { cause: err },
+    );
   }
 
   /** A file system cannot hold both `a` and `a/b`: one of them is a file where a directory is needed. */

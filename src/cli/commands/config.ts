@@ -1,6 +1,6 @@
 import { stringify } from 'yaml';
 import type { RegisterCommand } from './index.js';
-import { redact } from '../../util/redact.js';
+import { displayConfig } from '../../config/load.js';
 
 export const registerConfig: RegisterCommand = (program, ctx) => {
   const config = program.command('config').description('work with the configuration file');
@@ -9,8 +9,12 @@ export const registerConfig: RegisterCommand = (program, ctx) => {
     .description('validate the configuration and print it resolved, with every secret redacted')
     .action(() => {
       const c = ctx();
-      const { config: resolved, path } = c.config();
-      const clean = redact(resolved);
-      c.print(() => `# ${path}: valid\n${stringify(clean)}`, { path, valid: true, config: clean });
+      const loaded = c.config();
+      const clean = displayConfig(loaded);
+      c.print(() => `# ${loaded.path}: valid\n${stringify(clean)}`, {
+        path: loaded.path,
+        valid: true,
+        config: clean,
+      });
     });
 };
