@@ -2,7 +2,8 @@
 # regbackup: build with the full toolchain (zstd-napi compiles native code), run on a slim image with
 # production dependencies only, as a non-root user.
 
-FROM node:20-bookworm AS build
+# Node.js 24 (Active LTS), pinned to the release package.json's devDependency "node" installs for npm scripts.
+FROM node:24.21.0-bookworm AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --ignore-scripts && npm rebuild zstd-napi msgpackr-extract
@@ -14,14 +15,15 @@ COPY bench ./bench
 COPY test ./test
 RUN npx tsc -p tsconfig.json
 
-FROM node:20-bookworm AS prod-deps
+FROM node:24.21.0-bookworm AS prod-deps
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts && npm rebuild zstd-napi msgpackr-extract
 
-FROM node:20-bookworm-slim AS runtime
-# age: to read backups by hand in an emergency (docs/FORMAT.md, "Reading a repository by hand").
-RUN apt-get update && apt-get install -y --no-install-recommends age ca-certificates tini \
+FROM node:24.21.0-bookworm-slim AS runtime
+# age, zstd and jq: to read backups by hand in an emergency (docs/DISASTER.md, docs/FORMAT.md "Reading a
+# repository by hand").
+RUN apt-get update && apt-get install -y --no-install-recommends age zstd jq ca-certificates tini \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system regbackup && useradd --system --gid regbackup --home-dir /var/lib/regbackup --create-home regbackup
 WORKDIR /app

@@ -12,7 +12,7 @@
  * the drill history and a health check. No demo-only code path: only the stand-ins are the demo's.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -65,6 +65,7 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
   let couch: TemporaryCouch | undefined;
   let s3: S3rver | undefined;
   const steps: DemoResult['steps'] = [];
+  let finished = false;
   try {
     step('Starting the stand-ins: a CouchDB-compatible server and an S3 server, on 127.0.0.1');
     couch = await startTemporaryCouch();
@@ -140,17 +141,16 @@ drill:
   sample: 25
 `,
     );
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
+    const demoEnv: Record<string, string> = {
       REGBACKUP_CONFIG: configFile,
       COUCH_URL: couch.url,
       AWS_ACCESS_KEY_ID: 'S3RVER',
       AWS_SECRET_ACCESS_KEY: 'S3RVER',
-      REGBACKUP_LOG_LEVEL: 'warn',
     };
+    const env: NodeJS.ProcessEnv = { ...process.env, ...demoEnv, REGBACKUP_LOG_LEVEL: 'warn' };
     const cli = (args: string[]): Promise<Cli> =>
       new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, ['--openssl-legacy-provider', '--no-warnings', BIN, ...args], {
+        const child = spawn(process.execPath, [BIN, ...args], {
           env,
           cwd: dir,
           stdio: ['ignore', 'pipe', 'pipe'],
@@ -232,35 +232,26 @@ drill:
     await run(['drills']);
     await run(['check-health'], (r) => r.stdout.trimEnd(), [0, 1, 2]);
 
+    const keep = o.keep ?? Boolean(process.stdout.isTTY && process.stdin.isTTY);
+    // The demo's own throwaway loopback settings, for the operator's shell: not secrets worth hiding, but
+    // written to a file (mode 0600) rather than printed, as real settings would be.
+    const envFile = path.join(dir, 'demo.env');
+    writeFileSync(
+      envFile,
+      `# Written by the regbackup demo: the settings of its stand-in servers, for \`source ${envFile}\`.\n` +
+        Object.entries(demoEnv)
+          .map(([k, v]) => `export ${k}=${shellQuote(v)}\n`)
+          .join(''),
+      { mode: 0o600 },
+    );
+    const removeDir = !keep && o.dir === undefined;
     step(`Done in ${formatDuration(Date.now() - t0)}. What to try next:`);
-    const e = `REGBACKUP_CONFIG=${configFile}`;
-    say(
-      `  Everything is in ${dir}: the configuration (regbackup.yaml), keys/, both targets (offsite/, s3rver/), the registry.`,
-    );
-    say(`  ${e} npx regbackup snapshots --target offsite --json    # what each snapshot holds`);
-    say(
-      `  ${e} npx regbackup drills --show latest                # the full drill report, read back from the repository`,
-    );
-    say(
-      `  ${e} npx regbackup restore --from offsite --tarballs /tmp/restored-tarballs   # restore the tarball store`,
-    );
-    say(`  ${e} npx regbackup jobs                                 # the schedule and its next runs`);
-    say(
-      `  ${e} npx regbackup worker                               # run the schedule (add queue.redis for BullMQ)`,
-    );
-    const snap = readdirSync(path.join(dir, 'offsite', 'snapshots'))
-      .sort()
-      .at(-1);
-    if (snap)
-      say(
-        `  age -d -i ${path.join(dir, 'keys', 'restore.key')} < ${path.join(dir, 'offsite', 'snapshots', snap)} | tail -c +14 | head -c -64 | zstd -d   # by hand (docs/FORMAT.md)`,
-      );
+    for (const line of nextSteps(dir, envFile, keep)) say(`  ${line}`);
     say('  Then read README.md ("Running it") for cron vs BullMQ, alerts and metrics.');
 
-    const keep = o.keep ?? Boolean(process.stdout.isTTY && process.stdin.isTTY);
     if (keep) {
       say(
-        `\nThe stand-in servers keep running (COUCH_URL=${couch.url.replace(/:[^:@/]+@/, ':****@')}, S3 at ${s3url}) so that the commands above work against them; press Ctrl-C to stop.`,
+        `\nThe stand-in servers keep running (CouchDB at ${couch.baseUrl}, S3 at ${s3url}) and ${dir} stays, so that the commands above work; press Ctrl-C to stop.`,
       );
       await new Promise<void>((resolve) => {
         process.once('SIGINT', () => resolve());
@@ -268,13 +259,43 @@ drill:
       });
     } else
       say(
-        '\n(The stand-in servers are stopped now; `npm run demo -- --keep` keeps them running so that the commands above can use the S3 target and the CouchDB.)',
+        `\n(The stand-in servers are stopped now${removeDir ? ` and ${dir} is removed` : ''}; \`npm run demo -- --keep\` keeps them running, with the files, so that the commands above work.)`,
       );
+    finished = removeDir;
     return { dir, configFile, steps, drillPassed };
   } finally {
     await couch?.stop();
     await s3?.close();
+    // A run leaves ~260 MB (registry, both targets, cache): removed unless kept or the caller chose the folder.
+    if (finished) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** `'…'` for a POSIX shell. */
+function shellQuote(v: string): string {
+  return `'${v.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The commands printed at the end: each works as printed after `source demo.env`, from the project folder. */
+export function nextSteps(dir: string, envFile: string, kept: boolean): string[] {
+  const lines = [
+    kept
+      ? `Everything is in ${dir}: the configuration (regbackup.yaml), keys/, both targets (offsite/, s3rver/), the registry.`
+      : 'With `npm run demo -- --keep` the servers and files stay, and these work:',
+    `source ${envFile}                                   # the demo's settings: REGBACKUP_CONFIG, COUCH_URL, S3 keys`,
+    `npx regbackup snapshots --target offsite --json    # what each snapshot holds`,
+    `npx regbackup drills --show latest                # the full drill report, read back from the repository`,
+    `npx regbackup restore --from offsite --tarballs ${path.join(dir, 'restored-tarballs')}   # restore the tarball store`,
+    `npx regbackup jobs                                 # the schedule and its next runs`,
+    `npx regbackup worker                               # run the schedule (add queue.redis for BullMQ); Ctrl-C stops it`,
+  ];
+  const snapDir = path.join(dir, 'offsite', 'snapshots');
+  const snap = existsSync(snapDir) ? readdirSync(snapDir).sort().at(-1) : undefined;
+  if (snap)
+    lines.push(
+      `age -d -i ${path.join(dir, 'keys', 'restore.key')} < ${path.join(snapDir, snap)} | tail -c +14 | head -c -64 | zstd -d   # by hand (docs/FORMAT.md)`,
+    );
+  return lines;
 }
 
 async function main(): Promise<void> {

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { pino, type Logger, type DestinationStream } from 'pino';
 import type PinoPretty from 'pino-pretty';
 import { redact, redactString } from './util/redact.js';
+import { eraseStatusLine } from './util/status-line.js';
 
 export type { Logger };
 
@@ -21,18 +22,7 @@ export interface LogOptions {
 export function createLogger(opts: LogOptions = {}): Logger {
   const level = opts.level ?? process.env.REGBACKUP_LOG_LEVEL ?? 'info';
   const usePretty = opts.pretty ?? Boolean(process.stderr.isTTY);
-  const dest: DestinationStream =
-    opts.destination ??
-    (usePretty
-      ? // Loaded only for a terminal: jobs, cron and pipes log JSON and do not pay for it.
-        (createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty)({
-          destination: 2,
-          sync: true,
-          colorize: true,
-          translateTime: 'SYS:HH:MM:ss',
-          ignore: 'pid,hostname',
-        })
-      : pino.destination({ fd: 2, sync: true }));
+  const dest: DestinationStream = opts.destination ?? belowStatusLine(terminalOrJson(usePretty));
   return pino(
     {
       level,
@@ -51,6 +41,30 @@ export function createLogger(opts: LogOptions = {}): Logger {
     },
     dest,
   );
+}
+
+/** Human-readable lines for a terminal, JSON lines otherwise; stderr either way. */
+function terminalOrJson(pretty: boolean): DestinationStream {
+  return pretty
+    ? // Loaded only for a terminal: jobs, cron and pipes log JSON and do not pay for it.
+      (createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty)({
+        destination: 2,
+        sync: true,
+        colorize: true,
+        translateTime: 'SYS:HH:MM:ss',
+        ignore: 'pid,hostname',
+      })
+    : pino.destination({ fd: 2, sync: true });
+}
+
+/** Erases a progress line drawn on stderr before each log line, so that the two never share a line. */
+export function belowStatusLine(dest: DestinationStream): DestinationStream {
+  return {
+    write(line: string) {
+      eraseStatusLine();
+      return dest.write(line);
+    },
+  };
 }
 
 let current: Logger | undefined;

@@ -6,7 +6,7 @@
  * so one package's or one version's randomness never depends on how much another one consumed.
  */
 
-import { createCipheriv, createHash, type Cipher } from 'node:crypto';
+import { createCipheriv, createHash, type Cipheriv } from 'node:crypto';
 
 export type SeedPart = string | number;
 
@@ -152,7 +152,7 @@ export function keystream(n: number, ...parts: SeedPart[]): Buffer {
 }
 
 /** The cipher behind `keystream`: feed it zeros (in chunks of any size) to get the same bytes. */
-export function keystreamCipher(parts: readonly SeedPart[]): Cipher {
+export function keystreamCipher(parts: readonly SeedPart[]): Cipheriv {
   const digest = createHash('sha256').update(seedKey(parts)).digest();
   return createCipheriv('aes-128-ctr', digest.subarray(0, 16), digest.subarray(16, 32));
 }

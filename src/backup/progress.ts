@@ -1,3 +1,4 @@
+import { setStatusLine } from '../util/status-line.js';
 import { formatBytes, formatDuration } from '../util/units.js';
 
 /**
@@ -18,8 +19,9 @@ export class Progress {
 
   constructor(private readonly out?: NodeJS.WriteStream) {
     if (out?.isTTY) {
-      this.timer = setInterval(() => this.render(), 250);
+      this.timer = setInterval(() => this.draw(), 250);
       this.timer.unref();
+      setStatusLine({ erase: () => this.erase() });
     }
   }
 
@@ -40,17 +42,26 @@ export class Progress {
     return parts.filter(Boolean).join(' · ');
   }
 
-  private render(): void {
+  /** Draws the line (the timer does, every 250 ms). */
+  draw(): void {
     if (!this.out) return;
     const l = this.line().slice(0, (this.out.columns || 100) - 1);
     this.out.write(`\r${l}${' '.repeat(Math.max(0, this.lastLen - l.length))}`);
     this.lastLen = l.length;
   }
 
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
+  /** Blanks the drawn line; the next draw brings it back. */
+  erase(): void {
     if (this.out && this.lastLen) this.out.write(`\r${' '.repeat(this.lastLen)}\r`);
     this.lastLen = 0;
+  }
+
+  stop(): void {
+    if (this.timer) {
+      clearInterval(this.timer);
+      setStatusLine(undefined);
+    }
+    this.timer = undefined;
+    this.erase();
   }
 }

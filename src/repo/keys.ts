@@ -189,7 +189,18 @@ export function writeKeyFiles(
   return { workerFile, restoreFile };
 }
 
-function readKeyFile(file: string, what: string): string {
+/**
+ * What to do when a key file is missing. Keys cannot be made again: new keys write a new repository and
+ * cannot decrypt (restore identity) or sign for (worker key) an existing one.
+ */
+const MISSING_KEY_ADVICE = {
+  'restore identity':
+    'it is the restore.key written by `regbackup keys generate` when this repository was created and kept offline (a safe, a password manager): copy it from there, or pass --identity FILE; its recipient must be the one `regbackup keys show` prints for the worker key. New keys cannot decrypt existing backups',
+  'worker key':
+    'it is the worker.key written by `regbackup keys generate` next to restore.key: copy it from where the keys were created, or set `keys:` in the configuration. Only for a new repository, with nothing to restore, create a new pair with `regbackup keys generate --out DIR` (new keys cannot read or extend existing backups)',
+} as const;
+
+function readKeyFile(file: string, what: keyof typeof MISSING_KEY_ADVICE): string {
   try {
     const st = statSync(file);
     if (!st.isFile()) throw new KeyError(`${what} ${file} is not a file`);
@@ -200,7 +211,7 @@ function readKeyFile(file: string, what: string): string {
     const code = systemCodeOf(err);
     throw new KeyError(
       code === 'ENOENT'
-        ? `${what} ${file} does not exist (create keys with \`regbackup keys generate --out DIR\`)`
+        ? `${what} ${file} does not exist: ${MISSING_KEY_ADVICE[what]}`
         : `cannot read ${what} ${file}: ${code ?? (err as Error).message}`,
     );
   }

@@ -88,5 +88,9 @@ describe('restore keys: the identity is needed, and the wrong one is named', () 
     ]);
     assert.equal(missing.code, 7);
     assert.match(missing.stderr, /restore identity .*nope\.key does not exist/);
+    // A disaster-day message: where the identity comes from, never "make new keys".
+    assert.match(missing.stderr, /kept offline/);
+    assert.match(missing.stderr, /New keys cannot decrypt existing backups/);
+    assert.doesNotMatch(missing.stderr, /create keys with/);
   });
 });

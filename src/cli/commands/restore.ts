@@ -69,6 +69,22 @@ export const registerRestore: RegisterCommand = (program, ctx) => {
         .choices(['multipart', 'inline'])
         .hideHelp(),
     )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  regbackup restore --to new-primary --dry-run          what would be written, and how much
+  regbackup restore --to new-primary                    latest snapshot: every database and the tarball store
+  regbackup restore --to new-primary --from offsite     read only the "offsite" target
+  regbackup restore --at 2026-11-25T18:00Z --to new-primary
+  regbackup restore --couchdb https://admin:PASS@standby:5984 --tarballs /srv/tarballs
+  regbackup restore --snapshot 3f0a9c2e --to primary --package lodash --force   put one package back
+  regbackup restore --tarballs 's3://bucket/tarballs?endpoint=https://storage.example' --source tarballs
+
+Needs the restore identity (--identity restore.key, the offline copy). Interrupted? Run the same command
+again: it continues and verifies the destination itself. Exit 0 only when everything verified
+(docs/DISASTER.md is the runbook).`,
+    )
     .action(async (o: RestoreFlags) => {
       const c = ctx();
       const { config } = c.config();

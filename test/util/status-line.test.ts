@@ -1,0 +1,36 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Progress } from '../../src/backup/progress.js';
+import { belowStatusLine, createLogger } from '../../src/log.js';
+
+test('a log line erases the progress line first: the two never share a line on the terminal', () => {
+  const screen: string[] = [];
+  const tty = {
+    isTTY: true,
+    columns: 120,
+    write: (s: string) => screen.push(`tty:${s}`),
+  } as unknown as NodeJS.WriteStream;
+  const progress = new Progress(tty);
+  try {
+    progress.phase = 'tarballs';
+    progress.bytes = 5 * 1024 * 1024;
+    progress.draw();
+    const logger = createLogger({
+      level: 'info',
+      destination: belowStatusLine({ write: (s: string) => screen.push(`log:${s}`) }),
+    });
+    logger.info('snapshot committed');
+    const logAt = screen.findIndex((s) => s.startsWith('log:'));
+    assert.ok(logAt > 0, screen.join('|'));
+    // Drawn, then blanked with a carriage return at both ends, then the log line.
+    assert.match(screen[0]!, /^tty:\rtarballs · 5\.00 MiB/);
+    assert.match(screen[logAt - 1]!, /^tty:\r +\r$/);
+    assert.match(screen[logAt]!, /snapshot committed/);
+  } finally {
+    progress.stop();
+  }
+  // Once stopped, logging writes nothing to the terminal.
+  const before = screen.length;
+  createLogger({ destination: belowStatusLine({ write: () => true }) }).info('after');
+  assert.equal(screen.length, before);
+});
