@@ -1,9 +1,10 @@
-import { IntegrityError, KeyError, TargetError, UsageError, messageOf } from '../src/errors.js';
+import { KeyError, RegbackupError, TargetError, UsageError, messageOf } from '../src/errors.js';
 import type { RestoreIdentity } from '../src/repo/keys.js';
 import { defaultCacheRoot, Repository } from '../src/repo/repository.js';
+import { log } from '../src/log.js';
 import {
   listSnapshots,
-  loadSnapshot,
+  readSnapshot,
   resolveSnapshot,
   type SnapshotInfo,
   type SnapshotManifest,
@@ -70,7 +71,11 @@ export async function openForRestore(o: OpenRestoreOptions): Promise<OpenedResto
       }
     }),
   );
-  const cfg = peeked.find((p) => p.c)?.c;
+  // A target whose config was replaced (damage, forgery) must not decide which identity is right: the
+  // config of a target that names the identity given is preferred (its signature is checked on open).
+  const cfg =
+    peeked.find((p) => o.identity && p.c?.recipients?.includes(o.identity.recipient))?.c ??
+    peeked.find((p) => p.c)?.c;
   const down = peeked.filter((p) => !p.c).map((p) => ({ target: p.s.name, error: p.error! }));
   if (!cfg)
     throw new TargetError(
@@ -110,13 +115,67 @@ export interface SnapshotChoice {
 
 /**
  * Finds the snapshot: by ID (or unique prefix), "latest", or the newest taken at or before `at` — among the
- * snapshots of every reachable target (one that missed the last backups does not hide the newest one).
+ * snapshots of every reachable target (one that missed the last backups does not hide the newest one). Its
+ * manifest is read from a target that lists it, else from any other that serves it intact (each fallback is
+ * recorded in `repo.fallbacks`). When "latest" (or the one chosen by `at`) cannot be read from any target,
+ * the newest readable one before it is taken, and each one passed over is logged as an error.
  */
 export async function pickSnapshot(
   repo: Repository,
   o: { snapshot?: string; at?: Date },
 ): Promise<SnapshotChoice> {
   if (o.snapshot && o.at) throw new UsageError('give --snapshot or --at, not both');
+  const { all, where } = await allSnapshots(repo);
+  let candidates: SnapshotInfo[];
+  if (o.at) {
+    const at = o.at.getTime();
+    candidates = all.filter((s) => s.time.getTime() <= at);
+    if (!candidates.length) {
+      throw new UsageError(
+        all.length
+          ? `no snapshot was taken at or before ${o.at.toISOString()} (the oldest is from ${all[0]!.time.toISOString()})`
+          : 'there is no snapshot yet',
+      );
+    }
+  } else {
+    const info = resolveSnapshot(all, o.snapshot ?? 'latest');
+    // An explicit ID is that snapshot or an error; "latest" may step back to an older readable one.
+    candidates = o.snapshot && o.snapshot !== 'latest' ? [info] : all;
+  }
+  let failure: unknown;
+  for (let i = candidates.length - 1; i >= 0; i--) {
+    const info = candidates[i]!;
+    // The targets that list it first (configured order), then the others.
+    const holders = where.get(info.id) ?? [];
+    const order = [...holders, ...repo.targets.filter((t) => !holders.includes(t))];
+    try {
+      const { manifest, store } = await readSnapshot(repo, info, order);
+      const first = repo.targets[0]!;
+      if (store !== first && !holders.includes(first))
+        repo.noteFallback(
+          info.key,
+          first.name,
+          store.name,
+          `target ${first.name}: object ${info.key} does not exist`,
+        );
+      return { info, store, manifest };
+    } catch (err) {
+      if (err instanceof KeyError || !(err instanceof RegbackupError)) throw err;
+      failure ??= err;
+      if (i > 0)
+        log().error(
+          { snapshot: info.id, err: err.message },
+          `snapshot ${info.id.slice(0, 12)} (${info.time.toISOString()}) cannot be read from any target; taking the one before it`,
+        );
+    }
+  }
+  throw failure;
+}
+
+/** The snapshots of every target that lists them, oldest first, and which targets list each. */
+async function allSnapshots(
+  repo: Repository,
+): Promise<{ all: SnapshotInfo[]; where: Map<string, ObjectStore[]> }> {
   const where = new Map<string, ObjectStore[]>();
   const all: SnapshotInfo[] = [];
   const problems: string[] = [];
@@ -140,32 +199,7 @@ export async function pickSnapshot(
   if (!all.length && problems.length)
     throw new TargetError(`no target lists its snapshots (${problems.join('; ')})`);
   all.sort((a, b) => a.time.getTime() - b.time.getTime() || a.id.localeCompare(b.id));
-  let info: SnapshotInfo;
-  if (o.at) {
-    const at = o.at.getTime();
-    const before = all.filter((s) => s.time.getTime() <= at);
-    const hit = before[before.length - 1];
-    if (!hit) {
-      throw new UsageError(
-        all.length
-          ? `no snapshot was taken at or before ${o.at.toISOString()} (the oldest is from ${all[0]!.time.toISOString()})`
-          : 'there is no snapshot yet',
-      );
-    }
-    info = hit;
-  } else info = resolveSnapshot(all, o.snapshot ?? 'latest');
-  let last: unknown;
-  for (const store of where.get(info.id) ?? []) {
-    try {
-      return { info, store, manifest: await loadSnapshot(repo, store, info) };
-    } catch (err) {
-      if (err instanceof KeyError) throw err;
-      last = err;
-    }
-  }
-  throw last instanceof Error
-    ? last
-    : new IntegrityError(`snapshot ${info.id} cannot be read from any target`);
+  return { all, where };
 }
 
 /** Parses `--at`: an ISO 8601 time (or anything Date understands), or an age such as "2h" / "3d ago". */

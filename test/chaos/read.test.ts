@@ -1,0 +1,190 @@
+import { before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { cpSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { writeRegistry } from '../../bench/generate/registry.js';
+import type { TargetCheck } from '../../src/maintenance/check.js';
+import type { RestoreReport } from '../../restore/types.js';
+import { tmpDir } from '../harness/index.js';
+import { runCli, type CliResult } from '../helpers/cli.js';
+import { DAMAGES, damageObject, objectKeys, type Damage, type ObjectKind } from '../helpers/damage.js';
+
+/**
+ * Read-side chaos: one object of each kind is damaged on the first of two filesystem targets, in every way
+ * (test/helpers/damage.ts); a restore without --from still brings back exactly the source, saying which
+ * objects it read from the other target, and `check --read-data` names the damaged object. One backup is
+ * made once; each case works on a copy of its two targets.
+ */
+const KINDS: readonly ObjectKind[] = ['data', 'tree', 'index', 'snapshot', 'config'];
+
+const DAMAGE_LABEL: Record<Damage, string> = {
+  delete: 'deleted',
+  truncate: 'truncated',
+  flip: 'one byte flipped',
+  garbage: 'random bytes under its name',
+  forge: 'forged',
+};
+
+const PREFIX: Record<ObjectKind, string> = {
+  data: 'data/',
+  tree: 'tree/',
+  index: 'index/',
+  snapshot: 'snapshots/',
+  config: 'config',
+};
+
+/** Every file under `dir`: relative path -> SHA-256. */
+function tree(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string, rel: string) => {
+    for (const n of readdirSync(d)) {
+      const p = path.join(d, n);
+      const r = rel ? `${rel}/${n}` : n;
+      if (statSync(p).isDirectory()) walk(p, r);
+      else out[r] = createHash('sha256').update(readFileSync(p)).digest('hex');
+    }
+  };
+  walk(dir, '');
+  return out;
+}
+
+function json<T>(r: CliResult, what: string): T {
+  try {
+    return JSON.parse(r.stdout) as T;
+  } catch {
+    assert.fail(`${what}: no JSON (exit ${r.code}): ${r.stderr.slice(-2000)}${r.stdout.slice(-2000)}`);
+  }
+}
+
+describe('damage on the first target: restore reads past it, check names it', { concurrency: 3 }, () => {
+  let base: string;
+  let tarballs: string;
+  let keys: string;
+  let snapshot: string;
+
+  before(async () => {
+    base = await tmpDir();
+    const registry = path.join(base, 'registry');
+    await writeRegistry({
+      out: registry,
+      packages: 8,
+      seed: 11,
+      maxVersionsPerPackage: 4,
+      tarballVersions: 2,
+    });
+    tarballs = path.join(registry, 'tarballs');
+    // A file of several 1 MiB chunks, spread over more than one pack.
+    mkdirSync(path.join(tarballs, 'big', '-'), { recursive: true });
+    writeFileSync(path.join(tarballs, 'big', '-', 'big-1.0.0.tgz'), randomBytes(3 * 1024 * 1024 + 4321));
+    keys = path.join(base, 'keys');
+    mkdirSync(keys);
+    writeConfig(base);
+    const env = { REGBACKUP_CONFIG: path.join(base, 'regbackup.yaml'), REGBACKUP_LOG_LEVEL: 'warn' };
+    for (const args of [['keys', 'generate', '--out', keys], ['init'], ['backup', '--json']]) {
+      const r = await runCli(args, { env });
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+      if (args[0] === 'backup') snapshot = json<{ snapshot: { id: string } }>(r, 'backup').snapshot.id;
+    }
+    for (const kind of KINDS)
+      assert.ok(objectKeys(path.join(base, 'one'), PREFIX[kind]).length > 0, `the backup wrote ${kind}`);
+  });
+
+  function writeConfig(dir: string): void {
+    writeFileSync(
+      path.join(dir, 'regbackup.yaml'),
+      `keys: ${keys}/worker.key
+identity: ${keys}/restore.key
+cache: ./cache
+repository:
+  packSize: 1MiB
+sources:
+  tarballs:
+    - name: tarballs
+      path: ${tarballs}
+targets:
+  - name: one
+    type: fs
+    path: ./one
+  - name: two
+    type: fs
+    path: ./two
+`,
+    );
+  }
+
+  /** A copy of the backed-up targets (and a fresh cache), for one case. */
+  async function copy(): Promise<{ dir: string; cli: (args: string[]) => Promise<CliResult> }> {
+    const dir = await tmpDir();
+    for (const t of ['one', 'two']) cpSync(path.join(base, t), path.join(dir, t), { recursive: true });
+    writeConfig(dir);
+    const env = { REGBACKUP_CONFIG: path.join(dir, 'regbackup.yaml'), REGBACKUP_LOG_LEVEL: 'warn' };
+    return { dir, cli: (args) => runCli(args, { env }) };
+  }
+
+  for (const kind of KINDS) {
+    for (const damage of DAMAGES) {
+      test(`${kind}: ${DAMAGE_LABEL[damage]} on the first target`, async () => {
+        const { dir, cli } = await copy();
+        const one = path.join(dir, 'one');
+        const key = objectKeys(one, PREFIX[kind])[0]!;
+        const now = await damageObject(one, key, damage);
+
+        // Both read only; run at once.
+        const out = path.join(dir, 'restored');
+        const [r, c] = await Promise.all([
+          cli(['restore', '--tarballs', out, '--json']),
+          cli(['check', '--read-data', '--json']),
+        ]);
+
+        // restore (no --from): everything, verified, from the other target where needed.
+        assert.equal(r.code, 0, `restore: ${r.stderr.slice(-3000)}`);
+        const rep = json<RestoreReport>(r, 'restore');
+        assert.equal(rep.verified, true);
+        assert.equal(rep.snapshot.id, snapshot);
+        assert.deepEqual(tree(out), tree(tarballs));
+        reportNamesFallback(rep, kind, damage, key);
+
+        // check --read-data: the damaged object is named on target one; target two is fine.
+        assert.equal(c.code, 5, `check: ${c.stderr.slice(-2000)}`);
+        const targets = json<{ ok: boolean; targets: TargetCheck[] }>(c, 'check').targets;
+        const t1 = targets.find((t) => t.target === 'one')!;
+        const t2 = targets.find((t) => t.target === 'two')!;
+        assert.equal(t2.ok, true, JSON.stringify(t2.problems));
+        const named = t1.problems.map((p) => p.object);
+        assert.ok(named.includes(now), `check names ${now}: ${JSON.stringify(t1.problems)}`);
+        if (now !== key) assert.ok(named.includes(key), `check names ${key}: ${JSON.stringify(t1.problems)}`);
+
+        // A backup is never stopped by what one target holds (index objects and snapshots are read by it).
+        if (kind === 'index' || kind === 'snapshot') {
+          const b = await cli(['backup', '--json']);
+          assert.equal(b.code, 0, `backup: ${b.stderr.slice(-3000)}`);
+        }
+      });
+    }
+  }
+});
+
+/** The restore report says which object came from the other target (or that target one was left out). */
+function reportNamesFallback(rep: RestoreReport, kind: ObjectKind, damage: Damage, key: string): void {
+  const t = rep.targets;
+  if (kind === 'config') {
+    assert.ok(
+      t.unreachable.some((u) => u.target === 'one'),
+      `target one is named as not used: ${JSON.stringify(t.unreachable)}`,
+    );
+    return;
+  }
+  if (kind === 'data' || kind === 'tree') {
+    assert.ok(t.fallbackCount > 0, 'blobs were read from two');
+    const packId = key.slice(key.lastIndexOf('/') + 1);
+    for (const f of t.fallbacks) assert.deepEqual([f.from, f.to, f.pack], ['one', 'two', packId]);
+    return;
+  }
+  // A forged snapshot is another snapshot (its own name): "latest" is read from the target that has it.
+  if (kind === 'snapshot' && damage === 'forge') return;
+  const fb = t.metadataFallbacks.find((f) => f.object === key);
+  assert.ok(fb, `${key} is reported as read from two: ${JSON.stringify(t.metadataFallbacks)}`);
+  assert.deepEqual([fb.from, fb.to], ['one', 'two']);
+  assert.ok(fb.reason.length > 0);
+}
