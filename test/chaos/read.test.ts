@@ -1,7 +1,7 @@
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { cpSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { writeRegistry } from '../../bench/generate/registry.js';
 import type { TargetCheck } from '../../src/maintenance/check.js';
@@ -163,6 +163,74 @@ targets:
       });
     }
   }
+});
+
+describe('an index object that is garbage on every target', () => {
+  test('is named; a backup still writes a whole snapshot; only what needs it cannot be restored', async () => {
+    const dir = await tmpDir();
+    const tarballs = path.join(dir, 'tarballs');
+    for (const n of ['a', 'b', 'c']) {
+      mkdirSync(path.join(tarballs, n, '-'), { recursive: true });
+      writeFileSync(path.join(tarballs, n, '-', `${n}-1.0.0.tgz`), randomBytes(200_000));
+    }
+    writeFileSync(
+      path.join(dir, 'regbackup.yaml'),
+      `keys: ./keys/worker.key
+identity: ./keys/restore.key
+cache: ./cache
+sources:
+  tarballs:
+    - name: tarballs
+      path: ${tarballs}
+targets:
+  - name: one
+    type: fs
+    path: ./one
+  - name: two
+    type: fs
+    path: ./two
+`,
+    );
+    const env = { REGBACKUP_CONFIG: path.join(dir, 'regbackup.yaml'), REGBACKUP_LOG_LEVEL: 'warn' };
+    const cli = (args: string[]) => runCli(args, { env });
+    let first = '';
+    for (const args of [
+      ['keys', 'generate', '--out', path.join(dir, 'keys')],
+      ['init'],
+      ['backup', '--json'],
+    ]) {
+      const r = await cli(args);
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+      if (args[0] === 'backup') first = json<{ snapshot: { id: string } }>(r, 'backup').snapshot.id;
+    }
+    const indexKeys = objectKeys(path.join(dir, 'one'), 'index/');
+    assert.equal(indexKeys.length, 1);
+    for (const t of ['one', 'two']) await damageObject(path.join(dir, t), indexKeys[0]!, 'garbage');
+
+    // The backup (on a host whose cache never saw that index object): not stopped; the junk is named; its
+    // snapshot is whole (the blobs are stored again).
+    rmSync(path.join(dir, 'cache'), { recursive: true });
+    rmSync(path.join(tarballs, 'c'), { recursive: true }); // only the first snapshot holds it
+    const b = await cli(['backup', '--json']);
+    assert.equal(b.code, 0, `backup: ${b.stderr.slice(-3000)}`);
+    assert.match(b.stderr, new RegExp(indexKeys[0]!));
+    const second = json<{ snapshot: { id: string } }>(b, 'backup').snapshot.id;
+    const out = path.join(dir, 'restored');
+    const r = await cli(['restore', '--snapshot', second, '--tarballs', out, '--json']);
+    assert.equal(r.code, 0, `restore: ${r.stderr.slice(-3000)}`);
+    const rep = json<RestoreReport>(r, 'restore');
+    assert.deepEqual(tree(out), tree(tarballs));
+    assert.deepEqual(
+      rep.targets.unreadableIndex.map((u) => u.object),
+      indexKeys,
+    );
+
+    // The first snapshot: what a later backup stored again is found again, but c (and the first listing)
+    // only that index object names. The error says which index object is lacking.
+    const old = await cli(['restore', '--snapshot', first, '--tarballs', path.join(dir, 'old')]);
+    assert.equal(old.code, 5, old.stderr);
+    assert.match(old.stderr, new RegExp(`not in the index.*${indexKeys[0]!}`));
+  });
 });
 
 /** The restore report says which object came from the other target (or that target one was left out). */
