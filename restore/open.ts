@@ -160,7 +160,9 @@ export async function pickSnapshot(
         );
       return { info, store, manifest };
     } catch (err) {
-      if (err instanceof KeyError || !(err instanceof RegbackupError)) throw err;
+      // A key error here is about this object only (the identity was checked against the config): one
+      // encrypted to another key is a forgery like any other.
+      if (!(err instanceof RegbackupError)) throw err;
       failure ??= err;
       if (i > 0)
         log().error(

@@ -2,7 +2,7 @@ import { randomBytes, type KeyObject } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import pLimit from 'p-limit';
-import { IntegrityError, KeyError, RegbackupError, TargetError, UsageError } from '../errors.js';
+import { IntegrityError, KeyError, messageOf, RegbackupError, TargetError, UsageError } from '../errors.js';
 import { log } from '../log.js';
 import { ObjectNotFoundError, type ObjectStore } from '../store/types.js';
 import { decrypt, encrypt, Identities } from './age.js';
@@ -26,6 +26,9 @@ export interface RepoConfig {
   compressionLevel: number;
   chunkers: { json: ChunkerParams; bulk: ChunkerParams; tree: ChunkerParams };
 }
+
+/** Metadata fallbacks logged one by one (the rest are counted). */
+const MAX_LOGGED_FALLBACKS = 20;
 
 export const DEFAULT_CHUNKERS: RepoConfig['chunkers'] = {
   // Packuments and listings: JSON that changes by insertions; ~32 KiB chunks keep edits local and still
@@ -356,8 +359,8 @@ export class Repository {
     const stores = Array.isArray(from) ? (from as readonly ObjectStore[]) : [from as ObjectStore];
     const where = stores.map((s) => s.name).join(', ');
     for (let attempt = 1; ; attempt++) {
-      const holders = await this.listIndexObjects(stores);
-      this.noteAbsentIndexObjects(holders, stores, idx);
+      const { holders, answered } = await this.listIndexObjects(stores);
+      if (answered.has(stores[0]!)) this.noteAbsentIndexObjects(holders, stores, idx);
       const removed = idx.indexObjects.filter((n) => !holders.has(n));
       if (removed.length) {
         log().info(
@@ -422,15 +425,22 @@ export class Repository {
     const first = stores[0]!;
     if (stores.length < 2) return;
     const known = new Set(idx.indexObjects);
+    const noted = new Set(this.fallbacks.map((f) => f.object));
     for (const [name, h] of holders) {
-      if (h.includes(first) || known.has(name) || this.fallbacks.some((f) => f.object === name)) continue;
+      if (h.includes(first) || known.has(name) || noted.has(name)) continue;
       this.noteFallback(name, first.name, h[0]!.name, `target ${first.name}: object ${name} does not exist`);
     }
   }
 
-  /** Every index object on `stores`, with the stores that list it (in the order given). */
-  private async listIndexObjects(stores: readonly ObjectStore[]): Promise<Map<string, ObjectStore[]>> {
-    const listed = await Promise.all(
+  /**
+   * Every index object on `stores`, with the stores that list it (in the order given). A store whose listing
+   * fails is left out, named in the log (its objects are read from the others; the cache may be rebuilt
+   * needlessly, never kept stale); when every listing fails, that is the error.
+   */
+  private async listIndexObjects(
+    stores: readonly ObjectStore[],
+  ): Promise<{ holders: Map<string, ObjectStore[]>; answered: Set<ObjectStore> }> {
+    const listed = await Promise.allSettled(
       stores.map(async (store) => {
         const names: string[] = [];
         for await (const o of store.list(META_PREFIX.index)) names.push(o.key);
@@ -438,13 +448,24 @@ export class Repository {
       }),
     );
     const holders = new Map<string, ObjectStore[]>();
-    for (const { store, names } of listed)
-      for (const n of names) {
-        const h = holders.get(n);
-        if (h) h.push(store);
-        else holders.set(n, [store]);
+    const answered = new Set<ObjectStore>();
+    listed.forEach((r, i) => {
+      if (r.status === 'rejected') {
+        log().warn(
+          { target: stores[i]!.name, err: messageOf(r.reason) },
+          `the index objects of target ${stores[i]!.name} cannot be listed; reading them from the others`,
+        );
+        return;
       }
-    return holders;
+      answered.add(r.value.store);
+      for (const n of r.value.names) {
+        const h = holders.get(n);
+        if (h) h.push(r.value.store);
+        else holders.set(n, [r.value.store]);
+      }
+    });
+    if (!answered.size) throw (listed[0] as PromiseRejectedResult).reason;
+    return { holders, answered };
   }
 
   /**
@@ -494,10 +515,21 @@ export class Repository {
     );
   }
 
-  /** Records (and logs) that a metadata object was read from another target than the first one tried. */
+  /**
+   * Records (and logs) that a metadata object was read from another target than the first one tried. The
+   * first few are logged one by one (a new, empty target would otherwise log every index object), the rest
+   * counted; all are kept for the report.
+   */
   noteFallback(object: string, from: string, to: string, reason: string): void {
     this.fallbacks.push({ object, from, to, reason });
-    log().warn({ object, from, to, reason }, `${object}: read from ${to} instead of ${from}`);
+    const n = this.fallbacks.length;
+    if (n <= MAX_LOGGED_FALLBACKS)
+      log().warn({ object, from, to, reason }, `${object}: read from ${to} instead of ${from}`);
+    else if (n === MAX_LOGGED_FALLBACKS + 1)
+      log().warn(
+        { from, to },
+        `more than ${MAX_LOGGED_FALLBACKS} metadata objects read from another target: the rest are counted, not logged`,
+      );
   }
 
   close(): void {
