@@ -510,7 +510,7 @@ export class Repository {
     return new IntegrityError(
       bad.length
         ? `blob ${id.toString('hex')} is not in the index: it is in no index object that could be read; ${bad.length === 1 ? 'this index object is' : 'these index objects are'} bad on every target that holds ${bad.length === 1 ? 'it' : 'them'}: ${bad.slice(0, 5).join(', ')}${bad.length > 5 ? ', …' : ''} (run \`regbackup repair\`)`
-        : `blob ${id.toString('hex')} is not in the index: no index object on any target names it (missing index object or pack)`,
+        : `blob ${id.toString('hex')} is not in the index (missing index object or pack)`,
       { blob: id.toString('hex'), ...(bad.length ? { unreadableIndex: bad } : {}) },
     );
   }

@@ -1,19 +1,31 @@
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import {
+  closeSync,
+  cpSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { writeRegistry } from '../../bench/generate/registry.js';
 import type { TargetCheck } from '../../src/maintenance/check.js';
 import type { RestoreReport } from '../../restore/types.js';
 import { tmpDir } from '../harness/index.js';
-import { runCli, type CliResult } from '../helpers/cli.js';
+import { BIN, runCli, type CliResult } from '../helpers/cli.js';
 import { DAMAGES, damageObject, objectKeys, type Damage, type ObjectKind } from '../helpers/damage.js';
 
 /**
  * Read-side chaos: one object of each kind is damaged on the first of two filesystem targets, in every way
  * (test/helpers/damage.ts); a restore without --from still brings back exactly the source, saying which
- * objects it read from the other target, and `check --read-data` names the damaged object. One backup is
+ * objects it read from the other target (and so does `dump`), `check --read-data` names the damaged object
+ * and finds the other target intact, and a backup is not stopped by a damaged index object or snapshot. One backup is
  * made once; each case works on a copy of its two targets.
  */
 const KINDS: readonly ObjectKind[] = ['data', 'tree', 'index', 'snapshot', 'config'];
@@ -130,12 +142,18 @@ targets:
         const key = objectKeys(one, PREFIX[kind])[0]!;
         const now = await damageObject(one, key, damage);
 
-        // Both read only; run at once.
+        // All read only; run at once. `dump` reads through the same failover (once per object kind).
         const out = path.join(dir, 'restored');
-        const [r, c] = await Promise.all([
+        const dumped = path.join(dir, 'dumped');
+        const [r, c, d] = await Promise.all([
           cli(['restore', '--tarballs', out, '--json']),
           cli(['check', '--read-data', '--json']),
+          damage === 'garbage' ? dump(dir, dumped) : undefined,
         ]);
+        if (d) {
+          assert.equal(d.code, 0, `dump: ${d.stderr.slice(-3000)}`);
+          assert.deepEqual(tree(path.join(dumped, 'tarballs')), tree(tarballs));
+        }
 
         // restore (no --from): everything, verified, from the other target where needed.
         assert.equal(r.code, 0, `restore: ${r.stderr.slice(-3000)}`);
@@ -232,6 +250,24 @@ targets:
     assert.match(old.stderr, new RegExp(`not in the index.*${indexKeys[0]!}`));
   });
 });
+
+/** `regbackup dump --tarballs` of the case in `dir`, its tar archive extracted into `into`. */
+async function dump(dir: string, into: string): Promise<{ code: number | null; stderr: string }> {
+  const archive = path.join(dir, 'dump.tar');
+  const fd = openSync(archive, 'w');
+  const child = spawn(process.execPath, ['--openssl-legacy-provider', BIN, 'dump', '--tarballs'], {
+    env: { ...process.env, REGBACKUP_CONFIG: path.join(dir, 'regbackup.yaml'), REGBACKUP_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', fd, 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  closeSync(fd);
+  if (code !== 0) return { code, stderr };
+  mkdirSync(into);
+  execFileSync('tar', ['-xf', archive, '-C', into]);
+  return { code, stderr };
+}
 
 /** The restore report says which object came from the other target (or that target one was left out). */
 function reportNamesFallback(rep: RestoreReport, kind: ObjectKind, damage: Damage, key: string): void {
