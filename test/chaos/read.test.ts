@@ -162,6 +162,7 @@ targets:
         assert.equal(rep.snapshot.id, snapshot);
         assert.deepEqual(tree(out), tree(tarballs));
         reportNamesFallback(rep, kind, damage, key);
+        assert.doesNotMatch(r.stderr, /prune/i, 'no prune ran: nothing may blame one');
 
         // check --read-data: the damaged object is named on target one; target two is fine.
         assert.equal(c.code, 5, `check: ${c.stderr.slice(-2000)}`);
