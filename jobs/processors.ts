@@ -400,7 +400,8 @@ export async function checkJob(ctx: JobContext): Promise<JobSummary> {
           const worker = await loadWorkerKey(env.config.keys);
           const { repo } = await Repository.open([store], { worker }, { cacheRoot: root });
           try {
-            const r = await checkTarget(repo, store, { logger: ctx.logger });
+            const peers = env.stores.filter((s) => s !== store);
+            const r = await checkTarget(repo, store, { logger: ctx.logger, peers });
             results.push({ target: store.name, ok: r.ok, problems: r.problems.length });
             await recordJob(env.state, {
               job: 'check',

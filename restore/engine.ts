@@ -241,6 +241,8 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreReport>
         unreachable: o.unreachable ?? [],
         fallbacks: [...treeReader.fallbacks, ...fetcher.fallbacks].slice(0, 1000),
         fallbackCount: treeReader.fallbacks.length + fetcher.fallbackCount,
+        metadataFallbacks: [...o.repo.fallbacks],
+        unreadableIndex: [...o.repo.unreadableIndex].map(([object, reason]) => ({ object, reason })),
       },
       databases,
       tarballs,

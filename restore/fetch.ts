@@ -14,7 +14,7 @@ import { packKey } from '../src/repo/pack.js';
 import type { FallbackEvent, BlobReader } from '../src/repo/reader.js';
 import type { Repository } from '../src/repo/repository.js';
 import { chunkIds, validateRef, type StreamRef } from '../src/repo/stream-ref.js';
-import { ObjectNotFoundError, type ObjectStore } from '../src/store/types.js';
+import type { ObjectStore } from '../src/store/types.js';
 import type { RunBlob } from './crypto.js';
 import { CryptoPool } from './pool.js';
 
@@ -32,6 +32,8 @@ interface Need {
   promise: Promise<Buffer>;
   /** Why the previous target could not serve it (for the fallback record). */
   lastError?: string;
+  /** Some target failed for another reason than "no identity opens the pack". */
+  notKey?: boolean;
 }
 
 export interface FetcherOptions {
@@ -77,10 +79,7 @@ export class BlobFetcher {
 
   locate(id: Buffer): BlobLocation {
     const loc = this.index.lookup(id);
-    if (!loc)
-      throw new IntegrityError(
-        `blob ${id.toString('hex')} is not in the index (missing index object or pack)`,
-      );
+    if (!loc) throw this.repo.blobNotIndexed(id);
     return loc;
   }
 
@@ -266,6 +265,7 @@ export class BlobFetcher {
         const r = result.blobs[i]!;
         if (typeof r === 'string') {
           n.lastError = `blob ${n.hex.slice(0, 16)}… in pack ${pack.id} on ${store.name}: ${r}`;
+          n.notKey = true;
           failed.push(n);
         } else {
           this.served(n, at);
@@ -273,11 +273,12 @@ export class BlobFetcher {
         }
       });
     } catch (err) {
-      // A wrong identity is the same everywhere: no point trying other targets.
-      if (err instanceof KeyError) throw err;
-      if (!(err instanceof RegbackupError || err instanceof ObjectNotFoundError)) throw err;
+      // A pack no identity opens may be a forgery on this target: the next is tried. A wrong identity
+      // fails the same way on every target, and is then the error.
+      if (!(err instanceof RegbackupError)) throw err;
       for (const n of run) {
         n.lastError = messageOf(err);
+        if (!(err instanceof KeyError)) n.notKey = true;
         failed.push(n);
       }
     }
@@ -289,9 +290,11 @@ export class BlobFetcher {
     for (const n of failed) {
       const what = `blob ${n.hex} (pack ${pack.id})`;
       n.reject(
-        /does not exist|unreachable|cannot reach|timed out|ECONN/i.test(n.lastError ?? '')
-          ? new TargetError(`${what} cannot be read from any target: ${n.lastError}`)
-          : new IntegrityError(`${what} cannot be read intact from any target: ${n.lastError}`),
+        !n.notKey
+          ? new KeyError(`${what}: ${n.lastError}`)
+          : /does not exist|unreachable|cannot reach|timed out|ECONN/i.test(n.lastError ?? '')
+            ? new TargetError(`${what} cannot be read from any target: ${n.lastError}`)
+            : new IntegrityError(`${what} cannot be read intact from any target: ${n.lastError}`),
       );
     }
   }

@@ -1,14 +1,11 @@
-import { IntegrityError, KeyError, TargetError, UsageError, messageOf } from '../src/errors.js';
+import { KeyError, RegbackupError, TargetError, UsageError, messageOf } from '../src/errors.js';
 import type { RestoreIdentity } from '../src/repo/keys.js';
 import { defaultCacheRoot, Repository } from '../src/repo/repository.js';
 import { log } from '../src/log.js';
 import {
-  bySnapshotTime,
   listSnapshots,
-  loadSnapshot,
-  newestVerified,
+  readSnapshot,
   resolveSnapshot,
-  type SkippedSnapshot,
   type SnapshotInfo,
   type SnapshotManifest,
 } from '../src/repo/snapshot.js';
@@ -74,7 +71,11 @@ export async function openForRestore(o: OpenRestoreOptions): Promise<OpenedResto
       }
     }),
   );
-  const cfg = peeked.find((p) => p.c)?.c;
+  // A target whose config was replaced (damage, forgery) must not decide which identity is right: the
+  // config of a target that names the identity given is preferred (its signature is checked on open).
+  const cfg =
+    peeked.find((p) => o.identity && p.c?.recipients?.includes(o.identity.recipient))?.c ??
+    peeked.find((p) => p.c)?.c;
   const down = peeked.filter((p) => !p.c).map((p) => ({ target: p.s.name, error: p.error! }));
   if (!cfg)
     throw new TargetError(
@@ -110,19 +111,73 @@ export interface SnapshotChoice {
   /** The target the manifest was read from (its index objects cover the snapshot). */
   store: ObjectStore;
   manifest: SnapshotManifest;
-  /** Newer snapshots passed over for "latest" (or --at) because they verify on no target. */
-  skipped?: SkippedSnapshot[];
 }
 
 /**
  * Finds the snapshot: by ID (or unique prefix), "latest", or the newest taken at or before `at` — among the
- * snapshots of every reachable target (one that missed the last backups does not hide the newest one).
+ * snapshots of every reachable target (one that missed the last backups does not hide the newest one). Its
+ * manifest is read from a target that lists it, else from any other that serves it intact (each fallback is
+ * recorded in `repo.fallbacks`). When "latest" (or the one chosen by `at`) cannot be read from any target,
+ * the newest readable one before it is taken, and each one passed over is logged as an error.
  */
 export async function pickSnapshot(
   repo: Repository,
   o: { snapshot?: string; at?: Date },
 ): Promise<SnapshotChoice> {
   if (o.snapshot && o.at) throw new UsageError('give --snapshot or --at, not both');
+  const { all, where } = await allSnapshots(repo);
+  let candidates: SnapshotInfo[];
+  if (o.at) {
+    const at = o.at.getTime();
+    candidates = all.filter((s) => s.time.getTime() <= at);
+    if (!candidates.length) {
+      throw new UsageError(
+        all.length
+          ? `no snapshot was taken at or before ${o.at.toISOString()} (the oldest is from ${all[0]!.time.toISOString()})`
+          : 'there is no snapshot yet',
+      );
+    }
+  } else {
+    const info = resolveSnapshot(all, o.snapshot ?? 'latest');
+    // An explicit ID is that snapshot or an error; "latest" may step back to an older readable one.
+    candidates = o.snapshot && o.snapshot !== 'latest' ? [info] : all;
+  }
+  let failure: unknown;
+  for (let i = candidates.length - 1; i >= 0; i--) {
+    const info = candidates[i]!;
+    // The targets that list it first (configured order), then the others.
+    const holders = where.get(info.id) ?? [];
+    const order = [...holders, ...repo.targets.filter((t) => !holders.includes(t))];
+    try {
+      const { manifest, store } = await readSnapshot(repo, info, order);
+      const first = repo.targets[0]!;
+      if (store !== first && !holders.includes(first))
+        repo.noteFallback(
+          info.key,
+          first.name,
+          store.name,
+          `target ${first.name}: object ${info.key} does not exist`,
+        );
+      return { info, store, manifest };
+    } catch (err) {
+      // A key error here is about this object only (the identity was checked against the config): one
+      // encrypted to another key is a forgery like any other.
+      if (!(err instanceof RegbackupError)) throw err;
+      failure ??= err;
+      if (i > 0)
+        log().error(
+          { snapshot: info.id, err: err.message },
+          `snapshot ${info.id.slice(0, 12)} (${info.time.toISOString()}) cannot be read from any target; taking the one before it`,
+        );
+    }
+  }
+  throw failure;
+}
+
+/** The snapshots of every target that lists them, oldest first, and which targets list each. */
+async function allSnapshots(
+  repo: Repository,
+): Promise<{ all: SnapshotInfo[]; where: Map<string, ObjectStore[]> }> {
   const where = new Map<string, ObjectStore[]>();
   const all: SnapshotInfo[] = [];
   const problems: string[] = [];
@@ -145,49 +200,8 @@ export async function pickSnapshot(
   }
   if (!all.length && problems.length)
     throw new TargetError(`no target lists its snapshots (${problems.join('; ')})`);
-  all.sort(bySnapshotTime);
-  const load = async (info: SnapshotInfo): Promise<{ store: ObjectStore; manifest: SnapshotManifest }> => {
-    let last: unknown;
-    for (const store of where.get(info.id) ?? []) {
-      try {
-        return { store, manifest: await loadSnapshot(repo, store, info) };
-      } catch (err) {
-        // Even a KeyError is this copy's: a forged object may be encrypted to anyone; the next target may hold it intact.
-        last = err;
-      }
-    }
-    throw last instanceof Error
-      ? last
-      : new IntegrityError(`snapshot ${info.id} cannot be read from any target`);
-  };
-  if (o.snapshot && o.snapshot !== 'latest') {
-    const info = resolveSnapshot(all, o.snapshot);
-    return { info, ...(await load(info)) };
-  }
-  // "latest" or --at: the newest that verifies (a forged or corrupt snapshot is passed over, and named).
-  const at = o.at?.getTime();
-  const candidates = at === undefined ? all : all.filter((s) => s.time.getTime() <= at);
-  if (!candidates.length) {
-    if (!o.at) throw new UsageError('there is no snapshot yet');
-    throw new UsageError(
-      all.length
-        ? `no snapshot was taken at or before ${o.at.toISOString()} (the oldest is from ${all[0]!.time.toISOString()})`
-        : 'there is no snapshot yet',
-    );
-  }
-  const found = await newestVerified(candidates, load);
-  for (const s of found.skipped)
-    log().error(
-      { snapshot: s.id, err: s.reason },
-      `snapshot ${s.key} does not verify on any target; passed over for an older one`,
-    );
-  if (!found.info)
-    throw new IntegrityError(
-      `no snapshot${o.at ? ` taken at or before ${o.at.toISOString()}` : ''} verifies on any target (${found.skipped
-        .map((s) => `${s.id.slice(0, 12)}: ${s.reason}`)
-        .join('; ')})`,
-    );
-  return { info: found.info, ...found.value!, skipped: found.skipped };
+  all.sort((a, b) => a.time.getTime() - b.time.getTime() || a.id.localeCompare(b.id));
+  return { all, where };
 }
 
 /** Parses `--at`: an ISO 8601 time (or anything Date understands), or an age such as "2h" / "3d ago". */

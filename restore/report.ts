@@ -39,6 +39,10 @@ export function formatRestoreReport(r: RestoreReport): string {
     if (r.targets.fallbackCount > 10)
       out.push(`  … and ${r.targets.fallbackCount - 10} more (--json lists up to 1000)`);
   }
+  for (const f of r.targets.metadataFallbacks)
+    out.push(`${f.object}: read from ${f.to} instead of ${f.from}: ${f.reason}`);
+  for (const u of r.targets.unreadableIndex)
+    out.push(`index object ${u.object} cannot be read intact from any target (left out): ${u.reason}`);
   for (const p of r.packages ?? [])
     out.push(`package ${p.name}: ${p.docs.join(', ') || 'no document'}; ${p.files} tarball(s)`);
   for (const d of r.databases) {

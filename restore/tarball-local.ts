@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { DestinationError } from '../src/errors.js';
+import { DestinationError, RegbackupError } from '../src/errors.js';
 import type { BlobReader } from '../src/repo/reader.js';
 import { chunkIds } from '../src/repo/stream-ref.js';
 import { packKey } from '../src/repo/pack.js';
@@ -177,6 +177,15 @@ export async function* restoreLocal(
         planned.push({ e, kind: 'fallback' }); // reported by the general path, which names the blob
         continue;
       }
+      // A pack missing or unreadable on this target: the general path reads the file from the next one.
+      let refs: PackRef[];
+      try {
+        refs = await Promise.all(locs.map((l) => packRef(l!.pack)));
+      } catch (err) {
+        if (!(err instanceof RegbackupError)) throw err;
+        planned.push({ e, kind: 'fallback' });
+        continue;
+      }
       const chunks: FileJob['chunks'] = [];
       for (let i = 0; i < ids.length; i++) {
         const loc = locs[i]!;
@@ -184,7 +193,7 @@ export async function* restoreLocal(
         if (no === undefined) {
           no = packs.length;
           packNos.set(loc.pack.id, no);
-          packs.push(await packRef(loc.pack));
+          packs.push(refs[i]!);
         }
         chunks.push({
           pack: no,

@@ -1,4 +1,5 @@
 import type { FallbackEvent } from '../src/repo/reader.js';
+import type { MetadataFallback } from '../src/repo/repository.js';
 import type { DocFailure } from './couch-write.js';
 
 /** One verification and its result. Every one of them is in the report; the exit status is 0 only if all passed. */
@@ -86,6 +87,10 @@ export interface RestoreReport {
     /** Blobs read from another target because the first could not serve them intact (the first 1000). */
     fallbacks: FallbackEvent[];
     fallbackCount: number;
+    /** Index objects and snapshot manifests read from another target than the first one tried, and why. */
+    metadataFallbacks: MetadataFallback[];
+    /** Index objects bad on every target that holds them (left out of the index), and why. */
+    unreadableIndex: { object: string; reason: string }[];
   };
   databases: DbReport[];
   tarballs: TarballReport[];

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { KeyError, RegbackupError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -13,6 +13,7 @@ import { META_PREFIX, type Repository } from '../repo/repository.js';
 import { sha256Hex } from '../repo/signed.js';
 import { listSnapshots, loadSnapshot, type SnapshotInfo } from '../repo/snapshot.js';
 import type { ObjectInfo, ObjectStore } from '../store/types.js';
+import { deletedKeys, loadMarks } from './marks.js';
 import { scanReferences } from './references.js';
 
 /**
@@ -31,6 +32,8 @@ export type ProblemKind =
   | 'bad-blob'
   | 'time-order'
   | 'refused-name'
+  | 'missing-index'
+  | 'missing-snapshot'
   | 'unreadable';
 
 export interface CheckProblem {
@@ -60,6 +63,11 @@ export interface CheckOptions {
   logger: Logger;
   /** At most this many problems of one kind are listed (all are counted). */
   maxListed?: number;
+  /**
+   * The other targets of the repository (only listed, never read): a snapshot they hold that this target
+   * lacks is reported, and so is an index object they hold when blobs a snapshot needs are not indexed here.
+   */
+  peers?: readonly ObjectStore[];
 }
 
 export async function checkTarget(
@@ -94,6 +102,7 @@ export async function checkTarget(
     else if (n === maxListed + 1)
       result.problems.push({ kind, object: '…', message: `more problems of this kind are not listed` });
   };
+  await mkdir(repo.cacheDir, { recursive: true });
   const tmp = await mkdtemp(path.join(repo.cacheDir, `check-${store.name}-`));
   const index = BlobIndex.open(path.join(tmp, 'index'));
   try {
@@ -132,7 +141,8 @@ export async function checkTarget(
     for (const info of list) {
       result.snapshots++;
       try {
-        const m = await loadSnapshot(repo, store, info);
+        // This target's copy: check reports what is on the target, never what another would serve.
+        const m = await loadSnapshot(repo, store, info, { only: true });
         good.push(info);
         const parentTime = m.parent ? times.get(m.parent) : undefined;
         if (parentTime && parentTime.getTime() > Date.parse(m.time)) {
@@ -173,6 +183,16 @@ export async function checkTarget(
       if (!(err instanceof RegbackupError)) throw err;
       problem('unreadable', 'listings', `a listing cannot be read: ${err.message}`);
     }
+    // Blobs a snapshot needs that this target's index lacks: an index object another target holds may be
+    // what is missing here (named). Only then: index objects differ between targets while a prune runs.
+    if ((counts.has('missing-blob') || counts.has('unreadable')) && opts.peers?.length) {
+      for (const [key, on] of await absentHere(store, opts.peers, META_PREFIX.index))
+        problem(
+          'missing-index',
+          key,
+          `index object ${key} is on ${on.join(', ')} but not on ${store.name}: blobs it names are missing from this target's index (repair copies it)`,
+        );
+    }
 
     // --read-data: download, hash, decrypt, verify.
     if (readData > 0) {
@@ -212,6 +232,7 @@ export async function checkTarget(
         }
       }
     }
+    if (opts.peers?.length) await missingSnapshots(repo, store, opts.peers, problem);
     result.ok = counts.size === 0;
     opts.logger.info(
       { target: store.name, ok: result.ok, problems: [...counts].map(([k, n]) => `${k}:${n}`).join(',') },
@@ -222,4 +243,90 @@ export async function checkTarget(
     index.close();
     await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/** Objects under `prefix` that some of `peers` list and `store` does not (with the peers that list them). */
+async function absentHere(
+  store: ObjectStore,
+  peers: readonly ObjectStore[],
+  prefix: string,
+): Promise<Map<string, string[]>> {
+  const here = new Set<string>();
+  for await (const o of store.list(prefix)) here.add(o.key);
+  const out = new Map<string, string[]>();
+  for (const peer of peers) {
+    try {
+      for await (const o of peer.list(prefix)) {
+        if (here.has(o.key)) continue;
+        const on = out.get(o.key);
+        if (on) on.push(peer.name);
+        else out.set(o.key, [peer.name]);
+      }
+    } catch (err) {
+      // A peer that does not answer says nothing about this target (its own check reports it).
+      if (!(err instanceof RegbackupError)) throw err;
+    }
+  }
+  return out;
+}
+
+/**
+ * Snapshots another target holds and this one lacks — deleted here, or a target that missed a run — except
+ * those `forget` removed (a `forgotten` mark is written before the deletions). Looked at again after the
+ * marks are read: a backup committing while check runs is not reported.
+ */
+async function missingSnapshots(
+  repo: Repository,
+  store: ObjectStore,
+  peers: readonly ObjectStore[],
+  problem: (kind: ProblemKind, object: string, message: string) => void,
+): Promise<void> {
+  const absent = [...(await absentHere(store, peers, META_PREFIX.snapshot))].filter(([key]) =>
+    /^snapshots\/\d{8}T\d{6}Z-[0-9a-f]{64}$/.test(key),
+  );
+  if (!absent.length) return;
+  const forgotten = new Set<string>();
+  for (const s of [store, ...peers]) {
+    try {
+      for (const k of deletedKeys(await loadMarks(repo, s))) forgotten.add(k);
+    } catch (err) {
+      if (!(err instanceof RegbackupError)) throw err;
+    }
+  }
+  for (const [key, on] of absent) {
+    if (forgotten.has(key) || (await store.stat(key))) continue;
+    // Only a snapshot that verifies where it is counts as missing here (a forgery elsewhere does not).
+    if (!(await verifiesOnAny(repo, key, peers))) continue;
+    problem(
+      'missing-snapshot',
+      key,
+      `snapshot ${key} is on ${on.join(', ')} but not on ${store.name} (the next backup or repair copies it)`,
+    );
+  }
+}
+
+/** Whether the snapshot `key` verifies on one of `stores`. */
+async function verifiesOnAny(
+  repo: Repository,
+  key: string,
+  stores: readonly ObjectStore[],
+): Promise<boolean> {
+  const m = /^snapshots\/(\d{8}T\d{6}Z)-([0-9a-f]{64})$/.exec(key)!;
+  const t = m[1]!;
+  const info: SnapshotInfo = {
+    id: m[2]!,
+    key,
+    time: new Date(
+      `${t.slice(0, 4)}-${t.slice(4, 6)}-${t.slice(6, 8)}T${t.slice(9, 11)}:${t.slice(11, 13)}:${t.slice(13, 15)}Z`,
+    ),
+  };
+  for (const s of stores) {
+    try {
+      await loadSnapshot(repo, s, info, { only: true });
+      return true;
+    } catch (err) {
+      if (!(err instanceof RegbackupError)) throw err;
+    }
+  }
+  return false;
 }

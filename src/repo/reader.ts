@@ -53,16 +53,14 @@ export class BlobReader {
 
   locate(id: Buffer): BlobLocation {
     const loc = this.index.lookup(id);
-    if (!loc)
-      throw new IntegrityError(
-        `blob ${id.toString('hex')} is not in the index (missing index object or pack)`,
-      );
+    if (!loc) throw this.repo.blobNotIndexed(id);
     return loc;
   }
 
   async read(id: Buffer): Promise<Buffer> {
     const loc = this.locate(id);
     let lastErr: Error | undefined;
+    let onlyKeyErrors = true;
     for (let i = 0; i < this.stores.length; i++) {
       const store = this.stores[i]!;
       try {
@@ -87,12 +85,14 @@ export class BlobReader {
         }
         return data;
       } catch (err) {
-        // A wrong identity is the same everywhere: no point trying other targets.
-        if (err instanceof KeyError) throw err;
-        if (!(err instanceof RegbackupError || err instanceof ObjectNotFoundError)) throw err;
-        lastErr = err as Error;
+        // A pack no identity opens may be a forgery on this target: the next is tried. A wrong identity
+        // fails the same way on every target, and is then the error.
+        if (!(err instanceof RegbackupError)) throw err;
+        if (!(err instanceof KeyError)) onlyKeyErrors = false;
+        lastErr = err;
       }
     }
+    if (onlyKeyErrors && lastErr) throw lastErr;
     if (lastErr instanceof TargetError || lastErr instanceof ObjectNotFoundError) {
       throw new TargetError(
         `blob ${id.toString('hex')} (pack ${loc.pack.id}) cannot be read from any target: ${lastErr.message}`,

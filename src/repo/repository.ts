@@ -2,7 +2,7 @@ import { randomBytes, type KeyObject } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import pLimit from 'p-limit';
-import { IntegrityError, KeyError, TargetError, UsageError } from '../errors.js';
+import { IntegrityError, KeyError, messageOf, RegbackupError, TargetError, UsageError } from '../errors.js';
 import { log } from '../log.js';
 import { ObjectNotFoundError, type ObjectStore } from '../store/types.js';
 import { decrypt, encrypt, Identities } from './age.js';
@@ -27,6 +27,9 @@ export interface RepoConfig {
   compressionLevel: number;
   chunkers: { json: ChunkerParams; bulk: ChunkerParams; tree: ChunkerParams };
 }
+
+/** Metadata fallbacks logged one by one (the rest are counted). */
+const MAX_LOGGED_FALLBACKS = 20;
 
 export const DEFAULT_CHUNKERS: RepoConfig['chunkers'] = {
   // Packuments and listings: JSON that changes by insertions; ~32 KiB chunks keep edits local and still
@@ -109,6 +112,14 @@ function decodeConfig(bytes: Buffer, verifyKey: KeyObject, keyId: string, where:
   return c;
 }
 
+/** A metadata object read from another target because the first one tried could not serve it intact. */
+export interface MetadataFallback {
+  object: string;
+  from: string;
+  to: string;
+  reason: string;
+}
+
 export interface InitResult {
   target: string;
   status: 'created' | 'exists' | 'copied';
@@ -118,6 +129,10 @@ export class Repository {
   readonly idKey: Buffer;
   readonly gear: Int32Array;
   readonly identities?: Identities;
+  /** Metadata objects (index objects, snapshots) read from another target than the first one tried. */
+  readonly fallbacks: MetadataFallback[] = [];
+  /** Index objects bad on every target that holds them (name -> why), left out of the index. */
+  readonly unreadableIndex = new Map<string, string>();
   private index?: BlobIndex;
 
   private constructor(
@@ -225,6 +240,7 @@ export class Repository {
       throw new KeyError('opening a repository needs the worker key or the restore identity');
     const unreachable: { target: string; error: Error }[] = [];
     const ok: { t: ObjectStore; c: RepoConfig }[] = [];
+    const bad: { target: string; error: RegbackupError }[] = [];
     await Promise.all(
       targets.map(async (t) => {
         let bytes: Buffer;
@@ -241,9 +257,18 @@ export class Repository {
           } else unreachable.push({ target: t.name, error: err as Error });
           return;
         }
-        ok.push({ t, c: decodeConfig(bytes, verifyKey, keyId, `target ${t.name}`) });
+        try {
+          ok.push({ t, c: decodeConfig(bytes, verifyKey, keyId, `target ${t.name}`) });
+        } catch (err) {
+          if (!(err instanceof RegbackupError)) throw err;
+          bad.push({ target: t.name, error: err });
+        }
       }),
     );
+    // A config that does not verify on one target (damage, or a forgery) leaves that target out, named;
+    // when none verifies, that is the error (a wrong key says so on every target).
+    if (ok.length === 0 && bad.length) throw bad[0]!.error;
+    unreachable.push(...bad);
     if (ok.length === 0) {
       const why = unreachable.map((u) => `${u.target}: ${u.error.message}`).join('; ');
       throw new TargetError(`no target can be read (${why})`, {
@@ -300,59 +325,70 @@ export class Repository {
   }
 
   /**
-   * The blob index, brought up to date with the index objects on `store` (default: the first target).
-   * Index objects already in the cache are not read again; if the target lost some (prune), the cache is
-   * rebuilt.
+   * The blob index, brought up to date with the index objects on the targets. With the shared cache
+   * (`index`, every run on this host) it is the repository's index: the union of the valid index objects
+   * over every target, `prefer` read first; an index object missing or bad on one target is read from
+   * another that holds it (recorded in `fallbacks`), one bad on every target is recorded in
+   * `unreadableIndex` and left out (see updateIndex). Another cache name (prune's) holds the index objects
+   * of `prefer` alone. Index objects already in the cache are not read again.
    */
-  async loadIndex(store: ObjectStore = this.targets[0]!, cacheName = 'index'): Promise<BlobIndex> {
-    // The cache named `index` is shared by every run on this host; another name (prune's) is separate.
-    const idx =
-      cacheName === 'index'
-        ? (this.index ??= BlobIndex.open(path.join(this.cacheDir, 'index'), {
-            memoryBudget: this.opts.indexMemory,
-          }))
-        : BlobIndex.open(path.join(this.cacheDir, cacheName), { memoryBudget: this.opts.indexMemory });
-    await this.updateIndex(idx, store);
+  async loadIndex(prefer: ObjectStore = this.targets[0]!, cacheName = 'index'): Promise<BlobIndex> {
+    const shared = cacheName === 'index';
+    const idx = shared
+      ? (this.index ??= BlobIndex.open(path.join(this.cacheDir, 'index'), {
+          memoryBudget: this.opts.indexMemory,
+        }))
+      : BlobIndex.open(path.join(this.cacheDir, cacheName), { memoryBudget: this.opts.indexMemory });
+    await this.updateIndex(idx, shared ? [prefer, ...this.targets.filter((t) => t !== prefer)] : prefer);
     return idx;
   }
 
   /**
-   * Reads the index objects on `store` that `idx` has not seen. A concurrent prune may consolidate index
-   * objects (write the new one, then delete the old) between the listing and the reads: an object that is
-   * gone by the time it is read means listing again, a few times, never a half-loaded index.
+   * Reads the index objects on `stores` that `idx` has not seen: each from the first store that lists it
+   * and serves it intact (name = SHA-256, decrypts, signature valid), else from the next one that lists it.
+   *
+   * - An index object in the cache that no store lists any more was removed (a prune consolidated it, or it
+   *   was deleted): the cache is rebuilt. One that only some stores lack is not a removal.
+   * - A concurrent prune may consolidate index objects (write the new one, then delete the old) between the
+   *   listing and the reads: an object gone from every store that listed it means listing again, a few
+   *   times, never a half-loaded index.
+   * - An object that is listed but bad on every store that holds it is named in the log and in
+   *   `unreadableIndex`, and left out: the packs only it names are unknown to this index (a backup stores
+   *   their blobs again; a reader that needs one of them says which index object it lacked). It never
+   *   stops the load.
    */
-  async updateIndex(idx: BlobIndex, store: ObjectStore): Promise<void> {
+  async updateIndex(idx: BlobIndex, from: ObjectStore | readonly ObjectStore[]): Promise<void> {
+    const stores = Array.isArray(from) ? (from as readonly ObjectStore[]) : [from as ObjectStore];
+    const where = stores.map((s) => s.name).join(', ');
     for (let attempt = 1; ; attempt++) {
-      const names: string[] = [];
-      for await (const o of store.list(META_PREFIX.index)) names.push(o.key);
-      const present = new Set(names);
-      if (idx.indexObjects.some((n) => !present.has(n))) {
+      const { holders, answered } = await this.listIndexObjects(stores);
+      if (answered.has(stores[0]!)) this.noteAbsentIndexObjects(holders, stores, idx);
+      const removed = idx.indexObjects.filter((n) => !holders.has(n));
+      if (removed.length) {
         log().info(
-          { target: store.name },
-          'index objects were removed (prune); rebuilding the local index cache',
+          { targets: where, removed: removed.length, example: removed[0] },
+          'index objects in the local cache are on no target any more (a prune consolidated them, or they were deleted); rebuilding the local index cache',
         );
         idx.reset();
       }
       const known = new Set(idx.indexObjects);
-      const todo = names.filter((n) => !known.has(n));
+      const todo = [...holders.keys()].filter((n) => !known.has(n));
       const limit = pLimit(8);
       let loaded = 0;
-      let vanished: string | undefined;
+      const vanished: string[] = [];
       await Promise.all(
         todo.map((name) =>
           limit(async () => {
-            if (vanished) return;
-            let body: Buffer;
-            try {
-              body = await this.readMeta('index', name, store);
-            } catch (err) {
-              if (!(err instanceof ObjectNotFoundError)) throw err;
-              vanished = name;
+            if (vanished.length) return;
+            const got = await this.readIndexObject(name, holders.get(name)!);
+            if (got === 'vanished') {
+              vanished.push(name);
               return;
             }
-            for (const p of decodeIndexBody(body, `index ${name} on ${store.name}`))
-              idx.addPack(p.info, p.entries);
+            if (!got) return;
+            for (const p of got.packs) idx.addPack(p.info, p.entries);
             idx.markIndexObject(name);
+            this.unreadableIndex.delete(name);
             loaded++;
           }),
         ),
@@ -360,20 +396,142 @@ export class Repository {
       if (loaded) {
         idx.persist();
         log().debug(
-          { target: store.name, loaded, packs: idx.packCount, blobs: idx.blobCount },
+          { targets: where, loaded, packs: idx.packCount, blobs: idx.blobCount },
           'index cache updated',
         );
       }
-      if (!vanished) return;
+      if (!vanished.length) return;
       if (attempt >= 5)
         throw new TargetError(
-          `index object ${vanished} on ${store.name} was listed but is gone (index objects keep changing: is a prune running?)`,
+          `index object ${vanished[0]} was listed on ${holders
+            .get(vanished[0]!)!
+            .map((s) => s.name)
+            .join(', ')} but is gone from each (index objects keep changing: is a prune running?)`,
         );
       log().info(
-        { target: store.name, object: vanished },
-        'an index object went away while loading (a prune consolidated it); listing again',
+        { targets: where, object: vanished[0] },
+        'an index object went away while loading, from every target that listed it (a prune consolidating index objects does that); listing again',
       );
     }
+  }
+
+  /**
+   * An index object that the first of `stores` lacks but another holds: damage or a target that missed a
+   * run (the next backup copies it there); read from the other, and said so (once per object and run).
+   */
+  private noteAbsentIndexObjects(
+    holders: Map<string, ObjectStore[]>,
+    stores: readonly ObjectStore[],
+    idx: BlobIndex,
+  ): void {
+    const first = stores[0]!;
+    if (stores.length < 2) return;
+    const known = new Set(idx.indexObjects);
+    const noted = new Set(this.fallbacks.map((f) => f.object));
+    for (const [name, h] of holders) {
+      if (h.includes(first) || known.has(name) || noted.has(name)) continue;
+      this.noteFallback(name, first.name, h[0]!.name, `target ${first.name}: object ${name} does not exist`);
+    }
+  }
+
+  /**
+   * Every index object on `stores`, with the stores that list it (in the order given). A store whose listing
+   * fails is left out, named in the log (its objects are read from the others; the cache may be rebuilt
+   * needlessly, never kept stale); when every listing fails, that is the error.
+   */
+  private async listIndexObjects(
+    stores: readonly ObjectStore[],
+  ): Promise<{ holders: Map<string, ObjectStore[]>; answered: Set<ObjectStore> }> {
+    const listed = await Promise.allSettled(
+      stores.map(async (store) => {
+        const names: string[] = [];
+        for await (const o of store.list(META_PREFIX.index)) names.push(o.key);
+        return { store, names };
+      }),
+    );
+    const holders = new Map<string, ObjectStore[]>();
+    const answered = new Set<ObjectStore>();
+    listed.forEach((r, i) => {
+      if (r.status === 'rejected') {
+        log().warn(
+          { target: stores[i]!.name, err: messageOf(r.reason) },
+          `the index objects of target ${stores[i]!.name} cannot be listed; reading them from the others`,
+        );
+        return;
+      }
+      answered.add(r.value.store);
+      for (const n of r.value.names) {
+        const h = holders.get(n);
+        if (h) h.push(r.value.store);
+        else holders.set(n, [r.value.store]);
+      }
+    });
+    if (!answered.size) throw (listed[0] as PromiseRejectedResult).reason;
+    return { holders, answered };
+  }
+
+  /**
+   * One index object, from the first of `holders` that serves it intact; each store passed over is
+   * recorded as a fallback. 'vanished': gone from every holder (a prune may have consolidated it);
+   * undefined: present but bad everywhere (recorded in `unreadableIndex`).
+   */
+  private async readIndexObject(
+    name: string,
+    holders: readonly ObjectStore[],
+  ): Promise<{ packs: ReturnType<typeof decodeIndexBody> } | 'vanished' | undefined> {
+    const failed: { store: ObjectStore; err: Error }[] = [];
+    for (const store of holders) {
+      try {
+        const packs = decodeIndexBody(
+          await this.readMeta('index', name, store),
+          `index ${name} on ${store.name}`,
+        );
+        for (const f of failed) this.noteFallback(name, f.store.name, store.name, f.err.message);
+        return { packs };
+      } catch (err) {
+        if (!(err instanceof RegbackupError)) throw err;
+        failed.push({ store, err });
+      }
+    }
+    if (failed.every((f) => f.err instanceof ObjectNotFoundError)) return 'vanished';
+    const reason = failed
+      .filter((f) => !(f.err instanceof ObjectNotFoundError))
+      .map((f) => f.err.message)
+      .join('; ');
+    this.unreadableIndex.set(name, reason);
+    log().error(
+      { object: name, reason },
+      'an index object cannot be read intact from any target: left out of the index (run `regbackup repair`; the blobs only it names are unknown to this run)',
+    );
+    return undefined;
+  }
+
+  /** The error for a blob the index lacks: names the index objects that could not be read, if any. */
+  blobNotIndexed(id: Buffer): IntegrityError {
+    const bad = [...this.unreadableIndex.keys()];
+    return new IntegrityError(
+      bad.length
+        ? `blob ${id.toString('hex')} is not in the index: it is in no index object that could be read; ${bad.length === 1 ? 'this index object is' : 'these index objects are'} bad on every target that holds ${bad.length === 1 ? 'it' : 'them'}: ${bad.slice(0, 5).join(', ')}${bad.length > 5 ? ', …' : ''} (run \`regbackup repair\`)`
+        : `blob ${id.toString('hex')} is not in the index (missing index object or pack)`,
+      { blob: id.toString('hex'), ...(bad.length ? { unreadableIndex: bad } : {}) },
+    );
+  }
+
+  /**
+   * Records (and logs) that a metadata object was read from another target than the first one tried. The
+   * first few are logged one by one (a new, empty target would otherwise log every index object), the rest
+   * counted; all are kept for the report.
+   */
+  noteFallback(object: string, from: string, to: string, reason: string): void {
+    this.fallbacks.push({ object, from, to, reason });
+    const n = this.fallbacks.length;
+    if (n <= MAX_LOGGED_FALLBACKS)
+      log().warn({ object, from, to, reason }, `${object}: read from ${to} instead of ${from}`);
+    else if (n === MAX_LOGGED_FALLBACKS + 1)
+      log().warn(
+        { from, to },
+        `more than ${MAX_LOGGED_FALLBACKS} metadata objects read from another target: the rest are counted, not logged`,
+      );
   }
 
   close(): void {

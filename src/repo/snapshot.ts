@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { IntegrityError, KeyError, RegbackupError, UsageError } from '../errors.js';
-import type { ObjectStore } from '../store/types.js';
+import { ObjectNotFoundError, type ObjectStore } from '../store/types.js';
 import { META_PREFIX, type Repository } from './repository.js';
 
 /**
@@ -157,7 +157,52 @@ export async function newestVerified<T>(
   return { skipped };
 }
 
+/**
+ * Reads and verifies a snapshot's manifest: from `store`, else — unless `only` — from each other target of
+ * the repository that serves it intact (a copy missing, truncated, corrupt or forged on one target does not
+ * make the snapshot unreadable); each target passed over is recorded in `repo.fallbacks` and logged. When no
+ * target serves it, the error names what each one answered.
+ */
 export async function loadSnapshot(
+  repo: Repository,
+  store: ObjectStore,
+  info: SnapshotInfo,
+  opts: { only?: boolean } = {},
+): Promise<SnapshotManifest> {
+  const stores = opts.only ? [store] : [store, ...repo.targets.filter((t) => t !== store)];
+  return (await readSnapshot(repo, info, stores)).manifest;
+}
+
+/** The manifest of `info` from the first of `stores` that serves it intact, and that store (see loadSnapshot). */
+export async function readSnapshot(
+  repo: Repository,
+  info: SnapshotInfo,
+  stores: readonly ObjectStore[],
+): Promise<{ manifest: SnapshotManifest; store: ObjectStore }> {
+  const failed: { store: ObjectStore; err: RegbackupError }[] = [];
+  for (const s of stores) {
+    try {
+      const manifest = await readManifest(repo, s, info);
+      for (const f of failed) repo.noteFallback(info.key, f.store.name, s.name, f.err.message);
+      return { manifest, store: s };
+    } catch (err) {
+      if (!(err instanceof RegbackupError)) throw err;
+      failed.push({ store: s, err });
+    }
+  }
+  if (failed.length === 1) throw failed[0]!.err;
+  // Absent everywhere but one: what that one answered. A key that opens it nowhere: a key error.
+  const real = failed.filter((f) => !(f.err instanceof ObjectNotFoundError));
+  if (real.length === 1 || (real.length && real.every((f) => f.err instanceof KeyError))) throw real[0]!.err;
+  if (!real.length) throw failed[0]!.err;
+  throw new IntegrityError(
+    `snapshot ${info.id} cannot be read intact from any target: ${real.map((f) => f.err.message).join('; ')}`,
+    { snapshot: info.id },
+  );
+}
+
+/** The manifest of `info` as `store` holds it, verified. */
+async function readManifest(
   repo: Repository,
   store: ObjectStore,
   info: SnapshotInfo,

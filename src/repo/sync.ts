@@ -88,7 +88,8 @@ export async function verifiedMeta(
   if (kind === 'snapshot') {
     const info = snapshotInfo(key);
     if (!info) throw new IntegrityError(`${key} on ${store.name}: not the name of a snapshot`);
-    await loadSnapshot(repo, store, info);
+    // This copy, not another target's: it is the one about to be copied.
+    await loadSnapshot(repo, store, info, { only: true });
   } else {
     const body = await repo.readMeta(kind, key, store);
     if (kind === 'index') packs = decodeIndexBody(body, `index ${key} on ${store.name}`);

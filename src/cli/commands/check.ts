@@ -1,6 +1,6 @@
 import type { RegisterCommand } from './index.js';
 import type { TargetCheck } from '../../maintenance/check.js';
-import { UsageError } from '../../errors.js';
+import { KeyError, RegbackupError, UsageError } from '../../errors.js';
 import { formatBytes } from '../../util/units.js';
 
 export const registerCheck: RegisterCommand = (program, ctx) => {
@@ -29,14 +29,28 @@ export const registerCheck: RegisterCommand = (program, ctx) => {
       const { config } = c.config();
       const names = o.target ? [o.target] : config.targets.map((t) => t.name);
       const results: TargetCheck[] = [];
+      const { openStore } = await import('../../store/index.js');
       for (const name of names) {
-        const { repo } = await openRepository(c, {
-          target: name,
-          identity: o.identity,
-          needIdentity: fraction > 0,
-        });
+        let opened: Awaited<ReturnType<typeof openRepository>>;
         try {
-          results.push(await checkTarget(repo, repo.targets[0]!, { readData: fraction, logger: c.log }));
+          opened = await openRepository(c, {
+            target: name,
+            identity: o.identity,
+            needIdentity: fraction > 0,
+          });
+        } catch (err) {
+          // A target whose config cannot be read is a finding of that target; the others are still checked.
+          if (!(err instanceof RegbackupError) || err instanceof KeyError || err instanceof UsageError)
+            throw err;
+          results.push(unopened(name, err.message));
+          continue;
+        }
+        const { repo } = opened;
+        try {
+          const peers = config.targets.filter((t) => t.name !== name).map((t) => openStore(t));
+          results.push(
+            await checkTarget(repo, repo.targets[0]!, { readData: fraction, logger: c.log, peers }),
+          );
         } finally {
           repo.close();
         }
@@ -58,3 +72,20 @@ export const registerCheck: RegisterCommand = (program, ctx) => {
       process.exitCode = ok ? 0 : 5;
     });
 };
+
+/** The result for a target whose repository cannot be opened (config missing, damaged or forged). */
+function unopened(target: string, message: string): TargetCheck {
+  return {
+    target,
+    ok: false,
+    snapshots: 0,
+    indexObjects: 0,
+    packs: 0,
+    unindexedPacks: 0,
+    neededBlobs: 0,
+    packsRead: 0,
+    bytesRead: 0,
+    blobsVerified: 0,
+    problems: [{ kind: 'unreadable', object: 'config', message }],
+  };
+}

@@ -39,7 +39,8 @@ export const registerSnapshots: RegisterCommand = (program, ctx) => {
         const rows: Row[] = [];
         for (const info of await listSnapshots(store)) {
           try {
-            const m = await loadSnapshot(repo, store, info);
+            // This target's own copy: a bad one is damage to name (and repair), even where another target's verifies.
+            const m = await loadSnapshot(repo, store, info, { only: true });
             rows.push({
               id: info.id,
               time: m.time,

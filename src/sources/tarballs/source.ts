@@ -9,8 +9,9 @@ import type {
   TarballExpectation,
   TarballSourceSnapshot,
 } from '../../backup/types.js';
-import { InterruptedError, messageOf, SourceError, systemCodeOf } from '../../errors.js';
-import { refFromChunks, validateRef, writeStream, type StreamRef } from '../../repo/stream-ref.js';
+import { IntegrityError, InterruptedError, messageOf, SourceError, systemCodeOf } from '../../errors.js';
+import type { BlobReader } from '../../repo/reader.js';
+import { chunkIds, refFromChunks, validateRef, writeStream, type StreamRef } from '../../repo/stream-ref.js';
 import { mergeJoin, orderedMap } from '../../util/ordered.js';
 import { openTarballStore, type TarballStore } from './store.js';
 import { checkName, showName } from '../../repo/names.js';
@@ -147,7 +148,21 @@ export async function backupTarballSource(
         `more than ${MAX_LOGGED_FINDINGS} findings of this kind (${f.code}): the rest are counted, not logged`,
       );
   };
-  const prev = ctx.previous as TarballSourceSnapshot | undefined;
+  let prev = ctx.previous as TarballSourceSnapshot | undefined;
+  // A previous listing whose blobs no readable index object names (one bad on every target) cannot be
+  // reused: every file is read afresh instead, said as with a database (`fallback-full`).
+  if (prev?.listing && ctx.reader) {
+    const missing = await unindexedChunk(ctx.reader, prev.listing);
+    if (missing) {
+      report({
+        severity: 'info',
+        code: 'fallback-full',
+        object: cfg.name,
+        message: `full read instead of an incremental one: the previous listing cannot be read (${missing})`,
+      });
+      prev = undefined;
+    }
+  }
   const only = async function* <T extends { path: string }>(src: AsyncIterable<T>): AsyncGenerator<T> {
     for await (const e of src) if (inShard(e.path, shard)) yield e;
   };
@@ -419,4 +434,15 @@ async function readAndStore(
   if (file.etag !== undefined) entry.etag = file.etag;
   if (sha512) entry.sha512 = sha512;
   return entry;
+}
+
+/** Why a listing cannot be read from the index (a chunk no index object names), or undefined. */
+async function unindexedChunk(reader: BlobReader, ref: StreamRef): Promise<string | undefined> {
+  try {
+    for await (const id of chunkIds(reader, ref)) reader.locate(Buffer.from(id));
+    return undefined;
+  } catch (err) {
+    if (!(err instanceof IntegrityError)) throw err;
+    return err.message;
+  }
 }
