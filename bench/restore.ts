@@ -71,7 +71,7 @@ const range = (xs: number[], d = 1) =>
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 function regbackup(args: string[], env: NodeJS.ProcessEnv): Promise<Measured> {
-  return measure('node', ['--openssl-legacy-provider', BIN, ...args], {
+  return measure('node', [BIN, ...args], {
     REGBACKUP_LOG_LEVEL: 'warn',
     ...env,
   });

@@ -87,7 +87,7 @@ targets:
 
   test('SIGKILL at random points never damages a target; the next run completes', async () => {
     for (let i = 0; i < 6; i++) {
-      const child = spawn(process.execPath, ['--openssl-legacy-provider', BIN, 'backup', '--quiet'], {
+      const child = spawn(process.execPath, [BIN, 'backup', '--quiet'], {
         env: { ...process.env, ...env },
         stdio: 'ignore',
       });

@@ -108,13 +108,12 @@ async function makeBase(): Promise<Base> {
 
 /**
  * A case: a copy of the base directory, with its configuration and repository opened. The backup host's
- * cache is copied too (as on a real host): the damaged index object is already in its index cache, so the
- * backup does not read it again. Reading index objects with failover (a host without its cache) is the
- * read side's, tested there.
+ * cache is NOT copied: the backup reads every index object from the targets, damaged one included, as a new
+ * host (or one that lost its cache) would, and must read around the damage.
  */
 async function openCase(base: Base, name: string) {
   const dir = path.join(base.dir, 'cases', name.replace(/\W+/g, '-'));
-  for (const p of ['regbackup.yaml', 'keys', 'cache', 'registry', 'target-one', 'target-two'])
+  for (const p of ['regbackup.yaml', 'keys', 'registry', 'target-one', 'target-two'])
     cpSync(path.join(base.dir, p), path.join(dir, p), { recursive: true });
   const { config } = loadConfig(path.join(dir, 'regbackup.yaml'));
   const stores = config.targets.map((t) => openStore(t, { retry: false }));

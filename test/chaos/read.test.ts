@@ -256,7 +256,7 @@ targets:
 async function dump(dir: string, into: string): Promise<{ code: number | null; stderr: string }> {
   const archive = path.join(dir, 'dump.tar');
   const fd = openSync(archive, 'w');
-  const child = spawn(process.execPath, ['--openssl-legacy-provider', BIN, 'dump', '--tarballs'], {
+  const child = spawn(process.execPath, [BIN, 'dump', '--tarballs'], {
     env: { ...process.env, REGBACKUP_CONFIG: path.join(dir, 'regbackup.yaml'), REGBACKUP_LOG_LEVEL: 'warn' },
     stdio: ['ignore', fd, 'pipe'],
   });

@@ -132,7 +132,7 @@ metrics: { influxdb: { url: "http://127.0.0.1:8086/write?db=x", interval: 500ms 
   // leaving that process behind; it is not a timing assertion.
   it('init on a target path the file system cannot create: a clear error', () => {
     const file = writeConfig('proc', '{}', '/proc/self/nonexistent');
-    const r = spawnSync(process.execPath, ['--openssl-legacy-provider', BIN, 'init', '--config', file], {
+    const r = spawnSync(process.execPath, [BIN, 'init', '--config', file], {
       encoding: 'utf8',
       timeout: 60_000,
       killSignal: 'SIGKILL',

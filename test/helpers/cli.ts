@@ -16,7 +16,7 @@ export function runCli(
   opts: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--openssl-legacy-provider', BIN, ...args], {
+    const child = spawn(process.execPath, [BIN, ...args], {
       cwd: opts.cwd,
       env: { ...process.env, REGBACKUP_LOG_LEVEL: undefined, ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],

@@ -144,7 +144,7 @@ export interface WorkerProcess {
 }
 
 export function spawnWorker(env: NodeJS.ProcessEnv, args: string[] = []): WorkerProcess {
-  const child = spawn(process.execPath, ['--openssl-legacy-provider', BIN, 'worker', ...args], {
+  const child = spawn(process.execPath, [BIN, 'worker', ...args], {
     env: { ...process.env, REGBACKUP_LOG_LEVEL: 'debug', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

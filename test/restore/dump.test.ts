@@ -47,7 +47,7 @@ describe('regbackup dump', () => {
   before(async () => {
     f = await makeFixture({ packages: 5 });
     tarFile = path.join(f.dir, 'out.tar');
-    const r = await run(process.execPath, ['--openssl-legacy-provider', BIN, 'dump'], {
+    const r = await run(process.execPath, [BIN, 'dump'], {
       env: f.env,
       stdoutFile: tarFile,
     });
@@ -124,7 +124,7 @@ describe('regbackup dump', () => {
     const one = path.join(f.dir, 'extra.tar');
     assert.equal(
       (
-        await run(process.execPath, ['--openssl-legacy-provider', BIN, 'dump', '--db', 'extra'], {
+        await run(process.execPath, [BIN, 'dump', '--db', 'extra'], {
           env: f.env,
           stdoutFile: one,
         })
@@ -139,7 +139,7 @@ describe('regbackup dump', () => {
     const tb = path.join(f.dir, 'tb.tar');
     assert.equal(
       (
-        await run(process.execPath, ['--openssl-legacy-provider', BIN, 'dump', '--tarballs'], {
+        await run(process.execPath, [BIN, 'dump', '--tarballs'], {
           env: f.env,
           stdoutFile: tb,
         })
@@ -149,7 +149,7 @@ describe('regbackup dump', () => {
     const names = (await run('tar', ['-tf', tb])).stdout.trim().split('\n');
     assert.equal(names[0], 'manifest.json');
     assert.ok(names.slice(1).every((n) => n.startsWith('tarballs/')));
-    const none = await run(process.execPath, ['--openssl-legacy-provider', BIN, 'dump', '--db', 'nope'], {
+    const none = await run(process.execPath, [BIN, 'dump', '--db', 'nope'], {
       env: f.env,
       stdoutFile: path.join(f.dir, 'nope.tar'),
     });

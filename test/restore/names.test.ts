@@ -43,7 +43,7 @@ function dumpTo(
 ): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve, reject) => {
     const fd = openSync(file, 'w');
-    const child = spawn(process.execPath, ['--openssl-legacy-provider', BIN, 'dump', ...args], {
+    const child = spawn(process.execPath, [BIN, 'dump', ...args], {
       env: { ...process.env, ...env },
       stdio: ['ignore', fd, 'pipe'],
     });

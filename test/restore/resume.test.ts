@@ -54,7 +54,7 @@ describe('a restore killed with SIGKILL and started again', () => {
 
   /** Starts the restore and SIGKILLs it once `when()` holds; resolves with whether it was killed. */
   async function killWhen(args: string[], when: () => boolean): Promise<boolean> {
-    const child = spawn(process.execPath, ['--openssl-legacy-provider', BIN, ...args], {
+    const child = spawn(process.execPath, [BIN, ...args], {
       env: { ...process.env, ...f.env },
       stdio: 'ignore',
     });
