@@ -16,7 +16,14 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { pathToFileURL } from 'node:url';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { encodeLines } from '../../src/backup/listing.js';
 import { DestinationError, IntegrityError, InterruptedError } from '../../src/errors.js';
 import { Progress } from '../../src/backup/progress.js';
@@ -40,6 +47,30 @@ function walk(dir: string, rel = ''): string[] {
     else out.push(r);
   }
   return out.sort();
+}
+
+/**
+ * Environment for a `regbackup` child that SIGKILLs itself right after it wrote a resume journal for which
+ * `when` holds: a preloaded module wraps fs.renameSync, with which the journal is replaced. A kill at a known
+ * point, whatever the speed of the machine.
+ */
+function killAfterJournal(dir: string, when: (j: JournalData) => boolean): NodeJS.ProcessEnv {
+  const hook = path.join(dir, `kill-after-journal-${randomBytes(4).toString('hex')}.mjs`);
+  writeFileSync(
+    hook,
+    `import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+const when = ${when.toString()};
+const renameSync = fs.renameSync;
+fs.renameSync = (from, to) => {
+  renameSync(from, to);
+  if (String(to).endsWith('.json') && String(to).includes('/restore/') && when(JSON.parse(fs.readFileSync(to, 'utf8'))))
+    process.kill(process.pid, 'SIGKILL');
+};
+syncBuiltinESMExports();
+`,
+  );
+  return { NODE_OPTIONS: `--import ${pathToFileURL(hook).href}` };
 }
 
 describe('tarball store restored into S3; documents with inline attachments; too-large documents', () => {
@@ -80,6 +111,44 @@ describe('tarball store restored into S3; documents with inline attachments; too
     const again = await f.cli(['restore', '--tarballs', dest]);
     assert.equal(again.code, 8);
     assert.match(again.stderr, /not empty/);
+  });
+
+  test('into S3, killed once the journal has files as written; objects deleted or replaced; run again: each written again', async () => {
+    const bucket = await f.s3.createBucket();
+    const dest = `s3://${bucket}/restored?endpoint=${encodeURIComponent(f.s3.endpoint)}&forcePathStyle=true`;
+    const args = ['restore', '--tarballs', dest, '--parallel', '1', '--json'];
+    const r1 = await f.cli(
+      args,
+      killAfterJournal(f.dir, (j) => j.tarballs?.tarballs?.checkpoint !== undefined),
+    );
+    assert.equal(r1.signal, 'SIGKILL', r1.stderr);
+    const listed = async () =>
+      ((await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'restored/' }))).Contents ?? [])
+        .map((o) => o.Key!.slice('restored/'.length))
+        .sort();
+    const before = await listed();
+    assert.ok(before.length >= 2, `${before.length} objects after the kill`);
+    // One object removed, one replaced by other bytes of its size: a HEAD cannot tell the second one.
+    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: `restored/${before[0]!}` }));
+    const other = readFileSync(path.join(f.tarballsDir, before[1]!));
+    other[Math.floor(other.length / 2)]! ^= 0xff;
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: `restored/${before[1]!}`, Body: other }));
+    const r = await f.cli(args);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const rep = JSON.parse(r.stdout) as RestoreReport;
+    assert.equal(rep.resumed, true);
+    const t = rep.tarballs[0]!;
+    assert.equal(t.checks[0]!.actual, t.planned.files, 'counted on the destination');
+    assert.match(t.checks[0]!.details![1]!, /; 2 missing or different there were restored again/);
+    const keys = await listed();
+    assert.deepEqual(keys, walk(f.tarballsDir));
+    for (const k of keys) {
+      const o = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: `restored/${k}` }));
+      assert.ok(
+        Buffer.from(await o.Body!.transformToByteArray()).equals(readFileSync(path.join(f.tarballsDir, k))),
+        k,
+      );
+    }
   });
 
   test('attachments sent inline (base64 JSON) come back the same as with multipart', async () => {
