@@ -326,7 +326,7 @@ export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): P
   const checks: Check[] = [
     {
       object: `${job.source.name} -> ${plan.location}`,
-      check: `files on the destination with the snapshot's size${tree ? '' : ' (HEAD)'}, and sha1/sha512 where recorded`,
+      check: `files written and verified (size, and sha1/sha512 where recorded), then found on the destination${tree ? '' : ' (HEAD)'}`,
       ok: report.failureCount === 0 && final.found === plan.files,
       expected: plan.files,
       actual: final.found,
