@@ -14,7 +14,7 @@ import { verifyDatabase } from './couch-verify.js';
 import { DocWriter, type AttachmentMode } from './couch-write.js';
 import type { BlobFetcher } from './fetch.js';
 import { prefetch, StreamBytes } from './prefetch.js';
-import type { Journal } from './state.js';
+import type { Journal, PartState } from './state.js';
 import type { Check, DbPlanCounts, DbReport } from './types.js';
 
 /** One database of the snapshot to restore. */
@@ -218,71 +218,16 @@ export async function restoreDatabase(ctx: CouchContext, plan: DbPlan): Promise<
       );
   }
 
-  const writer = new DocWriter(ctx.dest, job.dest, ctx.fetcher, {
-    parallel: ctx.parallel,
-    attachments: ctx.attachments,
-    progress: ctx.progress,
-    batchBytes: ctx.batchBytes,
-    onCheckpoint: (id) => {
-      state.checkpoint = id;
-      journal?.touch();
-    },
-  });
   ctx.progress.phase = job.dest;
   ctx.progress.docsTotal += plan.counts.docs + plan.counts.deleted;
+  // What the journal of an interrupted restore has as written is skipped, then checked on the database.
+  const journalHad = plan.resumable && (state.done === true || state.checkpoint !== undefined);
   if (plan.mode === 'revert') {
     report.reverted = [];
+    const writer = newWriter(ctx, plan, state);
     await revertPackages(ctx, plan, writer, report);
-  } else if (!state.done) {
-    // Design documents last (a validate_doc_update function must not judge the restore), _local ones too.
-    const later: DocEntry[] = [];
-    const checkpoint = state.checkpoint;
-    const src = plan.entries
-      ? (async function* () {
-          yield* plan.entries!;
-        })()
-      : listing(ctx, job);
-    const main = async function* () {
-      for await (const e of src) {
-        if (e.local || e.id.startsWith('_design/')) later.push(e);
-        else if (checkpoint === undefined || compareIds(e.id, checkpoint) > 0) yield e;
-      }
-    };
-    for await (const { item, streams } of prefetch(main(), refsOf, ctx.fetcher, {
-      aheadBytes: 16 * 1024 * 1024,
-      batchBytes: 4 * 1024 * 1024,
-    })) {
-      if (ctx.signal?.aborted) {
-        // What is in flight completes (or not): the checkpoint says which.
-        await writer.finish().catch((err: unknown) => log().debug({ err: messageOf(err) }, 'while stopping'));
-        journal?.flush(true);
-        throw new InterruptedError(
-          'restore interrupted; run the same command again to continue where it stopped',
-        );
-      }
-      await writer.add(item, streams);
-    }
-    await writer.finish();
-    for (const e of later) {
-      if (e.local) await writeLocal(ctx, job.dest, e, report);
-      else
-        await writer.add(
-          e,
-          refsOf(e).map((r) => new StreamBytes(r, ctx.fetcher)),
-        );
-    }
-    await writer.finish();
-    if (writer.failureCount === 0 && report.failureCount === 0) {
-      state.done = true;
-      journal?.touch(true);
-    }
-  }
-  report.docs += writer.docs;
-  report.revisions += writer.revisions;
-  report.attachments += writer.attachments;
-  report.bytes += writer.bytes;
-  report.failures.push(...writer.failures);
-  report.failureCount += writer.failureCount;
+    addWriter(report, writer);
+  } else if (!state.done) addWriter(report, await writeDocuments(ctx, plan, state, report));
 
   ctx.progress.phase = `verify ${job.dest}`;
   log().debug(
@@ -291,24 +236,34 @@ export async function restoreDatabase(ctx: CouchContext, plan: DbPlan): Promise<
   );
   if (plan.mode === 'revert') report.checks.push(...(await verifyReverted(ctx, plan)));
   else {
-    const entries = plan.entries
-      ? (async function* () {
-          yield* plan.entries!;
-        })()
-      : listing(ctx, job);
-    const onlyOurs = !plan.nonEmpty || plan.resumable;
-    const counts = job.packages
-      ? { docCount: plan.counts.docs, deletedCount: plan.counts.deleted }
-      : { docCount: job.db.docCount, deletedCount: job.db.deletedCount };
-    report.checks.push(
-      ...(await verifyDatabase(
-        ctx.dest,
-        job.dest,
-        entries,
-        { counts: onlyOurs ? counts : undefined, security },
-        ctx.parallel,
-      )),
-    );
+    let checks = await verifyWritten(ctx, plan, security);
+    if (journalHad && report.failureCount === 0 && !checks.every((c) => c.ok)) {
+      // The database lost (or never kept) what the journal has as written: every document is written again
+      // (revisions with new_edits=false: those already there are left as they are), then verified again.
+      const before = checks
+        .filter((c) => !c.ok)
+        .flatMap((c) => [
+          `${c.check}: expected ${String(c.expected ?? '-')}, found ${String(c.actual ?? '-')}`,
+          ...(c.details ?? []).slice(0, 5),
+        ]);
+      log().warn(
+        { db: job.dest },
+        'the database does not hold what the resume journal has as written; writing every document again',
+      );
+      state.checkpoint = undefined;
+      state.done = false;
+      journal?.touch(true);
+      addWriter(report, await writeDocuments(ctx, plan, state, report));
+      checks = await verifyWritten(ctx, plan, security);
+      checks.unshift({
+        object: job.dest,
+        check:
+          'documents the interrupted restore had written, checked on the database: missing or different ones written again',
+        ok: true,
+        details: before.slice(0, 20),
+      });
+    }
+    report.checks.push(...checks);
   }
   if (report.failureCount) {
     report.checks.push({
@@ -325,6 +280,103 @@ export async function restoreDatabase(ctx: CouchContext, plan: DbPlan): Promise<
   report.status = report.checks.every((c) => c.ok) ? 'restored' : 'failed';
   report.durationMs = Date.now() - t0;
   return report;
+}
+
+function newWriter(ctx: CouchContext, plan: DbPlan, state: PartState): DocWriter {
+  return new DocWriter(ctx.dest, plan.job.dest, ctx.fetcher, {
+    parallel: ctx.parallel,
+    attachments: ctx.attachments,
+    progress: ctx.progress,
+    batchBytes: ctx.batchBytes,
+    onCheckpoint: (id) => {
+      state.checkpoint = id;
+      ctx.journal?.touch();
+    },
+  });
+}
+
+function addWriter(report: DbReport, writer: DocWriter): void {
+  report.docs += writer.docs;
+  report.revisions += writer.revisions;
+  report.attachments += writer.attachments;
+  report.bytes += writer.bytes;
+  report.failures.push(...writer.failures.slice(0, Math.max(0, 1000 - report.failures.length)));
+  report.failureCount += writer.failureCount;
+}
+
+/** Writes the documents of the listing after the journal's checkpoint (all of them without one). */
+async function writeDocuments(
+  ctx: CouchContext,
+  plan: DbPlan,
+  state: PartState,
+  report: DbReport,
+): Promise<DocWriter> {
+  const { job } = plan;
+  const writer = newWriter(ctx, plan, state);
+  // Design documents last (a validate_doc_update function must not judge the restore), _local ones too.
+  const later: DocEntry[] = [];
+  const checkpoint = state.checkpoint;
+  const src = plan.entries
+    ? (async function* () {
+        yield* plan.entries!;
+      })()
+    : listing(ctx, job);
+  const main = async function* () {
+    for await (const e of src) {
+      if (e.local || e.id.startsWith('_design/')) later.push(e);
+      else if (checkpoint === undefined || compareIds(e.id, checkpoint) > 0) yield e;
+    }
+  };
+  for await (const { item, streams } of prefetch(main(), refsOf, ctx.fetcher, {
+    aheadBytes: 16 * 1024 * 1024,
+    batchBytes: 4 * 1024 * 1024,
+  })) {
+    if (ctx.signal?.aborted) {
+      // What is in flight completes (or not): the checkpoint says which.
+      await writer.finish().catch((err: unknown) => log().debug({ err: messageOf(err) }, 'while stopping'));
+      ctx.journal?.flush(true);
+      throw new InterruptedError(
+        'restore interrupted; run the same command again to continue where it stopped',
+      );
+    }
+    await writer.add(item, streams);
+  }
+  await writer.finish();
+  for (const e of later) {
+    if (e.local) await writeLocal(ctx, job.dest, e, report);
+    else
+      await writer.add(
+        e,
+        refsOf(e).map((r) => new StreamBytes(r, ctx.fetcher)),
+      );
+  }
+  await writer.finish();
+  if (writer.failureCount === 0 && report.failureCount === 0) {
+    state.done = true;
+    ctx.journal?.touch(true);
+  }
+  return writer;
+}
+
+/** Verifies the database on the destination against the snapshot (never against the journal). */
+async function verifyWritten(ctx: CouchContext, plan: DbPlan, security: unknown): Promise<Check[]> {
+  const { job } = plan;
+  const entries = plan.entries
+    ? (async function* () {
+        yield* plan.entries!;
+      })()
+    : listing(ctx, job);
+  const onlyOurs = !plan.nonEmpty || plan.resumable;
+  const counts = job.packages
+    ? { docCount: plan.counts.docs, deletedCount: plan.counts.deleted }
+    : { docCount: job.db.docCount, deletedCount: job.db.deletedCount };
+  return verifyDatabase(
+    ctx.dest,
+    job.dest,
+    entries,
+    { counts: onlyOurs ? counts : undefined, security },
+    ctx.parallel,
+  );
 }
 
 /** A `_local` document (replication checkpoint): written as is, without revision semantics. */

@@ -8,9 +8,15 @@ import { log } from '../src/log.js';
  * rewritten atomically (temporary file + rename) as the restore advances. It records which snapshot is being
  * restored there, which databases regbackup created (so that writing into them again is a resume, not a
  * write into someone else's non-empty database), and for each database and tarball store how far the
- * writes went: every entry up to `checkpoint` (in listing order) is written, verified and durable. A
+ * writes went: every entry up to `checkpoint` (in listing order) was written, verified and durable. A
  * restore started again with the same destination continues after the checkpoints; a restore that ends
  * with everything verified removes its journal.
+ *
+ * The journal is a hint of what to skip, never a proof: the destination may have lost anything since. A
+ * resumed restore checks each entry the journal has as done on the destination before it skips it (a file's
+ * size and mtime; its content is read back by the final check) and writes it again when it is missing or
+ * different; a database is verified on the server, and written again when it does not match. What a report
+ * counts comes from the destination.
  */
 export interface PartState {
   /** This restore started writing there (so writing there again is a resume). */

@@ -1,16 +1,19 @@
 import { createHash, type Hash } from 'node:crypto';
+import { constants } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { DestinationError, IntegrityError, systemCodeOf } from '../src/errors.js';
+import { DestinationError, IntegrityError, messageOf, systemCodeOf } from '../src/errors.js';
 import type { TarballEntry } from '../src/sources/tarballs/source.js';
-import { assertValidKey, type ObjectStore } from '../src/store/types.js';
+import { assertValidKey, ObjectNotFoundError, type ObjectStore } from '../src/store/types.js';
 import type { StreamBytes } from './prefetch.js';
 import type { SafeTree } from './safe-path.js';
 
 /**
  * Writing one tarball of a listing into a destination, verified: size, and sha1 (or sha512) when the listing
- * records it. Used by the general path (tarballs.ts) and as the fallback of the local fast path.
+ * records it. Used by the general path (tarballs.ts) and as the fallback of the local fast path. And looking
+ * at what a destination holds (FileDestination): what a resumed restore keeps and the final check count come
+ * from there.
  */
 
 /** Files up to this size are verified in memory before they are stored (S3); bigger ones while streaming. */
@@ -59,21 +62,17 @@ export function verify(e: TarballEntry, h: Hashes): 'sha1' | 'sha512' | 'size' {
   return 'size';
 }
 
+/**
+ * A file of the listing handled by the write pass: written and verified on the way (sha1, sha512, size), or
+ * left as found on a resumed restore — `skipped`: read back and verified now; `present`: its size (and mtime)
+ * are the listing's, its content is read back by the final check (the journal had it as done).
+ */
 export type Outcome =
-  | { path: string; ok: true; bytes: number; how: 'sha1' | 'sha512' | 'size' | 'skipped' }
+  | { path: string; ok: true; bytes: number; how: 'sha1' | 'sha512' | 'size' | 'skipped' | 'present' }
   | { path: string; ok: false; message: string };
 
-/** Restores one tarball store as planned; each file is verified before it appears under its name. */
-export async function writeFile(
-  tree: SafeTree,
-  e: TarballEntry,
-  data: StreamBytes,
-  resume: boolean,
-): Promise<Outcome> {
-  if (resume && (await inPlace(tree, e))) {
-    await tree.removeStaleTemp(e.path);
-    return { path: e.path, ok: true, bytes: e.size, how: 'skipped' };
-  }
+/** Writes one file of the listing into a destination directory; it is verified before it appears under its name. */
+export async function writeFile(tree: SafeTree, e: TarballEntry, data: StreamBytes): Promise<Outcome> {
   const { fh, tmp, final } = await tree.openTemp(e.path);
   const h = hashesFor(e);
   let how: 'sha1' | 'sha512' | 'size';
@@ -97,37 +96,117 @@ export async function writeFile(
   return { path: e.path, ok: true, bytes: e.size, how };
 }
 
-/** A file already at its final name with the listing's size, mtime and checksum (written by the interrupted run). */
-export async function inPlace(tree: SafeTree, e: TarballEntry): Promise<boolean> {
-  const dir = await tree.dirOf(e.path);
-  const file = path.join(dir, e.path.slice(e.path.lastIndexOf('/') + 1));
-  const st = await lstat(file).catch((err: unknown) => {
-    if (systemCodeOf(err) === 'ENOENT') return undefined;
-    throw err;
-  });
-  if (!st?.isFile() || st.size !== e.size || Math.floor(st.mtimeMs) !== Math.floor(e.mtime)) return false;
-  if (!e.sha1 && !e.sha512) return true;
+/**
+ * What a tarball restore reads of its destination to know a file is there: a directory tree or an object
+ * store. Nothing is taken from the resume journal: every answer comes from the destination itself.
+ */
+export interface FileDestination {
+  /** The file at the entry's name: its size, and its mtime where the destination keeps the snapshot's. */
+  stat(e: TarballEntry): Promise<{ size: number; mtimeMs?: number } | undefined>;
+  /** Reads the file back: undefined if its size and sha1 (or sha512) are the listing's, else what differs. */
+  readBack(e: TarballEntry): Promise<string | undefined>;
+}
+
+/** Why the file at the entry's name is not the listing's by size (and mtime, where kept), or undefined. */
+export async function sizeProblem(
+  d: FileDestination,
+  e: TarballEntry,
+  withMtime: boolean,
+): Promise<string | undefined> {
+  const st = await d.stat(e);
+  if (!st) return 'missing on the destination';
+  if (st.size !== e.size) return `${st.size} bytes on the destination, the snapshot says ${e.size}`;
+  if (withMtime && st.mtimeMs !== undefined && Math.floor(st.mtimeMs) !== Math.floor(e.mtime))
+    return 'modified on the destination (mtime differs)';
+  return undefined;
+}
+
+/** Why the file at the entry's name is not the listing's (size, mtime where kept, content), or undefined. */
+export async function contentProblem(d: FileDestination, e: TarballEntry): Promise<string | undefined> {
+  return (await sizeProblem(d, e, true)) ?? (await d.readBack(e));
+}
+
+async function hashProblem(e: TarballEntry, content: AsyncIterable<Buffer>): Promise<string | undefined> {
   const h = hashesFor(e);
-  const fh = await open(file, 'r');
-  try {
-    for await (const b of fh.createReadStream({ autoClose: false })) update(h, b as Buffer);
-  } finally {
-    await fh.close();
-  }
+  for await (const b of content) update(h, b);
   try {
     verify(e, h);
-    return true;
-  } catch {
-    return false; // not the file the snapshot has: written again
+    return undefined;
+  } catch (err) {
+    if (err instanceof IntegrityError) return `${err.message} (read back from the destination)`;
+    throw err;
   }
 }
 
-export async function putObject(
-  store: ObjectStore,
-  e: TarballEntry,
-  data: StreamBytes,
-  resume: boolean,
-): Promise<Outcome> {
+/** The files of a destination directory, found through the same checked directories the writes use. */
+export class DirectoryFiles implements FileDestination {
+  constructor(private readonly tree: SafeTree) {}
+
+  private async file(e: TarballEntry): Promise<string> {
+    const dir = await this.tree.dirOf(e.path);
+    return path.join(dir, e.path.slice(e.path.lastIndexOf('/') + 1));
+  }
+
+  async stat(e: TarballEntry): Promise<{ size: number; mtimeMs: number } | undefined> {
+    const file = await this.file(e);
+    const st = await lstat(file).catch((err: unknown) => {
+      if (systemCodeOf(err) === 'ENOENT') return undefined;
+      throw new DestinationError(`cannot look at ${file}: ${messageOf(err)}`, { object: e.path });
+    });
+    return st?.isFile() ? { size: st.size, mtimeMs: st.mtimeMs } : undefined;
+  }
+
+  async readBack(e: TarballEntry): Promise<string | undefined> {
+    if (!e.sha1 && !e.sha512) return undefined; // the size was compared by stat
+    const file = await this.file(e);
+    let fh;
+    try {
+      fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch (err) {
+      if (systemCodeOf(err) === 'ENOENT' || systemCodeOf(err) === 'ELOOP')
+        return 'missing on the destination';
+      throw new DestinationError(`cannot read ${file}: ${messageOf(err)}`, { object: e.path });
+    }
+    try {
+      return await hashProblem(e, fh.createReadStream({ autoClose: false }) as AsyncIterable<Buffer>);
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
+/** The objects of an S3 (or other object store) destination: a HEAD for the size, a GET to read back. */
+export class StoreFiles implements FileDestination {
+  constructor(private readonly store: ObjectStore) {}
+
+  async stat(e: TarballEntry): Promise<{ size: number } | undefined> {
+    if (!validKey(e.path)) return undefined; // never written (the write names why)
+    const st = await this.store.stat(e.path);
+    return st ? { size: st.size } : undefined;
+  }
+
+  async readBack(e: TarballEntry): Promise<string | undefined> {
+    if (!e.sha1 && !e.sha512) return undefined;
+    if (!validKey(e.path)) return 'missing on the destination';
+    try {
+      return await hashProblem(e, await this.store.get(e.path));
+    } catch (err) {
+      if (err instanceof ObjectNotFoundError) return 'missing on the destination';
+      throw err;
+    }
+  }
+}
+
+function validKey(p: string): boolean {
+  try {
+    assertValidKey(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function putObject(store: ObjectStore, e: TarballEntry, data: StreamBytes): Promise<Outcome> {
   try {
     assertValidKey(e.path);
   } catch {
@@ -135,13 +214,6 @@ export async function putObject(
       `${JSON.stringify(e.path)} cannot be an object key on ${store.location} (printable ASCII without spaces only)`,
       { object: e.path },
     );
-  }
-  if (resume) {
-    const st = await store.stat(e.path);
-    if (st && st.size === e.size) {
-      for await (const b of data) void b; // the blobs were asked for; let them go
-      return { path: e.path, ok: true, bytes: e.size, how: 'skipped' };
-    }
   }
   const h = hashesFor(e);
   if (e.size <= WHOLE) {

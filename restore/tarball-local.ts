@@ -8,7 +8,7 @@ import type { ObjectStore } from '../src/store/types.js';
 import type { BlobFetcher } from './fetch.js';
 import type { FileJob, Job, JobResult, PackRef } from './file-protocol.js';
 import { tempName, type SafeTree } from './safe-path.js';
-import { inPlace, type Outcome } from './tarball-file.js';
+import type { Outcome } from './tarball-file.js';
 
 /**
  * The fast path of a tarball restore: when the first target is a local directory (an `fs` target, or a copy of
@@ -79,6 +79,8 @@ interface Planned {
   e: TarballEntry;
   /** Already in place (resumed restore), or to be written by the general path, or sent in the job. */
   kind: 'skip' | 'fallback' | 'job' | 'failed';
+  /** How a file in place was found (`skip`). */
+  found?: 'skipped' | 'present';
   message?: string;
 }
 
@@ -89,7 +91,8 @@ export interface LocalOptions {
   store: ObjectStore;
   root: string;
   workers: number;
-  resume: boolean;
+  /** A resumed restore: whether the file is already in place on the destination (then it is not written). */
+  found?: (e: TarballEntry) => Promise<'skipped' | 'present' | undefined>;
   /** The general path, for a file the workers could not assemble from this target. */
   fallback: (e: TarballEntry) => Promise<Outcome>;
 }
@@ -136,7 +139,7 @@ export async function* restoreLocal(
     o.fetcher.bytesRead += res?.bytesRead ?? 0;
     let i = 0;
     for (const p of job.planned) {
-      if (p.kind === 'skip') yield { path: p.e.path, ok: true, bytes: p.e.size, how: 'skipped' };
+      if (p.kind === 'skip') yield { path: p.e.path, ok: true, bytes: p.e.size, how: p.found! };
       else if (p.kind === 'failed') yield { path: p.e.path, ok: false, message: p.message! };
       else if (p.kind === 'fallback') yield await o.fallback(p.e);
       else {
@@ -156,9 +159,9 @@ export async function* restoreLocal(
   }
   try {
     for await (const e of src) {
-      if (o.resume && (await inPlace(o.tree, e))) {
-        await o.tree.removeStaleTemp(e.path);
-        planned.push({ e, kind: 'skip' });
+      const found = await o.found?.(e);
+      if (found) {
+        planned.push({ e, kind: 'skip', found });
         if (planned.length >= 4 * JOB_FILES) dispatch();
         continue;
       }

@@ -20,10 +20,19 @@ import { orderedMap } from '../src/util/ordered.js';
 import type { BlobFetcher } from './fetch.js';
 import { prefetch, StreamBytes } from './prefetch.js';
 import { localRoot, restoreLocal } from './tarball-local.js';
-import { putObject, writeFile, type Outcome } from './tarball-file.js';
+import {
+  contentProblem,
+  DirectoryFiles,
+  putObject,
+  sizeProblem,
+  StoreFiles,
+  writeFile,
+  type FileDestination,
+  type Outcome,
+} from './tarball-file.js';
 import { SafeTree } from './safe-path.js';
 import { showName } from '../src/repo/names.js';
-import type { Journal } from './state.js';
+import type { Journal, PartState } from './state.js';
 import type { Check, TarballReport } from './types.js';
 
 /** Where a tarball store is restored: a directory tree in the registry layout, or an S3 bucket and prefix. */
@@ -201,16 +210,25 @@ export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): P
   report.created = Boolean(state.created);
   const tree = 'dir' in dest ? new SafeTree(dest.dir) : undefined;
   if (tree) await tree.rootReal();
-  const how = { sha1: 0, sha512: 0, size: 0, skipped: 0 };
+  const files: FileDestination = tree
+    ? new DirectoryFiles(tree)
+    : new StoreFiles((dest as { s3: ObjectStore }).s3);
+  const how = { sha1: 0, sha512: 0, size: 0, skipped: 0, present: 0 };
   let flagged = 0;
   let refusedNames = 0;
   ctx.progress.phase = job.source.name;
   ctx.progress.bytesTotal += plan.bytes;
 
+  // What the journal of the interrupted restore has as done: a hint of what to skip, checked on the
+  // destination first (size and mtime now, content by the final check), never taken as it is.
+  const journalDone = resume ? journalDoneFn(state) : () => false;
+  const found = resume ? (e: TarballEntry) => foundInPlace(files, tree, e, journalDone(e.path)) : undefined;
+  let restoredAgain = 0;
+
   const writeOne = async (e: TarballEntry, data: StreamBytes): Promise<Outcome> => {
     try {
-      if (tree) return await writeFile(tree, e, data, resume);
-      return await putObject((dest as { s3: ObjectStore }).s3, e, data, resume);
+      if (tree) return await writeFile(tree, e, data);
+      return await putObject((dest as { s3: ObjectStore }).s3, e, data);
     } catch (err) {
       if (err instanceof DestinationError || err instanceof IntegrityError)
         return { path: e.path, ok: false, message: err.message };
@@ -221,95 +239,115 @@ export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): P
       );
     }
   };
+  const keepOrWrite = async (e: TarballEntry, data: StreamBytes): Promise<Outcome> => {
+    const f = await found?.(e);
+    if (!f) return writeOne(e, data);
+    if (!tree) for await (const b of data) void b; // the blobs were asked for; let them go
+    return { path: e.path, ok: true, bytes: e.size, how: f };
+  };
 
-  if (!state.done) {
-    const checkpoint = state.checkpoint;
-    const todo = async function* () {
-      for await (const e of entries(ctx, job)) {
-        if ('refused' in e) {
-          refusedNames++; // reported below; never written, and the restore is not done while one is left
-          continue;
-        }
-        if (checkpoint !== undefined && comparePaths(e.path, checkpoint) <= 0) continue;
-        if (e.flag === 'checksum-mismatch') flagged++;
-        validateRef(e.data);
-        yield e;
+  const todo = async function* () {
+    for await (const e of entries(ctx, job)) {
+      if ('refused' in e) {
+        refusedNames++; // reported below; never written, and the restore is not done while one is left
+        continue;
       }
-    };
-    let stuck = false;
-    let candidate: string | undefined;
-    let lastSync = Date.now();
-    // The checkpoint only ever names files whose content AND directory entry are on disk: files are synced
-    // before their rename, and the directories they were renamed in are synced before the checkpoint moves.
-    const durable = async () => {
-      lastSync = Date.now();
-      const at = candidate;
-      if (at === undefined || at === state.checkpoint) return;
-      if (tree) await tree.syncTouched();
-      state.checkpoint = at;
-      journal?.touch(true);
-    };
-    const local = tree && ctx.workers > 0 ? localRoot(ctx.fetcher.stores[0]!) : undefined;
-    const done = local
-      ? restoreLocal(
-          {
-            fetcher: ctx.fetcher,
-            treeReader: ctx.treeReader,
-            tree: tree!,
-            store: ctx.fetcher.stores[0]!,
-            root: local,
-            workers: ctx.workers,
-            resume,
-            fallback: (e) => writeOne(e, new StreamBytes(e.data, ctx.fetcher)),
-          },
-          todo(),
-        )
-      : orderedMap(
-          prefetch(todo(), (e) => [e.data], ctx.fetcher),
-          ctx.parallel,
-          ({ item, streams }) => writeOne(item, streams[0]!),
-        );
-    for await (const o of done) {
-      if (ctx.signal?.aborted) {
-        await durable();
-        throw new InterruptedError(
-          'restore interrupted; run the same command again to continue where it stopped',
-        );
-      }
-      if (o.ok) {
-        if (o.how === 'skipped') report.skipped++;
-        else {
-          report.files++;
-          report.bytes += o.bytes;
-          ctx.progress.files++;
-          ctx.progress.bytes += o.bytes;
-        }
-        how[o.how]++;
-        if (!stuck) candidate = o.path;
-        if (Date.now() - lastSync > 2000) await durable();
-      } else {
-        stuck = true; // a failed file is written again by the next run: the checkpoint stays before it
-        report.failureCount++;
-        if (report.failures.length < 1000) report.failures.push({ path: o.path, message: o.message });
-      }
+      if (e.flag === 'checksum-mismatch') flagged++;
+      validateRef(e.data);
+      yield e;
     }
-    await durable();
-    if (!stuck && !refusedNames) {
-      state.done = true;
-      journal?.touch(true);
+  };
+  let stuck = false;
+  let candidate: string | undefined;
+  let lastSync = Date.now();
+  // The checkpoint only ever names files whose content AND directory entry are on disk: files are synced
+  // before their rename, and the directories they were renamed in are synced before the checkpoint moves.
+  const durable = async () => {
+    lastSync = Date.now();
+    const at = candidate;
+    if (at === undefined || at === state.checkpoint) return;
+    if (tree) await tree.syncTouched();
+    state.checkpoint = at;
+    journal?.touch(true);
+  };
+  const local = tree && ctx.workers > 0 ? localRoot(ctx.fetcher.stores[0]!) : undefined;
+  const done = local
+    ? restoreLocal(
+        {
+          fetcher: ctx.fetcher,
+          treeReader: ctx.treeReader,
+          tree: tree!,
+          store: ctx.fetcher.stores[0]!,
+          root: local,
+          workers: ctx.workers,
+          found,
+          fallback: (e) => writeOne(e, new StreamBytes(e.data, ctx.fetcher)),
+        },
+        todo(),
+      )
+    : orderedMap(
+        prefetch(todo(), (e) => [e.data], ctx.fetcher),
+        ctx.parallel,
+        ({ item, streams }) => keepOrWrite(item, streams[0]!),
+      );
+  for await (const o of done) {
+    if (ctx.signal?.aborted) {
+      await durable();
+      throw interrupted();
+    }
+    if (o.ok) {
+      if (o.how === 'skipped' || o.how === 'present') report.skipped++;
+      else {
+        if (journalDone(o.path)) restoredAgain++;
+        report.files++;
+        report.bytes += o.bytes;
+        ctx.progress.files++;
+        ctx.progress.bytes += o.bytes;
+      }
+      how[o.how]++;
+      if (!stuck) candidate = o.path;
+      if (Date.now() - lastSync > 2000) await durable();
+    } else {
+      stuck = true; // a failed file is written again by the next run: the checkpoint stays before it
+      report.failureCount++;
+      if (report.failures.length < 1000) report.failures.push({ path: o.path, message: o.message });
     }
   }
-  const written = how.sha1 + how.sha512 + how.size + how.skipped;
+  await durable();
+  if (!stuck && !refusedNames) {
+    state.done = true;
+    journal?.touch(true);
+  }
+
+  // The final check: every file of the listing, looked at on the destination.
+  ctx.progress.phase = `verify ${job.source.name}`;
+  const final = await checkDestination(ctx, job, files, {
+    readBack: (e) => journalDone(e.path),
+    // Files that failed above are already reported; the others are written again once if they are not right.
+    rewrite: stuck ? undefined : (e) => writeOne(e, new StreamBytes(e.data, ctx.fetcher)),
+  });
+  report.files += final.rewritten;
+  report.skipped -= final.rewrittenKept;
+  report.bytes += final.rewrittenBytes;
+  restoredAgain += final.rewritten;
+  report.failureCount += final.failureCount;
+  for (const f of final.failures) if (report.failures.length < 1000) report.failures.push(f);
   const checks: Check[] = [
     {
       object: `${job.source.name} -> ${plan.location}`,
-      check: 'files written and verified (size, and sha1/sha512 where recorded)',
-      ok: report.failureCount === 0 && (state.done === true || written === plan.files),
+      check: `files written and verified (size, and sha1/sha512 where recorded), then found on the destination${tree ? '' : ' (HEAD)'}`,
+      ok: report.failureCount === 0 && final.found === plan.files,
       expected: plan.files,
-      actual: state.done && !report.failureCount ? plan.files : written,
+      actual: final.found,
       details: [
-        `${how.sha1} by sha1, ${how.sha512} by sha512, ${how.size} by size only (no checksum recorded), ${how.skipped} already in place`,
+        `${how.sha1} by sha1, ${how.sha512} by sha512, ${how.size} by size only (no checksum recorded) as written; ${how.skipped + how.present} already in place`,
+        ...(resume
+          ? [
+              `${final.readBack} files the interrupted restore had written read back from the destination; ${restoredAgain} missing or different there were restored again`,
+            ]
+          : []),
         ...report.failures.slice(0, 20).map((f) => `${JSON.stringify(f.path)}: ${f.message}`),
+        ...final.problems.map((p) => `${JSON.stringify(p.path)}: ${p.message}`),
       ],
     },
   ];
@@ -340,4 +378,111 @@ export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): P
   report.status = checks.every((c) => c.ok) ? 'restored' : 'failed';
   report.durationMs = Date.now() - t0;
   return report;
+}
+
+function interrupted(): InterruptedError {
+  return new InterruptedError('restore interrupted; run the same command again to continue where it stopped');
+}
+
+/** Whether the journal has an entry as done: before its checkpoint (listing order), or the whole store. */
+function journalDoneFn(state: PartState): (path: string) => boolean {
+  const { done, checkpoint } = state;
+  return (p) => done === true || (checkpoint !== undefined && comparePaths(p, checkpoint) <= 0);
+}
+
+/**
+ * A resumed restore: whether the file is already in place, so that it is not written again. One the journal
+ * has as done needs its size and mtime (its content is read back by the final check); any other one (written
+ * by the interrupted run after its last checkpoint, or by someone else) is read back now. A file that does not
+ * pass is written again.
+ */
+async function foundInPlace(
+  files: FileDestination,
+  tree: SafeTree | undefined,
+  e: TarballEntry,
+  journalDone: boolean,
+): Promise<'skipped' | 'present' | undefined> {
+  try {
+    if (tree) await tree.removeStaleTemp(e.path);
+    if (journalDone) return (await sizeProblem(files, e, true)) ? undefined : 'present';
+    return (await contentProblem(files, e)) ? undefined : 'skipped';
+  } catch (err) {
+    if (err instanceof DestinationError) return undefined; // written again, which reports the problem
+    throw err;
+  }
+}
+
+interface FinalCheck {
+  /** Files on the destination with the listing's size (and content, where read back). */
+  found: number;
+  /** Of which read back (hashed) by this check. */
+  readBack: number;
+  /** Written again by this check (missing or different), of which left in place by the write pass, their bytes. */
+  rewritten: number;
+  rewrittenKept: number;
+  rewrittenBytes: number;
+  /** Files this check could not write again (the first 1000), and how many. */
+  failures: { path: string; message: string }[];
+  failureCount: number;
+  /** The first files that are not right. */
+  problems: { path: string; message: string }[];
+}
+
+/**
+ * Looks at every file of the listing on the destination: there, with the listing's size; files not written or
+ * read back by this run (the interrupted one left them) are read back and hashed. A file that is not right is
+ * written again once (when `rewrite` is given) and looked at again. The count of the report comes from here.
+ */
+async function checkDestination(
+  ctx: TarballContext,
+  job: TarballJob,
+  files: FileDestination,
+  o: { readBack: (e: TarballEntry) => boolean; rewrite?: (e: TarballEntry) => Promise<Outcome> },
+): Promise<FinalCheck> {
+  const r: FinalCheck = {
+    found: 0,
+    readBack: 0,
+    rewritten: 0,
+    rewrittenKept: 0,
+    rewrittenBytes: 0,
+    failures: [],
+    failureCount: 0,
+    problems: [],
+  };
+  const problemOf = async (e: TarballEntry, readBack: boolean) => {
+    try {
+      return readBack ? await contentProblem(files, e) : await sizeProblem(files, e, false);
+    } catch (err) {
+      if (err instanceof RegbackupError && !(err instanceof InterruptedError)) return err.message;
+      throw err;
+    }
+  };
+  const one = async (e: TarballEntry) => {
+    const readBack = o.readBack(e);
+    let problem = await problemOf(e, readBack);
+    let rewritten: Outcome | undefined;
+    if (problem && o.rewrite) {
+      rewritten = await o.rewrite(e);
+      problem = rewritten.ok ? await problemOf(e, false) : rewritten.message;
+    }
+    return { e, readBack, problem, rewritten };
+  };
+  const listed = async function* () {
+    for await (const e of entries(ctx, job)) if (!('refused' in e)) yield e;
+  };
+  for await (const x of orderedMap(listed(), ctx.parallel, one)) {
+    if (ctx.signal?.aborted) throw interrupted();
+    if (x.readBack) r.readBack++;
+    if (x.rewritten?.ok) {
+      r.rewritten++;
+      if (x.readBack) r.rewrittenKept++;
+      r.rewrittenBytes += x.e.size;
+    } else if (x.rewritten) {
+      if (r.failureCount++ < 1000) r.failures.push({ path: x.e.path, message: x.rewritten.message });
+      continue; // reported as a failure
+    }
+    if (!x.problem) r.found++;
+    else if (r.problems.length < 20) r.problems.push({ path: x.e.path, message: x.problem });
+  }
+  return r;
 }

@@ -1,10 +1,18 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { RestoreReport } from '../../restore/types.js';
-import { BIG_ATTACHMENT, couch, databaseState, makeFixture, type Fixture } from './fixture.js';
+import {
+  BIG_ATTACHMENT,
+  couch,
+  databaseState,
+  makeFixture,
+  startChildCouch,
+  type Fixture,
+} from './fixture.js';
 
 function files(dir: string, rel = ''): string[] {
   const out: string[] = [];
@@ -18,6 +26,30 @@ function files(dir: string, rel = ''): string[] {
 
 function sha1(file: string): string {
   return createHash('sha1').update(readFileSync(file)).digest('hex');
+}
+
+/**
+ * Environment for a `regbackup` child that SIGKILLs itself right after it wrote a resume journal that has
+ * documents of `db` as written (checkpoint or done): a preloaded module wraps fs.renameSync, with which the
+ * journal is replaced. A kill at a known point, whatever the speed of the machine.
+ */
+function killAfterJournal(dir: string, db: string): NodeJS.ProcessEnv {
+  const hook = path.join(dir, 'kill-after-journal.mjs');
+  writeFileSync(
+    hook,
+    `import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+const renameSync = fs.renameSync;
+fs.renameSync = (from, to) => {
+  renameSync(from, to);
+  if (!String(to).endsWith('.json') || !String(to).includes('/restore/')) return;
+  const state = JSON.parse(fs.readFileSync(to, 'utf8')).dbs?.[${JSON.stringify(db)}];
+  if (state?.checkpoint !== undefined || state?.done) process.kill(process.pid, 'SIGKILL');
+};
+syncBuiltinESMExports();
+`,
+  );
+  return { NODE_OPTIONS: `--import ${pathToFileURL(hook).href}` };
 }
 
 describe('regbackup restore into an empty CouchDB and a directory', () => {
@@ -102,6 +134,34 @@ describe('regbackup restore into an empty CouchDB and a directory', () => {
     const text = await f.cli(['restore', '--to', 'new-primary', '--dry-run']);
     assert.match(text.stdout, /would refuse/);
     assert.equal(text.code, 8);
+  });
+
+  test('killed once the journal has registry documents as written; database emptied; run again: written again, verified', async () => {
+    const dest = await startChildCouch();
+    try {
+      const args = ['restore', '--couchdb', dest.url, '--db', 'registry', '--json'];
+      const r1 = await f.cli(args, killAfterJournal(f.dir, 'registry'));
+      assert.equal(r1.signal, 'SIGKILL', r1.stderr);
+      // The database loses what the journal has as written (dropped and created again, empty).
+      assert.equal((await couch(dest.url, 'DELETE', 'registry')).status, 200);
+      assert.equal((await couch(dest.url, 'PUT', 'registry')).status, 201);
+      const r = await f.cli(args);
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      const rep = JSON.parse(r.stdout) as RestoreReport;
+      assert.equal(rep.resumed, true);
+      const reg = rep.databases.find((d) => d.name === 'registry')!;
+      assert.match(reg.checks[0]!.check, /missing or different ones written again/);
+      assert.ok(
+        reg.checks.every((c) => c.ok),
+        JSON.stringify(reg.checks),
+      );
+      assert.deepEqual(
+        await databaseState(dest.url, 'registry'),
+        await databaseState(f.source.url, 'registry'),
+      );
+    } finally {
+      await dest.stop();
+    }
   });
 
   test('refuses a non-empty database without --force, naming it; nothing is written', async () => {

@@ -2,8 +2,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { RestoreReport } from '../../restore/types.js';
 import { BIN } from '../helpers/cli.js';
 import { sleep } from '../harness/index.js';
@@ -23,6 +24,29 @@ function tree(dir: string, rel = ''): Record<string, string> {
     }
   }
   return out;
+}
+
+/**
+ * Environment for a `regbackup` child that sends itself `signal` right after the `n`-th file renamed into place under
+ * `dir`: a preloaded module wraps fs/promises' rename (the live ESM bindings follow through
+ * syncBuiltinESMExports). A kill at a known point, whatever the speed of the machine.
+ */
+function killAfterRenames(dir: string, n: number, signal: NodeJS.Signals = 'SIGKILL'): NodeJS.ProcessEnv {
+  const hook = path.join(dir, '..', 'kill-after-renames.mjs');
+  writeFileSync(
+    hook,
+    `import fsp from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
+const rename = fsp.rename;
+let n = 0;
+fsp.rename = async (from, to) => {
+  await rename(from, to);
+  if (String(to).includes(${JSON.stringify(`/${path.basename(dir)}/`)}) && ++n === ${n}) process.kill(process.pid, '${signal}');
+};
+syncBuiltinESMExports();
+`,
+  );
+  return { NODE_OPTIONS: `--import ${pathToFileURL(hook).href}` };
 }
 
 describe('a restore killed with SIGKILL and started again', () => {
@@ -97,8 +121,12 @@ describe('a restore killed with SIGKILL and started again', () => {
       const j1 = journal()!;
       assert.equal(j1.dbs?.extra?.done, true);
       assert.notEqual(j1.dbs?.registry?.done, true);
-      // 2. Killed again once tarballs are being written (if it gets that far before finishing).
-      const killed2 = await killWhen(args, () => Object.keys(tree(out)).some((p) => !p.endsWith('.rbtmp')));
+      // 2. Killed again by itself once five tarballs are in place (deterministic: no race with the end).
+      const r2 = await f.cli(args, killAfterRenames(out, 5));
+      assert.equal(r2.signal, 'SIGKILL', r2.stderr);
+      const inPlace = Object.keys(tree(out)).filter((p) => !p.endsWith('.rbtmp'));
+      assert.equal(inPlace.length, 5, inPlace.join(', '));
+      assert.equal(journal()?.dbs?.registry?.done, true);
       // 3. Runs to the end.
       const r = await f.cli(args);
       assert.equal(r.code, 0, r.stderr + r.stdout);
@@ -110,14 +138,11 @@ describe('a restore killed with SIGKILL and started again', () => {
         0,
         'a finished database is not written again',
       );
-      if (killed2) {
-        const t = rep.tarballs[0]!;
-        assert.ok(
-          t.skipped > 0 || t.resumedAfter !== undefined,
-          'files already in place are not written again',
-        );
-        assert.equal(rep.databases.find((d) => d.name === 'registry')!.docs, 0);
-      }
+      const t = rep.tarballs[0]!;
+      assert.equal(t.skipped, 5, 'files already in place are not written again');
+      assert.equal(t.files + t.skipped, t.planned.files);
+      assert.equal(t.checks[0]!.actual, t.planned.files, 'counted on the destination');
+      assert.equal(rep.databases.find((d) => d.name === 'registry')!.docs, 0);
       assert.equal(journal(), undefined, 'the journal is gone once everything is verified');
     } finally {
       await proxy.stop();
@@ -134,5 +159,25 @@ describe('a restore killed with SIGKILL and started again', () => {
     } finally {
       await clean.stop();
     }
+  });
+  test('interrupted (Ctrl-C), destination removed, run again: every file restored and counted on disk', async () => {
+    const out = path.join(f.dir, 'wiped-tarballs');
+    const args = ['restore', '--tarballs', out, '--parallel', '1', '--json'];
+    const r1 = await f.cli(args, killAfterRenames(out, 5, 'SIGINT'));
+    assert.equal(r1.code, 9, r1.stderr);
+    assert.ok(journal()?.tarballs?.tarballs?.checkpoint, 'the journal has files as done');
+    rmSync(out, { recursive: true, force: true });
+    const r = await f.cli(args);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const rep = JSON.parse(r.stdout) as RestoreReport;
+    assert.equal(rep.resumed, true);
+    const t = rep.tarballs[0]!;
+    const onDisk = Object.keys(tree(out));
+    assert.equal(onDisk.length, t.planned.files, 'every file is on disk');
+    assert.equal(t.checks[0]!.actual, t.planned.files);
+    assert.equal(t.files, t.planned.files, 'every file written again');
+    for (const p of onDisk)
+      assert.ok(readFileSync(path.join(out, p)).equals(readFileSync(path.join(f.tarballsDir, p))), p);
+    assert.equal(journal(), undefined);
   });
 });

@@ -8,12 +8,22 @@ import {
   readFileSync,
   readdirSync,
   renameSync,
+  rmSync,
   statSync,
   symlinkSync,
+  truncateSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { pathToFileURL } from 'node:url';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { encodeLines } from '../../src/backup/listing.js';
 import { DestinationError, InterruptedError } from '../../src/errors.js';
 import { Progress } from '../../src/backup/progress.js';
@@ -21,7 +31,9 @@ import { Repository } from '../../src/repo/repository.js';
 import { newManifest, sealSnapshot } from '../../src/repo/snapshot.js';
 import { writeBuffer, writeStream, type StreamRef } from '../../src/repo/stream-ref.js';
 import { openForRestore, pickSnapshot, restoreSnapshot } from '../../restore/index.js';
+import type { JournalData } from '../../restore/state.js';
 import type { RestoreReport } from '../../restore/types.js';
+import { comparePaths } from '../../src/sources/tarballs/walk.js';
 import { startServers, tmpDir } from '../harness/index.js';
 import { makeTestRepo, type TestRepo } from '../helpers/repo.js';
 import { FsStore } from '../../src/store/fs.js';
@@ -35,6 +47,30 @@ function walk(dir: string, rel = ''): string[] {
     else out.push(r);
   }
   return out.sort();
+}
+
+/**
+ * Environment for a `regbackup` child that SIGKILLs itself right after it wrote a resume journal for which
+ * `when` holds: a preloaded module wraps fs.renameSync, with which the journal is replaced. A kill at a known
+ * point, whatever the speed of the machine.
+ */
+function killAfterJournal(dir: string, when: (j: JournalData) => boolean): NodeJS.ProcessEnv {
+  const hook = path.join(dir, `kill-after-journal-${randomBytes(4).toString('hex')}.mjs`);
+  writeFileSync(
+    hook,
+    `import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+const when = ${when.toString()};
+const renameSync = fs.renameSync;
+fs.renameSync = (from, to) => {
+  renameSync(from, to);
+  if (String(to).endsWith('.json') && String(to).includes('/restore/') && when(JSON.parse(fs.readFileSync(to, 'utf8'))))
+    process.kill(process.pid, 'SIGKILL');
+};
+syncBuiltinESMExports();
+`,
+  );
+  return { NODE_OPTIONS: `--import ${pathToFileURL(hook).href}` };
 }
 
 describe('tarball store restored into S3; documents with inline attachments; too-large documents', () => {
@@ -75,6 +111,44 @@ describe('tarball store restored into S3; documents with inline attachments; too
     const again = await f.cli(['restore', '--tarballs', dest]);
     assert.equal(again.code, 8);
     assert.match(again.stderr, /not empty/);
+  });
+
+  test('into S3, killed once the journal has files as written; objects deleted or replaced; run again: each written again', async () => {
+    const bucket = await f.s3.createBucket();
+    const dest = `s3://${bucket}/restored?endpoint=${encodeURIComponent(f.s3.endpoint)}&forcePathStyle=true`;
+    const args = ['restore', '--tarballs', dest, '--parallel', '1', '--json'];
+    const r1 = await f.cli(
+      args,
+      killAfterJournal(f.dir, (j) => j.tarballs?.tarballs?.checkpoint !== undefined),
+    );
+    assert.equal(r1.signal, 'SIGKILL', r1.stderr);
+    const listed = async () =>
+      ((await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'restored/' }))).Contents ?? [])
+        .map((o) => o.Key!.slice('restored/'.length))
+        .sort();
+    const before = await listed();
+    assert.ok(before.length >= 2, `${before.length} objects after the kill`);
+    // One object removed, one replaced by other bytes of its size: a HEAD cannot tell the second one.
+    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: `restored/${before[0]!}` }));
+    const other = readFileSync(path.join(f.tarballsDir, before[1]!));
+    other[Math.floor(other.length / 2)]! ^= 0xff;
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: `restored/${before[1]!}`, Body: other }));
+    const r = await f.cli(args);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const rep = JSON.parse(r.stdout) as RestoreReport;
+    assert.equal(rep.resumed, true);
+    const t = rep.tarballs[0]!;
+    assert.equal(t.checks[0]!.actual, t.planned.files, 'counted on the destination');
+    assert.match(t.checks[0]!.details![1]!, /; 2 missing or different there were restored again/);
+    const keys = await listed();
+    assert.deepEqual(keys, walk(f.tarballsDir));
+    for (const k of keys) {
+      const o = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: `restored/${k}` }));
+      assert.ok(
+        Buffer.from(await o.Body!.transformToByteArray()).equals(readFileSync(path.join(f.tarballsDir, k))),
+        k,
+      );
+    }
   });
 
   test('attachments sent inline (base64 JSON) come back the same as with multipart', async () => {
@@ -413,37 +487,134 @@ describe('the fast path: local target, worker threads write the files', () => {
     for (const [p, data] of files) assert.ok(readFileSync(path.join(dest, p)).equals(data), p);
   });
 
-  test('stopped part-way (SIGINT), started again: continues, and ends with the same files', async () => {
-    const dest = path.join(await tmpDir(), 'dest');
+  /** A restore into `dest` stopped (as by Ctrl-C) once `files` files are written; its journal stays. */
+  async function interruptedAt(dest: string, files: number): Promise<void> {
     const ac = new AbortController();
-    // Stops once ten files are in place.
     const progress = new Progress();
     let n = 0;
     Object.defineProperty(progress, 'files', {
       get: () => n,
       set: (v: number) => {
         n = v;
-        if (v >= 10) ac.abort();
+        if (v >= files) ac.abort();
       },
     });
     await assert.rejects(
       restore(dest, { signal: ac.signal, progress }),
       (err: unknown) => err instanceof InterruptedError,
     );
+  }
+
+  /** The resume journal of the restores above (the only one in their cache). */
+  function journalOf(): JournalData {
+    const dir = path.join(t.dir, 'cache-fast');
+    const found = walk(dir).filter((p) => /\/restore\/[0-9a-f]+\.json$/.test(p));
+    assert.equal(found.length, 1, `one journal: ${found.join(', ')}`);
+    return JSON.parse(readFileSync(path.join(dir, found[0]!), 'utf8')) as JournalData;
+  }
+
+  function assertAllRestored(dest: string, rep: RestoreReport): void {
+    const tb = rep.tarballs[0]!;
+    assert.equal(rep.verified, true, JSON.stringify(tb.checks));
+    assert.equal(tb.checks[0]!.expected, files.size);
+    assert.equal(tb.checks[0]!.actual, files.size, 'counted on the destination');
+    assert.equal(tb.files + tb.skipped, files.size, 'each file either written or found in place');
+    assert.deepEqual(walk(dest), [...files.keys()].sort());
+    for (const [p, data] of files) assert.ok(readFileSync(path.join(dest, p)).equals(data), p);
+  }
+
+  test('stopped part-way (SIGINT), started again: continues, and ends with the same files', async () => {
+    const dest = path.join(await tmpDir(), 'dest');
+    await interruptedAt(dest, 10);
     // Files of jobs already handed to the worker threads may be in place too: each one whole (or not there).
     const partial = walk(dest).filter((p) => !p.endsWith('.rbtmp'));
     assert.ok(partial.length >= 10, `${partial.length} files after the stop`);
     for (const p of partial) assert.ok(readFileSync(path.join(dest, p)).equals(files.get(p)!), p);
     const rep = await restore(dest);
     assert.equal(rep.resumed, true);
-    assert.equal(rep.verified, true);
     const tb = rep.tarballs[0]!;
-    assert.ok(tb.resumedAfter !== undefined || tb.skipped > 0, 'what was done is not done again');
+    assert.notEqual(tb.resumedAfter, undefined, 'the stop left a checkpoint');
+    assert.ok(tb.skipped >= 10, `what was done is not done again (${tb.skipped} in place)`);
+    assert.ok(tb.files <= files.size - 10, `${tb.files} written again`);
+    assertAllRestored(dest, rep);
+  });
+
+  test('stopped, destination removed, started again: every file is restored again, and counted there', async () => {
+    const dest = path.join(await tmpDir(), 'dest');
+    await interruptedAt(dest, 10);
+    assert.ok(journalOf().tarballs.tarballs?.checkpoint, 'the journal has files as done');
+    rmSync(dest, { recursive: true, force: true });
+    const rep = await restore(dest);
+    assert.equal(rep.resumed, true);
+    assert.equal(rep.tarballs[0]!.files, files.size, 'every file written again');
+    assert.match(rep.tarballs[0]!.checks[0]!.details![1]!, /missing or different there were restored again/);
+    assertAllRestored(dest, rep);
+  });
+
+  test('stopped; files the journal has as done deleted, truncated, replaced: each restored again', async () => {
+    const dest = path.join(await tmpDir(), 'dest');
+    await interruptedAt(dest, 10);
+    const { checkpoint } = journalOf().tarballs.tarballs!;
+    const inPlace = walk(dest).filter((p) => !p.endsWith('.rbtmp'));
+    const done = inPlace.filter((p) => comparePaths(p, checkpoint!) <= 0);
+    assert.ok(done.length >= 3, `${done.length} files before the checkpoint`);
+    const [gone, truncated, replaced] = done;
+    rmSync(path.join(dest, gone!));
+    truncateSync(path.join(dest, truncated!), 100);
+    sameSizeOtherBytes(path.join(dest, replaced!));
+    const rep = await restore(dest);
+    assert.equal(rep.resumed, true);
     assert.equal(
-      tb.files + tb.skipped + (tb.resumedAfter ? files.size - tb.files - tb.skipped : 0),
-      files.size,
+      rep.tarballs[0]!.files,
+      files.size - inPlace.length + 3,
+      'the three and those not yet written',
     );
-    assert.deepEqual(walk(dest), [...files.keys()].sort());
-    for (const [p, data] of files) assert.ok(readFileSync(path.join(dest, p)).equals(data), p);
+    assert.match(
+      rep.tarballs[0]!.checks[0]!.details![1]!,
+      / 3 missing or different there were restored again/,
+    );
+    assertAllRestored(dest, rep);
+  });
+
+  test('stopped in the final check (journal: all done); a file replaced by other bytes of its size: restored again', async () => {
+    const dest = path.join(await tmpDir(), 'dest');
+    const ac = new AbortController();
+    const progress = new Progress();
+    let phase = '';
+    Object.defineProperty(progress, 'phase', {
+      get: () => phase,
+      set: (v: string) => {
+        phase = v;
+        if (v.startsWith('verify')) ac.abort(); // every file is written: the journal says done
+      },
+    });
+    await assert.rejects(
+      restore(dest, { signal: ac.signal, progress }),
+      (err: unknown) => err instanceof InterruptedError,
+    );
+    assert.equal(journalOf().tarballs.tarballs?.done, true);
+    const victim = [...files.keys()].sort()[5]!;
+    sameSizeOtherBytes(path.join(dest, victim));
+    const rep = await restore(dest);
+    assert.equal(rep.resumed, true);
+    const tb = rep.tarballs[0]!;
+    assert.equal(tb.files, 1, 'only the replaced file is written again');
+    assert.equal(tb.skipped, files.size - 1);
+    assert.match(
+      tb.checks[0]!.details![1]!,
+      new RegExp(
+        `^${files.size} files the interrupted restore had written read back from the destination; 1 missing or different`,
+      ),
+    );
+    assertAllRestored(dest, rep);
   });
 });
+
+/** Other bytes of the same size, and the same mtime: only reading the content tells them apart. */
+function sameSizeOtherBytes(file: string): void {
+  const st = statSync(file);
+  const bytes = readFileSync(file);
+  bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
+  writeFileSync(file, bytes);
+  utimesSync(file, st.atime, st.mtime);
+}
