@@ -1,9 +1,16 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseDocument } from 'yaml';
+import { parseDocument, type YAMLError } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, systemCodeOf } from '../errors.js';
-import { REDACTED, isSecretKeyName, redact, registerSecret, registerSecretsIn } from '../util/redact.js';
+import {
+  REDACTED,
+  isSecretKeyName,
+  redact,
+  redactString,
+  registerSecret,
+  registerSecretsIn,
+} from '../util/redact.js';
 import { configSchema, type Config } from './schema.js';
 
 export const DEFAULT_CONFIG_PATH = 'regbackup.yaml';
@@ -71,7 +78,7 @@ export function parseConfig(
   if (doc.errors.length) {
     throw new ConfigError(
       `configuration ${file} is not valid YAML:`,
-      doc.errors.map((e) => e.message.split('\n')[0]!),
+      doc.errors.map((e) => describeYamlError(e, text)),
     );
   }
   const raw: unknown = doc.toJS();
@@ -104,6 +111,25 @@ export function parseConfig(
     );
   }
   return resolvePaths(result.data!, path.dirname(path.resolve(file)));
+}
+
+/**
+ * One YAML error: where the parser noticed it, what it says (without the parser's trailing colon), and the
+ * lines that lead up to it — the parser often notices a mistake a line or two below where it was made (an
+ * unclosed `[` shows at the next key). Lines are redacted: the file may hold literal credentials.
+ */
+function describeYamlError(e: YAMLError, text: string): string {
+  const what = e.message
+    .split('\n')[0]!
+    .replace(/ at line \d+, column \d+:?\s*$/, '')
+    .replace(/:\s*$/, '');
+  const at = e.linePos?.[0];
+  if (!at) return what;
+  const lines = text.split(/\r?\n/);
+  const context: string[] = [];
+  for (let n = Math.max(1, at.line - 2); n <= Math.min(lines.length, at.line); n++)
+    context.push(`${n === at.line ? '>' : ' '} ${String(n).padStart(4)} | ${redactString(lines[n - 1]!)}`);
+  return `line ${at.line}, column ${at.col}: ${what}\n${context.map((l) => `      ${l}`).join('\n')}`;
 }
 
 function interpolate(

@@ -51,8 +51,9 @@ export const registerKeys: RegisterCommand = (program, ctx) => {
         try {
           f = loadConfig(p).config.keys;
         } catch (err) {
+          // The whole message: a configuration error lists its problems on the lines after the first.
           throw new UsageError(
-            `no key file given and the configuration cannot be read (${(err as Error).message.split('\n')[0]})`,
+            `no key file given (keys show FILE), and the configuration cannot be read: ${(err as Error).message}`,
           );
         }
       }
