@@ -27,7 +27,7 @@ describe('regbackup drill from two targets (fs and s3rver) into a temporary stan
     f = await makeFixture({ packages: 30 });
     f.writeConfig(`alerts:
   pagerduty: { routingKey: test-routing-key, url: "${receiver.url}/pd" }
-  webhook: { url: "${receiver.url}/hook", headers: { X-Test: drill } }
+  webhook: { url: "${receiver.url}/hook", headers: { X-Test: hook-marker-7f3a } }
   rpoThreshold: 1h
 drill: { sample: 20 }
 `);
@@ -163,7 +163,7 @@ drill: { sample: 20 }
     const pd = triggers().find((e) => e.path === '/pd')!;
     assert.equal(pd.body.routing_key, 'test-routing-key');
     assert.equal((pd.body.payload as { severity: string }).severity, 'critical');
-    assert.equal(triggers().find((e) => e.path === '/hook')!.headers['x-test'], 'drill');
+    assert.equal(triggers().find((e) => e.path === '/hook')!.headers['x-test'], 'hook-marker-7f3a');
 
     // The same failure again: still one incident (no second trigger).
     const again = await f.cli(['drill', '--json', '--target', 'local']);
