@@ -1,4 +1,4 @@
-import { formatBytes, formatDuration } from '../src/util/units.js';
+import { count, formatBytes, formatDuration } from '../src/util/units.js';
 import type { Check, RestoreReport } from './types.js';
 
 function check(c: Check): string {
@@ -46,13 +46,13 @@ export function formatRestoreReport(r: RestoreReport): string {
   for (const p of r.packages ?? [])
     out.push(`package ${p.name}: ${p.docs.join(', ') || 'no document'}; ${p.files} tarball(s)`);
   for (const d of r.databases) {
-    const planned = `${d.planned.docs} docs, ${d.planned.deleted} deleted, ${d.planned.attachments} attachments, ${formatBytes(d.planned.bytes)}`;
+    const planned = `${count(d.planned.docs, 'doc')}, ${d.planned.deleted} deleted, ${d.planned.attachments} attachments, ${formatBytes(d.planned.bytes)}`;
     if (d.status === 'planned') {
       out.push(`database ${d.source}/${d.name} -> ${d.dest}: ${planned}; ${d.note ?? ''}`);
       continue;
     }
     out.push(
-      `database ${d.source}/${d.name} -> ${d.dest} (${d.mode === 'revert' ? 'packages put back as new revisions' : d.created ? 'created' : 'existing'})${d.resumedAfter ? `, resumed after ${JSON.stringify(d.resumedAfter)}` : ''}: wrote ${d.docs} docs (${d.revisions} revisions, ${d.attachments} attachments, ${formatBytes(d.bytes)}) in ${formatDuration(d.durationMs)}`,
+      `database ${d.source}/${d.name} -> ${d.dest} (${d.mode === 'revert' ? 'packages put back as new revisions' : d.created ? 'created' : 'existing'})${d.resumedAfter ? `, resumed after ${JSON.stringify(d.resumedAfter)}` : ''}: wrote ${count(d.docs, 'doc')} (${d.revisions} revisions, ${d.attachments} attachments, ${formatBytes(d.bytes)}) in ${formatDuration(d.durationMs)}`,
     );
     for (const rv of d.reverted ?? [])
       out.push(`  ${rv.id}: ${rv.from} -> ${rv.to} (content of ${rv.snapshotRev})`);
@@ -61,19 +61,19 @@ export function formatRestoreReport(r: RestoreReport): string {
   for (const t of r.tarballs) {
     if (t.status === 'planned') {
       out.push(
-        `tarballs ${t.source} -> ${t.dest}: ${t.planned.files} files, ${formatBytes(t.planned.bytes)}; ${t.note ?? ''}`,
+        `tarballs ${t.source} -> ${t.dest}: ${count(t.planned.files, 'file')}, ${formatBytes(t.planned.bytes)}; ${t.note ?? ''}`,
       );
       continue;
     }
     out.push(
-      `tarballs ${t.source} -> ${t.dest}${t.resumedAfter ? `, resumed after ${JSON.stringify(t.resumedAfter)}` : ''}: wrote ${t.files} files (${formatBytes(t.bytes)})${t.skipped ? `, ${t.skipped} already in place` : ''} in ${formatDuration(t.durationMs)}`,
+      `tarballs ${t.source} -> ${t.dest}${t.resumedAfter ? `, resumed after ${JSON.stringify(t.resumedAfter)}` : ''}: wrote ${count(t.files, 'file')} (${formatBytes(t.bytes)})${t.skipped ? `, ${t.skipped} already in place` : ''} in ${formatDuration(t.durationMs)}`,
     );
     for (const c of t.checks) out.push(check(c));
   }
   if (!r.dryRun) {
     const rate = r.totals.bytesPerSecond ? `, ${formatBytes(r.totals.bytesPerSecond)}/s` : '';
     out.push(
-      `total: ${r.totals.docs} documents, ${r.totals.files} files, ${formatBytes(r.totals.bytes)} in ${formatDuration(r.totals.durationMs)}${rate} (recovery time achieved)`,
+      `total: ${count(r.totals.docs, 'document')}, ${count(r.totals.files, 'file')}, ${formatBytes(r.totals.bytes)} in ${formatDuration(r.totals.durationMs)}${rate} (recovery time achieved)`,
     );
   }
   return out.join('\n');

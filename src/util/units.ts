@@ -73,3 +73,9 @@ export function formatDuration(ms: number): string {
   const h = Math.floor(m / 60);
   return `${h} h ${m - h * 60} min`;
 }
+
+/** "1 snapshot", "2 snapshots", "0 index objects": a count with its noun in the right number. */
+export function count(n: number | undefined, noun: string): string {
+  const v = n ?? 0;
+  return `${v} ${v === 1 ? noun : `${noun}s`}`;
+}

@@ -6,7 +6,7 @@ import { InterruptedError, messageOf, SourceError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { wholeNumber } from '../numbers.js';
 import type { BackupResult } from '../../backup/run.js';
-import { formatBytes, formatDuration } from '../../util/units.js';
+import { count, formatBytes, formatDuration } from '../../util/units.js';
 
 function summary(r: BackupResult): string {
   const s = r.stats;
@@ -15,7 +15,7 @@ function summary(r: BackupResult): string {
     r.snapshot ? `snapshot ${r.snapshot.id.slice(0, 12)} at ${r.snapshot.time}` : 'no snapshot written',
   );
   lines.push(
-    `read ${formatBytes(s.bytesIn ?? 0)}: new ${formatBytes(s.newBytes ?? 0)} (stored as ${formatBytes(s.storedBytes ?? 0)}), deduplicated ${formatBytes(s.dedupBytes ?? 0)}; ${s.packs ?? 0} packs in ${formatDuration(s.durationMs)}`,
+    `read ${formatBytes(s.bytesIn ?? 0)}: new ${formatBytes(s.newBytes ?? 0)} (stored as ${formatBytes(s.storedBytes ?? 0)}), deduplicated ${formatBytes(s.dedupBytes ?? 0)}; ${count(s.packs ?? 0, 'pack')} in ${formatDuration(s.durationMs)}`,
   );
   for (const src of r.sources) {
     const carried = src.carriedFrom ? ` (NOT READ: carried over from ${src.carriedFrom.slice(0, 12)})` : '';
@@ -23,14 +23,14 @@ function summary(r: BackupResult): string {
       lines.push(`${src.name}: CouchDB${carried}`);
       for (const d of src.databases ?? []) {
         lines.push(
-          `  ${d.name}: ${d.docCount} docs, ${d.deletedCount} deleted, ${d.conflictCount} with conflicts, seq ${String(d.seq).slice(0, 24)} (${d.mode}${d.fullReason ? `: ${d.fullReason}` : ''})`,
+          `  ${d.name}: ${count(d.docCount, 'doc')}, ${d.deletedCount} deleted, ${d.conflictCount} with conflicts, seq ${String(d.seq).slice(0, 24)} (${d.mode}${d.fullReason ? `: ${d.fullReason}` : ''})`,
         );
       }
-    } else lines.push(`${src.name}: ${src.files} files, ${formatBytes(src.bytes ?? 0)}${carried}`);
+    } else lines.push(`${src.name}: ${count(src.files, 'file')}, ${formatBytes(src.bytes ?? 0)}${carried}`);
   }
   for (const t of r.targets) {
     lines.push(
-      `target ${t.name}: ${t.status === 'ok' ? 'ok' : `BEHIND (${t.error ?? 'failed'})`}, wrote ${formatBytes(t.bytesWritten)}${t.caughtUp ? `, caught up ${t.caughtUp.objects} objects` : ''}`,
+      `target ${t.name}: ${t.status === 'ok' ? 'ok' : `BEHIND (${t.error ?? 'failed'})`}, wrote ${formatBytes(t.bytesWritten)}${t.caughtUp ? `, caught up ${count(t.caughtUp.objects, 'object')}` : ''}`,
     );
   }
   const shown = r.findings.slice(0, 20);

@@ -1,7 +1,7 @@
 import type { RegisterCommand } from './index.js';
 import type { TargetCheck } from '../../maintenance/check.js';
 import { KeyError, RegbackupError, UsageError } from '../../errors.js';
-import { formatBytes } from '../../util/units.js';
+import { count, formatBytes } from '../../util/units.js';
 
 export const registerCheck: RegisterCommand = (program, ctx) => {
   program
@@ -61,7 +61,7 @@ export const registerCheck: RegisterCommand = (program, ctx) => {
           const lines: string[] = [];
           for (const r of results) {
             lines.push(
-              `${r.target}: ${r.ok ? 'OK' : `${r.problems.length} PROBLEM(S)`} — ${r.snapshots} snapshots, ${r.indexObjects} index objects, ${r.packs} packs, ${r.neededBlobs} blobs needed${r.packsRead ? `; read ${r.packsRead} packs (${formatBytes(r.bytesRead)}), ${r.blobsVerified} blobs verified` : ''}${r.unindexedPacks ? `; ${r.unindexedPacks} packs not in any index (prune removes them)` : ''}`,
+              `${r.target}: ${r.ok ? 'OK' : `${r.problems.length} PROBLEM(S)`} — ${count(r.snapshots, 'snapshot')}, ${count(r.indexObjects, 'index object')}, ${count(r.packs, 'pack')}, ${count(r.neededBlobs, 'blob')} needed${r.packsRead ? `; read ${count(r.packsRead, 'pack')} (${formatBytes(r.bytesRead)}), ${count(r.blobsVerified, 'blob')} verified` : ''}${r.unindexedPacks ? `; ${count(r.unindexedPacks, 'pack')} not in any index (prune removes them)` : ''}`,
             );
             for (const p of r.problems) lines.push(`  ${p.kind}: ${p.message}`);
           }

@@ -1,6 +1,6 @@
 import type { RegisterCommand } from './index.js';
 import { wholeNumber } from '../numbers.js';
-import { formatBytes } from '../../util/units.js';
+import { count, formatBytes } from '../../util/units.js';
 
 const usd = (n: number) => `$${n < 10 ? n.toFixed(4) : n.toFixed(2)}`;
 
@@ -23,7 +23,7 @@ export const registerCost: RegisterCommand = (program, ctx) => {
         c.print(() => {
           const lines = r.targets.map(
             (t) =>
-              `${t.target} (${t.type}, ${t.storageClass}): ${formatBytes(t.bytes)} in ${t.objects} objects → ${usd(t.storagePerMonth)}/month at $${t.price.storagePerGBMonth}/GB; last ${t.recentRuns} runs: ${t.recentRequests.put} PUT, ${t.recentRequests.get} GET, ${t.recentRequests.list} LIST → ${usd(t.requestCost)}`,
+              `${t.target} (${t.type}, ${t.storageClass}): ${formatBytes(t.bytes)} in ${count(t.objects, 'object')} → ${usd(t.storagePerMonth)}/month at $${t.price.storagePerGBMonth}/GB; last ${count(t.recentRuns, 'run')}: ${t.recentRequests.put} PUT, ${t.recentRequests.get} GET, ${t.recentRequests.list} LIST → ${usd(t.requestCost)}`,
           );
           lines.push(`total storage: ${usd(r.monthlyTotal)}/month`);
           if (r.latest)
@@ -31,7 +31,7 @@ export const registerCost: RegisterCommand = (program, ctx) => {
               `newest snapshot stands for ${formatBytes(r.latest.logicalBytes)}; a target holds ${formatBytes(r.latest.storedBytes)} for all snapshots (${r.latest.ratio.toFixed(1)}x)`,
             );
           lines.push(
-            `last ${r.recent.runs} runs read ${formatBytes(r.recent.bytesIn)}: deduplication saved ${formatBytes(r.recent.dedupSaved)}, compression ${formatBytes(r.recent.compressionSaved)}`,
+            `last ${count(r.recent.runs, 'run')} read ${formatBytes(r.recent.bytesIn)}: deduplication saved ${formatBytes(r.recent.dedupSaved)}, compression ${formatBytes(r.recent.compressionSaved)}`,
           );
           return lines.join('\n');
         }, r);

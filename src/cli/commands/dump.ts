@@ -1,7 +1,7 @@
 import type { RegisterCommand } from './index.js';
 import { wholeNumber } from '../numbers.js';
 import { UsageError } from '../../errors.js';
-import { formatBytes } from '../../util/units.js';
+import { count, formatBytes } from '../../util/units.js';
 
 interface DumpFlags {
   snapshot?: string;
@@ -62,7 +62,7 @@ export const registerDump: RegisterCommand = (program, ctx) => {
         await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
         c.log.info(
           { snapshot: opened.info.id, ...stats },
-          `dumped snapshot ${opened.info.id.slice(0, 12)}: ${stats.docs} documents (${stats.revisions} revisions), ${stats.files} files, ${formatBytes(stats.bytes)} of tar`,
+          `dumped snapshot ${opened.info.id.slice(0, 12)}: ${count(stats.docs, 'document')} (${stats.revisions} revisions), ${count(stats.files, 'file')}, ${formatBytes(stats.bytes)} of tar`,
         );
       } finally {
         process.off('SIGINT', onSignal);

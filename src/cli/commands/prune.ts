@@ -1,7 +1,7 @@
 import type { RegisterCommand } from './index.js';
 import { fraction } from '../numbers.js';
 import type { PruneReport } from '../../maintenance/prune.js';
-import { parseDuration, formatBytes, formatDuration } from '../../util/units.js';
+import { count, formatBytes, formatDuration, parseDuration } from '../../util/units.js';
 
 export const registerPrune: RegisterCommand = (program, ctx) => {
   program
@@ -41,17 +41,17 @@ export const registerPrune: RegisterCommand = (program, ctx) => {
 /** The text report of a prune run (also printed by `forget --prune`). */
 export function formatPruneReport(r: PruneReport): string {
   const lines = [
-    `${r.packs.total} packs; unneeded ${r.packs.unneeded} (${formatBytes(r.packs.unneededBytes)}), mostly unneeded ${r.packs.sparse}, not in any index ${r.packs.orphaned}`,
-    `references: ${r.references.snapshots} snapshots, ${r.references.listingChunksRead}/${r.references.listingChunks} listing chunks read, ${r.references.entries} entries`,
+    `${count(r.packs.total, 'pack')}; unneeded ${r.packs.unneeded} (${formatBytes(r.packs.unneededBytes)}), mostly unneeded ${r.packs.sparse}, not in any index ${r.packs.orphaned}`,
+    `references: ${count(r.references.snapshots, 'snapshot')}, ${r.references.listingChunksRead}/${r.references.listingChunks} listing chunks read, ${r.references.entries} entries`,
   ];
   if (!r.dryRun) {
     lines.push(
-      `marked now: ${r.marked.packs} packs (${formatBytes(r.marked.bytes)}) to delete, ${r.marked.repack} to rewrite — deleted by a prune run after the grace period`,
+      `marked now: ${count(r.marked.packs, 'pack')} (${formatBytes(r.marked.bytes)}) to delete, ${r.marked.repack} to rewrite — deleted by a prune run after the grace period`,
     );
     lines.push(`acted on ${r.executed} earlier mark(s):`);
     for (const t of r.targets) {
       lines.push(
-        `  ${t.target}: deleted ${t.deletedPacks} packs, freed ${formatBytes(t.freedBytes)}, rewrote ${t.repackedPacks} packs and ${t.rewrittenIndexObjects} index objects${t.keptYoung ? `, kept ${t.keptYoung} young packs (storage-class minimum)` : ''}${t.keptRetention ? `, kept ${t.keptRetention} under retention` : ''}`,
+        `  ${t.target}: deleted ${count(t.deletedPacks, 'pack')}, freed ${formatBytes(t.freedBytes)}, rewrote ${count(t.repackedPacks, 'pack')} and ${count(t.rewrittenIndexObjects, 'index object')}${t.keptYoung ? `, kept ${t.keptYoung} young packs (storage-class minimum)` : ''}${t.keptRetention ? `, kept ${t.keptRetention} under retention` : ''}`,
       );
     }
   }

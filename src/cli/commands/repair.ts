@@ -1,7 +1,7 @@
 import type { RegisterCommand } from './index.js';
 import type { RepairResult } from '../../maintenance/repair.js';
 import { UsageError } from '../../errors.js';
-import { formatBytes } from '../../util/units.js';
+import { count, formatBytes } from '../../util/units.js';
 
 export const registerRepair: RegisterCommand = (program, ctx) => {
   program
@@ -51,7 +51,7 @@ export const registerRepair: RegisterCommand = (program, ctx) => {
             results
               .map((r) =>
                 [
-                  `${r.target}: ${o.dryRun ? 'would copy' : 'copied'} ${r.copied.length} objects (${formatBytes(r.bytes)})${r.unrepairable.length ? `, ${r.unrepairable.length} CANNOT be repaired` : ''}`,
+                  `${r.target}: ${o.dryRun ? 'would copy' : 'copied'} ${count(r.copied.length, 'object')} (${formatBytes(r.bytes)})${r.unrepairable.length ? `, ${r.unrepairable.length} CANNOT be repaired` : ''}`,
                   ...r.copied.map(
                     (x) => `  ${x.reason} ${x.key} <- ${x.from}${x.why ? ` (was: ${x.why})` : ''}`,
                   ),

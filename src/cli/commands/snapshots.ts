@@ -1,5 +1,5 @@
 import type { RegisterCommand } from './index.js';
-import { formatBytes } from '../../util/units.js';
+import { count, formatBytes } from '../../util/units.js';
 
 interface Row {
   id: string;
@@ -73,10 +73,10 @@ export const registerSnapshots: RegisterCommand = (program, ctx) => {
                           ? (s.databases ?? [])
                               .map(
                                 (d) =>
-                                  `${d.name}: ${d.docCount} docs @${String(d.seq).slice(0, 16)}${d.carriedFrom && !s.carriedFrom ? ` (${carried(d.carriedFrom)})` : ''}`,
+                                  `${d.name}: ${count(d.docCount, 'doc')} @${String(d.seq).slice(0, 16)}${d.carriedFrom && !s.carriedFrom ? ` (${carried(d.carriedFrom)})` : ''}`,
                               )
                               .join(', ')
-                          : `${s.files} files, ${formatBytes(s.bytes ?? 0)}`
+                          : `${count(s.files, 'file')}, ${formatBytes(s.bytes ?? 0)}`
                       }]`,
                   )
                   .join(' ');

@@ -34,3 +34,11 @@ test('a log line erases the progress line first: the two never share a line on t
   createLogger({ destination: belowStatusLine({ write: () => true }) }).info('after');
   assert.equal(screen.length, before);
 });
+
+test('counts are written with the noun in the right number', async () => {
+  const { count } = await import('../../src/util/units.js');
+  assert.equal(count(1, 'snapshot'), '1 snapshot');
+  assert.equal(count(0, 'snapshot'), '0 snapshots');
+  assert.equal(count(2, 'index object'), '2 index objects');
+  assert.equal(count(undefined, 'file'), '0 files');
+});
