@@ -133,9 +133,12 @@ export function redactString(s: string): string {
  * credential-like names, header values, URL passwords and tokens, credential query parameters. From then on
  * they are redacted wherever they appear, even where no rule would spot them (a server's error message).
  */
-export function registerSecretsIn(value: unknown, hidden = false): void {
+export function registerSecretsIn(value: unknown, hidden: boolean | 'header' = false): void {
   if (typeof value === 'string') {
-    if (hidden) registerSecret(value);
+    // A header's value is shown redacted where the configuration is printed (structural rule); it is also
+    // hunted down in every other output unless it is a short plain word (`X-Source: regbackup`: letters only, under 16), which would
+    // otherwise be cut out of every line that names the product, a database or a source.
+    if (hidden === true || (hidden === 'header' && !/^[A-Za-z]{1,15}$/.test(value))) registerSecret(value);
     else registerSecretsInText(value);
     return;
   }
@@ -144,7 +147,7 @@ export function registerSecretsIn(value: unknown, hidden = false): void {
     return;
   }
   for (const [k, v] of Object.entries(value)) {
-    registerSecretsIn(v, hidden || hides(k, v) || /^headers$/i.test(k));
+    registerSecretsIn(v, hidden === true || hides(k, v) ? true : /^headers$/i.test(k) ? 'header' : hidden);
   }
 }
 

@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import { clearSecrets, redact, redactString, registerSecret } from '../../src/util/redact.js';
+import {
+  clearSecrets,
+  redact,
+  redactString,
+  registerSecret,
+  registerSecretsIn,
+} from '../../src/util/redact.js';
 
 describe('redaction rules', () => {
   afterEach(() => clearSecrets());
@@ -106,5 +112,20 @@ describe('redaction rules', () => {
     assert.doesNotMatch(out, /s3cr3t-value|dXNlcjpwdw/);
     assert.match(out, /failed with \[redacted\]/);
     assert.match(out, /inner Basic \[redacted\]/);
+  });
+
+  it('header values: hunted in every output, except a short plain word that would mangle every line', () => {
+    registerSecretsIn({
+      webhook: {
+        headers: { 'X-Api-Key': 'k9-abc-123', 'X-Source': 'regbackup', 'X-Token': 'abcdefghijklmnopqrstu' },
+      },
+    });
+    assert.equal(redactString('echoed k9-abc-123 back'), 'echoed [redacted] back');
+    assert.equal(redactString('echoed abcdefghijklmnopqrstu back'), 'echoed [redacted] back');
+    // Still hidden wherever the configuration is printed; not cut out of "regbackup-drill-…".
+    assert.equal(redactString('regbackup-drill-1234-aws-registry'), 'regbackup-drill-1234-aws-registry');
+    assert.deepEqual(redact({ headers: { 'X-Source': 'regbackup' } }), {
+      headers: { 'X-Source': '[redacted]' },
+    });
   });
 });
