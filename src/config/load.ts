@@ -25,6 +25,8 @@ export interface LoadedConfig {
    * secret, whatever its length: `config check` shows these places in this form.
    */
   interpolated: ReadonlyMap<string, string>;
+  /** The file's values as written (before `${VAR}` and defaults), for showing `5min` rather than 300000. */
+  written?: unknown;
 }
 
 /** Which file to read: --config, then $REGBACKUP_CONFIG, then ./regbackup.yaml. */
@@ -43,7 +45,8 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
     );
   }
   const interpolated = new Map<string, string>();
-  return { config: parseConfig(text, file, env, interpolated), path: file, interpolated };
+  const out: { written?: unknown } = {};
+  return { config: parseConfig(text, file, env, interpolated, out), path: file, interpolated, ...out };
 }
 
 /**
@@ -54,6 +57,11 @@ export function displayConfig(loaded: LoadedConfig): unknown {
   const replace = (value: unknown, at: (string | number)[]): unknown => {
     const shown = loaded.interpolated.get(formatPath(at));
     if (shown !== undefined) return shown;
+    // Durations and sizes as written (`5min`, `16MiB`), not as the milliseconds and bytes they became.
+    if (typeof value === 'number') {
+      const w = writtenAt(loaded.written, at);
+      if (typeof w === 'string') return w;
+    }
     if (Array.isArray(value)) return value.map((v, i) => replace(v, [...at, i]));
     if (value && typeof value === 'object') {
       return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, replace(v, [...at, k])]));
@@ -61,6 +69,15 @@ export function displayConfig(loaded: LoadedConfig): unknown {
     return value;
   };
   return redact(replace(loaded.config, []));
+}
+
+function writtenAt(written: unknown, at: readonly (string | number)[]): unknown {
+  let v = written;
+  for (const k of at) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<string | number, unknown>)[k];
+  }
+  return v;
 }
 
 /**
@@ -73,6 +90,7 @@ export function parseConfig(
   file: string,
   env: NodeJS.ProcessEnv = process.env,
   interpolated: Map<string, string> = new Map(),
+  out: { written?: unknown } = {},
 ): Config {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length) {
@@ -82,6 +100,7 @@ export function parseConfig(
     );
   }
   const raw: unknown = doc.toJS();
+  out.written = raw;
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ConfigError(
       `configuration ${file} must be a YAML mapping of keys (keys:, sources:, targets:, …)`,

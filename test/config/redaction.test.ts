@@ -125,6 +125,9 @@ describe('no secret in config check, error messages or log lines', () => {
   before(async () => {
     dir = await tmpDir();
     writeFileSync(path.join(dir, 'regbackup.yaml'), configYaml());
+    // config check also checks that the files it names are there (their contents are not read).
+    mkdirSync(path.join(dir, 'keys'));
+    for (const f of ['worker.key', 'restore.key', 'gcs.json']) writeFileSync(path.join(dir, 'keys', f), '');
     env = { REGBACKUP_CONFIG: path.join(dir, 'regbackup.yaml'), ...ENV };
   });
 

@@ -1,20 +1,36 @@
 import { stringify } from 'yaml';
 import type { RegisterCommand } from './index.js';
+import { checkOnDisk } from '../../config/check.js';
 import { displayConfig } from '../../config/load.js';
+import { ConfigError } from '../../errors.js';
 
 export const registerConfig: RegisterCommand = (program, ctx) => {
   const config = program.command('config').description('work with the configuration file');
   config
     .command('check')
-    .description('validate the configuration and print it resolved, with every secret redacted')
+    .description(
+      'validate the configuration, check the files it names (keys, identity, directories), warn about placeholders left from the example, and print it resolved with every secret redacted',
+    )
     .action(() => {
       const c = ctx();
       const loaded = c.config();
       const clean = displayConfig(loaded);
-      c.print(() => `# ${loaded.path}: valid\n${stringify(clean)}`, {
-        path: loaded.path,
-        valid: true,
-        config: clean,
-      });
+      const disk = checkOnDisk(loaded.config);
+      const valid = disk.errors.length === 0;
+      c.print(
+        () =>
+          [
+            `# ${loaded.path}: ${valid ? 'valid' : `NOT USABLE on this host (${disk.errors.length} problem${disk.errors.length > 1 ? 's' : ''})`}`,
+            ...disk.errors.map((e) => `# error: ${e}`),
+            ...disk.warnings.map((w) => `# warning: ${w}`),
+            stringify(clean).trimEnd(),
+          ].join('\n'),
+        { path: loaded.path, valid, errors: disk.errors, warnings: disk.warnings, config: clean },
+      );
+      if (!valid)
+        throw new ConfigError(
+          `configuration ${loaded.path} names files this host does not have:`,
+          disk.errors,
+        );
     });
 };
