@@ -9,6 +9,8 @@ export class Progress {
   docs = 0;
   docsTotal = 0;
   files = 0;
+  /** Files expected (when known: a tarball store's count in the previous snapshot), for the ETA. */
+  filesTotal = 0;
   bytes = 0;
   /** Bytes expected in all (when known), for the ETA. */
   bytesTotal = 0;
@@ -33,12 +35,17 @@ export class Progress {
       parts.push(
         `docs ${this.docs.toLocaleString('en-US')}${this.docsTotal ? `/${this.docsTotal.toLocaleString('en-US')}` : ''}`,
       );
-    if (this.files) parts.push(`files ${this.files.toLocaleString('en-US')}`);
+    if (this.files || this.filesTotal)
+      parts.push(
+        `files ${this.files.toLocaleString('en-US')}${this.filesTotal ? `/${this.filesTotal.toLocaleString('en-US')}` : ''}`,
+      );
     parts.push(formatBytes(this.bytes), `${formatBytes(rate)}/s`);
     if (this.bytesTotal > this.bytes && rate > 0)
       parts.push(`ETA ${formatDuration(((this.bytesTotal - this.bytes) / rate) * 1000)}`);
     else if (this.docsTotal > this.docs && this.docs > 0)
       parts.push(`ETA ${formatDuration((secs * 1000 * (this.docsTotal - this.docs)) / this.docs)}`);
+    else if (this.filesTotal > this.files && this.files > 0)
+      parts.push(`ETA ${formatDuration((secs * 1000 * (this.filesTotal - this.files)) / this.files)}`);
     return parts.filter(Boolean).join(' · ');
   }
 

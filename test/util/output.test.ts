@@ -42,3 +42,13 @@ test('counts are written with the noun in the right number', async () => {
   assert.equal(count(2, 'index object'), '2 index objects');
   assert.equal(count(undefined, 'file'), '0 files');
 });
+
+test('the tarball phase shows its files out of the expected count, and an ETA', () => {
+  const p = new Progress();
+  p.phase = 'tarballs';
+  p.files = 5;
+  p.filesTotal = 10;
+  assert.match(p.line(), /^tarballs · files 5\/10 · .* · ETA /);
+  p.files = 10;
+  assert.doesNotMatch(p.line(), /ETA/);
+});

@@ -163,6 +163,8 @@ export async function backupTarballSource(
       prev = undefined;
     }
   }
+  // The ETA of the tarball phase: about as many files as last time (a part of a sharded run counts its own).
+  if (prev && !shard) ctx.progress.filesTotal += prev.files;
   const only = async function* <T extends { path: string }>(src: AsyncIterable<T>): AsyncGenerator<T> {
     for await (const e of src) if (inShard(e.path, shard)) yield e;
   };
