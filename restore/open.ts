@@ -86,7 +86,7 @@ export async function openForRestore(o: OpenRestoreOptions): Promise<OpenedResto
   const expected = `${recipients.join(' or ') || '(unknown recipient)'} (key ID ${cfg.keyId ?? '?'})`;
   if (!o.identity) {
     throw new KeyError(
-      `restoring needs the restore identity: the age identity whose recipient is ${expected}, written by \`regbackup keys generate\` as restore.key; pass --identity FILE (or set \`identity:\` in the configuration)`,
+      `restoring needs the restore identity: the age identity whose recipient is ${expected}, the restore.key written by \`regbackup keys generate\` when this repository was created and kept offline since: pass --identity FILE (or set \`identity:\` in the configuration). New keys cannot decrypt existing backups`,
     );
   }
   if (recipients.length && !recipients.includes(o.identity.recipient)) {

@@ -34,6 +34,8 @@ describe('restore keys: the identity is needed, and the wrong one is named', () 
         ),
       );
       assert.match(r.stderr, /--identity FILE/);
+      assert.match(r.stderr, /kept offline/);
+      assert.match(r.stderr, /New keys cannot decrypt existing backups/);
     }
   });
 
