@@ -4,7 +4,8 @@ import { decodeIndexBody } from '../repo/index-object.js';
 import { packKey } from '../repo/pack.js';
 import { META_PREFIX, type Repository } from '../repo/repository.js';
 import { sha256Hex } from '../repo/signed.js';
-import type { ObjectStore } from '../store/types.js';
+import { ObjectNotFoundError, type ObjectStore } from '../store/types.js';
+import { deletedKeys, loadMarks } from './marks.js';
 import { isLockedKind, withRetention } from '../repo/fanout.js';
 
 /**
@@ -75,9 +76,21 @@ export async function repairTarget(
     }
     return undefined;
   };
+  // Read after the listings: an object deleted on purpose (prune, forget) while they were taken is recorded
+  // by then, and is never copied back from a target where its deletion had not happened yet.
+  let deleted = deletedKeys(await loadMarks(repo, sources[0] ?? to));
+  const goneSinceListed = async (key: string): Promise<boolean> => {
+    deleted = deletedKeys(await loadMarks(repo, sources[0] ?? to));
+    if (deleted.has(key)) return true;
+    for (const s of [to, ...sources]) if (await s.stat(key)) return false;
+    return true;
+  };
   const fix = async (key: string, reason: 'missing' | 'corrupt', verify: (b: Buffer) => boolean) => {
+    if (deleted.has(key)) return;
     const good = await fetchGood(key, verify);
     if (!good) {
+      // Listed, but deleted everywhere since (by a prune or forget running meanwhile): nothing to repair.
+      if (reason === 'missing' && (await goneSinceListed(key))) return;
       result.unrepairable.push({ key, reason: `${reason} here, and no other target holds it intact` });
       return;
     }
@@ -124,12 +137,14 @@ export async function repairTarget(
       continue;
     }
     let mine: Buffer | undefined;
+    let vanished = false;
     try {
       mine = await to.getBuffer(key);
     } catch (err) {
       if (!(err instanceof RegbackupError)) throw err;
+      vanished = err instanceof ObjectNotFoundError;
     }
-    if (!mine || !ok(mine)) await fix(key, 'corrupt', ok);
+    if (!mine || !ok(mine)) await fix(key, vanished ? 'missing' : 'corrupt', ok);
   }
 
   // Packs: what the index objects (now intact here) record.
@@ -146,6 +161,7 @@ export async function repairTarget(
       );
     } catch (err) {
       if (!(err instanceof RegbackupError)) throw err;
+      if (err instanceof ObjectNotFoundError && (await goneSinceListed(ikey))) continue;
       result.unrepairable.push({ key: ikey, reason: `index object cannot be read: ${err.message}` });
       continue;
     }

@@ -29,8 +29,12 @@ export interface SyncOptions {
   concurrency?: number;
   /** Only compare: report what would be copied. */
   dryRun?: boolean;
-  /** Objects deleted on purpose (forgotten snapshots, pruned packs): never copied back. */
-  skip?: ReadonlySet<string>;
+  /**
+   * Objects deleted on purpose (forgotten snapshots, pruned packs): never copied back. A function is called
+   * once the index objects and snapshots are listed: a deletion under way on some targets by then was
+   * recorded before it started, so it is never taken for a target that missed an object.
+   */
+  skip?: ReadonlySet<string> | (() => Promise<ReadonlySet<string>>);
   /** Per target name: days a copied object is locked (S3 Object Lock / GCS retention), as a backup's own. */
   retentionDays?: ReadonlyMap<string, number>;
 }
@@ -49,9 +53,13 @@ function expectedHash(key: string, opts: SyncOptions): string | undefined {
 }
 
 /** Copies whatever some target has and another lacks, for the prefixes of SYNC_ORDER. */
-export async function catchUp(targets: readonly ObjectStore[], opts: SyncOptions = {}): Promise<SyncResult> {
+export async function catchUp(
+  targets: readonly ObjectStore[],
+  options: SyncOptions = {},
+): Promise<SyncResult> {
   const result: SyncResult = { copied: new Map(), failed: new Map(), skipped: [] };
   if (targets.length < 2) return result;
+  let opts = options as SyncOptions & { skip?: ReadonlySet<string> };
   for (const t of targets) result.copied.set(t.name, { objects: 0, bytes: 0 });
   const limit = pLimit(opts.concurrency ?? 4);
 
@@ -74,8 +82,10 @@ export async function catchUp(targets: readonly ObjectStore[], opts: SyncOptions
     listings.set(prefix, per);
     return per;
   };
+  for (const prefix of ['index/', 'snapshots/']) await listAll(prefix);
+  if (typeof options.skip === 'function') opts = { ...options, skip: await options.skip() };
   for (const prefix of ['index/', 'snapshots/']) {
-    const per = await listAll(prefix);
+    const per = listings.get(prefix)!;
     const sets = [...per.values()].map((m) => new Set([...m.keys()].filter((k) => !opts.skip?.has(k))));
     if (sets.some((s) => s.size !== sets[0]!.size || [...s].some((k) => !sets[0]!.has(k)))) needPacks = true;
   }
