@@ -53,7 +53,7 @@ function stopBurning(burners: ChildProcess[]): void {
   for (const b of burners) if (b.exitCode === null && b.signalCode === null) b.kill('SIGKILL');
 }
 
-const ITERATIONS = 4;
+const ITERATIONS = 6;
 
 interface PruneJson {
   executed: number;
@@ -131,19 +131,22 @@ prune: { grace: 0s }
         churn(root, 3, 4, `it${i}`);
         // Forget, then two prunes at once (they meet in every phase: scanning, announcing, deleting),
         // while a backup, a check and a repair run.
-        const runs = await Promise.all([
-          run('backup', ['backup']),
-          (async (): Promise<[string, CliResult][]> => {
-            const f = await run('forget', ['forget']);
-            if (f[1].code !== 0) return [f];
-            return Promise.all([
-              run('prune', ['prune', '--grace', '0s', '--json']),
-              run('second prune', ['prune', '--grace', '0s', '--json'], 50 * i),
-            ]);
-          })(),
-          run('check', ['check']),
-          run('repair', ['repair'], 200 * i),
-        ]).then((r) => r.flat() as [string, CliResult][]);
+        const one = (p: Promise<[string, CliResult]>) => p.then((x) => [x]);
+        const runs = (
+          await Promise.all([
+            one(run('backup', ['backup'])),
+            (async (): Promise<[string, CliResult][]> => {
+              const f = await run('forget', ['forget']);
+              if (f[1].code !== 0) return [f];
+              return Promise.all([
+                run('prune', ['prune', '--grace', '0s', '--json']),
+                run('second prune', ['prune', '--grace', '0s', '--json'], 50 * i),
+              ]);
+            })(),
+            one(run('check', i % 2 ? ['check', '--read-data', '--identity', identity()] : ['check'])),
+            one(run('repair', ['repair'], 200 * i)),
+          ])
+        ).flat();
         for (const [name, r] of runs) {
           if (r.code !== 0)
             failures.push(
