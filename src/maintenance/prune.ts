@@ -183,9 +183,17 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
       return report;
     };
 
-    // 2. Act on marks older than the grace period.
+    // Another prune deleting now: leave it the work (this run's view is out of date), before writing anything.
+    if (!dry) {
+      const busy = await rivalExecution(repo, store, '', marks, now, grace);
+      if (busy) return deferTo(busy);
+    }
+
+    // 2. Act on marks older than the grace period (and not being acted on: an abandoned execution is redone).
     const executedOf = new Set(
-      marks.filter((m) => m.body.kind === 'executed' && m.body.of).map((m) => m.body.of!),
+      marks
+        .filter((m) => m.body.kind === 'executed' && m.body.of && !abandoned(m, now, grace))
+        .map((m) => m.body.of!),
     );
     const due = marks.filter(
       (m) =>
@@ -222,9 +230,6 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
       for (const p of keep) stillMarked.add(p);
       const repack = [...rep].filter((p) => !keep.has(p));
 
-      // Another prune already deleting: leave it the work (before announcing anything).
-      const busy = await rivalExecution(repo, store, '', marks, now, grace);
-      if (busy) return deferTo(busy);
       // Announce before deleting: a backup committing from now on sees it and refuses if it used these packs.
       const fan = new Fanout(targets);
       const intent = await sealMark(
@@ -449,16 +454,17 @@ async function rivalExecution(
   const before = new Set(seen.map((m) => m.key));
   const marks = await loadMarks(repo, store);
   const marked = new Set(marks.filter((m) => m.body.kind === 'marked').map((m) => m.key));
-  const abandonedAfter = Math.max(grace, ABANDONED_EXECUTION_MS);
   return marks.find(
     (m) =>
       m.key !== mine &&
       m.body.kind === 'executed' &&
-      (!before.has(m.key) ||
-        (m.body.of !== undefined &&
-          marked.has(m.body.of) &&
-          now.getTime() - Date.parse(m.body.time) < abandonedAfter)),
+      (!before.has(m.key) || (m.body.of !== undefined && marked.has(m.body.of) && !abandoned(m, now, grace))),
   );
+}
+
+/** An execution record old enough that, if its mark is still there, the run that wrote it stopped. */
+function abandoned(m: Mark, now: Date, grace: number): boolean {
+  return now.getTime() - Date.parse(m.body.time) >= Math.max(grace, ABANDONED_EXECUTION_MS);
 }
 
 /** An execution whose mark is still there after this long (at least the grace period) was abandoned. */
