@@ -53,13 +53,10 @@ function expectedHash(key: string, opts: SyncOptions): string | undefined {
 }
 
 /** Copies whatever some target has and another lacks, for the prefixes of SYNC_ORDER. */
-export async function catchUp(
-  targets: readonly ObjectStore[],
-  options: SyncOptions = {},
-): Promise<SyncResult> {
+export async function catchUp(targets: readonly ObjectStore[], opts: SyncOptions = {}): Promise<SyncResult> {
   const result: SyncResult = { copied: new Map(), failed: new Map(), skipped: [] };
   if (targets.length < 2) return result;
-  let opts = options as SyncOptions & { skip?: ReadonlySet<string> };
+  let skip = typeof opts.skip === 'function' ? undefined : opts.skip;
   for (const t of targets) result.copied.set(t.name, { objects: 0, bytes: 0 });
   const limit = pLimit(opts.concurrency ?? 4);
 
@@ -83,10 +80,10 @@ export async function catchUp(
     return per;
   };
   for (const prefix of ['index/', 'snapshots/']) await listAll(prefix);
-  if (typeof options.skip === 'function') opts = { ...options, skip: await options.skip() };
+  if (typeof opts.skip === 'function') skip = await opts.skip();
   for (const prefix of ['index/', 'snapshots/']) {
     const per = listings.get(prefix)!;
-    const sets = [...per.values()].map((m) => new Set([...m.keys()].filter((k) => !opts.skip?.has(k))));
+    const sets = [...per.values()].map((m) => new Set([...m.keys()].filter((k) => !skip?.has(k))));
     if (sets.some((s) => s.size !== sets[0]!.size || [...s].some((k) => !sets[0]!.has(k)))) needPacks = true;
   }
   let order: readonly string[] = SYNC_ORDER;
@@ -96,7 +93,7 @@ export async function catchUp(
     let differ = false;
     for (const prefix of order) {
       const sets = [...(await listAll(prefix)).values()].map(
-        (m) => new Set([...m.keys()].filter((k) => !opts.skip?.has(k))),
+        (m) => new Set([...m.keys()].filter((k) => !skip?.has(k))),
       );
       if (sets.some((s) => s.size !== sets[0]!.size || [...s].some((k) => !sets[0]!.has(k)))) differ = true;
     }
@@ -109,7 +106,7 @@ export async function catchUp(
     for (const [t, m] of per) for (const k of m.keys()) (union.get(k) ?? union.set(k, []).get(k)!).push(t);
     const jobs: Promise<void>[] = [];
     for (const [key, holders] of union) {
-      if (opts.skip?.has(key)) continue;
+      if (skip?.has(key)) continue;
       for (const t of targets) {
         if (result.failed.has(t.name) || holders.includes(t.name) || !per.has(t.name)) continue;
         jobs.push(
