@@ -158,49 +158,74 @@ export async function jobsStatus(config: Config): Promise<JobsStatus> {
   }
 }
 
+/** A finished job, read after it finished, and whether it failed. */
+interface Settled {
+  job: Job;
+  failed: boolean;
+}
+
 /** Waits for a queued job (and, for a backup, its whole run: the commit) to finish; returns its summary. */
 export async function waitForJob(config: Config, id: string, timeoutMs: number): Promise<JobSummary> {
   const q = config.queue!;
   const redis = redisConnection(q.redis);
   const queue = new Queue(QUEUE_NAME, { connection: redis, prefix: q.prefix });
   const deadline = Date.now() + timeoutMs;
-  const settle = async (jobId: string): Promise<Job | undefined> => {
+  /**
+   * The job once it has finished, read after its state says so: a job read before (then its state asked)
+   * may be a copy from before it finished, without its return value. A job removed meanwhile (the queue's
+   * `removeOnComplete`/`removeOnFail` limits) is reported as such, never read as null.
+   */
+  const settle = async (jobId: string, existed: boolean): Promise<Settled | 'removed' | undefined> => {
+    let seen = existed;
     for (;;) {
-      const job = await queue.getJob(jobId);
-      if (job) {
-        const state = await job.getState();
-        if (state === 'completed' || state === 'failed') return job;
+      const state = await queue.getJobState(jobId);
+      if (state !== 'unknown') seen = true;
+      if (state === 'completed' || state === 'failed') {
+        const job = await queue.getJob(jobId);
+        return job ? { job, failed: state === 'failed' } : 'removed';
       }
+      if (state === 'unknown' && seen) return 'removed';
       if (Date.now() > deadline) return undefined;
       await new Promise((r) => setTimeout(r, 250));
     }
   };
+  const removed = (jobId: string): JobSummary => ({
+    job: 'backup',
+    status: 'failed',
+    message: `job ${jobId} finished, but the queue removed it before its result could be read: see \`regbackup jobs status\``,
+  });
+  const timedOut = (what: string): JobSummary => ({
+    job: 'backup',
+    status: 'queued',
+    message: `${what} has not finished within ${Math.round(timeoutMs / 1000)} s`,
+  });
   try {
-    let job = await settle(id);
-    if (!job)
-      return {
-        job: 'backup',
-        status: 'queued',
-        message: `job ${id} has not finished within ${Math.round(timeoutMs / 1000)} s`,
-      };
-    const first = job.returnvalue as JobSummary | undefined;
+    const settled = await settle(id, true);
+    if (!settled) return timedOut(`job ${id}`);
+    if (settled === 'removed') return removed(id);
+    let { job, failed } = settled;
+    const first = job.returnvalue as JobSummary | null | undefined;
     if (job.name === 'backup' && first?.runId) {
       for (const next of ['stage2', 'commit']) {
-        const j = await settle(`${String(first.runId)}-${next}`);
-        if (!j)
-          return {
-            job: 'backup',
-            status: 'queued',
-            message: `run ${String(first.runId)} has not finished within ${Math.round(timeoutMs / 1000)} s`,
-            runId: first.runId,
-          };
-        job = j;
-        if ((await j.getState()) === 'failed') break;
+        const jobId = `${String(first.runId)}-${next}`;
+        const j = await settle(jobId, false);
+        if (!j) return { ...timedOut(`run ${String(first.runId)}`), runId: first.runId };
+        if (j === 'removed') return removed(jobId);
+        ({ job, failed } = j);
+        if (failed) break;
       }
     }
-    if ((await job.getState()) === 'failed')
+    if (failed)
       return { job: job.name as JobSummary['job'], status: 'failed', message: job.failedReason, id: job.id };
-    return job.returnvalue as JobSummary;
+    const summary = job.returnvalue as JobSummary | null | undefined;
+    if (!summary || typeof summary !== 'object')
+      return {
+        job: job.name as JobSummary['job'],
+        status: 'failed',
+        message: `job ${String(job.id)} completed without a result`,
+        id: job.id,
+      };
+    return summary;
   } finally {
     await queue.close();
     await redis

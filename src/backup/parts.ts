@@ -202,6 +202,12 @@ const dbSummary = (d: DbSnapshot): NonNullable<SourceSummary['databases']>[numbe
  * not be read is carried over from its previous entry — and writes it to every target that has all the
  * run's data.
  */
+/**
+ * A prune deleted packs this run deduplicated against while it ran (the run was longer than the grace
+ * period): nothing was committed. A new run (a new plan) no longer uses them: runBackup tries again.
+ */
+export class PrunedDuringRunError extends IntegrityError {}
+
 export async function commitBackup(
   config: Config,
   plan: BackupPlan,
@@ -327,7 +333,7 @@ export async function commitBackup(
   const used = new Set([...outcomes.flatMap((o) => o.usedPacks), ...session.writer.usedPacks]);
   const lost = [...used].filter((p) => gone.has(p));
   if (lost.length) {
-    throw new IntegrityError(
+    throw new PrunedDuringRunError(
       `a prune deleted ${lost.length} pack(s) this run relied on (pack ${lost[0]}) while it ran (the run took longer than the prune grace period); nothing was committed — run the backup again`,
     );
   }

@@ -181,10 +181,10 @@ export async function planBackup(config: Config, opts: PlanOptions = {}): Promis
   }
   try {
     const index = await repo.loadIndex(repo.targets[0]);
-    const skip = deletedKeys(await loadMarks(repo, repo.targets[0]!));
     const sync = await catchUp(repo, {
       packHash: (id) => index.packById(id),
-      skip,
+      // Read once the targets are listed: a deletion (prune, forget) under way then is already recorded.
+      skip: async () => deletedKeys(await loadMarks(repo, repo.targets[0]!)),
       retentionDays: retentionDaysOf(config),
     });
     for (const [t, e] of sync.failed) behind[t] = e.message;

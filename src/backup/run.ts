@@ -4,7 +4,7 @@ import { log as rootLog, type Logger } from '../log.js';
 import type { StreamRef } from '../repo/stream-ref.js';
 import type { WriterOptions } from '../repo/writer.js';
 import type { ObjectStore } from '../store/types.js';
-import { commitBackup, runPart, type BackupResult, type PartOutcome } from './parts.js';
+import { commitBackup, PrunedDuringRunError, runPart, type BackupResult, type PartOutcome } from './parts.js';
 import { openSession, planBackup } from './plan.js';
 import { Progress } from './progress.js';
 
@@ -34,8 +34,33 @@ export interface BackupOptions {
  */
 export async function runBackup(config: Config, opts: BackupOptions = {}): Promise<BackupResult> {
   const logger = opts.logger ?? rootLog();
-  const signal = opts.signal ?? new AbortController().signal;
   const progress = opts.progress ?? new Progress();
+  try {
+    // A prune that deleted, while the run went on, packs it reused makes it refuse to commit: a new run
+    // (a new plan, which sees the deletion) stores that data again. Tried a few times, then reported.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await attemptBackup(config, opts, logger, progress);
+      } catch (err) {
+        if (!(err instanceof PrunedDuringRunError) || attempt >= BACKUP_ATTEMPTS) throw err;
+        logger.warn({ err: err.message }, 'a prune deleted data this run reused; running the backup again');
+      }
+    }
+  } finally {
+    progress.stop();
+  }
+}
+
+/** Runs of one backup at most, while prunes keep deleting what it reused. */
+const BACKUP_ATTEMPTS = 3;
+
+async function attemptBackup(
+  config: Config,
+  opts: BackupOptions,
+  logger: Logger,
+  progress: Progress,
+): Promise<BackupResult> {
+  const signal = opts.signal ?? new AbortController().signal;
   const interrupted = () =>
     new InterruptedError(
       'backup interrupted; nothing of this run was committed, earlier snapshots are intact',
@@ -64,7 +89,6 @@ export async function runBackup(config: Config, opts: BackupOptions = {}): Promi
     progress.phase = 'commit';
     return await commitBackup(config, plan, outcomes, session, logger);
   } finally {
-    progress.stop();
     await session.close();
   }
 }

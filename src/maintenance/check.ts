@@ -70,11 +70,38 @@ export interface CheckOptions {
   peers?: readonly ObjectStore[];
 }
 
+/** Passes of a check at most, while the repository keeps changing under it. */
+const CHECK_PASSES = 3;
+
+/**
+ * Checks `store`. A prune or forget running meanwhile deletes objects the check listed (index objects it
+ * rewrote, packs, forgotten snapshots): a pass that finds problems while the repository changed under it
+ * (its index objects, snapshots or marks) is done again, a few times; damage persists, a race does not.
+ */
 export async function checkTarget(
   repo: Repository,
   store: ObjectStore,
   opts: CheckOptions,
 ): Promise<TargetCheck> {
+  for (let pass = 1; ; pass++) {
+    const before = await metadataKeys(store);
+    const result = await checkPass(repo, store, opts);
+    if (result.ok || pass >= CHECK_PASSES || (await metadataKeys(store)) === before) return result;
+    opts.logger.info(
+      { target: store.name, problems: result.problems.length },
+      'the repository changed during the check (a prune or forget ran); checking again',
+    );
+  }
+}
+
+async function metadataKeys(store: ObjectStore): Promise<string> {
+  const keys: string[] = [];
+  for (const prefix of [META_PREFIX.index, META_PREFIX.snapshot, META_PREFIX.mark])
+    for await (const o of store.list(prefix)) keys.push(o.key);
+  return keys.join('\n');
+}
+
+async function checkPass(repo: Repository, store: ObjectStore, opts: CheckOptions): Promise<TargetCheck> {
   const readData = opts.readData ?? 0;
   if (readData > 0 && !repo.access.restore)
     throw new KeyError(

@@ -1,6 +1,7 @@
 import type { Logger } from '../log.js';
 import type { Repository } from '../repo/repository.js';
-import { listSnapshots, loadSnapshot } from '../repo/snapshot.js';
+import { listSnapshots } from '../repo/snapshot.js';
+import { loadListedSnapshot } from './references.js';
 import { RegbackupError } from '../errors.js';
 import { applyRetention, type RetentionDecision, type RetentionPolicy } from './retention.js';
 import { deletedKeys, loadMarks, sealMark } from './marks.js';
@@ -28,7 +29,9 @@ export async function forget(
   for (const info of infos) {
     let sources: string[];
     try {
-      sources = (await loadSnapshot(repo, store, info)).sources.map((s) => s.name);
+      const m = await loadListedSnapshot(repo, store, info);
+      if (!m) continue; // forgotten by another run since it was listed
+      sources = m.sources.map((s) => s.name);
     } catch (err) {
       if (!(err instanceof RegbackupError)) throw err;
       // An unreadable snapshot is never forgotten here: `check` reports it, `repair` may heal it.

@@ -3,7 +3,8 @@ import pLimit from 'p-limit';
 import { IntegrityError } from '../errors.js';
 import type { Repository } from '../repo/repository.js';
 import { META_PREFIX } from '../repo/repository.js';
-import type { ObjectStore } from '../store/types.js';
+import { log } from '../log.js';
+import { ObjectNotFoundError, type ObjectStore } from '../store/types.js';
 
 /**
  * Prune marks (docs/FORMAT.md, "Pruning"): signed, encrypted JSON objects under `marks/`. Pruning never
@@ -33,6 +34,8 @@ export interface MarkBody {
   of?: string;
   /** Forgotten: the snapshot object keys deleted. */
   snapshots?: string[];
+  /** Executed: other objects the execution deletes (the marks it acts on, index objects it rewrote). */
+  deletes?: string[];
 }
 
 export interface Mark {
@@ -49,27 +52,61 @@ function nameTime(d: Date): string {
     .replace(/\.\d{3}Z$/, 'Z');
 }
 
+/**
+ * Every mark on `store`, oldest first. Marks come and go while this reads them (a prune deletes the marks it
+ * acted on, and old execution records): a mark listed but gone when read was deleted on purpose, after the
+ * record that replaces it was written. So the listing is read again, a few times, until every mark listed can
+ * be read; the marks that keep going away are then left out (deleted, they no longer say anything).
+ */
 export async function loadMarks(repo: Repository, store: ObjectStore): Promise<Mark[]> {
-  const keys: string[] = [];
-  for await (const o of store.list(META_PREFIX.mark)) if (NAME.test(o.key)) keys.push(o.key);
-  const limit = pLimit(8);
-  const marks = await Promise.all(
-    keys.map((key) =>
-      limit(async () => {
-        const body = JSON.parse((await repo.readMeta('mark', key, store)).toString('utf8')) as MarkBody;
-        if (
-          body.version !== 1 ||
-          !Array.isArray(body.packs) ||
-          !Array.isArray(body.repack) ||
-          !['marked', 'executed', 'forgotten'].includes(body.kind)
-        ) {
-          throw new IntegrityError(`mark ${key} on ${store.name} has an unknown shape`);
-        }
-        return { key, body };
-      }),
-    ),
-  );
-  return marks.sort((a, b) => a.body.time.localeCompare(b.body.time));
+  const read = new Map<string, Mark>();
+  for (let attempt = 1; ; attempt++) {
+    const keys: string[] = [];
+    for await (const o of store.list(META_PREFIX.mark)) if (NAME.test(o.key)) keys.push(o.key);
+    const limit = pLimit(8);
+    const vanished: string[] = [];
+    await Promise.all(
+      keys
+        .filter((key) => !read.has(key))
+        .map((key) =>
+          limit(async () => {
+            const mark = await readMark(repo, store, key);
+            if (mark) read.set(key, mark);
+            else vanished.push(key);
+          }),
+        ),
+    );
+    const listed = new Set(keys);
+    // A mark read earlier but not listed now was deleted meanwhile.
+    for (const key of read.keys()) if (!listed.has(key)) read.delete(key);
+    if (vanished.length === 0 || attempt >= MARK_LISTINGS) break;
+    log().debug({ target: store.name, mark: vanished[0] }, 'a mark went away while read; listing again');
+  }
+  return [...read.values()].sort((a, b) => a.body.time.localeCompare(b.body.time));
+}
+
+/** How many times loadMarks lists the marks while some keep disappearing. */
+const MARK_LISTINGS = 5;
+
+/** One mark, or undefined when it no longer exists (deleted since it was listed). */
+async function readMark(repo: Repository, store: ObjectStore, key: string): Promise<Mark | undefined> {
+  let bytes: Buffer;
+  try {
+    bytes = await repo.readMeta('mark', key, store);
+  } catch (err) {
+    if (err instanceof ObjectNotFoundError) return undefined;
+    throw err;
+  }
+  const body = JSON.parse(bytes.toString('utf8')) as MarkBody;
+  if (
+    body.version !== 1 ||
+    !Array.isArray(body.packs) ||
+    !Array.isArray(body.repack) ||
+    !['marked', 'executed', 'forgotten'].includes(body.kind)
+  ) {
+    throw new IntegrityError(`mark ${key} on ${store.name} has an unknown shape`);
+  }
+  return { key, body };
 }
 
 export async function sealMark(
@@ -115,6 +152,7 @@ export function deletedKeys(marks: readonly Mark[]): Set<string> {
         out.add(`tree/${p.slice(0, 2)}/${p}`);
       }
     }
+    if (m.body.kind === 'executed') for (const k of m.body.deletes ?? []) out.add(k);
     if (m.body.kind === 'forgotten') for (const k of m.body.snapshots ?? []) out.add(k);
   }
   return out;

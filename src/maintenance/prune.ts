@@ -1,4 +1,4 @@
-import { closeSync, createReadStream, openSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, mkdirSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../config/schema.js';
@@ -14,7 +14,7 @@ import { META_PREFIX, type Repository } from '../repo/repository.js';
 import { listSnapshots, type SnapshotInfo } from '../repo/snapshot.js';
 import { catchUp } from '../repo/sync.js';
 import { BlobWriter } from '../repo/writer.js';
-import type { ObjectInfo, ObjectStore } from '../store/types.js';
+import { ObjectNotFoundError, type ObjectInfo, type ObjectStore } from '../store/types.js';
 import { retentionDaysOf } from '../backup/plan.js';
 import { deletedKeys, loadMarks, sealMark, type Mark } from './marks.js';
 import { scanReferences, type ReferenceStats } from './references.js';
@@ -54,6 +54,11 @@ export interface TargetPruneReport {
 
 export interface PruneReport {
   dryRun: boolean;
+  /**
+   * Set when another prune was deleting in the repository at the same time: this run then deleted and
+   * marked nothing (exit 0; the next run does the work). The other run's announcement.
+   */
+  deferred: { mark: string; host: string; since: string } | null;
   references: ReferenceStats;
   packs: { total: number; unneeded: number; sparse: number; orphaned: number; unneededBytes: number };
   /** Packs marked by this run (deleted by a later run, after the grace period). */
@@ -89,7 +94,8 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
   const sync = dry
     ? { failed: new Map() }
     : await catchUp(repo, {
-        skip: deletedKeys(await loadMarks(repo, targets[0]!)),
+        // Read after the targets are listed: a deletion under way meanwhile is recorded before it starts.
+        skip: async () => deletedKeys(await loadMarks(repo, targets[0]!)),
         retentionDays: retentionDaysOf(config),
       });
   if (sync.failed.size) {
@@ -102,9 +108,12 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
   // Snapshots first, then the index: a backup writes its index objects before its snapshot, so every blob a
   // listed snapshot needs is in an index object listed after it.
   const snapshots = await listSnapshots(store);
-  const index = await repo.loadIndex(store, 'prune-index');
-  const reader = new BlobReader(repo, index, targets);
+  mkdirSync(repo.cacheDir, { recursive: true });
   const tmp = await mkdtemp(path.join(repo.cacheDir, 'prune-'));
+  // An index of this run's own: a cache shared with another prune running on this host could be rebuilt
+  // under it (the cache directory is one per name, not per process).
+  const index = await repo.loadIndex(store, path.join(path.basename(tmp), 'index'));
+  const reader = new BlobReader(repo, index, targets);
   try {
     const marks = await loadMarks(repo, store);
 
@@ -137,6 +146,7 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
 
     const report: PruneReport = {
       dryRun: dry,
+      deferred: null,
       references: refs.stats,
       packs: {
         total: states.size,
@@ -163,10 +173,27 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
       durationMs: 0,
     };
     const tr = (name: string) => report.targets.find((t) => t.target === name)!;
+    const deferTo = (other: Mark): PruneReport => {
+      report.deferred = { mark: other.key, host: other.body.host, since: other.body.time };
+      opts.logger.warn(
+        { other: other.key, host: other.body.host, since: other.body.time },
+        'another prune is deleting in this repository; this run deleted and marked nothing (the next run will)',
+      );
+      report.durationMs = Date.now() - started;
+      return report;
+    };
 
-    // 2. Act on marks older than the grace period.
+    // Another prune deleting now: leave it the work (this run's view is out of date), before writing anything.
+    if (!dry) {
+      const busy = await rivalExecution(repo, store, '', marks, now, grace);
+      if (busy) return deferTo(busy);
+    }
+
+    // 2. Act on marks older than the grace period (and not being acted on: an abandoned execution is redone).
     const executedOf = new Set(
-      marks.filter((m) => m.body.kind === 'executed' && m.body.of).map((m) => m.body.of!),
+      marks
+        .filter((m) => m.body.kind === 'executed' && m.body.of && !abandoned(m, now, grace))
+        .map((m) => m.body.of!),
     );
     const due = marks.filter(
       (m) =>
@@ -207,10 +234,22 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
       const fan = new Fanout(targets);
       const intent = await sealMark(
         repo,
-        { kind: 'executed', packs: [...del], repack, of: due[due.length - 1]!.key },
+        {
+          kind: 'executed',
+          packs: [...del],
+          repack,
+          of: due[due.length - 1]!.key,
+          deletes: due.map((m) => m.key),
+        },
         now,
       );
       await fan.put(intent.key, intent.bytes);
+      // Two prunes never delete at once: the one that sees another's announcement withdraws its own.
+      const rival = await rivalExecution(repo, store, intent.key, marks, now, grace);
+      if (rival) {
+        for (const t of targets) await t.delete(intent.key);
+        return deferTo(rival);
+      }
       // Snapshots committed since the scan (before the announcement) keep what they need.
       const seen = new Set(snapshots.map((s) => s.id));
       const newer = (await listSnapshots(store)).filter((s) => !seen.has(s.id));
@@ -266,6 +305,8 @@ export async function prune(config: Config, repo: Repository, opts: PruneOptions
         targets,
         gone,
         retentionDaysOf(config),
+        intent.key,
+        now,
         (t) => tr(t).rewrittenIndexObjects++,
       );
       for (const t of targets) {
@@ -396,49 +437,120 @@ async function* liveRecords(file: string, index: BlobIndex): AsyncGenerator<{ pa
 }
 
 /**
+ * Another prune's deletion that this run must not overlap (docs/FORMAT.md §14): an execution record other
+ * than `mine` that appeared since this run read the marks (its view of the packs may be out of date), or
+ * one still under way — the mark it acts on is still there — and younger than the time after which an
+ * unfinished execution counts as abandoned. Both runs write their announcement before they look, so of two
+ * prunes at once at least one sees the other.
+ */
+async function rivalExecution(
+  repo: Repository,
+  store: ObjectStore,
+  mine: string,
+  seen: readonly Mark[],
+  now: Date,
+  grace: number,
+): Promise<Mark | undefined> {
+  const before = new Set(seen.map((m) => m.key));
+  const marks = await loadMarks(repo, store);
+  const marked = new Set(marks.filter((m) => m.body.kind === 'marked').map((m) => m.key));
+  return marks.find(
+    (m) =>
+      m.key !== mine &&
+      m.body.kind === 'executed' &&
+      (!before.has(m.key) || (m.body.of !== undefined && marked.has(m.body.of) && !abandoned(m, now, grace))),
+  );
+}
+
+/** An execution record old enough that, if its mark is still there, the run that wrote it stopped. */
+function abandoned(m: Mark, now: Date, grace: number): boolean {
+  return now.getTime() - Date.parse(m.body.time) >= Math.max(grace, ABANDONED_EXECUTION_MS);
+}
+
+/** An execution whose mark is still there after this long (at least the grace period) was abandoned. */
+const ABANDONED_EXECUTION_MS = 6 * 3_600_000;
+
+/** How many times the index objects are listed again while they keep changing under a rewrite. */
+const INDEX_LISTINGS = 10;
+
+/**
  * Rewrites the index objects that name a pack in `gone`: what they say about the other packs goes into new
  * index objects (consolidated: one per 20,000 packs, not one per rewritten object), then the old ones are
- * deleted, on every target.
+ * deleted, on every target — after a record of their deletion (so that catching a target up never copies
+ * them back). A backup may add index objects meanwhile, and an index object listed may be gone when read
+ * (deleted by a prune that finished just before this one announced itself): the listing is read again until
+ * no index object names a pack in `gone`.
  */
 async function rewriteIndexObjects(
   repo: Repository,
   targets: readonly ObjectStore[],
   gone: Set<string>,
   retentionDays: ReadonlyMap<string, number>,
+  intent: string,
+  now: Date,
   onRewrite: (target: string) => void,
 ): Promise<void> {
   if (gone.size === 0) return;
   const store = targets[0]!;
-  const keys: string[] = [];
-  for await (const o of store.list(META_PREFIX.index)) keys.push(o.key);
-  const fan = new Fanout(targets, retentionDays);
-  const affected: string[] = [];
-  let keep: IndexedPack[] = [];
-  const flush = async () => {
-    if (keep.length === 0) return;
-    const sealed = await repo.sealMeta('index', encodeIndexBody(keep));
-    await fan.put(sealed.key, sealed.bytes);
-    keep = [];
-  };
-  for (const key of keys) {
-    const packs = decodeIndexBody(await repo.readMeta('index', key, store), key);
-    if (!packs.some((p) => gone.has(p.info.id))) continue;
-    affected.push(key);
-    keep.push(...packs.filter((p) => !gone.has(p.info.id)));
-    if (keep.length >= 20_000) await flush();
-  }
-  await flush();
-  const behind = [...fan.failed][0];
-  if (behind)
-    throw new TargetError(
-      `prune: target ${behind[0]} failed while index objects were rewritten (${behind[1].message}); nothing was deleted`,
-    );
-  // The new index objects are on every target before an old one goes: a reader never misses a pack.
-  for (const t of targets) {
-    for (const key of affected) {
-      await t.delete(key);
-      onRewrite(t.name);
+  const clean = new Set<string>();
+  for (let attempt = 1; ; attempt++) {
+    const keys: string[] = [];
+    for await (const o of store.list(META_PREFIX.index)) if (!clean.has(o.key)) keys.push(o.key);
+    const fan = new Fanout(targets, retentionDays);
+    const affected: string[] = [];
+    let vanished = 0;
+    let keep: IndexedPack[] = [];
+    const flush = async () => {
+      if (keep.length === 0) return;
+      const sealed = await repo.sealMeta('index', encodeIndexBody(keep));
+      await fan.put(sealed.key, sealed.bytes);
+      clean.add(sealed.key);
+      keep = [];
+    };
+    for (const key of keys) {
+      let body: Buffer;
+      try {
+        body = await repo.readMeta('index', key, store);
+      } catch (err) {
+        if (!(err instanceof ObjectNotFoundError)) throw err;
+        vanished++;
+        continue;
+      }
+      const packs = decodeIndexBody(body, key);
+      if (!packs.some((p) => gone.has(p.info.id))) {
+        clean.add(key);
+        continue;
+      }
+      affected.push(key);
+      keep.push(...packs.filter((p) => !gone.has(p.info.id)));
+      if (keep.length >= 20_000) await flush();
     }
+    await flush();
+    const behind = [...fan.failed][0];
+    if (behind)
+      throw new TargetError(
+        `prune: target ${behind[0]} failed while index objects were rewritten (${behind[1].message}); nothing was deleted`,
+      );
+    if (affected.length) {
+      const record = await sealMark(
+        repo,
+        { kind: 'executed', packs: [], repack: [], of: intent, deletes: affected },
+        now,
+      );
+      await new Fanout(targets).put(record.key, record.bytes);
+      // The new index objects are on every target before an old one goes: a reader never misses a pack.
+      for (const key of affected) {
+        for (const t of targets) {
+          await t.delete(key);
+          onRewrite(t.name);
+        }
+      }
+    }
+    if (affected.length === 0 && vanished === 0) return;
+    if (attempt >= INDEX_LISTINGS)
+      throw new TargetError(
+        `prune: the index objects on ${store.name} kept changing while they were rewritten (${vanished} listed but gone); no pack was deleted — run prune again`,
+      );
   }
 }
 

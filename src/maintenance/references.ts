@@ -2,9 +2,10 @@ import { IntegrityError, RegbackupError } from '../errors.js';
 import type { CouchSourceSnapshot, TarballSourceSnapshot } from '../backup/types.js';
 import type { BlobReader } from '../repo/reader.js';
 import type { Repository } from '../repo/repository.js';
-import { loadSnapshot, type SnapshotInfo } from '../repo/snapshot.js';
+import { loadSnapshot, type SnapshotInfo, type SnapshotManifest } from '../repo/snapshot.js';
 import { chunkIds, validateRef, type StreamRef } from '../repo/stream-ref.js';
-import type { ObjectStore } from '../store/types.js';
+import { ObjectNotFoundError, type ObjectStore } from '../store/types.js';
+import { deletedKeys, loadMarks } from './marks.js';
 import { checkDocEntry } from '../sources/couchdb/index.js';
 import { checkEntryData } from '../sources/tarballs/source.js';
 import { ExternalSorter } from '../util/external-sort.js';
@@ -33,6 +34,26 @@ export interface References {
   /** Sorted, unique hex blob IDs. */
   ids: AsyncGenerator<string>;
   stats: ReferenceStats;
+}
+
+/**
+ * A snapshot that was listed, or undefined when it has been forgotten since (`forget` records the snapshots
+ * it deletes before deleting them). A listed snapshot gone without such a record is a real loss: loud.
+ */
+export async function loadListedSnapshot(
+  repo: Repository,
+  store: ObjectStore,
+  info: SnapshotInfo,
+): Promise<SnapshotManifest | undefined> {
+  try {
+    return await loadSnapshot(repo, store, info);
+  } catch (err) {
+    if (!(err instanceof ObjectNotFoundError)) throw err;
+    if (deletedKeys(await loadMarks(repo, store)).has(info.key)) return undefined;
+    throw new IntegrityError(
+      `snapshot ${info.id} was listed on ${store.name} but is gone, and no forget recorded its deletion`,
+    );
+  }
 }
 
 export async function scanReferences(
@@ -116,7 +137,8 @@ export async function scanReferences(
   };
 
   for (const info of snapshots) {
-    const m = await loadSnapshot(repo, store, info);
+    const m = await loadListedSnapshot(repo, store, info);
+    if (!m) continue; // forgotten since it was listed: it needs nothing any more
     stats.snapshots++;
     for (const src of m.sources) {
       if (src.kind === 'couchdb') {

@@ -7,6 +7,7 @@ import { META_PREFIX, type Repository } from '../repo/repository.js';
 import { decodeSigned } from '../repo/signed.js';
 import { verifiedMeta, verifiedPack, type BadObject } from '../repo/sync.js';
 import { ObjectNotFoundError, type ObjectStore } from '../store/types.js';
+import { deletedKeys, loadMarks } from './marks.js';
 import { isLockedKind, withRetention } from '../repo/fanout.js';
 
 /**
@@ -59,6 +60,16 @@ export async function repairTarget(
   };
   const have = await listing(to);
   const others = await Promise.all(sources.map(async (s) => ({ s, keys: await listing(s) })));
+  // Read after the listings: an object deleted on purpose (prune, forget) while they were taken is recorded
+  // by then, and is never copied back from a target where its deletion had not happened yet.
+  let deleted = deletedKeys(await loadMarks(repo, sources[0] ?? to));
+  /** Listed, but deleted everywhere since (a prune or forget running meanwhile): nothing to repair. */
+  const goneSinceListed = async (key: string): Promise<boolean> => {
+    deleted = deletedKeys(await loadMarks(repo, sources[0] ?? to));
+    if (deleted.has(key)) return true;
+    for (const s of [to, ...sources]) if (await s.stat(key)) return false;
+    return true;
+  };
 
   /** The bytes of `key` from the first source where `verify` accepts them; bad copies go to `elsewhere`. */
   const fetchGood = async (key: string, verify: (s: ObjectStore) => Promise<Buffer>) => {
@@ -113,6 +124,7 @@ export async function repairTarget(
     verify: (s: ObjectStore) => Promise<{ bytes: Buffer; found: T }>,
     required = false,
   ) => {
+    if (deleted.has(key)) return undefined;
     let why: string | undefined;
     if (have.has(key)) {
       try {
@@ -132,6 +144,7 @@ export async function repairTarget(
       await replace(key, good.bytes, good.from, why ? 'corrupt' : 'missing', why);
       return found;
     }
+    if (!why && (await goneSinceListed(key))) return undefined;
     // Missing here and bad wherever it is: nothing this target should hold (the bad copies are in `elsewhere`).
     if (why || required)
       result.unrepairable.push({ key, reason: `${why ?? 'missing here'}; no other target holds it intact` });

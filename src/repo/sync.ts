@@ -49,8 +49,12 @@ export interface SyncOptions {
   concurrency?: number;
   /** Only compare (and verify): report what would be copied. */
   dryRun?: boolean;
-  /** Objects deleted on purpose (forgotten snapshots, pruned packs): never copied back. */
-  skip?: ReadonlySet<string>;
+  /**
+   * Objects deleted on purpose (forgotten snapshots, pruned packs): never copied back. A function is called
+   * once the index objects and snapshots are listed: a deletion under way on some targets by then was
+   * recorded before it started, so it is never taken for a target that missed an object.
+   */
+  skip?: ReadonlySet<string> | (() => Promise<ReadonlySet<string>>);
   /** Per target name: days a copied object is locked (S3 Object Lock / GCS retention), as a backup's own. */
   retentionDays?: ReadonlyMap<string, number>;
 }
@@ -151,10 +155,13 @@ export async function catchUp(repo: Repository, opts: SyncOptions = {}): Promise
   };
   const missing = async (prefix: string): Promise<Missing> => {
     const per = await listAll(prefix);
+    // Deletions are read after the listing: one under way on some targets by now was recorded before it
+    // started, so a target that already lost the object is never taken for one that missed it.
+    const skip = typeof opts.skip === 'function' ? await opts.skip() : opts.skip;
     const out: Missing = new Map();
     const listed = live().filter((t) => per.has(t.name));
     const keys = new Set<string>();
-    for (const m of per.values()) for (const k of m.keys()) if (!opts.skip?.has(k)) keys.add(k);
+    for (const m of per.values()) for (const k of m.keys()) if (!skip?.has(k)) keys.add(k);
     for (const key of keys) {
       const holders = listed.filter((t) => per.get(t.name)!.has(key));
       const lacking = listed.filter((t) => !per.get(t.name)!.has(key));

@@ -13,6 +13,7 @@ import { Repository } from '../../src/repo/repository.js';
 import { decodeIndexBody } from '../../src/repo/index-object.js';
 import { packKey } from '../../src/repo/pack.js';
 import { FsStore } from '../../src/store/fs.js';
+import { loadMarks, sealMark } from '../../src/maintenance/marks.js';
 
 function files(dir: string): string[] {
   const out: string[] = [];
@@ -288,5 +289,43 @@ prune: { grace: 1s }
       assert.ok(t.recentRequests.put > 0, 'the recent runs made PUT requests');
     }
     assert.ok(r.recent.runs >= 1 && r.recent.bytesIn > 0);
+  });
+  test('a prune that finds another deleting defers to it (exit 0, nothing deleted); an abandoned one is not waited for', async () => {
+    const worker = await loadWorkerKey(path.join(dir, 'keys/worker.key'));
+    const stores = ['a', 'b'].map((n) => new FsStore({ name: n, root: path.join(dir, `target-${n}`) }));
+    const { repo } = await Repository.open(stores, { worker }, { cacheRoot: path.join(dir, 'rival-cache') });
+    // A due mark (of nothing, so that what happens to the packs stays the business of the other tests) and
+    // another prune's execution of it, under way: its record written, the mark not yet deleted.
+    const mark = await sealMark(repo, { kind: 'marked', packs: [], repack: [] });
+    for (const t of stores) await t.put(mark.key, mark.bytes);
+    const announce = async (at: Date) => {
+      const rec = await sealMark(repo, { kind: 'executed', packs: [], repack: [], of: mark.key }, at);
+      for (const t of stores) await t.put(rec.key, rec.bytes);
+      return rec.key;
+    };
+    const other = await announce(new Date());
+    const targetFiles = () => ['a', 'b'].map((n) => files(path.join(dir, `target-${n}`)));
+    const before = targetFiles();
+    const deferred = await json<{ deferred: { mark: string } | null; executed: number }>([
+      'prune',
+      '--grace',
+      '0s',
+    ]);
+    assert.equal(deferred.deferred?.mark, other);
+    assert.equal(deferred.executed, 0);
+    assert.deepEqual(targetFiles(), before, 'the deferring prune wrote and deleted nothing');
+    const text = await cli(['prune', '--grace', '0s']);
+    assert.match(text.stdout, /another prune is deleting in this repository/);
+    for (const t of stores) await t.delete(other);
+
+    // An execution record whose mark is still there after 6 hours was abandoned (a crash): not waited for.
+    await announce(new Date(Date.now() - 7 * 3_600_000));
+    const done = await json<{ deferred: unknown; executed: number }>(['prune', '--grace', '0s']);
+    assert.equal(done.deferred, null);
+    assert.ok(done.executed >= 1, 'the abandoned mark was acted on');
+    assert.ok(!(await loadMarks(repo, stores[0]!)).some((m) => m.key === mark.key));
+    repo.close();
+    const checked = await json<{ ok: boolean }>(['check', '--read-data', '--identity', identity()]);
+    assert.equal(checked.ok, true);
   });
 });

@@ -44,7 +44,11 @@ export function formatPruneReport(r: PruneReport): string {
     `${count(r.packs.total, 'pack')}; unneeded ${r.packs.unneeded} (${formatBytes(r.packs.unneededBytes)}), mostly unneeded ${r.packs.sparse}, not in any index ${r.packs.orphaned}`,
     `references: ${count(r.references.snapshots, 'snapshot')}, ${r.references.listingChunksRead}/${r.references.listingChunks} listing chunks read, ${r.references.entries} entries`,
   ];
-  if (!r.dryRun) {
+  if (r.deferred) {
+    lines.push(
+      `another prune is deleting in this repository (since ${r.deferred.since}, host ${r.deferred.host}): this run deleted and marked nothing; the next run does`,
+    );
+  } else if (!r.dryRun) {
     lines.push(
       `marked now: ${count(r.marked.packs, 'pack')} (${formatBytes(r.marked.bytes)}) to delete, ${r.marked.repack} to rewrite — deleted by a prune run after the grace period`,
     );
