@@ -78,6 +78,23 @@ const CHECK_PASSES = 3;
  * rewrote, packs, forgotten snapshots): a pass that finds problems while the repository changed under it
  * (its index objects, snapshots or marks) is done again, a few times; damage persists, a race does not.
  */
+/** A target's check before anything is counted: OK, no problem yet. */
+export function emptyTargetCheck(target: string): TargetCheck {
+  return {
+    target,
+    ok: true,
+    snapshots: 0,
+    indexObjects: 0,
+    packs: 0,
+    unindexedPacks: 0,
+    neededBlobs: 0,
+    packsRead: 0,
+    bytesRead: 0,
+    blobsVerified: 0,
+    problems: [],
+  };
+}
+
 export async function checkTarget(
   repo: Repository,
   store: ObjectStore,
@@ -108,19 +125,7 @@ async function checkPass(repo: Repository, store: ObjectStore, opts: CheckOption
       'check --read-data needs the restore identity (--identity FILE): data packs are readable only with it',
     );
   const maxListed = opts.maxListed ?? 100;
-  const result: TargetCheck = {
-    target: store.name,
-    ok: true,
-    snapshots: 0,
-    indexObjects: 0,
-    packs: 0,
-    unindexedPacks: 0,
-    neededBlobs: 0,
-    packsRead: 0,
-    bytesRead: 0,
-    blobsVerified: 0,
-    problems: [],
-  };
+  const result = emptyTargetCheck(store.name);
   const counts = new Map<ProblemKind, number>();
   const problem = (kind: ProblemKind, object: string, message: string) => {
     const n = (counts.get(kind) ?? 0) + 1;

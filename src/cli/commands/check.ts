@@ -16,7 +16,7 @@ export const registerCheck: RegisterCommand = (program, ctx) => {
     .action(async (o: { target?: string; readData?: string | boolean; identity?: string }) => {
       // Loaded when the command runs: --help and the other commands start fast.
       const { openRepository } = await import('../open.js');
-      const { checkTarget } = await import('../../maintenance/check.js');
+      const { checkTarget, emptyTargetCheck } = await import('../../maintenance/check.js');
       const c = ctx();
       let fraction = 0;
       if (o.readData === true) fraction = 1;
@@ -42,7 +42,11 @@ export const registerCheck: RegisterCommand = (program, ctx) => {
           // A target whose config cannot be read is a finding of that target; the others are still checked.
           if (!(err instanceof RegbackupError) || err instanceof KeyError || err instanceof UsageError)
             throw err;
-          results.push(unopened(name, err.message));
+          results.push({
+            ...emptyTargetCheck(name),
+            ok: false,
+            problems: [{ kind: 'unreadable', object: 'config', message: err.message }],
+          });
           continue;
         }
         const { repo } = opened;
@@ -72,20 +76,3 @@ export const registerCheck: RegisterCommand = (program, ctx) => {
       process.exitCode = ok ? 0 : 5;
     });
 };
-
-/** The result for a target whose repository cannot be opened (config missing, damaged or forged). */
-function unopened(target: string, message: string): TargetCheck {
-  return {
-    target,
-    ok: false,
-    snapshots: 0,
-    indexObjects: 0,
-    packs: 0,
-    unindexedPacks: 0,
-    neededBlobs: 0,
-    packsRead: 0,
-    bytesRead: 0,
-    blobsVerified: 0,
-    problems: [{ kind: 'unreadable', object: 'config', message }],
-  };
-}
