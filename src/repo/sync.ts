@@ -155,18 +155,20 @@ export async function catchUp(repo: Repository, opts: SyncOptions = {}): Promise
   };
   const missing = async (prefix: string): Promise<Missing> => {
     const per = await listAll(prefix);
-    // Deletions are read after the listing: one under way on some targets by now was recorded before it
-    // started, so a target that already lost the object is never taken for one that missed it.
-    const skip = typeof opts.skip === 'function' ? await opts.skip() : opts.skip;
     const out: Missing = new Map();
     const listed = live().filter((t) => per.has(t.name));
     const keys = new Set<string>();
-    for (const m of per.values()) for (const k of m.keys()) if (!skip?.has(k)) keys.add(k);
+    for (const m of per.values()) for (const k of m.keys()) keys.add(k);
     for (const key of keys) {
       const holders = listed.filter((t) => per.get(t.name)!.has(key));
       const lacking = listed.filter((t) => !per.get(t.name)!.has(key));
       if (lacking.length) out.set(key, { holders, lacking });
     }
+    if (!out.size) return out; // targets agree: no deletion records to read (the usual case)
+    // Deletions are read after the listing: one under way on some targets by now was recorded before it
+    // started, so a target that already lost the object is never taken for one that missed it.
+    const skip = typeof opts.skip === 'function' ? await opts.skip() : opts.skip;
+    for (const key of out.keys()) if (skip?.has(key)) out.delete(key);
     return out;
   };
 
