@@ -76,9 +76,9 @@ export function checkOnDisk(c: Config): DiskCheck {
   c.targets.forEach((t, i) => {
     if (t.type === 'fs') {
       const d = directory(t.path);
-      if (d && directory(path.dirname(t.path)) === undefined)
+      if (d?.endsWith('does not exist'))
         warnings.push(`targets[${i}].path (${t.name}): ${d} yet; \`regbackup init\` creates it`);
-      else if (d) errors.push(`targets[${i}].path (${t.name}): ${d}, nor does its parent directory`);
+      else if (d) errors.push(`targets[${i}].path (${t.name}): ${d}`);
     }
     if (t.type === 'gcs' && t.keyFilename) {
       const f = readableFile(t.keyFilename);

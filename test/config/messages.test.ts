@@ -48,3 +48,21 @@ test('keys show with a configuration it cannot read lists every problem', async 
   assert.doesNotMatch(r.stderr, /problems:\)/);
   assert.match(r.stderr, /has 2 problems:\n {2}- keys: got 5, expected string\n {2}- targets: is required/);
 });
+
+test('config check on disk: a missing target directory is for init to create; a file there is an error', async (t) => {
+  const { checkOnDisk } = await import('../../src/config/check.js');
+  const dir = await tmpDir(t);
+  writeFileSync(path.join(dir, 'worker.key'), '');
+  writeFileSync(path.join(dir, 'a-file'), '');
+  const config = parseConfig(
+    `keys: ./worker.key\ntargets:\n  - { name: new, type: fs, path: ./not/yet }\n  - { name: file, type: fs, path: ./a-file }\n`,
+    path.join(dir, 'regbackup.yaml'),
+    {},
+  );
+  const r = checkOnDisk(config);
+  assert.deepEqual(r.errors, [`targets[1].path (file): ${path.join(dir, 'a-file')} is not a directory`]);
+  assert.match(
+    r.warnings.join('\n'),
+    /targets\[0\]\.path \(new\): .*not\/yet does not exist yet; `regbackup init` creates it/,
+  );
+});
