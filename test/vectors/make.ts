@@ -6,9 +6,11 @@
  *
  *   npx tsc -p tsconfig.json && node dist/test/vectors/make.js
  *
- * Run it again whenever the format changes on purpose (a new blob-ID hash, say) and commit what it writes;
- * test/repo/vectors.test.ts fails until then. The keys are kept; age encryption is randomised, so every
- * object but the config gets new bytes (and packs, index object and snapshot new names) each time.
+ * Run it again whenever the format changes on purpose (a new blob-ID hash, say) and commit what it writes
+ * (`git add -A test/vectors docs/FORMAT.md`: the old objects' files are gone);
+ * test/repo/vectors.test.ts fails until then. The keys are kept; everything else is new each time: `init`
+ * picks a new repository ID, and age encryption is randomised (packs, index object and snapshot get new
+ * bytes and names).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
