@@ -243,7 +243,7 @@ export function renderExample(x: Expected): string {
     `   (${m.repository}).`,
     `2. The listing's one chunk \`${short(listing.id)}\`: the index object says pack \`${tree.id}\` (type 1,`,
     `   so under \`tree/\`), offset ${te.offset}, length ${te.length}. Plaintext bytes [${te.offset}, ${te.offset + te.length}) lie in segment 0, i.e. ciphertext`,
-    `   bytes ${treeHeader + 16} to ${tree.size} (header ${treeHeader} + nonce 16; the segment is the last, so its last flag is 1).`,
+    `   bytes [${treeHeader + 16}, ${tree.size}) (header ${treeHeader} + nonce 16; the segment is the last, so its last flag is 1).`,
     `   Decrypt, cut [${te.offset}, ${te.offset + te.length}), zstd-decompress to ${te.rawLength} bytes, recompute the blob ID (type 1) and compare.`,
     `3. Parse the line; the winning leaf's \`body\` names chunk \`${short(body.id)}\`: pack \`${data.id}\` (\`data/\`),`,
     `   offset ${de.offset}, length ${de.length}, rawLength ${de.rawLength}; ciphertext from byte ${dataHeader + 16}. Decrypt, cut,`,
