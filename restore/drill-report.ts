@@ -6,7 +6,7 @@ import { formatBytes, formatDuration } from '../src/util/units.js';
 import type { Check } from './types.js';
 
 /**
- * The report of a restore drill. Stored in the repository (docs/FORMAT.md: `drills/<time>-<sha256>`, a signed
+ * The report of a restore drill. Stored in the repository (docs/FORMAT.md §12.3: `drills/<time>-<sha256>`, a signed
  * object with magic RBDRIL01, encrypted to the restore and metadata recipients) on every target that can be
  * written, so that `regbackup drills` shows the history from any target with the worker key alone.
  */

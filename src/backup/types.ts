@@ -64,7 +64,7 @@ export interface PartResult<S extends SourceSnapshot = SourceSnapshot> {
  */
 export type CouchSeq = string | number;
 
-/** One database inside a CouchDB source snapshot (see docs/FORMAT.md, "CouchDB listings"). */
+/** One database inside a CouchDB source snapshot (see docs/FORMAT.md §12.1, "CouchDB sources"). */
 export interface DbSnapshot {
   name: string;
   /** The update sequence the snapshot is consistent with (opaque: stored and passed back as `since`). */
@@ -89,7 +89,7 @@ export interface DbSnapshot {
   props?: Record<string, unknown>;
   /** Information from `GET /db` used to detect re-creation and purges on the next run. */
   info?: { purgeSeq?: CouchSeq; instanceStartTime?: string; uuid?: string };
-  /** The sorted listing of documents (JSON lines; see docs/FORMAT.md). */
+  /** The sorted listing of documents (JSON lines; see docs/FORMAT.md §12.1). */
   listing: StreamRef;
   /** Set when this database could not be read in the run: the entry is the one of that earlier snapshot. */
   carriedFrom?: string;
@@ -110,6 +110,6 @@ export interface TarballSourceSnapshot extends SourceSnapshot {
   location: string;
   files: number;
   bytes: number;
-  /** The sorted listing of files (JSON lines; see docs/FORMAT.md). */
+  /** The sorted listing of files (JSON lines; see docs/FORMAT.md §12.2). */
   listing: StreamRef;
 }

@@ -7,7 +7,7 @@ import { log } from '../log.js';
 import { ObjectNotFoundError, type ObjectStore } from '../store/types.js';
 
 /**
- * Prune marks (docs/FORMAT.md, "Pruning"): signed, encrypted JSON objects under `marks/`. Pruning never
+ * Prune marks (docs/FORMAT.md §14, "Deleting: forget, prune, marks"): signed, encrypted JSON objects under `marks/`. Pruning never
  * deletes at once, and never takes a lock:
  *
  * 1. a prune run marks the packs no snapshot needs (`kind: "marked"`);

@@ -1,7 +1,7 @@
 import { hkdfSync } from 'node:crypto';
 
 /**
- * Chunking (docs/FORMAT.md, "Chunking").
+ * Chunking (docs/FORMAT.md §7, "Chunking").
  *
  * - `cdc`: FastCDC with normalized chunking (level 2) over a 32-bit gear hash whose table is derived from the
  *   repository secret, so that chunk boundaries (and thus chunk sizes, visible to a storage provider through

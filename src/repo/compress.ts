@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { IntegrityError } from '../errors.js';
 
 /**
- * Compression of blobs (docs/FORMAT.md, "Compression"): zstd for data that compresses, nothing for data that
+ * Compression of blobs (docs/FORMAT.md §8, "Compression"): zstd for data that compresses, nothing for data that
  * is already compressed (gzip'd tarballs): those are recognised by their magic bytes and stored raw without
  * spending CPU on a futile attempt; anything else is compressed and kept raw if it saves less than 5%.
  */

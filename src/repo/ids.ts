@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 
 /**
- * Blob IDs (docs/FORMAT.md, "Blob IDs"): HMAC-SHA256 keyed with the repository's ID key over one type byte
+ * Blob IDs (docs/FORMAT.md §5, "Blob IDs"): HMAC-SHA256 keyed with the repository's ID key over one type byte
  * followed by the blob's plaintext. Keyed, so that a storage provider cannot test whether a known file is
  * stored; typed, so that a data blob and a tree blob with equal bytes are different blobs.
  */

@@ -4,7 +4,7 @@ import { BlobType } from './ids.js';
 import { decodeEntry, encodeEntry, ENTRY_SIZE, type PackEntry } from './pack.js';
 
 /**
- * Index objects (docs/FORMAT.md, "Index objects"): the body of a signed RBINDX01 object is
+ * Index objects (docs/FORMAT.md §10, "Index objects"): the body of a signed RBINDX01 object is
  *
  *   version u8 (1) | packCount u32 | pack*
  *   pack = packId[16] | type u8 | reserved[3] | size u64 | sha256[32] | entryCount u32 | entry[entryCount]

@@ -15,7 +15,7 @@ import { KeyError, systemCodeOf } from '../errors.js';
 import { registerSecret } from '../util/redact.js';
 
 /**
- * The two key files (docs/FORMAT.md, "Keys"):
+ * The two key files (docs/FORMAT.md §2, "Keys"):
  *
  * - the WORKER KEY (JSON, on the backup host): the restore recipients (public), the repository secret (names
  *   and chunks data), the metadata identity (reads indexes and snapshot listings, never content) and the

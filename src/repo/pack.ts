@@ -7,7 +7,7 @@ import { BlobType, ID_SIZE } from './ids.js';
 import type { Compression } from './compress.js';
 
 /**
- * Packs (docs/FORMAT.md, "Packs"): one age file per pack; its plaintext is
+ * Packs (docs/FORMAT.md §9, "Packs"): one age file per pack; its plaintext is
  *
  *   blob* | entry[n] | n u32 LE | "RBPACK01"
  *

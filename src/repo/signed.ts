@@ -4,7 +4,7 @@ import { compressAll, Compression, decompressBlob } from './compress.js';
 import { signBytes, verifyBytes } from './keys.js';
 
 /**
- * Signed objects (docs/FORMAT.md, "Signed objects"): config, snapshots, index objects and drill reports.
+ * Signed objects (docs/FORMAT.md §4, "Signed objects"): config, snapshots, index objects and drill reports.
  *
  *   magic[8] | compression u8 | rawLength u32 LE | body | signature[64]
  *

@@ -4,7 +4,7 @@ import { ObjectNotFoundError, type ObjectStore } from '../store/types.js';
 import { META_PREFIX, type Repository } from './repository.js';
 
 /**
- * Snapshots (docs/FORMAT.md, "Snapshots"): a signed, encrypted JSON manifest named
+ * Snapshots (docs/FORMAT.md §12, "Snapshots"): a signed, encrypted JSON manifest named
  * `snapshots/<UTC time as YYYYMMDDTHHMMSSZ>-<SHA-256 of the object>`; the snapshot ID is the SHA-256 part.
  * The time in the name must equal the time inside: a snapshot cannot be renamed to look newer.
  */

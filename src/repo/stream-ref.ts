@@ -4,7 +4,7 @@ import type { BlobReader } from './reader.js';
 import type { BlobKind, BlobWriter, Chunks } from './writer.js';
 
 /**
- * A stored stream (docs/FORMAT.md, "Streams"): its size and its chunk IDs in order, or, when there are many,
+ * A stored stream (docs/FORMAT.md §11, "Streams"): its size and its chunk IDs in order, or, when there are many,
  * `indirect`: a stream (of tree blobs) whose content is the chunk IDs, 32 raw bytes each, concatenated. The
  * indirection keeps snapshots small and lets unchanged stretches of a long listing deduplicate.
  */

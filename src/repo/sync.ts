@@ -9,7 +9,7 @@ import { sha256Hex, type MagicName } from './signed.js';
 import { loadSnapshot, snapshotInfo } from './snapshot.js';
 
 /**
- * Catching a target up (docs/FORMAT.md, "Several targets"): every target holds the same immutable objects,
+ * Catching a target up (docs/FORMAT.md §13, "Several targets"): every target holds the same immutable objects,
  * so a target that missed a run (down, full, slow) is repaired by copying what it lacks from a target that
  * has it — ciphertext as it is. Nothing crosses targets unverified: a metadata object is decrypted and its
  * signature checked (as every reader does) before its bytes, which must hash to its name, are copied; a pack

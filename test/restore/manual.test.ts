@@ -11,7 +11,7 @@ import { runCli } from '../helpers/cli.js';
 import { couch, unicodeText } from './fixture.js';
 
 /**
- * docs/FORMAT.md §15 promises that a document can be recovered with the restore identity, the `age` CLI,
+ * docs/FORMAT.md §16 promises that a document can be recovered with the restore identity, the `age` CLI,
  * `zstd`, `jq` and a hex viewer, following nothing but the format's layout. docs/DISASTER.md gives the exact
  * script ("regbackup itself does not run"); this test takes that script out of the document and runs it, with
  * bash and those tools only, against a real backup, and compares what it prints with the source document.
@@ -42,7 +42,7 @@ function run(cmd: string, args: string[]): Promise<{ code: number | null; stdout
   });
 }
 
-describe('reading a repository by hand (docs/FORMAT.md §15, docs/DISASTER.md 3.)', () => {
+describe('reading a repository by hand (docs/FORMAT.md §16, docs/DISASTER.md 3.)', () => {
   let dir: string;
   let servers: Awaited<ReturnType<typeof startServers<{ couchdb: true }>>>;
   let script: string;

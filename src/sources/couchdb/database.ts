@@ -23,7 +23,7 @@ export interface DbOutcome {
 }
 
 /**
- * Backs up one database (see docs/FORMAT.md, "CouchDB listings"): incremental from `previous` when it can
+ * Backs up one database (see docs/FORMAT.md §12.1, "CouchDB sources"): incremental from `previous` when it can
  * be, else full, with the reason in `fullReason` and an info finding. Throws DbGoneError when the database
  * does not exist (any more), CouchHttpError / SourceError when the server cannot be read.
  */

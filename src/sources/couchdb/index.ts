@@ -1,6 +1,6 @@
 /**
  * The CouchDB source of `regbackup backup`: consistent, incremental snapshots of every selected database
- * (see docs/FORMAT.md, "CouchDB listings", and listing.ts for the format).
+ * (see docs/FORMAT.md §12.1, "CouchDB sources", and listing.ts for the format).
  */
 export { backupCouchSource, listDatabases, type ListOptions } from './source.js';
 export { backupDatabase, type DbOutcome } from './database.js';

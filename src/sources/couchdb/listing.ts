@@ -5,7 +5,7 @@ import { compareCodePoints } from '../../util/external-sort.js';
 import { comparePaths } from '../tarballs/walk.js';
 
 /**
- * A CouchDB listing (docs/FORMAT.md, "CouchDB listings"): JSON lines, one document per line, sorted by
+ * A CouchDB listing (docs/FORMAT.md §12.1, "CouchDB sources"): JSON lines, one document per line, sorted by
  * `comparePaths(id)` (code point order, "/" lowest):
  *
  *   {"id": "<doc id>", "rev": "<winning rev>", "deleted": <winner deleted?>, "local"?: true,

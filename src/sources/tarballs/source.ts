@@ -19,7 +19,7 @@ import { comparePaths, inShard, type Shard, type WalkEntry } from './walk.js';
 import { FILE_CHANGED, JobError } from '../../repo/writer.js';
 
 /**
- * One file of a tarball listing (docs/FORMAT.md, "Tarball listings"): JSON lines sorted by `comparePaths`.
+ * One file of a tarball listing (docs/FORMAT.md §12.2, "Tarball sources"): JSON lines sorted by `comparePaths`.
  */
 export interface TarballEntry {
   path: string;
