@@ -68,7 +68,9 @@ export function whenReadable(src: Readable): Promise<Readable> {
  * errored, and the store's reader (for await, pipeline) throws that error.
  */
 export function deferErrors(stream: Readable): void {
-  if (!stream.listenerCount('error')) stream.on('error', keepForReader);
+  // Even when it has listeners already: pipe()'s own (a decorator's counter is piped into) removes itself
+  // on the first error and re-emits it, which would be uncaught without this one.
+  if (!stream.listeners('error').includes(keepForReader)) stream.on('error', keepForReader);
 }
 
 function keepForReader(this: Readable): void {
