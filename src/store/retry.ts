@@ -101,7 +101,9 @@ export class RetryingStore extends StoreDecorator {
     for (let attempt = 1; ; attempt++) {
       try {
         for await (const info of this.inner.list(prefix, opts)) {
-          if (last !== undefined && info.key <= last) continue;
+          // A restarted listing skips what was returned already; a first one passes everything through
+          // (a provider that lists out of byte order, like s3rver, would otherwise lose keys).
+          if (attempt > 1 && last !== undefined && info.key <= last) continue;
           last = info.key;
           yield info;
         }
