@@ -1,12 +1,5 @@
 import type { Readable } from 'node:stream';
-import type {
-  ByteRange,
-  ObjectInfo,
-  ObjectStore,
-  PutBody,
-  PutOptions,
-  SignalOptions,
-} from './types.js';
+import type { ByteRange, ObjectInfo, ObjectStore, PutBody, PutOptions, SignalOptions } from './types.js';
 
 /** Passes every call through to `inner` (close() too); decorators override what they change. */
 export abstract class StoreDecorator implements ObjectStore {

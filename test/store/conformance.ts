@@ -364,7 +364,10 @@ export function storeConformance(label: string, opts: ConformanceOptions): void 
       const store = await opts.open({});
       const data = randomBytes(3 * MiB);
       await store.put('packs/read', data);
-      await assert.rejects(store.get('packs/read', undefined, { signal: AbortSignal.abort() }), isAborted(store));
+      await assert.rejects(
+        store.get('packs/read', undefined, { signal: AbortSignal.abort() }),
+        isAborted(store),
+      );
       await assert.rejects(
         store.getBuffer('packs/read', { offset: 1, length: 10 }, { signal: AbortSignal.abort() }),
         isAborted(store),

@@ -158,7 +158,11 @@ describe('s3 store: provider specifics (against s3rver)', () => {
       const aborted = sent.filter((r) => r.method === 'DELETE' && 'uploadId' in r.query);
       assert.equal(created.length, 1, 'a multipart upload was started');
       assert.equal(aborted.length, 1, 'and aborted');
-      assert.equal(sent.filter((r) => r.method === 'POST' && 'uploadId' in r.query).length, 0, 'never completed');
+      assert.equal(
+        sent.filter((r) => r.method === 'POST' && 'uploadId' in r.query).length,
+        0,
+        'never completed',
+      );
       assert.equal(await store.stat('packs/cut'), undefined);
     } finally {
       client.destroy();
