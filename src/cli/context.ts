@@ -15,6 +15,8 @@ export interface GlobalOptions {
  */
 export class CliContext {
   private loaded?: LoadedConfig;
+  /** What the command opened that holds sockets or handles (target stores): closed when it ends. */
+  private readonly opened: Array<{ close(): Promise<void> }> = [];
 
   constructor(
     readonly opts: GlobalOptions,
@@ -29,6 +31,17 @@ export class CliContext {
   /** Progress bars and other TTY niceties: only for a human at a terminal. */
   get interactive(): boolean {
     return !this.opts.json && !this.opts.quiet && Boolean(process.stderr.isTTY);
+  }
+
+  /** Registers stores (anything with close()) to close when the command ends; returns them. */
+  closeAtEnd<T extends { close(): Promise<void> }>(items: T[]): T[] {
+    this.opened.push(...items);
+    return items;
+  }
+
+  /** Closes what closeAtEnd registered (main() calls it once the command is done, failed or not). */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.opened.splice(0).map((o) => o.close()));
   }
 
   config(): LoadedConfig {

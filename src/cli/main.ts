@@ -60,6 +60,8 @@ export async function main(argv: string[]): Promise<number> {
     return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.ok;
   } catch (err) {
     return reportError(err, { debug, json });
+  } finally {
+    await ref.ctx?.close();
   }
 }
 

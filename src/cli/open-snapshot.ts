@@ -20,7 +20,7 @@ export async function openSnapshot(
   let identity: RestoreIdentity | undefined;
   if (identityFile) identity = await loadRestoreIdentity(identityFile);
   const opened = await openForRestore({
-    targets: config.targets.map((t) => openStore(t)),
+    targets: c.closeAtEnd(config.targets.map((t) => openStore(t))),
     from: o.from,
     identity,
     identityFile,

@@ -34,7 +34,7 @@ export async function openRepository(
   let worker: WorkerKey | undefined;
   if (!o.needIdentity || !restore) worker = await loadWorkerKey(config.keys);
   const { repo, unreachable } = await Repository.open(
-    targets.map((t) => openStore(t)),
+    c.closeAtEnd(targets.map((t) => openStore(t))),
     { worker, restore },
     { cacheRoot: config.cache ?? defaultCacheRoot() },
   );

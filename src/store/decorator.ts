@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
-import type { ByteRange, ObjectInfo, ObjectStore, PutBody, PutOptions } from './types.js';
+import type { ByteRange, ObjectInfo, ObjectStore, PutBody, PutOptions, SignalOptions } from './types.js';
 
-/** Passes every call through to `inner`; decorators override what they change. */
+/** Passes every call through to `inner` (close() too); decorators override what they change. */
 export abstract class StoreDecorator implements ObjectStore {
   constructor(protected readonly inner: ObjectStore) {}
 
@@ -17,23 +17,27 @@ export abstract class StoreDecorator implements ObjectStore {
     return this.inner.put(key, body, opts);
   }
 
-  get(key: string, range?: ByteRange): Promise<Readable> {
-    return this.inner.get(key, range);
+  get(key: string, range?: ByteRange, opts?: SignalOptions): Promise<Readable> {
+    return this.inner.get(key, range, opts);
   }
 
-  getBuffer(key: string, range?: ByteRange): Promise<Buffer> {
-    return this.inner.getBuffer(key, range);
+  getBuffer(key: string, range?: ByteRange, opts?: SignalOptions): Promise<Buffer> {
+    return this.inner.getBuffer(key, range, opts);
   }
 
   stat(key: string): Promise<ObjectInfo | undefined> {
     return this.inner.stat(key);
   }
 
-  list(prefix: string): AsyncIterable<ObjectInfo> {
-    return this.inner.list(prefix);
+  list(prefix: string, opts?: SignalOptions): AsyncIterable<ObjectInfo> {
+    return this.inner.list(prefix, opts);
   }
 
   delete(key: string): Promise<void> {
     return this.inner.delete(key);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
   }
 }

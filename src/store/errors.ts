@@ -1,12 +1,13 @@
 import { TargetError, messageOf } from '../errors.js';
 import { redactString } from '../util/redact.js';
-import { ObjectNotFoundError } from './types.js';
+import { ObjectNotFoundError, StoreAbortedError, StoreClosedError } from './types.js';
 
 /** The operations of an ObjectStore, as they appear in messages and metrics. */
 export type StoreOperation = 'put' | 'get' | 'stat' | 'list' | 'delete';
 
 /** What went wrong, independent of the provider. */
 export type FailureKind =
+  | 'aborted'
   | 'not-found'
   | 'no-bucket'
   | 'unauthenticated'
@@ -148,6 +149,7 @@ function inspect(err: unknown): { status?: number; name?: string; sysCode?: stri
 
 /** Classifies any error from a provider SDK, an HTTP client or the filesystem. */
 export function classify(err: unknown): Failure {
+  if (err instanceof StoreAbortedError) return { kind: 'aborted', transient: false, detail: err.message };
   if (err instanceof ObjectNotFoundError)
     return { kind: 'not-found', status: 404, transient: false, detail: err.message };
   if (err instanceof TargetError && typeof err.details.kind === 'string') {
@@ -226,6 +228,9 @@ export function toTargetError(err: unknown, ctx: FailureContext): TargetError {
   const container = ctx.container ?? 'bucket';
   let what: string;
   switch (f.kind) {
+    case 'aborted':
+      what = `aborted ${where}`;
+      break;
     case 'not-found':
       what = `not found${statusText(f)} ${where}: ${f.detail}`;
       break;
@@ -281,6 +286,26 @@ export function toTargetError(err: unknown, ctx: FailureContext): TargetError {
     },
     { cause: err },
   );
+}
+
+/**
+ * A provider's error as the store reports it: StoreAbortedError when `signal` has aborted (whatever the SDK
+ * made of it), ObjectNotFoundError for a missing object on get or stat, otherwise a TargetError
+ * (toTargetError). The one mapping every store uses.
+ */
+export function storeError(err: unknown, ctx: FailureContext, signal?: AbortSignal): Error {
+  if (
+    err instanceof ObjectNotFoundError ||
+    err instanceof StoreAbortedError ||
+    err instanceof StoreClosedError
+  ) {
+    return err;
+  }
+  if (signal?.aborted) return new StoreAbortedError(ctx.target, ctx.operation, ctx.key, signal.reason);
+  if (classify(err).kind === 'not-found' && (ctx.operation === 'get' || ctx.operation === 'stat')) {
+    return new ObjectNotFoundError(ctx.target, ctx.key);
+  }
+  return toTargetError(err, ctx);
 }
 
 function localAdvice(code: string | undefined): string {

@@ -15,11 +15,22 @@ import {
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { TargetError, messageOf, systemCodeOf } from '../errors.js';
-import { toTargetError, type StoreOperation } from './errors.js';
-import { assertValidRange, deferErrors, emptyStream, mapStreamErrors, readAll } from './streams.js';
+import { storeError, type StoreOperation } from './errors.js';
+import {
+  assertValidRange,
+  deferErrors,
+  destroyOnAbort,
+  emptyStream,
+  mapStreamErrors,
+  readAll,
+} from './streams.js';
 import {
   ObjectNotFoundError,
+  StoreAbortedError,
+  StoreClosedError,
   isLocalFile,
+  throwIfAborted,
+  type SignalOptions,
   type LocalFile,
   type PutBody,
   assertValidKey,
@@ -50,13 +61,15 @@ const TEMP_PREFIX = '.tmp ';
  * Objects as files under a root directory; a key's "/" separates directories. Writes are atomic and
  * durable: a temp file in the same directory, fsync, rename, fsync of the directory. Never touches anything
  * outside the root: keys cannot climb out (validated), and a symbolic link inside the root that points
- * elsewhere is refused (its real path is checked) rather than followed.
+ * elsewhere is refused (its real path is checked) rather than followed. An aborted put removes its temp
+ * file; close() holds nothing to release (each operation closes its own file handles).
  */
 export class FsStore implements ObjectStore {
   readonly name: string;
   readonly location: string;
   private readonly root: string;
   private realRoot: string | undefined;
+  private closed = false;
 
   constructor(opts: FsStoreOptions) {
     this.name = opts.name;
@@ -65,16 +78,22 @@ export class FsStore implements ObjectStore {
   }
 
   async put(key: string, body: PutBody, opts: PutOptions = {}): Promise<void> {
+    const { signal } = opts;
+    this.assertOpen();
+    throwIfAborted(signal, this.name, 'put', key);
     if (isLocalFile(body)) {
       // A local file: hard-linked into place when allowed and on the same filesystem (no copy), else copied.
-      if (body.link && (await this.linkIn(key, body))) return;
+      if (body.link && (await this.linkIn(key, body, signal))) return;
       return this.put(key, createReadStream(body.file), { ...opts, size: body.size });
     }
     const path = this.pathOf(key);
     const dir = dirname(path);
     let tmp: string | undefined;
     let fh: FileHandle | undefined;
-    if (!Buffer.isBuffer(body)) deferErrors(body);
+    if (!Buffer.isBuffer(body)) {
+      deferErrors(body);
+      destroyOnAbort(body, signal, () => new StoreAbortedError(this.name, 'put', key, signal?.reason));
+    }
     try {
       const firstCreated = await this.makeDirectories(dir, key);
       await this.assertInside(dir);
@@ -86,7 +105,7 @@ export class FsStore implements ObjectStore {
       );
       let written = 0;
       if (Buffer.isBuffer(body)) {
-        await fh.writeFile(body);
+        await fh.writeFile(body, signal ? { signal } : {});
         written = body.length;
       } else {
         for await (const chunk of body) {
@@ -101,6 +120,8 @@ export class FsStore implements ObjectStore {
       await fh.sync();
       await fh.close();
       fh = undefined;
+      // The last moment to stop: after the rename the object is there, whole.
+      throwIfAborted(signal, this.name, 'put', key);
       await rename(tmp, path).catch((err: unknown) => {
         throw systemCodeOf(err) === 'EISDIR' ? this.inTheWay(key) : err;
       });
@@ -116,7 +137,7 @@ export class FsStore implements ObjectStore {
       // Clean-up failures are secondary: the error that matters is `err`.
       await fh?.close().catch(() => undefined);
       if (tmp) await unlink(tmp).catch(() => undefined);
-      throw this.fail(err, 'put', key);
+      throw this.fail(err, 'put', key, signal);
     }
   }
 
@@ -125,7 +146,7 @@ export class FsStore implements ObjectStore {
    * renamed onto the key, and the directory synced — the same atomicity and durability as put. False when a
    * link cannot be made (another filesystem): the caller copies instead.
    */
-  private async linkIn(key: string, body: LocalFile): Promise<boolean> {
+  private async linkIn(key: string, body: LocalFile, signal: AbortSignal | undefined): Promise<boolean> {
     const path = this.pathOf(key);
     const dir = dirname(path);
     let tmp: string | undefined;
@@ -154,6 +175,7 @@ export class FsStore implements ObjectStore {
         }
         throw err;
       }
+      throwIfAborted(signal, this.name, 'put', key);
       await rename(tmp, path);
       tmp = undefined;
       await fsyncDir(dir);
@@ -165,16 +187,20 @@ export class FsStore implements ObjectStore {
       return true;
     } catch (err) {
       if (tmp) await unlink(tmp).catch(() => undefined);
-      throw this.fail(err, 'put', key);
+      throw this.fail(err, 'put', key, signal);
     }
   }
 
-  async get(key: string, range?: ByteRange): Promise<Readable> {
+  async get(key: string, range?: ByteRange, opts: SignalOptions = {}): Promise<Readable> {
+    const { signal } = opts;
+    this.assertOpen();
     const path = this.pathOf(key);
     assertValidRange(range);
+    throwIfAborted(signal, this.name, 'get', key);
     let fh: FileHandle | undefined;
     try {
       fh = await this.openObject(path, key);
+      throwIfAborted(signal, this.name, 'get', key);
       const { size } = await fh.stat();
       const start = range?.offset ?? 0;
       const end = range ? Math.min(size, range.offset + range.length) : size; // exclusive
@@ -184,18 +210,21 @@ export class FsStore implements ObjectStore {
       }
       const stream = fh.createReadStream({ start, end: end - 1 });
       fh = undefined; // the stream closes it
-      return mapStreamErrors(stream, (err) => this.fail(err, 'get', key));
+      const out = mapStreamErrors(stream, (err) => this.fail(err, 'get', key, signal));
+      destroyOnAbort(out, signal, () => new StoreAbortedError(this.name, 'get', key, signal?.reason));
+      return out;
     } catch (err) {
       await fh?.close().catch(() => undefined);
-      throw this.fail(err, 'get', key);
+      throw this.fail(err, 'get', key, signal);
     }
   }
 
-  async getBuffer(key: string, range?: ByteRange): Promise<Buffer> {
-    return readAll(await this.get(key, range));
+  async getBuffer(key: string, range?: ByteRange, opts?: SignalOptions): Promise<Buffer> {
+    return readAll(await this.get(key, range, opts));
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {
+    this.assertOpen();
     const path = this.pathOf(key);
     try {
       const st = await lstat(path);
@@ -208,20 +237,23 @@ export class FsStore implements ObjectStore {
     }
   }
 
-  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+  async *list(prefix: string, opts: SignalOptions = {}): AsyncIterable<ObjectInfo> {
+    const { signal } = opts;
+    this.assertOpen();
     assertValidPrefix(prefix);
     const slash = prefix.lastIndexOf('/');
     const dirKey = slash >= 0 ? prefix.slice(0, slash) : '';
     const namePrefix = prefix.slice(slash + 1);
     const dir = dirKey ? join(this.root, ...dirKey.split('/')) : this.root;
     try {
-      yield* this.walk(dir, dirKey, namePrefix);
+      yield* this.walk(dir, dirKey, namePrefix, () => throwIfAborted(signal, this.name, 'list', prefix));
     } catch (err) {
-      throw this.fail(err, 'list', prefix);
+      throw this.fail(err, 'list', prefix, signal);
     }
   }
 
   async delete(key: string): Promise<void> {
+    this.assertOpen();
     const path = this.pathOf(key);
     try {
       await this.assertInside(dirname(path));
@@ -233,9 +265,27 @@ export class FsStore implements ObjectStore {
     }
   }
 
-  /** Keys in lexicographic order: a directory sorts as its name + "/", which is where its keys belong. */
-  private async *walk(dir: string, dirKey: string, namePrefix: string): AsyncGenerator<ObjectInfo> {
+  /** Nothing to release; afterwards every operation rejects with StoreClosedError. */
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new StoreClosedError(this.name);
+  }
+
+  /**
+   * Keys in lexicographic order: a directory sorts as its name + "/", which is where its keys belong.
+   * `checkAbort` runs before each directory is read and each object is yielded.
+   */
+  private async *walk(
+    dir: string,
+    dirKey: string,
+    namePrefix: string,
+    checkAbort: () => void,
+  ): AsyncGenerator<ObjectInfo> {
     let entries;
+    checkAbort();
     try {
       await this.assertInside(dir);
       entries = await readdir(dir, { withFileTypes: true });
@@ -258,11 +308,12 @@ export class FsStore implements ObjectStore {
       const key = dirKey ? `${dirKey}/${item.name}` : item.name;
       const path = join(dir, item.name);
       if (item.isDir) {
-        yield* this.walk(path, key, '');
+        yield* this.walk(path, key, '', checkAbort);
         continue;
       }
       try {
         const st = await lstat(path);
+        checkAbort();
         if (st.isFile()) yield { key, size: st.size, mtime: st.mtime };
       } catch (err) {
         if (!isAbsent(err)) throw err; // deleted while listing: not there any more
@@ -393,15 +444,9 @@ export class FsStore implements ObjectStore {
     );
   }
 
-  private fail(err: unknown, operation: StoreOperation, key: string): Error {
-    if (err instanceof ObjectNotFoundError) return err;
-    return toTargetError(err, {
-      target: this.name,
-      operation,
-      key,
-      endpoint: this.root,
-      container: 'directory',
-    });
+  private fail(err: unknown, operation: StoreOperation, key: string, signal?: AbortSignal): Error {
+    const ctx = { target: this.name, operation, key, endpoint: this.root, container: 'directory' };
+    return storeError(err, ctx, signal);
   }
 }
 

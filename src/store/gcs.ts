@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   Storage,
@@ -7,21 +7,26 @@ import {
   type CreateWriteStreamOptions,
   type FileMetadata,
 } from '@google-cloud/storage';
-import { classify, displayEndpoint, toTargetError, type StoreOperation } from './errors.js';
-import { gcsLocation, normalizePrefix } from './location.js';
+import { classify, displayEndpoint, storeError, type StoreOperation } from './errors.js';
+import { gcsLocation, keyOf, normalizePrefix } from './location.js';
 import {
   assertValidRange,
   deferErrors,
+  destroyOnAbort,
   emptyStream,
   mapStreamErrors,
   readAll,
+  untilAborted,
   whenReadable,
 } from './streams.js';
 import {
   ObjectNotFoundError,
+  StoreAbortedError,
+  StoreClosedError,
   isLocalFile,
+  throwIfAborted,
   type PutBody,
-  assertValidKey,
+  type SignalOptions,
   assertValidPrefix,
   type ByteRange,
   type ObjectInfo,
@@ -59,6 +64,12 @@ const MiB = 1024 * 1024;
 /**
  * Google Cloud Storage through @google-cloud/storage v7 (JSON API). Buffers go up in one simple upload;
  * streams of unknown or large size through a resumable upload (the library streams it: bounded memory).
+ *
+ * Cancellation: the library takes no AbortSignal, so an aborted operation destroys its streams (the upload
+ * stream: its request is cut and the upload never completes, so no object appears; the download stream)
+ * and stops waiting for a list page. close() has no socket of its own to end: the library keeps its
+ * connections in one process-wide keep-alive pool (teeny-request's), shared with every other GCS store,
+ * whose idle sockets do not keep the process alive; the store only refuses further operations.
  */
 export class GcsStore implements ObjectStore {
   readonly name: string;
@@ -70,6 +81,7 @@ export class GcsStore implements ObjectStore {
   private readonly retentionMode: 'Locked' | 'Unlocked';
   private readonly pageSize: number;
   private readonly resumableThreshold: number;
+  private closed = false;
 
   constructor(opts: GcsStoreOptions) {
     this.name = opts.name;
@@ -93,6 +105,8 @@ export class GcsStore implements ObjectStore {
 
   async put(key: string, body: PutBody, opts: PutOptions = {}): Promise<void> {
     const file = this.bucket.file(this.keyOf(key));
+    const { signal } = opts;
+    throwIfAborted(signal, this.name, 'put', key);
     if (!Buffer.isBuffer(body) && !isLocalFile(body)) deferErrors(body);
     const metadata: FileMetadata = {};
     if (this.storageClass) metadata.storageClass = this.storageClass;
@@ -104,28 +118,36 @@ export class GcsStore implements ObjectStore {
     const options: CreateWriteStreamOptions = { metadata, preconditionOpts: { ifGenerationMatch: 0 } };
     if (opts.contentType) options.contentType = opts.contentType;
     try {
-      if (Buffer.isBuffer(body)) {
+      if (Buffer.isBuffer(body) && !signal) {
         await file.save(body, { ...options, resumable: body.length > this.resumableThreshold });
-      } else if (isLocalFile(body)) {
-        await pipeline(
-          createReadStream(body.file),
-          file.createWriteStream({ ...options, resumable: body.size > this.resumableThreshold }),
-        );
       } else {
-        const resumable = opts.size === undefined || opts.size > this.resumableThreshold;
-        await pipeline(body, file.createWriteStream({ ...options, resumable }));
+        // With a signal, a Buffer goes through the same stream as the others (save() cannot be cut short).
+        const [source, size] = Buffer.isBuffer(body)
+          ? [Readable.from([body], { objectMode: false }), body.length]
+          : isLocalFile(body)
+            ? [createReadStream(body.file), body.size]
+            : [body, opts.size];
+        const resumable = size === undefined || size > this.resumableThreshold;
+        const upload = file.createWriteStream({ ...options, resumable });
+        // The upload stream too: its request is cut, so the object is never completed.
+        const aborted = () => new StoreAbortedError(this.name, 'put', key, signal?.reason);
+        destroyOnAbort(source, signal, aborted);
+        destroyOnAbort(upload, signal, aborted);
+        await pipeline(source, upload);
       }
     } catch (err) {
       // 412: the object exists. Names are content hashes or random, so it holds these very bytes (a
       // concurrent copy, a retried request that had succeeded).
-      if ((err as { code?: unknown }).code === 412) return;
-      throw this.fail(err, 'put', key);
+      if (!signal?.aborted && (err as { code?: unknown }).code === 412) return;
+      throw this.fail(err, 'put', key, signal);
     }
   }
 
-  async get(key: string, range?: ByteRange): Promise<Readable> {
+  async get(key: string, range?: ByteRange, opts: SignalOptions = {}): Promise<Readable> {
     const file = this.bucket.file(this.keyOf(key));
+    const { signal } = opts;
     assertValidRange(range);
+    throwIfAborted(signal, this.name, 'get', key);
     if (range && range.length === 0) {
       if (!(await this.stat(key))) throw new ObjectNotFoundError(this.name, key);
       return emptyStream();
@@ -139,17 +161,21 @@ export class GcsStore implements ObjectStore {
             validation: false,
           })
         : file.createReadStream();
+      const aborted = () => new StoreAbortedError(this.name, 'get', key, signal?.reason);
+      destroyOnAbort(src, signal, aborted);
       // The library sends the request on the first read: wait for it, so that "not found" rejects here.
       await whenReadable(src);
-      return mapStreamErrors(src, (err) => this.fail(err, 'get', key));
+      const out = mapStreamErrors(src, (err) => this.fail(err, 'get', key, signal));
+      destroyOnAbort(out, signal, aborted);
+      return out;
     } catch (err) {
-      if (range && classify(err).status === 416) return emptyStream();
-      throw this.fail(err, 'get', key);
+      if (range && !signal?.aborted && classify(err).status === 416) return emptyStream();
+      throw this.fail(err, 'get', key, signal);
     }
   }
 
-  async getBuffer(key: string, range?: ByteRange): Promise<Buffer> {
-    return readAll(await this.get(key, range));
+  async getBuffer(key: string, range?: ByteRange, opts?: SignalOptions): Promise<Buffer> {
+    return readAll(await this.get(key, range, opts));
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {
@@ -163,22 +189,30 @@ export class GcsStore implements ObjectStore {
     }
   }
 
-  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+  async *list(prefix: string, opts: SignalOptions = {}): AsyncIterable<ObjectInfo> {
+    const { signal } = opts;
+    this.assertOpen();
     assertValidPrefix(prefix);
+    const aborted = () => new StoreAbortedError(this.name, 'list', prefix, signal?.reason);
     let pageToken: string | undefined;
     do {
       let files, next;
       try {
-        [files, next] = await this.bucket.getFiles({
-          prefix: this.prefix + prefix,
-          autoPaginate: false,
-          maxResults: this.pageSize,
-          ...(pageToken ? { pageToken } : {}),
-        });
+        [files, next] = await untilAborted(
+          this.bucket.getFiles({
+            prefix: this.prefix + prefix,
+            autoPaginate: false,
+            maxResults: this.pageSize,
+            ...(pageToken ? { pageToken } : {}),
+          }),
+          signal,
+          aborted,
+        );
       } catch (err) {
-        throw this.fail(err, 'list', prefix);
+        throw this.fail(err, 'list', prefix, signal);
       }
       for (const f of files) {
+        throwIfAborted(signal, this.name, 'list', prefix);
         if (!f.name.startsWith(this.prefix)) continue;
         yield this.info(f.name.slice(this.prefix.length), f.metadata);
       }
@@ -203,23 +237,23 @@ export class GcsStore implements ObjectStore {
     return info;
   }
 
-  private keyOf(key: string): string {
-    assertValidKey(key);
-    return this.prefix + key;
+  /** Idempotent; see the class comment for the library's sockets. */
+  async close(): Promise<void> {
+    this.closed = true;
   }
 
-  private fail(err: unknown, operation: StoreOperation, key: string): Error {
-    if (err instanceof ObjectNotFoundError) return err;
-    const f = classify(err);
-    if (f.kind === 'not-found' && (operation === 'get' || operation === 'stat')) {
-      return new ObjectNotFoundError(this.name, key);
-    }
-    return toTargetError(err, {
-      target: this.name,
-      operation,
-      key,
-      endpoint: this.endpoint,
-      container: 'bucket',
-    });
+  private assertOpen(): void {
+    if (this.closed) throw new StoreClosedError(this.name);
+  }
+
+  /** The object's name in the bucket; also the check that the store is still open. */
+  private keyOf(key: string): string {
+    this.assertOpen();
+    return keyOf(this.prefix, key);
+  }
+
+  private fail(err: unknown, operation: StoreOperation, key: string, signal?: AbortSignal): Error {
+    const ctx = { target: this.name, operation, key, endpoint: this.endpoint, container: 'bucket' };
+    return storeError(err, ctx, signal);
   }
 }

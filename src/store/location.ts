@@ -1,5 +1,5 @@
 import { displayEndpoint } from './errors.js';
-import { assertValidPrefix } from './types.js';
+import { assertValidKey, assertValidPrefix } from './types.js';
 
 /** A key prefix as stored: no leading "/", one trailing "/" (or empty), validated. */
 export function normalizePrefix(prefix: string | undefined): string {
@@ -9,6 +9,12 @@ export function normalizePrefix(prefix: string | undefined): string {
   const withSlash = p.endsWith('/') ? p : `${p}/`;
   assertValidPrefix(withSlash);
   return withSlash;
+}
+
+/** The provider's name of an object: the target's prefix (normalized) and the key, validated. */
+export function keyOf(prefix: string, key: string): string {
+  assertValidKey(key);
+  return prefix + key;
 }
 
 /** How an S3 target is named in messages (no credentials). */

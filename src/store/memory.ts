@@ -1,10 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { Readable as ReadableStream } from 'node:stream';
-import { assertValidRange, readAll } from './streams.js';
+import { assertValidRange, destroyOnAbort, readAll } from './streams.js';
 import {
   ObjectNotFoundError,
+  StoreAbortedError,
+  StoreClosedError,
   isLocalFile,
+  throwIfAborted,
+  type SignalOptions,
   type PutBody,
   assertValidKey,
   assertValidPrefix,
@@ -21,18 +25,26 @@ import {
 export class MemoryStore implements ObjectStore {
   readonly location: string;
   private readonly objects = new Map<string, { data: Buffer; mtime: Date; retainUntil?: Date }>();
+  private closed = false;
 
   constructor(readonly name = 'memory') {
     this.location = `memory://${name}/`;
   }
 
   async put(key: string, body: PutBody, opts: PutOptions = {}): Promise<void> {
+    this.open();
     assertValidKey(key);
-    const data = Buffer.isBuffer(body)
-      ? Buffer.from(body)
-      : isLocalFile(body)
-        ? await readFile(body.file)
-        : await readAll(body);
+    const { signal } = opts;
+    throwIfAborted(signal, this.name, 'put', key);
+    const aborted = () => new StoreAbortedError(this.name, 'put', key, signal?.reason);
+    let data: Buffer;
+    if (Buffer.isBuffer(body)) data = Buffer.from(body);
+    else if (isLocalFile(body)) data = await readFile(body.file, signal ? { signal } : {});
+    else {
+      destroyOnAbort(body, signal, aborted);
+      data = await readAll(body);
+    }
+    if (signal?.aborted) throw aborted();
     this.objects.set(key, {
       data,
       mtime: new Date(),
@@ -40,12 +52,17 @@ export class MemoryStore implements ObjectStore {
     });
   }
 
-  async get(key: string, range?: ByteRange): Promise<Readable> {
-    return ReadableStream.from([await this.getBuffer(key, range)], { objectMode: false });
+  async get(key: string, range?: ByteRange, opts: SignalOptions = {}): Promise<Readable> {
+    const stream = ReadableStream.from([await this.getBuffer(key, range, opts)], { objectMode: false });
+    const { signal } = opts;
+    destroyOnAbort(stream, signal, () => new StoreAbortedError(this.name, 'get', key, signal?.reason));
+    return stream;
   }
 
-  async getBuffer(key: string, range?: ByteRange): Promise<Buffer> {
+  async getBuffer(key: string, range?: ByteRange, opts: SignalOptions = {}): Promise<Buffer> {
+    this.open();
     assertValidKey(key);
+    throwIfAborted(opts.signal, this.name, 'get', key);
     assertValidRange(range);
     const o = this.objects.get(key);
     if (!o) throw new ObjectNotFoundError(this.name, key);
@@ -54,6 +71,7 @@ export class MemoryStore implements ObjectStore {
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {
+    this.open();
     assertValidKey(key);
     const o = this.objects.get(key);
     if (!o) return undefined;
@@ -65,17 +83,29 @@ export class MemoryStore implements ObjectStore {
     };
   }
 
-  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+  async *list(prefix: string, opts: SignalOptions = {}): AsyncIterable<ObjectInfo> {
+    this.open();
     assertValidPrefix(prefix);
     const keys = [...this.objects.keys()].filter((k) => k.startsWith(prefix)).sort();
     for (const key of keys) {
+      throwIfAborted(opts.signal, this.name, 'list', prefix);
       const info = await this.stat(key);
       if (info) yield info;
     }
   }
 
   async delete(key: string): Promise<void> {
+    this.open();
     assertValidKey(key);
     this.objects.delete(key);
+  }
+
+  /** Nothing to release; the objects stay (a MemoryStore is its own backend). */
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  private open(): void {
+    if (this.closed) throw new StoreClosedError(this.name);
   }
 }

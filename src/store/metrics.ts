@@ -4,7 +4,9 @@ import type { StoreOperation } from './errors.js';
 import { ByteCounter, readAll } from './streams.js';
 import {
   ObjectNotFoundError,
+  StoreAbortedError,
   isLocalFile,
+  type SignalOptions,
   type PutBody,
   type ByteRange,
   type ObjectInfo,
@@ -86,11 +88,11 @@ export class MeteredStore extends StoreDecorator {
     return this.count('put', () => this.inner.put(key, sent, opts));
   }
 
-  override async get(key: string, range?: ByteRange): Promise<Readable> {
-    const stream = await this.count('get', () => this.inner.get(key, range));
+  override async get(key: string, range?: ByteRange, opts?: SignalOptions): Promise<Readable> {
+    const stream = await this.count('get', () => this.inner.get(key, range, opts));
     const counter = new ByteCounter((n) => this.metrics.down(n));
     stream.once('error', (err) => {
-      if (!(err instanceof ObjectNotFoundError)) this.metrics.error('get');
+      if (isFailure(err)) this.metrics.error('get');
       counter.destroy(err);
     });
     counter.once('close', () => {
@@ -99,9 +101,9 @@ export class MeteredStore extends StoreDecorator {
     return stream.pipe(counter);
   }
 
-  override async getBuffer(key: string, range?: ByteRange): Promise<Buffer> {
+  override async getBuffer(key: string, range?: ByteRange, opts?: SignalOptions): Promise<Buffer> {
     // Through get(), so that a provider's own getBuffer cannot bypass the byte count.
-    return readAll(await this.get(key, range));
+    return readAll(await this.get(key, range, opts));
   }
 
   override stat(key: string): Promise<ObjectInfo | undefined> {
@@ -112,12 +114,12 @@ export class MeteredStore extends StoreDecorator {
     return this.count('delete', () => this.inner.delete(key));
   }
 
-  override async *list(prefix: string): AsyncIterable<ObjectInfo> {
+  override async *list(prefix: string, opts?: SignalOptions): AsyncIterable<ObjectInfo> {
     this.metrics.request('list');
     try {
-      yield* this.inner.list(prefix);
+      yield* this.inner.list(prefix, opts);
     } catch (err) {
-      this.metrics.error('list');
+      if (isFailure(err)) this.metrics.error('list');
       throw err;
     }
   }
@@ -127,10 +129,15 @@ export class MeteredStore extends StoreDecorator {
     try {
       return await fn();
     } catch (err) {
-      if (!(err instanceof ObjectNotFoundError)) this.metrics.error(op);
+      if (isFailure(err)) this.metrics.error(op);
       throw err;
     }
   }
+}
+
+/** A missing object is an answer, an aborted operation the caller's choice: neither is a provider error. */
+function isFailure(err: unknown): boolean {
+  return !(err instanceof ObjectNotFoundError) && !(err instanceof StoreAbortedError);
 }
 
 export function withMetrics(store: ObjectStore, metrics?: StoreMetrics): MeteredStore {

@@ -14,11 +14,12 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { TargetError } from '../errors.js';
 import { nameProblem, showName } from '../repo/names.js';
-import { normalizePrefix, s3Location } from './location.js';
-import { classify, displayEndpoint, toTargetError, type StoreOperation } from './errors.js';
+import { keyOf, normalizePrefix, s3Location } from './location.js';
+import { classify, displayEndpoint, storeError, type StoreOperation } from './errors.js';
 import {
   assertValidRange,
   deferErrors,
+  destroyOnAbort,
   emptyStream,
   mapStreamErrors,
   readAll,
@@ -26,9 +27,12 @@ import {
 } from './streams.js';
 import {
   ObjectNotFoundError,
+  StoreAbortedError,
+  StoreClosedError,
   isLocalFile,
+  throwIfAborted,
   type PutBody,
-  assertValidKey,
+  type SignalOptions,
   assertValidPrefix,
   type ByteRange,
   type ObjectInfo,
@@ -88,6 +92,9 @@ const SINGLE_PUT_MAX = 1024 * MiB;
  * body: about 5 parts at the peak, as it copies chunks and concatenates parts, plus request bodies the SDK
  * keeps referenced for a moment after sending).
  * Ranged reads send `Range: bytes=a-b` (never suffix ranges: several compatible providers get them wrong).
+ * An AbortSignal goes to the SDK with each request; an aborted streamed upload stops reading its body and
+ * lib-storage aborts the multipart upload (AbortMultipartUpload) before put rejects. close() destroys the
+ * client (its sockets), unless the client was passed in (`client`): its owner closes it.
  */
 export class S3Store implements ObjectStore {
   readonly name: string;
@@ -102,6 +109,8 @@ export class S3Store implements ObjectStore {
   private readonly partSize: number;
   private readonly queueSize: number;
   private readonly sourceKeys: boolean;
+  private readonly ownsClient: boolean;
+  private closed = false;
 
   constructor(opts: S3StoreOptions) {
     this.name = opts.name;
@@ -117,6 +126,7 @@ export class S3Store implements ObjectStore {
     this.pageSize = Math.max(1, Math.min(1000, opts.pageSize ?? 1000));
     this.partSize = Math.max(5 * MiB, opts.partSize ?? 8 * MiB);
     this.queueSize = Math.max(1, opts.queueSize ?? 2);
+    this.ownsClient = !opts.client;
     if (opts.client) {
       this.client = opts.client;
     } else {
@@ -143,6 +153,9 @@ export class S3Store implements ObjectStore {
 
   async put(key: string, body: PutBody, opts: PutOptions = {}): Promise<void> {
     const params: PutObjectCommandInput = { Bucket: this.bucket, Key: this.keyOf(key) };
+    const { signal } = opts;
+    const aborted = () => new StoreAbortedError(this.name, 'put', key, signal?.reason);
+    throwIfAborted(signal, this.name, 'put', key);
     if (!Buffer.isBuffer(body) && !isLocalFile(body)) deferErrors(body);
     if (opts.contentType) params.ContentType = opts.contentType;
     if (this.storageClass) params.StorageClass = this.storageClass;
@@ -152,40 +165,42 @@ export class S3Store implements ObjectStore {
       // Object Lock requires an integrity checksum on the request, whatever the client's checksum policy.
       params.ChecksumAlgorithm = 'CRC32';
     }
+    const send = signal ? { abortSignal: signal } : {};
     try {
       if (Buffer.isBuffer(body)) {
-        await this.client.send(new PutObjectCommand({ ...params, Body: body, ContentLength: body.length }));
+        await this.client.send(
+          new PutObjectCommand({ ...params, Body: body, ContentLength: body.length }),
+          send,
+        );
       } else if (isLocalFile(body) && body.size <= SINGLE_PUT_MAX) {
         // One PUT streamed from the file: no part buffers in memory (a pack is ~16 MiB; S3 takes 5 GiB).
         await this.client.send(
           new PutObjectCommand({ ...params, Body: createReadStream(body.file), ContentLength: body.size }),
+          send,
         );
-      } else if (isLocalFile(body)) {
+      } else {
+        // Multipart. On abort the body stops (destroyed): lib-storage then aborts the multipart upload
+        // (leavePartsOnError false) and only afterwards rejects, so no part outlives the put.
+        const stream = isLocalFile(body) ? createReadStream(body.file) : body;
+        destroyOnAbort(stream, signal, aborted);
         await new Upload({
           client: this.client,
-          params: { ...params, Body: createReadStream(body.file) },
+          params: { ...params, Body: stream },
           partSize: this.partSize,
           queueSize: this.queueSize,
           leavePartsOnError: false,
         }).done();
-      } else {
-        const upload = new Upload({
-          client: this.client,
-          params: { ...params, Body: body },
-          partSize: this.partSize,
-          queueSize: this.queueSize,
-          leavePartsOnError: false,
-        });
-        await upload.done();
       }
     } catch (err) {
-      throw this.fail(err, 'put', key);
+      throw this.fail(err, 'put', key, signal);
     }
   }
 
-  async get(key: string, range?: ByteRange): Promise<Readable> {
+  async get(key: string, range?: ByteRange, opts: SignalOptions = {}): Promise<Readable> {
     const k = this.keyOf(key);
+    const { signal } = opts;
     assertValidRange(range);
+    throwIfAborted(signal, this.name, 'get', key);
     if (range && range.length === 0) {
       if (!(await this.stat(key))) throw new ObjectNotFoundError(this.name, key);
       return emptyStream();
@@ -197,21 +212,24 @@ export class S3Store implements ObjectStore {
           Key: k,
           Range: range ? `bytes=${range.offset}-${range.offset + range.length - 1}` : undefined,
         }),
+        signal ? { abortSignal: signal } : {},
       );
       if (!(res.Body instanceof Readable))
         throw new Error('the S3 client returned a body that is not a Node stream');
       let body: Readable = res.Body;
       if (range) body = this.exactRange(body, range, res.$metadata.httpStatusCode, res.ContentRange, key);
-      return mapStreamErrors(body, (err) => this.fail(err, 'get', key));
+      const out = mapStreamErrors(body, (err) => this.fail(err, 'get', key, signal));
+      destroyOnAbort(out, signal, () => new StoreAbortedError(this.name, 'get', key, signal?.reason));
+      return out;
     } catch (err) {
       // A range starting at or past the end (including any range of an empty object).
-      if (range && classify(err).status === 416) return emptyStream();
-      throw this.fail(err, 'get', key);
+      if (range && !signal?.aborted && classify(err).status === 416) return emptyStream();
+      throw this.fail(err, 'get', key, signal);
     }
   }
 
-  async getBuffer(key: string, range?: ByteRange): Promise<Buffer> {
-    return readAll(await this.get(key, range));
+  async getBuffer(key: string, range?: ByteRange, opts?: SignalOptions): Promise<Buffer> {
+    return readAll(await this.get(key, range, opts));
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {
@@ -229,12 +247,15 @@ export class S3Store implements ObjectStore {
     }
   }
 
-  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+  async *list(prefix: string, opts: SignalOptions = {}): AsyncIterable<ObjectInfo> {
+    const { signal } = opts;
+    this.assertOpen();
     assertValidPrefix(prefix);
     let token: string | undefined;
     do {
       let page;
       try {
+        throwIfAborted(signal, this.name, 'list', prefix);
         page = await this.client.send(
           new ListObjectsV2Command({
             Bucket: this.bucket,
@@ -242,11 +263,13 @@ export class S3Store implements ObjectStore {
             MaxKeys: this.pageSize,
             ContinuationToken: token,
           }),
+          signal ? { abortSignal: signal } : {},
         );
       } catch (err) {
-        throw this.fail(err, 'list', prefix);
+        throw this.fail(err, 'list', prefix, signal);
       }
       for (const o of page.Contents ?? []) {
+        throwIfAborted(signal, this.name, 'list', prefix);
         if (!o.Key?.startsWith(this.prefix)) continue;
         const info: ObjectInfo = { key: o.Key.slice(this.prefix.length), size: o.Size ?? 0 };
         if (o.LastModified) info.mtime = o.LastModified;
@@ -293,30 +316,28 @@ export class S3Store implements ObjectStore {
     return end - start + 1 > range.length ? sliceStream(body, 0, range.length) : body;
   }
 
-  /** Closes the client's sockets. */
-  destroy(): void {
-    this.client.destroy();
+  /** Destroys the client (its sockets and agents) when this store made it. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ownsClient) this.client.destroy();
   }
 
+  private assertOpen(): void {
+    if (this.closed) throw new StoreClosedError(this.name);
+  }
+
+  /** The object's name in the bucket; also the check that the store is still open. */
   private keyOf(key: string): string {
-    if (!this.sourceKeys) assertValidKey(key);
-    else if (nameProblem(key) !== undefined) throw new Error(`invalid source key ${showName(key)}`);
+    this.assertOpen();
+    if (!this.sourceKeys) return keyOf(this.prefix, key);
+    if (nameProblem(key) !== undefined) throw new Error(`invalid source key ${showName(key)}`);
     return this.prefix + key;
   }
 
-  private fail(err: unknown, operation: StoreOperation, key: string): Error {
-    if (err instanceof ObjectNotFoundError) return err;
-    const f = classify(err);
-    if (f.kind === 'not-found' && (operation === 'get' || operation === 'stat')) {
-      return new ObjectNotFoundError(this.name, key);
-    }
-    return toTargetError(err, {
-      target: this.name,
-      operation,
-      key,
-      endpoint: this.endpoint,
-      container: 'bucket',
-    });
+  private fail(err: unknown, operation: StoreOperation, key: string, signal?: AbortSignal): Error {
+    const ctx = { target: this.name, operation, key, endpoint: this.endpoint, container: 'bucket' };
+    return storeError(err, ctx, signal);
   }
 }
 

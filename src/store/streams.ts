@@ -1,4 +1,4 @@
-import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
+import { PassThrough, Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
 import type { ByteRange } from './types.js';
 
 /** Checks a byte range: whole numbers, offset ≥ 0, length ≥ 0. */
@@ -68,7 +68,9 @@ export function whenReadable(src: Readable): Promise<Readable> {
  * errored, and the store's reader (for await, pipeline) throws that error.
  */
 export function deferErrors(stream: Readable): void {
-  if (!stream.listenerCount('error')) stream.on('error', keepForReader);
+  // Even when it has listeners already: pipe()'s own (a decorator's counter is piped into) removes itself
+  // on the first error and re-emits it, which would be uncaught without this one.
+  if (!stream.listeners('error').includes(keepForReader)) stream.on('error', keepForReader);
 }
 
 function keepForReader(this: Readable): void {
@@ -119,4 +121,56 @@ export class ByteCounter extends Transform {
     this.onBytes?.(chunk.length);
     cb(null, chunk);
   }
+}
+
+/**
+ * Destroys `stream` with `error()` when `signal` aborts (at once if it already has), for as long as the
+ * stream is open: a get stream stops reading, a put body stops being consumed.
+ */
+export function destroyOnAbort(
+  stream: Readable | Writable,
+  signal: AbortSignal | undefined,
+  error: () => Error,
+): void {
+  if (!signal) return;
+  if (signal.aborted) {
+    stream.destroy(error());
+    return;
+  }
+  const onAbort = () => stream.destroy(error());
+  signal.addEventListener('abort', onAbort, { once: true });
+  stream.once('close', () => signal.removeEventListener('abort', onAbort));
+}
+
+/**
+ * `promise`, or a rejection with `error()` as soon as `signal` aborts, for requests a provider library cannot
+ * cancel (their answer, when it comes, is dropped).
+ */
+export function untilAborted<T>(
+  promise: Promise<T>,
+  signal: AbortSignal | undefined,
+  error: () => Error,
+): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) {
+    promise.catch(() => undefined);
+    return Promise.reject(error());
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      promise.catch(() => undefined);
+      reject(error());
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
 }

@@ -38,6 +38,9 @@ class DeletedAfterListing implements ObjectStore {
   delete(key: string) {
     return this.inner.delete(key);
   }
+  close() {
+    return this.inner.close();
+  }
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
     const all: ObjectInfo[] = [];
     for await (const o of this.inner.list(prefix)) all.push(o);

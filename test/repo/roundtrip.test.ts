@@ -149,5 +149,6 @@ function scopedStore(s: ObjectStore, sub: string): ObjectStore {
       for await (const o of s.list(k(prefix))) yield { ...o, key: o.key.slice(sub.length + 1) };
     },
     delete: (key) => s.delete(k(key)),
+    close: () => s.close(),
   };
 }

@@ -1,10 +1,19 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { ObjectNotFoundError, type ObjectInfo, type ObjectStore } from '../../src/store/types.js';
+import {
+  ObjectNotFoundError,
+  StoreAbortedError,
+  StoreClosedError,
+  type ObjectInfo,
+  type ObjectStore,
+} from '../../src/store/types.js';
 
 export interface ConformanceOptions {
   /**
@@ -27,6 +36,13 @@ export interface ConformanceOptions {
     /** The server lists in directory-walk order ("a/b" before "a-b"), not in byte order. */
     listOrder?: string;
   };
+  /**
+   * What the backend holds for `store` besides its objects (temporary files, unfinished uploads), by name;
+   * checked to be empty after an aborted put. Absent: nothing to look at beyond list().
+   */
+  leftovers?(store: ObjectStore): Promise<string[]>;
+  /** Bytes a streamed put reads before the test aborts it (default 1 MiB; beyond one part to go multipart). */
+  abortAfter?: number;
 }
 
 const MiB = 1024 * 1024;
@@ -256,6 +272,167 @@ export function storeConformance(label: string, opts: ConformanceOptions): void 
       assert.deepEqual(await listKeys(store, ''), []);
     });
 
+    it('puts a LocalFile, copied or hard-linked, and keeps the file', async () => {
+      const store = await opts.open({});
+      const dir = await mkdtemp(join(tmpdir(), 'regbackup-localfile-'));
+      try {
+        const data = randomBytes(300_000);
+        const file = join(dir, 'pack');
+        await writeFile(file, data);
+        await store.put('data/lf/copied', { file, size: data.length });
+        await store.put('data/lf/linked', { file, size: data.length, link: true });
+        // The same file offered for a link again (a second target): the store must keep its own copy.
+        await store.put('data/lf/again', { file, size: data.length, link: true });
+        const empty = join(dir, 'empty');
+        await writeFile(empty, '');
+        await store.put('data/lf/empty', { file: empty, size: 0, link: true });
+        for (const k of ['data/lf/copied', 'data/lf/linked', 'data/lf/again']) {
+          assert.ok((await store.getBuffer(k)).equals(data), `${k} holds the file's bytes`);
+          assert.equal((await store.stat(k))?.size, data.length, k);
+        }
+        assert.equal((await store.stat('data/lf/empty'))?.size, 0);
+        assert.deepEqual(await listKeys(store, 'data/lf/'), [
+          'data/lf/again',
+          'data/lf/copied',
+          'data/lf/empty',
+          'data/lf/linked',
+        ]);
+        // The local file stays the caller's; once it is removed (as the spool does), every object remains.
+        assert.ok((await readFile(file)).equals(data), 'the local file is still there, unchanged');
+        await unlink(file);
+        for (const k of ['data/lf/copied', 'data/lf/linked', 'data/lf/again'])
+          assert.ok((await store.getBuffer(k)).equals(data), `${k} after the local file was removed`);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('an aborted put (stream, Buffer, LocalFile) stops, rejects with StoreAbortedError, leaves nothing', async () => {
+      const store = await opts.open({});
+      const abortAfter = opts.abortAfter ?? MiB;
+      // A body that gives `abortAfter` bytes and then never ends: only the abort can stop this put.
+      const ac = new AbortController();
+      let given = 0;
+      const endless = new Readable({
+        read() {
+          if (given >= abortAfter) {
+            ac.abort();
+            return; // no more data, and no end
+          }
+          const n = Math.min(64 * 1024, abortAfter - given);
+          given += n;
+          this.push(randomBytes(n));
+        },
+      });
+      await assert.rejects(store.put('packs/aborted', endless, { signal: ac.signal }), isAborted(store));
+      assert.ok(given >= abortAfter, `the store read ${given} bytes before the abort`);
+
+      // Already aborted: nothing is sent.
+      const done = AbortSignal.abort();
+      await assert.rejects(
+        store.put('packs/aborted-buffer', randomBytes(1000), { signal: done }),
+        isAborted(store),
+      );
+      const dir = await mkdtemp(join(tmpdir(), 'regbackup-abort-'));
+      try {
+        const file = join(dir, 'pack');
+        await writeFile(file, randomBytes(1000));
+        for (const link of [false, true]) {
+          await assert.rejects(
+            store.put('packs/aborted-file', { file, size: 1000, link }, { signal: done }),
+            isAborted(store),
+          );
+        }
+        await assert.rejects(
+          store.put('packs/aborted-stream', Readable.from([randomBytes(10)]), { signal: done }),
+          isAborted(store),
+        );
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+      for (const k of ['packs/aborted', 'packs/aborted-buffer', 'packs/aborted-file', 'packs/aborted-stream'])
+        assert.equal(await store.stat(k), undefined, k);
+      assert.deepEqual(await listKeys(store, ''), []);
+      if (opts.leftovers) assert.deepEqual(await opts.leftovers(store), []);
+
+      // A signal that never aborts changes nothing.
+      await store.put('packs/kept', randomBytes(10), { signal: new AbortController().signal });
+      assert.equal((await store.stat('packs/kept'))?.size, 10);
+    });
+
+    it('an aborted get stops its stream with StoreAbortedError', async () => {
+      const store = await opts.open({});
+      const data = randomBytes(3 * MiB);
+      await store.put('packs/read', data);
+      await assert.rejects(
+        store.get('packs/read', undefined, { signal: AbortSignal.abort() }),
+        isAborted(store),
+      );
+      await assert.rejects(
+        store.getBuffer('packs/read', { offset: 1, length: 10 }, { signal: AbortSignal.abort() }),
+        isAborted(store),
+      );
+      const ac = new AbortController();
+      const stream = await store.get('packs/read', undefined, { signal: ac.signal });
+      let read = 0;
+      await assert.rejects(
+        (async () => {
+          for await (const chunk of stream) {
+            read += (chunk as Buffer).length;
+            ac.abort();
+          }
+        })(),
+        isAborted(store),
+      );
+      // Stopped after the first chunk: whatever that chunk held, the rest never arrived as data.
+      assert.ok(read > 0, 'the first chunk was read');
+      // The object is untouched, and a signal that does not abort reads it whole.
+      const whole = await store.getBuffer('packs/read', undefined, { signal: new AbortController().signal });
+      assert.ok(whole.equals(data), 'read whole with a signal that does not abort');
+    });
+
+    it('an aborted list stops with StoreAbortedError', async () => {
+      const store = await opts.open({ pageSize: 10 });
+      const keys = Array.from({ length: 25 }, (_, i) => `index/${String(i).padStart(2, '0')}`);
+      await runLimited(keys, 8, (k) => store.put(k, Buffer.from(k)));
+      await assert.rejects(listKeys(store, 'index/', AbortSignal.abort()), isAborted(store));
+      const ac = new AbortController();
+      const seen: string[] = [];
+      await assert.rejects(
+        (async () => {
+          for await (const info of store.list('index/', { signal: ac.signal })) {
+            seen.push(info.key);
+            if (seen.length === 3) ac.abort();
+          }
+        })(),
+        isAborted(store),
+      );
+      assert.deepEqual(seen, keys.slice(0, 3));
+      assert.deepEqual(await listKeys(store, 'index/', new AbortController().signal), keys);
+    });
+
+    it('close() is idempotent; afterwards every operation rejects with StoreClosedError', async () => {
+      const store = await opts.open({});
+      await store.put('config', Buffer.from('c'));
+      const stream = await store.get('config');
+      await store.close();
+      await store.close();
+      await Promise.all([store.close(), store.close()]);
+      const closed = (err: unknown) => {
+        assert.ok(err instanceof StoreClosedError, `expected StoreClosedError, got ${String(err)}`);
+        assert.equal(err.store, store.name);
+        return true;
+      };
+      await assert.rejects(store.put('other', Buffer.from('x')), closed);
+      await assert.rejects(store.get('config'), closed);
+      await assert.rejects(store.getBuffer('config'), closed);
+      await assert.rejects(store.stat('config'), closed);
+      await assert.rejects(listKeys(store, ''), closed);
+      await assert.rejects(store.delete('config'), closed);
+      // A stream returned before close() is not cut (it is the caller's to finish or destroy).
+      assert.equal((await collect(stream)).toString(), 'c');
+    });
+
     it('handles keys with many path segments and unusual characters', async () => {
       const store = await opts.open({});
       const deep = Array.from({ length: 24 }, (_, i) => `s${i}`).join('/');
@@ -282,14 +459,29 @@ export async function collect(stream: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-export async function listInfos(store: ObjectStore, prefix: string): Promise<ObjectInfo[]> {
+export async function listInfos(
+  store: ObjectStore,
+  prefix: string,
+  signal?: AbortSignal,
+): Promise<ObjectInfo[]> {
   const out: ObjectInfo[] = [];
-  for await (const info of store.list(prefix)) out.push(info);
+  for await (const info of store.list(prefix, signal ? { signal } : {})) out.push(info);
   return out;
 }
 
-export async function listKeys(store: ObjectStore, prefix: string): Promise<string[]> {
-  return (await listInfos(store, prefix)).map((i) => i.key);
+export async function listKeys(store: ObjectStore, prefix: string, signal?: AbortSignal): Promise<string[]> {
+  return (await listInfos(store, prefix, signal)).map((i) => i.key);
+}
+
+/** An assert.rejects check: the StoreAbortedError of `store`, named AbortError. */
+function isAborted(store: ObjectStore): (err: unknown) => boolean {
+  return (err: unknown) => {
+    assert.ok(err instanceof StoreAbortedError, `expected StoreAbortedError, got ${String(err)}`);
+    assert.equal(err.name, 'AbortError');
+    assert.equal(err.store, store.name);
+    assert.match(err.message, /aborted$/);
+    return true;
+  };
 }
 
 async function sha256Of(stream: Readable): Promise<string> {

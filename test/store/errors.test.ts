@@ -14,7 +14,7 @@ after(() => destroyers.forEach((d) => d()));
 
 function s3(opts: ConstructorParameters<typeof S3Store>[0]): S3Store {
   const store = new S3Store({ maxAttempts: 1, connectionTimeout: 2000, ...opts });
-  destroyers.push(() => store.destroy());
+  destroyers.push(() => void store.close());
   return store;
 }
 

@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { TargetError } from '../../src/errors.js';
 import { GcsStore, type GcsStoreOptions } from '../../src/store/gcs.js';
+import { openStore } from '../../src/store/index.js';
 import { RetryingStore } from '../../src/store/retry.js';
 import { useServers } from '../harness/index.js';
 import { storeConformance } from './conformance.js';
@@ -21,6 +22,23 @@ storeConformance('gcs (fake)', {
       projectId: servers.gcs.projectId,
       pageSize,
       maxRetries: 0,
+    });
+  },
+});
+
+// What a command works with: openStore's retry and metrics decorators around a LazyStore that loads the
+// GCS provider, configured as a target is (the library's own retries on, default page size).
+storeConformance('gcs (fake), decorated by openStore', {
+  async open() {
+    const bucket = await servers.gcs.createBucket();
+    return openStore({
+      name: 'gcs',
+      type: 'gcs',
+      bucket,
+      prefix: ++n % 2 ? `backups/registry-${n}` : '',
+      apiEndpoint: servers.gcs.url,
+      projectId: servers.gcs.projectId,
+      storageClass: 'STANDARD',
     });
   },
 });

@@ -3,10 +3,10 @@ import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { TargetError } from '../../src/errors.js';
 import { StoreDecorator } from '../../src/store/decorator.js';
-import { toTargetError } from '../../src/store/errors.js';
+import { isTransient, toTargetError } from '../../src/store/errors.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { RetryingStore, type RetryInfo } from '../../src/store/retry.js';
-import { ObjectNotFoundError, type ObjectInfo } from '../../src/store/types.js';
+import { ObjectNotFoundError, StoreAbortedError, type ObjectInfo } from '../../src/store/types.js';
 import { listKeys } from './conformance.js';
 
 /** Fails the next `failures` calls (any operation) with `makeError()`, then behaves. Counts calls. */
@@ -157,6 +157,39 @@ describe('retry decorator', () => {
     const { store } = retrying(flaky);
     await assert.rejects(store.put('k', Readable.from([Buffer.from('x')])), /ECONNRESET/);
     assert.equal(flaky.calls, 1);
+  });
+
+  it('an abort during a backoff ends the wait: StoreAbortedError, no further attempt', async () => {
+    const inner = new MemoryStore('t');
+    await inner.put('k', Buffer.from('v'));
+    let calls = 0;
+    const ac = new AbortController();
+    const failing = new (class extends StoreDecorator {
+      override async getBuffer(): Promise<Buffer> {
+        calls++;
+        // Aborted while the decorator waits its (one hour) backoff before the second attempt.
+        setImmediate(() => ac.abort());
+        throw econnreset();
+      }
+    })(inner);
+    const store = new RetryingStore(failing, { attempts: 3, baseDelayMs: 3_600_000, random: () => 1 });
+    await assert.rejects(store.getBuffer('k', undefined, { signal: ac.signal }), (err: unknown) => {
+      assert.ok(err instanceof StoreAbortedError, `expected StoreAbortedError, got ${String(err)}`);
+      assert.equal(err.message, 'target t: get k aborted');
+      return true;
+    });
+    assert.equal(calls, 1);
+    // An aborted operation is not a transient failure: never retried.
+    assert.equal(isTransient(new StoreAbortedError('t', 'get', 'k')), false);
+  });
+
+  it('passes everything through on a first listing, even out of byte order', async () => {
+    const unordered = new (class extends StoreDecorator {
+      override async *list(): AsyncIterable<ObjectInfo> {
+        for (const key of ['snap/a/b', 'snap/a-b']) yield { key, size: 1 };
+      }
+    })(new MemoryStore('t'));
+    assert.deepEqual(await listKeys(new RetryingStore(unordered), 'snap/'), ['snap/a/b', 'snap/a-b']);
   });
 
   it('resumes a failed listing after the last key it returned', async () => {

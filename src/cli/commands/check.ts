@@ -51,7 +51,7 @@ export const registerCheck: RegisterCommand = (program, ctx) => {
         }
         const { repo } = opened;
         try {
-          const peers = config.targets.filter((t) => t.name !== name).map((t) => openStore(t));
+          const peers = c.closeAtEnd(config.targets.filter((t) => t.name !== name).map((t) => openStore(t)));
           results.push(
             await checkTarget(repo, repo.targets[0]!, { readData: fraction, logger: c.log, peers }),
           );

@@ -12,7 +12,7 @@ export const registerInit: RegisterCommand = (program, ctx) => {
       const c = ctx();
       const { config } = c.config();
       const worker = await loadWorkerKey(config.keys);
-      const stores = config.targets.map((t) => openStore(t));
+      const stores = c.closeAtEnd(config.targets.map((t) => openStore(t)));
       const results = await Repository.init(stores, worker, config.repository);
       c.print(
         results
