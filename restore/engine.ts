@@ -27,6 +27,7 @@ import {
   restoreTarballs,
   type TarballContext,
   type TarballDestination,
+  type TarballJob,
   type TarballPlan,
 } from './tarballs.js';
 import { failureKinds, restoreExitCode } from './failures.js';
@@ -374,12 +375,6 @@ function checkAbort(signal?: AbortSignal): void {
 
 function readOnlyJournal(dir: string, destination: string, found: ReturnType<typeof Journal.find>): Journal {
   return Journal.readOnly(dir, destination, found);
-}
-
-/** A tarball store of the snapshot to restore (and, with --package, which packages of it). */
-export interface TarballJob {
-  source: TarballSourceSnapshot;
-  packages?: string[];
 }
 
 /** What `selectJobs` reads of the restore's options. */
