@@ -300,7 +300,9 @@ function addWriter(report: DbReport, writer: DocWriter): void {
   report.revisions += writer.revisions;
   report.attachments += writer.attachments;
   report.bytes += writer.bytes;
-  report.failures.push(...writer.failures.slice(0, Math.max(0, 1000 - report.failures.length)));
+  const room = Math.max(0, 1000 - report.failures.length);
+  const refused = writer.failures.slice(0, room).map((f) => ({ ...f, kind: 'document-refused' as const }));
+  report.failures.push(...refused);
   report.failureCount += writer.failureCount;
 }
 
@@ -427,6 +429,7 @@ async function revertPackages(
       report.failureCount++;
       report.failures.push({
         id: e.id,
+        kind: 'document-deleted',
         message: `deleted in the snapshot (it did not exist then); not restored: pick an earlier snapshot`,
       });
       continue;
@@ -447,7 +450,7 @@ async function revertPackages(
       report.bytes += winner.body.size + (winner.atts ?? []).reduce((n, a) => n + a.length, 0);
     } catch (err) {
       report.failureCount++;
-      report.failures.push({ id: e.id, message: messageOf(err) });
+      report.failures.push({ id: e.id, message: messageOf(err), kind: 'document-refused' });
     }
   }
 }

@@ -49,7 +49,7 @@ const MAX_DETAILS = 20;
 const MAX_NOT_RESTORED = 1_000_000;
 
 /** `dist.integrity` (SRI, possibly several hashes) → its sha512 digests, base64. */
-function sha512Of(integrity: string | undefined): string[] {
+export function sha512Of(integrity: string | undefined): string[] {
   if (!integrity) return [];
   return integrity
     .trim()
@@ -97,7 +97,7 @@ export async function packageJsonOf(src: Readable): Promise<{ name?: unknown; ve
   return JSON.parse(bytes.toString('utf8')) as { name?: unknown; version?: unknown };
 }
 
-export async function verifyTarballs(o: {
+export interface VerifyTarballsOptions {
   standby: CouchClient;
   reader: BlobReader;
   dbs: RestoredDb[];
@@ -106,26 +106,55 @@ export async function verifyTarballs(o: {
   parallel?: number;
   signal?: AbortSignal;
   random?: () => number;
-}): Promise<DrillCheck[]> {
-  const random = o.random ?? Math.random;
-  const limit = pLimit(Math.max(1, o.parallel ?? 8));
-  // Files that did not match their packument when backed up: restored as they were, reported, not a drill failure.
-  const flagged = new Set<string>();
-  let listed = 0;
-  for (const s of o.stores) {
-    for await (const e of readListing(
-      o.reader,
-      s.source.listing,
-      checkEntry,
-      `tarball listing of ${s.source.name}`,
-      () => {}, // a refused name: the drill's restore reports it (and fails); the other entries are checked
-    )) {
-      listed++;
-      if (e.flag === 'checksum-mismatch') flagged.add(e.path);
+}
+
+/** How a tarball's bytes compare with its packument entry's checksums. */
+export type DigestVerdict = 'sha512' | 'sha1' | 'no-checksum' | 'mismatch';
+
+/**
+ * Compares a tarball's digests with its packument entry: the sha512 of `dist.integrity` when recorded, else
+ * a 40-hex `dist.shasum` (sha1); `no-checksum` when the entry has neither.
+ */
+export function judgeDigest(
+  exp: { integrity?: string; shasum?: string },
+  got: { sha512: string; sha1: string },
+): DigestVerdict {
+  const want512 = sha512Of(exp.integrity);
+  if (want512.length) return want512.includes(got.sha512) ? 'sha512' : 'mismatch';
+  if (exp.shasum && /^[0-9a-f]{40}$/i.test(exp.shasum))
+    return exp.shasum.toLowerCase() === got.sha1 ? 'sha1' : 'mismatch';
+  return 'no-checksum';
+}
+
+/** A uniform random sample of `size` items of a stream of unknown length (reservoir sampling). */
+export class Reservoir<T> {
+  readonly items: T[] = [];
+  private seen = 0;
+
+  constructor(
+    private readonly size: number,
+    private readonly random: () => number = Math.random,
+  ) {}
+
+  offer(item: T): void {
+    this.seen++;
+    if (this.items.length < this.size) this.items.push(item);
+    else {
+      const j = Math.floor(this.random() * this.seen);
+      if (j < this.size) this.items[j] = item;
     }
   }
-  const seen = o.dbs.length > 1 ? new Set<string>() : undefined;
-  const c = {
+}
+
+/** The version a tarball's file name gives (`<base>-<version>.tgz`, the scope left out of a scoped name). */
+export function versionOfFile(name: string, file: string): string {
+  const base = name.startsWith('@') ? name.slice(name.indexOf('/') + 1) : name;
+  return file.slice(base.length + 1, -'.tgz'.length);
+}
+
+/** What the packuments' tarballs were found to be, counted as they are looked at. */
+class TarballAudit {
+  readonly c = {
     referenced: 0,
     inStore: 0,
     asAttachment: 0,
@@ -137,122 +166,111 @@ export async function verifyTarballs(o: {
     flaggedMismatch: 0,
     unreadable: 0,
   };
-  const absent: string[] = [];
+  /** Packuments that could not be read (the first ones). */
+  readonly absent: string[] = [];
   /** Referenced and not restored anywhere: each is looked up in the snapshot's listings afterwards. */
-  const notRestored: string[] = [];
-  const mismatches: string[] = [];
-  const candidates: Candidate[] = [];
-  let eligible = 0;
-  const consider = (cand: Candidate) => {
-    eligible++;
-    if (candidates.length < o.sample) candidates.push(cand);
-    else {
-      const j = Math.floor(random() * eligible);
-      if (j < o.sample) candidates[j] = cand;
-    }
-  };
-  const judge = (
+  readonly notRestored: string[] = [];
+  readonly mismatches: string[] = [];
+  readonly sample: Reservoir<Candidate>;
+  /** With several databases, a tarball two of them name is counted once. */
+  readonly seen: Set<string> | undefined;
+
+  constructor(
+    o: VerifyTarballsOptions,
+    /** Files that did not match their packument when backed up: restored as they were, not a failure. */
+    readonly flagged: Set<string>,
+  ) {
+    this.sample = new Reservoir<Candidate>(o.sample, o.random ?? Math.random);
+    this.seen = o.dbs.length > 1 ? new Set<string>() : undefined;
+  }
+
+  /** Counts a tarball's verdict; true when it matched (or has no checksum to match). */
+  judge(
     where: string,
     exp: { integrity?: string; shasum?: string },
     got: { sha512: string; sha1: string },
     isFlagged: boolean,
-  ): boolean => {
-    const want512 = sha512Of(exp.integrity);
-    let ok: boolean | undefined;
-    if (want512.length) {
-      ok = want512.includes(got.sha512);
-      if (ok) c.bySha512++;
-    } else if (exp.shasum && /^[0-9a-f]{40}$/i.test(exp.shasum)) {
-      ok = exp.shasum.toLowerCase() === got.sha1;
-      if (ok) c.bySha1++;
-    }
-    if (ok === undefined) {
-      c.noChecksum++;
-      return true;
-    }
-    if (ok) return true;
-    if (isFlagged) c.flaggedMismatch++;
+  ): boolean {
+    const verdict = judgeDigest(exp, got);
+    if (verdict === 'sha512') this.c.bySha512++;
+    else if (verdict === 'sha1') this.c.bySha1++;
+    else if (verdict === 'no-checksum') this.c.noChecksum++;
+    if (verdict !== 'mismatch') return true;
+    if (isFlagged) this.c.flaggedMismatch++;
     else {
-      c.mismatched++;
-      if (mismatches.length < MAX_DETAILS)
-        mismatches.push(
-          `${where}: sha512 ${got.sha512.slice(0, 16)}… is not dist.integrity ${(want512[0] ?? exp.shasum ?? '').slice(0, 16)}…`,
+      this.c.mismatched++;
+      if (this.mismatches.length < MAX_DETAILS) {
+        const want = sha512Of(exp.integrity)[0] ?? exp.shasum ?? '';
+        this.mismatches.push(
+          `${where}: sha512 ${got.sha512.slice(0, 16)}… is not dist.integrity ${want.slice(0, 16)}…`,
         );
+      }
     }
     return false;
-  };
+  }
+}
 
-  const findFile = async (p: string): Promise<string | undefined> => {
-    for (const s of o.stores) {
-      const f = path.join(s.dir, ...p.split('/'));
-      try {
-        if ((await lstat(f)).isFile()) return f;
-      } catch (err) {
-        if (systemCodeOf(err) !== 'ENOENT' && systemCodeOf(err) !== 'ENOTDIR') throw err;
-      }
-    }
-    return undefined;
-  };
+/**
+ * Checks the tarballs of a drill's restore against the restored packuments (see above): their checksums,
+ * their presence (or absence already at backup time), and that a sample of them unpacks.
+ */
+export async function verifyTarballs(o: VerifyTarballsOptions): Promise<DrillCheck[]> {
+  const limit = pLimit(Math.max(1, o.parallel ?? 8));
+  const { flagged, listed } = await flaggedFiles(o);
+  const audit = new TarballAudit(o, flagged);
+  await auditPackuments(o, audit, limit);
+  // Absent from the restore: was it in the snapshot (then the restore lost it) or already missing from the
+  // tarball store when the snapshot was taken (the registry lacks it; the backup reported it then)?
+  audit.notRestored.sort(comparePaths);
+  const lost = await lostByRestore(o, audit.notRestored);
+  const sample = await unpackSample(audit.sample.items, limit);
+  const object = o.stores.map((s) => `${s.source.name} -> ${s.dir}`).join(', ') || 'attachments';
+  return [
+    integrityCheck(object, audit),
+    presenceCheck(object, audit, lost, listed),
+    sampleCheck(object, audit.sample.items.length, sample),
+  ];
+}
 
-  const onePackument = async (d: RestoredDb, id: string) => {
-    const db = dbPath(d.scratch);
-    const { status, body } = await o.standby.json<Record<string, unknown>>('GET', `${db}/${docPath(id)}`, {
-      db: d.scratch,
-      notFound: 'return',
-    });
-    if (status !== 200) {
-      c.unreadable++;
-      if (absent.length < MAX_DETAILS)
-        absent.push(`packument ${JSON.stringify(id)} cannot be read from the standby (HTTP ${status})`);
-      return;
-    }
-    const { expectations } = packumentTarballs(body, id, d.db.name);
-    if (!expectations.length) return;
-    const name = typeof body.name === 'string' && body.name ? body.name : id;
-    const atts = (body._attachments ?? {}) as Record<string, unknown>;
-    for (const exp of expectations) {
-      if (seen) {
-        if (seen.has(exp.path)) continue;
-        seen.add(exp.path);
-      }
-      c.referenced++;
-      const file = exp.path.slice(exp.path.lastIndexOf('/') + 1);
-      const base = name.startsWith('@') ? name.slice(name.indexOf('/') + 1) : name;
-      const version = file.slice(base.length + 1, -'.tgz'.length);
-      const onDisk = await findFile(exp.path);
-      if (onDisk) {
-        c.inStore++;
-        const ok = judge(exp.path, exp, await digest(createReadStream(onDisk)), flagged.has(exp.path));
-        if (ok) consider({ where: exp.path, name, version, open: async () => createReadStream(onDisk) });
-        continue;
-      }
-      if (file in atts) {
-        c.asAttachment++;
-        const attPath = `${db}/${docPath(id)}/${encodeURIComponent(file)}`;
-        const open = () =>
-          o.standby.exchange('GET', attPath, { db: d.scratch }, async (res) =>
-            Readable.from(Buffer.from(await res.arrayBuffer())),
-          );
-        const ok = judge(`${d.scratch}/${id}/${file} (attachment)`, exp, await digest(await open()), false);
-        if (ok) consider({ where: `${d.scratch}/${id}/${file} (attachment)`, name, version, open });
-        continue;
-      }
-      c.absent++;
-      if (notRestored.length < MAX_NOT_RESTORED) notRestored.push(exp.path);
-    }
-  };
+function storeListing(o: VerifyTarballsOptions, s: RestoredStore) {
+  return readListing(
+    o.reader,
+    s.source.listing,
+    checkEntry,
+    `tarball listing of ${s.source.name}`,
+    () => {}, // a refused name: the drill's restore reports it (and fails); the other entries are checked
+  );
+}
 
+/**
+ * The files of the tarball stores' listings that did not match their packument at backup time, and how many
+ * files the listings have.
+ */
+async function flaggedFiles(o: VerifyTarballsOptions): Promise<{ flagged: Set<string>; listed: number }> {
+  const flagged = new Set<string>();
+  let listed = 0;
+  for (const s of o.stores) {
+    for await (const e of storeListing(o, s)) {
+      listed++;
+      if (e.flag === 'checksum-mismatch') flagged.add(e.path);
+    }
+  }
+  return { flagged, listed };
+}
+
+/** Reads every restored packument (but design documents) from the standby and audits its tarballs. */
+async function auditPackuments(
+  o: VerifyTarballsOptions,
+  audit: TarballAudit,
+  limit: ReturnType<typeof pLimit>,
+): Promise<void> {
   for (const d of o.dbs) {
     let batch: Promise<void>[] = [];
-    for await (const e of readListing(
-      o.reader,
-      d.db.listing,
-      checkDocEntry,
-      `listing of database ${d.db.name}`,
-    )) {
+    const what = `listing of database ${d.db.name}`;
+    for await (const e of readListing(o.reader, d.db.listing, checkDocEntry, what)) {
       if (o.signal?.aborted) throw new Error('drill interrupted');
       if (e.local || e.deleted || e.id.startsWith('_design/')) continue;
-      batch.push(limit(() => onePackument(d, e.id)));
+      batch.push(limit(() => auditPackument(o, audit, d, e.id)));
       if (batch.length >= 256) {
         await Promise.all(batch);
         batch = [];
@@ -260,85 +278,202 @@ export async function verifyTarballs(o: {
     }
     await Promise.all(batch);
   }
+}
 
-  const checks: DrillCheck[] = [];
-  const object = o.stores.map((s) => `${s.source.name} -> ${s.dir}`).join(', ') || 'attachments';
+/** One packument: each tarball it names, in the tarball store, as an attachment, or absent. */
+async function auditPackument(o: VerifyTarballsOptions, audit: TarballAudit, d: RestoredDb, id: string) {
+  const { c } = audit;
+  const db = dbPath(d.scratch);
+  const { status, body } = await o.standby.json<Record<string, unknown>>('GET', `${db}/${docPath(id)}`, {
+    db: d.scratch,
+    notFound: 'return',
+  });
+  if (status !== 200) {
+    c.unreadable++;
+    if (audit.absent.length < MAX_DETAILS)
+      audit.absent.push(`packument ${JSON.stringify(id)} cannot be read from the standby (HTTP ${status})`);
+    return;
+  }
+  const { expectations } = packumentTarballs(body, id, d.db.name);
+  if (!expectations.length) return;
+  const name = typeof body.name === 'string' && body.name ? body.name : id;
+  const atts = (body._attachments ?? {}) as Record<string, unknown>;
+  for (const exp of expectations) {
+    if (audit.seen) {
+      if (audit.seen.has(exp.path)) continue;
+      audit.seen.add(exp.path);
+    }
+    c.referenced++;
+    const file = exp.path.slice(exp.path.lastIndexOf('/') + 1);
+    const version = versionOfFile(name, file);
+    const onDisk = await findFile(o.stores, exp.path);
+    if (onDisk) {
+      c.inStore++;
+      const ok = audit.judge(
+        exp.path,
+        exp,
+        await digest(createReadStream(onDisk)),
+        audit.flagged.has(exp.path),
+      );
+      if (ok)
+        audit.sample.offer({ where: exp.path, name, version, open: async () => createReadStream(onDisk) });
+      continue;
+    }
+    if (file in atts) {
+      c.asAttachment++;
+      const attPath = `${db}/${docPath(id)}/${encodeURIComponent(file)}`;
+      const open = () =>
+        o.standby.exchange('GET', attPath, { db: d.scratch }, async (res) =>
+          Readable.from(Buffer.from(await res.arrayBuffer())),
+        );
+      const where = `${d.scratch}/${id}/${file} (attachment)`;
+      const ok = audit.judge(where, exp, await digest(await open()), false);
+      if (ok) audit.sample.offer({ where, name, version, open });
+      continue;
+    }
+    c.absent++;
+    if (audit.notRestored.length < MAX_NOT_RESTORED) audit.notRestored.push(exp.path);
+  }
+}
+
+/** The restored file of a listing path, in the first store directory that has it. */
+async function findFile(stores: RestoredStore[], p: string): Promise<string | undefined> {
+  for (const s of stores) {
+    const f = path.join(s.dir, ...p.split('/'));
+    try {
+      if ((await lstat(f)).isFile()) return f;
+    } catch (err) {
+      if (systemCodeOf(err) !== 'ENOENT' && systemCodeOf(err) !== 'ENOTDIR') throw err;
+    }
+  }
+  return undefined;
+}
+
+/** Referenced paths restored nowhere (sorted) that the snapshot has: lost by the restore. */
+async function lostByRestore(
+  o: VerifyTarballsOptions,
+  notRestored: string[],
+): Promise<{ first: string[]; count: number }> {
+  const first: string[] = [];
+  let count = 0;
+  for (const s of o.stores) {
+    let i = 0;
+    for await (const e of storeListing(o, s)) {
+      while (i < notRestored.length && comparePaths(notRestored[i]!, e.path) < 0) i++;
+      if (i >= notRestored.length) break;
+      if (notRestored[i] === e.path) {
+        count++;
+        if (first.length < MAX_DETAILS) first.push(`in the snapshot but not restored: ${e.path}`);
+      }
+    }
+  }
+  return { first, count };
+}
+
+/** Unpacks each sampled tarball: its package.json must have the packument entry's name and version. */
+async function unpackSample(
+  candidates: Candidate[],
+  limit: ReturnType<typeof pLimit>,
+): Promise<{ ok: string[]; bad: string[] }> {
+  const ok: string[] = [];
+  const bad: string[] = [];
+  await Promise.all(
+    candidates.map((cand) =>
+      limit(async () => {
+        try {
+          const pj = await packageJsonOf(await cand.open());
+          if (pj.name === cand.name && pj.version === cand.version) ok.push(cand.where);
+          else bad.push(sampleMismatch(cand, pj));
+        } catch (err) {
+          bad.push(`${cand.where}: ${messageOf(err)}`);
+        }
+      }),
+    ),
+  );
+  return { ok, bad };
+}
+
+export function sampleMismatch(
+  cand: { where: string; name: string; version: string },
+  pj: { name?: unknown; version?: unknown },
+): string {
+  return (
+    `${cand.where}: package.json says ${JSON.stringify(pj.name)}@${JSON.stringify(pj.version)}, ` +
+    `the packument entry is ${cand.name}@${cand.version}`
+  );
+}
+
+type Counts = TarballAudit['c'];
+
+/** The detail line of the checksum check: where the tarballs were and how each was matched. */
+export function integrityDetail(c: Counts): string {
+  const flagged = c.flaggedMismatch
+    ? `; ${c.flaggedMismatch} did not match already when backed up (restored as they were)`
+    : '';
+  return (
+    `${c.inStore} in the tarball store and ${c.asAttachment} as attachments: ` +
+    `${c.bySha512} match by sha512, ${c.bySha1} by sha1 (no integrity recorded), ` +
+    `${c.noChecksum} without any checksum${flagged}`
+  );
+}
+
+function integrityCheck(object: string, audit: TarballAudit): DrillCheck {
+  const { c } = audit;
   const verifiable = c.bySha512 + c.bySha1 + c.mismatched + c.flaggedMismatch;
-  checks.push({
+  return {
     group: 'tarballs',
     object,
     check: "every restored tarball's sha512 equals its packument's dist.integrity",
     ok: c.mismatched === 0,
     expected: verifiable - c.flaggedMismatch,
     actual: c.bySha512 + c.bySha1,
-    details: [
-      `${c.inStore} in the tarball store and ${c.asAttachment} as attachments: ${c.bySha512} match by sha512, ${c.bySha1} by sha1 (no integrity recorded), ${c.noChecksum} without any checksum${c.flaggedMismatch ? `; ${c.flaggedMismatch} did not match already when backed up (restored as they were)` : ''}`,
-      ...mismatches,
-    ],
-  });
-  // Absent from the restore: was it in the snapshot (then the restore lost it) or already missing from the
-  // tarball store when the snapshot was taken (the registry lacks it; the backup reported it then)?
-  notRestored.sort(comparePaths);
-  const lost: string[] = [];
-  let lostCount = 0;
-  for (const s of o.stores) {
-    let i = 0;
-    for await (const e of readListing(
-      o.reader,
-      s.source.listing,
-      checkEntry,
-      `tarball listing of ${s.source.name}`,
-      () => {}, // a refused name: the drill's restore reports it (and fails); the other entries are checked
-    )) {
-      while (i < notRestored.length && comparePaths(notRestored[i]!, e.path) < 0) i++;
-      if (i >= notRestored.length) break;
-      if (notRestored[i] === e.path) {
-        lostCount++;
-        if (lost.length < MAX_DETAILS) lost.push(`in the snapshot but not restored: ${e.path}`);
-      }
-    }
-  }
-  const unchecked = c.absent - notRestored.length;
-  checks.push({
+    details: [integrityDetail(c), ...audit.mismatches],
+  };
+}
+
+/** The detail line of the presence check: where the referenced tarballs were, and what no packument names. */
+export function presenceDetail(c: Counts, lostCount: number, notLookedUp: number, listed: number): string {
+  const unchecked = notLookedUp > 0 ? ` (${notLookedUp} not looked up)` : '';
+  return (
+    `${c.referenced} referenced: ${c.inStore} in the tarball store, ` +
+    `${c.asAttachment} as attachments of their packument; ` +
+    `${c.absent - lostCount} were not in the tarball store when the snapshot was taken ` +
+    `(the backup reported them as missing)${unchecked}; ` +
+    `${Math.max(0, listed - c.inStore - lostCount)} stored files no packument names`
+  );
+}
+
+function presenceCheck(
+  object: string,
+  audit: TarballAudit,
+  lost: { first: string[]; count: number },
+  listed: number,
+): DrillCheck {
+  const { c } = audit;
+  return {
     group: 'tarballs',
     object,
     check:
       'every tarball the packuments refer to is present (unless the tarball store lacked it at backup time)',
-    ok: c.unreadable === 0 && lostCount === 0,
-    expected: c.referenced - (c.absent - lostCount),
+    ok: c.unreadable === 0 && lost.count === 0,
+    expected: c.referenced - (c.absent - lost.count),
     actual: c.inStore + c.asAttachment,
     details: [
-      `${c.referenced} referenced: ${c.inStore} in the tarball store, ${c.asAttachment} as attachments of their packument; ${c.absent - lostCount} were not in the tarball store when the snapshot was taken (the backup reported them as missing)${unchecked > 0 ? ` (${unchecked} not looked up)` : ''}; ${Math.max(0, listed - c.inStore - lostCount)} stored files no packument names`,
-      ...lost,
-      ...absent,
+      presenceDetail(c, lost.count, c.absent - audit.notRestored.length, listed),
+      ...lost.first,
+      ...audit.absent,
     ],
-  });
-  const sampleOk: string[] = [];
-  const sampleBad: string[] = [];
-  await Promise.all(
-    candidates.map((cand) =>
-      limit(async () => {
-        try {
-          const pj = await packageJsonOf(await cand.open());
-          if (pj.name === cand.name && pj.version === cand.version) sampleOk.push(cand.where);
-          else
-            sampleBad.push(
-              `${cand.where}: package.json says ${JSON.stringify(pj.name)}@${JSON.stringify(pj.version)}, the packument entry is ${cand.name}@${cand.version}`,
-            );
-        } catch (err) {
-          sampleBad.push(`${cand.where}: ${messageOf(err)}`);
-        }
-      }),
-    ),
-  );
-  checks.push({
+  };
+}
+
+function sampleCheck(object: string, sampled: number, r: { ok: string[]; bad: string[] }): DrillCheck {
+  return {
     group: 'tarballs',
     object,
     check: 'sampled tarballs unpack (gunzip + tar) to package/package.json of their name and version',
-    ok: sampleBad.length === 0,
-    expected: candidates.length,
-    actual: sampleOk.length,
-    details: sampleBad.slice(0, MAX_DETAILS),
-  });
-  return checks;
+    ok: r.bad.length === 0,
+    expected: sampled,
+    actual: r.ok.length,
+    details: r.bad.slice(0, MAX_DETAILS),
+  };
 }

@@ -27,4 +27,13 @@ export { formatRestoreReport } from './report.js';
 export { openTarballDestination } from './destination.js';
 export type { TarballDestination } from './tarballs.js';
 export type { AttachmentMode, DocFailure } from './couch-write.js';
-export type { Check, DbReport, RestoreReport, TarballReport } from './types.js';
+export { EXIT_CODE_OF_FAILURE, restoreExitCode } from './failures.js';
+export type {
+  Check,
+  DbFailure,
+  DbReport,
+  FileFailure,
+  RestoreFailureKind,
+  RestoreReport,
+  TarballReport,
+} from './types.js';

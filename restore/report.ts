@@ -1,7 +1,8 @@
 import { count, formatBytes, formatDuration } from '../src/util/units.js';
-import type { Check, RestoreReport } from './types.js';
+import type { Check, DbReport, RestoreReport, TarballReport } from './types.js';
 
-function check(c: Check): string {
+/** One verification as a line (OK or FAIL), with its first differences below it. */
+export function check(c: Check): string {
   const values =
     c.expected !== undefined || c.actual !== undefined
       ? ` (expected ${String(c.expected ?? '-')}, found ${String(c.actual ?? '-')})`
@@ -15,66 +16,88 @@ function check(c: Check): string {
 
 /** The restore report as text for an operator: what was written, how fast, and every verification. */
 export function formatRestoreReport(r: RestoreReport): string {
-  const out: string[] = [];
-  const head = r.dryRun
-    ? 'DRY RUN: nothing was written'
-    : r.verified
-      ? 'restore complete: everything verified'
-      : 'restore FINISHED WITH PROBLEMS: see FAIL below';
-  out.push(head);
-  out.push(
-    `snapshot ${r.snapshot.id.slice(0, 12)} taken ${r.snapshot.time}${r.snapshot.host ? ` on ${r.snapshot.host}` : ''}`,
-  );
+  const out: string[] = [headline(r)];
+  const host = r.snapshot.host ? ` on ${r.snapshot.host}` : '';
+  out.push(`snapshot ${r.snapshot.id.slice(0, 12)} taken ${r.snapshot.time}${host}`);
   out.push(`destination ${r.destination}${r.resumed ? ' (resumed an interrupted restore)' : ''}`);
-  out.push(`read from ${r.targets.used.join(' then ')} (metadata from ${r.targets.metadata})`);
-  for (const u of r.targets.unreachable) out.push(`target ${u.target} was not used: ${u.error}`);
-  if (r.targets.fallbackCount) {
+  out.push(...targetLines(r.targets));
+  for (const p of r.packages ?? [])
+    out.push(`package ${p.name}: ${p.docs.join(', ') || 'no document'}; ${p.files} tarball(s)`);
+  for (const d of r.databases) out.push(...databaseLines(d));
+  for (const t of r.tarballs) out.push(...tarballLines(t));
+  if (!r.dryRun) out.push(totalLine(r.totals));
+  return out.join('\n');
+}
+
+function headline(r: RestoreReport): string {
+  if (r.dryRun) return 'DRY RUN: nothing was written';
+  return r.verified
+    ? 'restore complete: everything verified'
+    : 'restore FINISHED WITH PROBLEMS: see FAIL below';
+}
+
+/** Where the snapshot was read from, and every target that could not serve something intact. */
+export function targetLines(t: RestoreReport['targets']): string[] {
+  const out = [`read from ${t.used.join(' then ')} (metadata from ${t.metadata})`];
+  for (const u of t.unreachable) out.push(`target ${u.target} was not used: ${u.error}`);
+  if (t.fallbackCount) {
     out.push(
-      `${r.targets.fallbackCount} blob(s) could not be read intact from the first target and came from another:`,
+      `${t.fallbackCount} blob(s) could not be read intact from the first target and came from another:`,
     );
-    for (const f of r.targets.fallbacks.slice(0, 10))
+    for (const f of t.fallbacks.slice(0, 10))
       out.push(
         `  blob ${f.blob.slice(0, 16)}… (pack ${f.pack.slice(0, 12)}): ${f.from} -> ${f.to}: ${f.reason}`,
       );
-    if (r.targets.fallbackCount > 10)
-      out.push(`  … and ${r.targets.fallbackCount - 10} more (--json lists up to 1000)`);
+    if (t.fallbackCount > 10) out.push(`  … and ${t.fallbackCount - 10} more (--json lists up to 1000)`);
   }
-  for (const f of r.targets.metadataFallbacks)
+  for (const f of t.metadataFallbacks)
     out.push(`${f.object}: read from ${f.to} instead of ${f.from}: ${f.reason}`);
-  for (const u of r.targets.unreadableIndex)
+  for (const u of t.unreadableIndex)
     out.push(`index object ${u.object} cannot be read intact from any target (left out): ${u.reason}`);
-  for (const p of r.packages ?? [])
-    out.push(`package ${p.name}: ${p.docs.join(', ') || 'no document'}; ${p.files} tarball(s)`);
-  for (const d of r.databases) {
-    const planned = `${count(d.planned.docs, 'doc')}, ${d.planned.deleted} deleted, ${d.planned.attachments} attachments, ${formatBytes(d.planned.bytes)}`;
-    if (d.status === 'planned') {
-      out.push(`database ${d.source}/${d.name} -> ${d.dest}: ${planned}; ${d.note ?? ''}`);
-      continue;
-    }
-    out.push(
-      `database ${d.source}/${d.name} -> ${d.dest} (${d.mode === 'revert' ? 'packages put back as new revisions' : d.created ? 'created' : 'existing'})${d.resumedAfter ? `, resumed after ${JSON.stringify(d.resumedAfter)}` : ''}: wrote ${count(d.docs, 'doc')} (${d.revisions} revisions, ${d.attachments} attachments, ${formatBytes(d.bytes)}) in ${formatDuration(d.durationMs)}`,
-    );
-    for (const rv of d.reverted ?? [])
-      out.push(`  ${rv.id}: ${rv.from} -> ${rv.to} (content of ${rv.snapshotRev})`);
-    for (const c of d.checks) out.push(check(c));
+  return out;
+}
+
+/** One database: what was planned (dry run), or what was written, and its checks. */
+export function databaseLines(d: DbReport): string[] {
+  const name = `database ${d.source}/${d.name} -> ${d.dest}`;
+  if (d.status === 'planned') {
+    const p = d.planned;
+    const planned =
+      `${count(p.docs, 'doc')}, ${p.deleted} deleted, ${p.attachments} attachments, ` + formatBytes(p.bytes);
+    return [`${name}: ${planned}; ${d.note ?? ''}`];
   }
-  for (const t of r.tarballs) {
-    if (t.status === 'planned') {
-      out.push(
-        `tarballs ${t.source} -> ${t.dest}: ${count(t.planned.files, 'file')}, ${formatBytes(t.planned.bytes)}; ${t.note ?? ''}`,
-      );
-      continue;
-    }
-    out.push(
-      `tarballs ${t.source} -> ${t.dest}${t.resumedAfter ? `, resumed after ${JSON.stringify(t.resumedAfter)}` : ''}: wrote ${count(t.files, 'file')} (${formatBytes(t.bytes)})${t.skipped ? `, ${t.skipped} already in place` : ''} in ${formatDuration(t.durationMs)}`,
-    );
-    for (const c of t.checks) out.push(check(c));
+  const how = d.mode === 'revert' ? 'packages put back as new revisions' : d.created ? 'created' : 'existing';
+  const resumed = d.resumedAfter ? `, resumed after ${JSON.stringify(d.resumedAfter)}` : '';
+  const wrote =
+    `wrote ${count(d.docs, 'doc')} (${d.revisions} revisions, ${d.attachments} attachments, ` +
+    `${formatBytes(d.bytes)}) in ${formatDuration(d.durationMs)}`;
+  const out = [`${name} (${how})${resumed}: ${wrote}`];
+  for (const rv of d.reverted ?? [])
+    out.push(`  ${rv.id}: ${rv.from} -> ${rv.to} (content of ${rv.snapshotRev})`);
+  for (const c of d.checks) out.push(check(c));
+  return out;
+}
+
+/** One tarball store: what was planned (dry run), or what was written, and its checks. */
+export function tarballLines(t: TarballReport): string[] {
+  const name = `tarballs ${t.source} -> ${t.dest}`;
+  if (t.status === 'planned') {
+    const planned = `${count(t.planned.files, 'file')}, ${formatBytes(t.planned.bytes)}`;
+    return [`${name}: ${planned}; ${t.note ?? ''}`];
   }
-  if (!r.dryRun) {
-    const rate = r.totals.bytesPerSecond ? `, ${formatBytes(r.totals.bytesPerSecond)}/s` : '';
-    out.push(
-      `total: ${count(r.totals.docs, 'document')}, ${count(r.totals.files, 'file')}, ${formatBytes(r.totals.bytes)} in ${formatDuration(r.totals.durationMs)}${rate} (recovery time achieved)`,
-    );
-  }
-  return out.join('\n');
+  const resumed = t.resumedAfter ? `, resumed after ${JSON.stringify(t.resumedAfter)}` : '';
+  const skipped = t.skipped ? `, ${t.skipped} already in place` : '';
+  const files = `${count(t.files, 'file')} (${formatBytes(t.bytes)})`;
+  const wrote = `wrote ${files}${skipped} in ${formatDuration(t.durationMs)}`;
+  return [`${name}${resumed}: ${wrote}`, ...t.checks.map(check)];
+}
+
+/** The totals of a restore that wrote: the recovery time achieved. */
+export function totalLine(totals: RestoreReport['totals']): string {
+  const rate = totals.bytesPerSecond ? `, ${formatBytes(totals.bytesPerSecond)}/s` : '';
+  return (
+    `total: ${count(totals.docs, 'document')}, ${count(totals.files, 'file')}, ` +
+    `${formatBytes(totals.bytes)} ` +
+    `in ${formatDuration(totals.durationMs)}${rate} (recovery time achieved)`
+  );
 }

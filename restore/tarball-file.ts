@@ -8,6 +8,7 @@ import type { TarballEntry } from '../src/sources/tarballs/source.js';
 import { assertValidKey, ObjectNotFoundError, type ObjectStore } from '../src/store/types.js';
 import type { StreamBytes } from './prefetch.js';
 import type { SafeTree } from './safe-path.js';
+import type { FileFailureKind } from './types.js';
 
 /**
  * Writing one tarball of a listing into a destination, verified: size, and sha1 (or sha512) when the listing
@@ -69,7 +70,7 @@ export function verify(e: TarballEntry, h: Hashes): 'sha1' | 'sha512' | 'size' {
  */
 export type Outcome =
   | { path: string; ok: true; bytes: number; how: 'sha1' | 'sha512' | 'size' | 'skipped' | 'present' }
-  | { path: string; ok: false; message: string };
+  | { path: string; ok: false; message: string; kind: FileFailureKind };
 
 /** Writes one file of the listing into a destination directory; it is verified before it appears under its name. */
 export async function writeFile(tree: SafeTree, e: TarballEntry, data: StreamBytes): Promise<Outcome> {

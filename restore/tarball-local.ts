@@ -140,7 +140,8 @@ export async function* restoreLocal(
     let i = 0;
     for (const p of job.planned) {
       if (p.kind === 'skip') yield { path: p.e.path, ok: true, bytes: p.e.size, how: p.found! };
-      else if (p.kind === 'failed') yield { path: p.e.path, ok: false, message: p.message! };
+      else if (p.kind === 'failed')
+        yield { path: p.e.path, ok: false, message: p.message!, kind: 'destination-write' };
       else if (p.kind === 'fallback') yield await o.fallback(p.e);
       else {
         const r = res!.results[i++]!;
@@ -153,7 +154,10 @@ export async function* restoreLocal(
             `${destRoot}: writing ${JSON.stringify(p.e.path)} failed: ${r.message}`,
             { object: p.e.path },
           );
-        } else yield { path: p.e.path, ok: false, message: `${JSON.stringify(p.e.path)}: ${r.message}` };
+        } else {
+          const kind = r.kind === 'dest' ? 'destination-write' : 'content-mismatch';
+          yield { path: p.e.path, ok: false, message: `${JSON.stringify(p.e.path)}: ${r.message}`, kind };
+        }
       }
     }
   }

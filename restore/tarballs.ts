@@ -33,7 +33,7 @@ import {
 import { SafeTree } from './safe-path.js';
 import { showName } from '../src/repo/names.js';
 import type { Journal, PartState } from './state.js';
-import type { Check, TarballReport } from './types.js';
+import type { Check, FileFailure, TarballReport } from './types.js';
 
 /** Where a tarball store is restored: a directory tree in the registry layout, or an S3 bucket and prefix. */
 export type TarballDestination = { dir: string } | { s3: ObjectStore };
@@ -230,8 +230,10 @@ export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): P
       if (tree) return await writeFile(tree, e, data);
       return await putObject((dest as { s3: ObjectStore }).s3, e, data);
     } catch (err) {
-      if (err instanceof DestinationError || err instanceof IntegrityError)
-        return { path: e.path, ok: false, message: err.message };
+      if (err instanceof DestinationError)
+        return { path: e.path, ok: false, message: err.message, kind: 'destination-write' };
+      if (err instanceof IntegrityError)
+        return { path: e.path, ok: false, message: err.message, kind: 'content-mismatch' };
       if (err instanceof RegbackupError) throw err;
       throw new DestinationError(
         `${plan.location}: writing ${JSON.stringify(e.path)} failed: ${messageOf(err)}`,
@@ -310,7 +312,8 @@ export async function restoreTarballs(ctx: TarballContext, plan: TarballPlan): P
     } else {
       stuck = true; // a failed file is written again by the next run: the checkpoint stays before it
       report.failureCount++;
-      if (report.failures.length < 1000) report.failures.push({ path: o.path, message: o.message });
+      if (report.failures.length < 1000)
+        report.failures.push({ path: o.path, message: o.message, kind: o.kind });
     }
   }
   await durable();
@@ -422,7 +425,7 @@ interface FinalCheck {
   rewrittenKept: number;
   rewrittenBytes: number;
   /** Files this check could not write again (the first 1000), and how many. */
-  failures: { path: string; message: string }[];
+  failures: FileFailure[];
   failureCount: number;
   /** The first files that are not right. */
   problems: { path: string; message: string }[];
@@ -478,7 +481,8 @@ async function checkDestination(
       if (x.readBack) r.rewrittenKept++;
       r.rewrittenBytes += x.e.size;
     } else if (x.rewritten) {
-      if (r.failureCount++ < 1000) r.failures.push({ path: x.e.path, message: x.rewritten.message });
+      if (r.failureCount++ < 1000)
+        r.failures.push({ path: x.e.path, message: x.rewritten.message, kind: x.rewritten.kind });
       continue; // reported as a failure
     }
     if (!x.problem) r.found++;

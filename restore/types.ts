@@ -2,7 +2,48 @@ import type { FallbackEvent } from '../src/repo/reader.js';
 import type { MetadataFallback } from '../src/repo/repository.js';
 import type { DocFailure } from './couch-write.js';
 
-/** One verification and its result. Every one of them is in the report; the exit status is 0 only if all passed. */
+/**
+ * Why one thing of the snapshot is not on the destination as the snapshot has it. Set where the failure is
+ * found; the exit code of a restore comes from the kinds (`restoreExitCode` in restore/failures.ts):
+ * - `destination-refused`: the destination is not one to write into without --force (not empty); nothing was
+ *   written (a dry run reports it; a real restore stops with a DestinationError before writing).
+ * - `document-refused`: CouchDB did not accept a document (or a package put back as a new revision).
+ * - `document-deleted`: --package into a live database: the package was deleted in the snapshot (not put
+ *   back).
+ * - `destination-write`: a file could not be written at its name: a symbolic link or a non-directory on its
+ *   path, a directory in the way, a name that cannot be an object key, a write error.
+ * - `content-mismatch`: a file as restored is not the snapshot's (size, sha1, sha512), or its data could not
+ *   be read intact from any target.
+ * - `check-failed`: a verification of the destination against the snapshot failed (counts, revisions, files
+ *   missing or different, names refused by the name rule).
+ */
+export type RestoreFailureKind =
+  | 'destination-refused'
+  | 'document-refused'
+  | 'document-deleted'
+  | 'destination-write'
+  | 'content-mismatch'
+  | 'check-failed';
+
+/** The kinds a file of the tarball store can fail with while it is written. */
+export type FileFailureKind = Extract<RestoreFailureKind, 'destination-write' | 'content-mismatch'>;
+
+/** A file of the tarball store that was not restored. */
+export interface FileFailure {
+  path: string;
+  message: string;
+  kind: FileFailureKind;
+}
+
+/** A document CouchDB did not take. */
+export interface DbFailure extends DocFailure {
+  kind: Extract<RestoreFailureKind, 'document-refused' | 'document-deleted'>;
+}
+
+/**
+ * One verification and its result. Every one of them is in the report; the exit status is 0 only if all
+ * passed.
+ */
 export interface Check {
   /** The database, file, package or store concerned. */
   object: string;
@@ -29,7 +70,10 @@ export interface DbReport {
   /** The database written. */
   dest: string;
   status: 'restored' | 'planned' | 'failed';
-  /** `exact`: revisions written with new_edits=false. `revert`: packages put back into a live database as new revisions. */
+  /**
+   * `exact`: revisions written with new_edits=false. `revert`: packages put back into a live database as new
+   * revisions.
+   */
   mode: 'exact' | 'revert';
   /** The database was created by this restore (or by the interrupted one it resumes). */
   created: boolean;
@@ -43,7 +87,7 @@ export interface DbReport {
   bytes: number;
   durationMs: number;
   /** Documents the destination refused (the first 1000), and how many. */
-  failures: DocFailure[];
+  failures: DbFailure[];
   failureCount: number;
   /** Packages put back into a live database: their previous and new winning revision. */
   reverted?: { id: string; from: string; to: string; snapshotRev: string }[];
@@ -65,7 +109,7 @@ export interface TarballReport {
   /** Files already in place (verified) and not written again (resumed restores). */
   skipped: number;
   durationMs: number;
-  failures: { path: string; message: string }[];
+  failures: FileFailure[];
   failureCount: number;
   checks: Check[];
   note?: string;

@@ -198,16 +198,23 @@ const dbSummary = (d: DbSnapshot): NonNullable<SourceSummary['databases']>[numbe
 });
 
 /**
- * Commits a run: assembles every part's outcome into one snapshot — complete on its own: a source that could
- * not be read is carried over from its previous entry — and writes it to every target that has all the
- * run's data.
- */
-/**
  * A prune deleted packs this run deduplicated against while it ran (the run was longer than the grace
  * period): nothing was committed. A new run (a new plan) no longer uses them: runBackup tries again.
  */
 export class PrunedDuringRunError extends IntegrityError {}
 
+/** The snapshot's source entries being assembled, the run's findings and the report's summaries. */
+interface Assembly {
+  findings: Finding[];
+  sources: SourceSnapshot[];
+  summaries: SourceSummary[];
+}
+
+/**
+ * Commits a run: assembles every part's outcome into one snapshot — complete on its own: a source that could
+ * not be read is carried over from its previous entry — and writes it to every target that has all the
+ * run's data.
+ */
 export async function commitBackup(
   config: Config,
   plan: BackupPlan,
@@ -215,144 +222,213 @@ export async function commitBackup(
   session: Session,
   logger: Logger,
 ): Promise<BackupResult> {
-  const findings: Finding[] = [...plan.failed, ...(plan.damaged ?? [])];
-  const sources: SourceSnapshot[] = [];
-  const summaries: SourceSummary[] = [];
+  // 1. Assemble the snapshot: each source as read now, or carried over.
+  const a: Assembly = { findings: [...plan.failed, ...(plan.damaged ?? [])], sources: [], summaries: [] };
   const behind = new Map<string, string>(Object.entries(plan.behind));
   for (const o of outcomes) {
-    findings.push(...o.findings);
+    a.findings.push(...o.findings);
     for (const [t, e] of Object.entries(o.behind)) behind.set(t, e);
   }
-  const carry = (name: string, kind: string, why: string) => {
-    findings.push({ severity: 'error', code: 'source-failed', source: name, message: why });
-    const prev = plan.previous[name];
-    if (!prev) return;
-    // The snapshot the data was last read in (a source down for several runs keeps pointing at it).
-    const from = (prev.entry.carriedFrom as string | undefined) ?? prev.snapshot;
-    sources.push({ ...prev.entry, carriedFrom: from });
-    const e = prev.entry as { databases?: DbSnapshot[]; files?: number; bytes?: number };
-    summaries.push({
-      name,
-      kind,
-      carriedFrom: from,
-      databases: e.databases?.map(dbSummary),
-      files: e.files,
-      bytes: e.bytes,
-    });
-  };
+  for (const { name } of plan.sources.filter((x) => x.kind === 'couchdb'))
+    assembleCouchSource(config, plan, outcomes, name, a);
+  for (const { name } of plan.sources.filter((x) => x.kind === 'tarballs'))
+    await assembleTarballSource(config, plan, outcomes, session, name, a);
+  if (a.sources.length === 0)
+    throw new SourceError(`no source could be read: ${a.findings.map((f) => f.message).join('; ')}`);
 
-  for (const { name } of plan.sources.filter((x) => x.kind === 'couchdb')) {
-    const src = config.sources.couchdb.find((c) => c.name === name);
-    if (!src) throw new SourceError(`no CouchDB source named ${name} in the configuration`);
-    const parts = outcomes.filter((o) => o.part.kind === 'couchdb' && o.part.source === src.name);
-    const listingFailure = plan.failed.find((f) => f.source === src.name);
-    if (listingFailure) {
-      findings.splice(findings.indexOf(listingFailure), 1);
-      carry(src.name, 'couchdb', listingFailure.message);
-      continue;
-    }
-    const fatal = parts.find((o) => o.sourceError) ?? unreadSource(src.name, parts);
-    if (fatal) {
-      // One finding for the source, not one per database.
-      for (const f of findings.filter((x) => x.source === src.name && x.code === 'db-failed'))
-        findings.splice(findings.indexOf(f), 1);
-      carry(src.name, 'couchdb', fatal.sourceError!);
-      continue;
-    }
-    const databases = parts.map((o) => o.db).filter((d): d is DbSnapshot => Boolean(d));
-    const prev = plan.previous[src.name]?.entry as CouchSourceSnapshot | undefined;
-    for (const old of prev?.databases ?? []) {
-      if (!parts.some((o) => o.part.kind === 'couchdb' && o.part.db === old.name)) {
-        findings.push({
-          severity: 'warning',
-          code: 'db-removed',
-          source: src.name,
-          object: old.name,
-          message: `database ${old.name} was in the previous snapshot and is not backed up now (deleted, or no longer selected)`,
-        });
-      }
-    }
-    const url = new URL(src.url);
-    url.username = '';
-    url.password = '';
-    sources.push({
-      kind: 'couchdb',
-      name: src.name,
-      url: url.toString().replace(/\/+$/, ''),
-      databases,
-    } satisfies CouchSourceSnapshot);
-    summaries.push({ name: src.name, kind: 'couchdb', databases: databases.map(dbSummary) });
-  }
-
-  for (const { name } of plan.sources.filter((x) => x.kind === 'tarballs')) {
-    const src = config.sources.tarballs.find((c) => c.name === name);
-    if (!src) throw new SourceError(`no tarball source named ${name} in the configuration`);
-    const parts = outcomes
-      .filter((o) => o.part.kind === 'tarballs' && o.part.source === src.name)
-      .sort((a, b) => (a.part as { index: number }).index - (b.part as { index: number }).index);
-    if (parts.length === 0) continue;
-    const fatal = parts.find((o) => o.sourceError);
-    if (fatal) {
-      carry(src.name, 'tarballs', fatal.sourceError!);
-      continue;
-    }
-    const shards = parts.map((o) => o.tarballs!);
-    let listing = shards[0]!.listing;
-    if (shards.length > 1) {
-      // Consecutive shards' listings, concatenated, are the store's listing: chunk lists are joined as they are.
-      const ids: Buffer[] = [];
-      let size = 0;
-      for (const s of shards) {
-        for await (const id of chunkIds(session.reader, s.listing)) ids.push(Buffer.from(id));
-        size += s.listing.size;
-      }
-      listing = await refFromChunks(session.writer, { size, ids });
-    }
-    const sum = (k: 'files' | 'bytes' | 'missing' | 'mismatches') =>
-      shards.reduce((n, s) => n + ((s[k] as number | undefined) ?? 0), 0);
-    sources.push({
-      kind: 'tarballs',
-      name: src.name,
-      location: shards[0]!.location,
-      files: sum('files'),
-      bytes: sum('bytes'),
-      missing: sum('missing'),
-      mismatches: sum('mismatches'),
-      listing,
-    } satisfies TarballSourceSnapshot);
-    summaries.push({ name: src.name, kind: 'tarballs', files: sum('files'), bytes: sum('bytes') });
-  }
-  if (sources.length === 0)
-    throw new SourceError(`no source could be read: ${findings.map((f) => f.message).join('; ')}`);
-
-  // Everything the snapshot refers to is stored (and indexed) on every target still in the run; then the snapshot.
+  // 2. Everything the snapshot refers to is stored (and indexed) on every target still in the run; then the
+  // snapshot.
   await session.writer.flush();
-  // A prune that deleted, after this run started, a pack the run deduplicated against (the run was longer
-  // than the prune grace period): committing would refer to missing data. Refuse; the next run redoes it.
+  await refuseIfPruned(plan, outcomes, session);
+  for (const [t, e] of session.fanout.failed) behind.set(t, e.message);
+  for (const t of behind.keys())
+    if (!session.fanout.failed.has(t)) session.fanout.fail(t, new Error(behind.get(t)!));
+  const stats = runStats(plan, outcomes, session);
+  const manifest = newManifest(session.repo, a.sources, {
+    ...(plan.parent ? { parent: plan.parent } : {}),
+    stats: { ...(stats as Record<string, number>), ...runRequests(outcomes, session) },
+  });
+  const sealed = await sealSnapshot(session.repo, manifest);
+  await session.fanout.put(sealed.key, sealed.bytes);
+  for (const [t, e] of session.fanout.failed) behind.set(t, e.message);
+
+  // 3. Report.
+  const targets = targetReports(config, plan, session, behind);
+  const exitCode = runExitCode(targets, a.findings);
+  logger.info({ snapshot: sealed.id, partial: exitCode !== ExitCode.ok }, 'snapshot committed');
+  return {
+    runId: plan.runId,
+    snapshot: { id: sealed.id, time: manifest.time, key: sealed.key },
+    targets,
+    sources: a.summaries,
+    findings: a.findings,
+    stats,
+    exitCode,
+  };
+}
+
+/**
+ * A source that could not be read this run: its finding, and its entry of the previous snapshot carried over
+ * (pointing at the snapshot its data was last read in), if it has one.
+ */
+function carryOver(a: Assembly, plan: BackupPlan, name: string, kind: string, why: string): void {
+  a.findings.push({ severity: 'error', code: 'source-failed', source: name, message: why });
+  const prev = plan.previous[name];
+  if (!prev) return;
+  // The snapshot the data was last read in (a source down for several runs keeps pointing at it).
+  const from = (prev.entry.carriedFrom as string | undefined) ?? prev.snapshot;
+  a.sources.push({ ...prev.entry, carriedFrom: from });
+  const e = prev.entry as { databases?: DbSnapshot[]; files?: number; bytes?: number };
+  a.summaries.push({
+    name,
+    kind,
+    carriedFrom: from,
+    databases: e.databases?.map(dbSummary),
+    files: e.files,
+    bytes: e.bytes,
+  });
+}
+
+/** A CouchDB source: its databases as backed up by the parts, or carried over when it could not be read. */
+function assembleCouchSource(
+  config: Config,
+  plan: BackupPlan,
+  outcomes: PartOutcome[],
+  name: string,
+  a: Assembly,
+): void {
+  const { findings } = a;
+  const src = config.sources.couchdb.find((c) => c.name === name);
+  if (!src) throw new SourceError(`no CouchDB source named ${name} in the configuration`);
+  const parts = outcomes.filter((o) => o.part.kind === 'couchdb' && o.part.source === src.name);
+  const listingFailure = plan.failed.find((f) => f.source === src.name);
+  if (listingFailure) {
+    findings.splice(findings.indexOf(listingFailure), 1);
+    return carryOver(a, plan, src.name, 'couchdb', listingFailure.message);
+  }
+  const fatal = parts.find((o) => o.sourceError) ?? unreadSource(src.name, parts);
+  if (fatal) {
+    // One finding for the source, not one per database.
+    for (const f of findings.filter((x) => x.source === src.name && x.code === 'db-failed'))
+      findings.splice(findings.indexOf(f), 1);
+    return carryOver(a, plan, src.name, 'couchdb', fatal.sourceError!);
+  }
+  const databases = parts.map((o) => o.db).filter((d): d is DbSnapshot => Boolean(d));
+  const prev = plan.previous[src.name]?.entry as CouchSourceSnapshot | undefined;
+  for (const old of prev?.databases ?? []) {
+    if (!parts.some((o) => o.part.kind === 'couchdb' && o.part.db === old.name)) {
+      findings.push({
+        severity: 'warning',
+        code: 'db-removed',
+        source: src.name,
+        object: old.name,
+        message:
+          `database ${old.name} was in the previous snapshot and is not backed up now ` +
+          '(deleted, or no longer selected)',
+      });
+    }
+  }
+  const url = new URL(src.url);
+  url.username = '';
+  url.password = '';
+  a.sources.push({
+    kind: 'couchdb',
+    name: src.name,
+    url: url.toString().replace(/\/+$/, ''),
+    databases,
+  } satisfies CouchSourceSnapshot);
+  a.summaries.push({ name: src.name, kind: 'couchdb', databases: databases.map(dbSummary) });
+}
+
+/** A tarball source: its shards' listings joined into one, or carried over when it could not be read. */
+async function assembleTarballSource(
+  config: Config,
+  plan: BackupPlan,
+  outcomes: PartOutcome[],
+  session: Session,
+  name: string,
+  a: Assembly,
+): Promise<void> {
+  const src = config.sources.tarballs.find((c) => c.name === name);
+  if (!src) throw new SourceError(`no tarball source named ${name} in the configuration`);
+  const parts = outcomes
+    .filter((o) => o.part.kind === 'tarballs' && o.part.source === src.name)
+    .sort((x, y) => (x.part as { index: number }).index - (y.part as { index: number }).index);
+  if (parts.length === 0) return;
+  const fatal = parts.find((o) => o.sourceError);
+  if (fatal) return carryOver(a, plan, src.name, 'tarballs', fatal.sourceError!);
+  const shards = parts.map((o) => o.tarballs!);
+  const listing = await joinedListing(session, shards);
+  const sum = (k: 'files' | 'bytes' | 'missing' | 'mismatches') =>
+    shards.reduce((n, s) => n + ((s[k] as number | undefined) ?? 0), 0);
+  a.sources.push({
+    kind: 'tarballs',
+    name: src.name,
+    location: shards[0]!.location,
+    files: sum('files'),
+    bytes: sum('bytes'),
+    missing: sum('missing'),
+    mismatches: sum('mismatches'),
+    listing,
+  } satisfies TarballSourceSnapshot);
+  a.summaries.push({ name: src.name, kind: 'tarballs', files: sum('files'), bytes: sum('bytes') });
+}
+
+/** Consecutive shards' listings, concatenated, are the store's listing: chunk lists joined as they are. */
+async function joinedListing(session: Session, shards: TarballSourceSnapshot[]): Promise<StreamRef> {
+  if (shards.length === 1) return shards[0]!.listing;
+  const ids: Buffer[] = [];
+  let size = 0;
+  for (const s of shards) {
+    for await (const id of chunkIds(session.reader, s.listing)) ids.push(Buffer.from(id));
+    size += s.listing.size;
+  }
+  return refFromChunks(session.writer, { size, ids });
+}
+
+/**
+ * A prune that deleted, after this run started, a pack the run deduplicated against (the run was longer
+ * than the prune grace period): committing would refer to missing data. Refuse; the next run redoes it.
+ */
+async function refuseIfPruned(plan: BackupPlan, outcomes: PartOutcome[], session: Session): Promise<void> {
   const gone = deletedSince(await loadMarks(session.repo, session.repo.targets[0]!), new Date(plan.started));
   const used = new Set([...outcomes.flatMap((o) => o.usedPacks), ...session.writer.usedPacks]);
   const lost = [...used].filter((p) => gone.has(p));
   if (lost.length) {
     throw new PrunedDuringRunError(
-      `a prune deleted ${lost.length} pack(s) this run relied on (pack ${lost[0]}) while it ran (the run took longer than the prune grace period); nothing was committed — run the backup again`,
+      `a prune deleted ${lost.length} pack(s) this run relied on (pack ${lost[0]}) while it ran ` +
+        '(the run took longer than the prune grace period); nothing was committed — run the backup again',
     );
   }
-  for (const [t, e] of session.fanout.failed) behind.set(t, e.message);
-  for (const t of behind.keys())
-    if (!session.fanout.failed.has(t)) session.fanout.fail(t, new Error(behind.get(t)!));
+}
+
+/**
+ * The writer statistics of the run. Parts done by other processes flushed their own writers; this session's
+ * writer (every part of an in-process run, and the commit's own writes) is counted whole, its final flush
+ * included.
+ */
+function runStats(
+  plan: BackupPlan,
+  outcomes: PartOutcome[],
+  session: Session,
+): Partial<WriterStats> & { durationMs: number } {
   const stats: Partial<WriterStats> & { durationMs: number } = {
     durationMs: Date.now() - Date.parse(plan.started),
   };
-  // Parts done by other processes flushed their own writers; this session's writer (every part of an
-  // in-process run, and the commit's own writes) is counted whole, its final flush included.
   const add = (from: Partial<WriterStats>) => {
     for (const [k, v] of Object.entries(from) as [keyof WriterStats, number][])
       stats[k] = (stats[k] ?? 0) + v;
   };
   for (const o of outcomes) if (o.sessionId !== session.id) add(o.stats);
   add(session.writer.stats);
-  // Requests: the parts' (made in their sessions) plus this session's beyond them (commit, and in-process
-  // runs whose parts shared this session are counted by their deltas already).
+  return stats;
+}
+
+/**
+ * Requests of the run: the parts' (made in their sessions) plus this session's beyond them (commit, and
+ * in-process runs whose parts shared this session are counted by their deltas already).
+ */
+function runRequests(outcomes: PartOutcome[], session: Session): Record<string, number> {
   const requests: Record<string, number> = {};
   for (const o of outcomes)
     for (const [k, v] of Object.entries(o.requests)) requests[k] = (requests[k] ?? 0) + v;
@@ -362,32 +438,23 @@ export async function commitBackup(
     const counted = inSession.reduce((n, o) => n + (o.requests[k] ?? 0), 0);
     requests[k] = (requests[k] ?? 0) + Math.max(0, v - counted);
   }
-  const manifest = newManifest(session.repo, sources, {
-    ...(plan.parent ? { parent: plan.parent } : {}),
-    stats: { ...(stats as Record<string, number>), ...requests },
-  });
-  const sealed = await sealSnapshot(session.repo, manifest);
-  await session.fanout.put(sealed.key, sealed.bytes);
-  for (const [t, e] of session.fanout.failed) behind.set(t, e.message);
+  return requests;
+}
 
-  const targets: TargetReport[] = config.targets.map((t) => ({
+/** Each configured target: ok, or behind (failed in this run, or not in it), and what was written to it. */
+function targetReports(
+  config: Config,
+  plan: BackupPlan,
+  session: Session,
+  behind: Map<string, string>,
+): TargetReport[] {
+  return config.targets.map((t) => ({
     name: t.name,
     status: behind.has(t.name) || !(plan.targets.includes(t.name) || t.name in plan.behind) ? 'behind' : 'ok',
     ...(behind.has(t.name) ? { error: behind.get(t.name) } : {}),
     bytesWritten: (session.fanout.written.get(t.name) ?? 0) + (plan.caughtUp[t.name]?.bytes ?? 0),
     ...(plan.caughtUp[t.name] ? { caughtUp: plan.caughtUp[t.name] } : {}),
   }));
-  const exitCode = runExitCode(targets, findings);
-  logger.info({ snapshot: sealed.id, partial: exitCode !== ExitCode.ok }, 'snapshot committed');
-  return {
-    runId: plan.runId,
-    snapshot: { id: sealed.id, time: manifest.time, key: sealed.key },
-    targets,
-    sources: summaries,
-    findings,
-    stats,
-    exitCode,
-  };
 }
 
 /**
