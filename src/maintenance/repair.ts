@@ -71,17 +71,25 @@ export async function repairTarget(
     return true;
   };
 
-  /** The bytes of `key` from the first source where `verify` accepts them; bad copies go to `elsewhere`. */
+  /**
+   * The bytes of `key` from the first source where `verify` accepts them; bad copies go to `elsewhere`. A
+   * copy that was listed and is gone when read counts as bad only if the object was not deleted on purpose
+   * meanwhile (a forget or prune running beside this repair deletes it from every target).
+   */
   const fetchGood = async (key: string, verify: (s: ObjectStore) => Promise<Buffer>) => {
+    const vanished: RepairResult['elsewhere'] = [];
     for (const { s, keys } of others) {
       if (!keys.has(key)) continue;
       try {
         return { bytes: await verify(s), from: s.name };
       } catch (err) {
         if (!(err instanceof RegbackupError)) throw err;
-        result.elsewhere.push({ key, from: s.name, reason: err.message });
+        const bad = { key, from: s.name, reason: err.message };
+        if (err instanceof ObjectNotFoundError) vanished.push(bad);
+        else result.elsewhere.push(bad);
       }
     }
+    if (vanished.length > 0 && !(await goneSinceListed(key))) result.elsewhere.push(...vanished);
     return undefined;
   };
   /** Replaces (or adds) `key` here with `bytes` from `from`. */
