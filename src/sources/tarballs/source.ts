@@ -107,6 +107,12 @@ async function* uniquePaths(src: AsyncIterable<TarballExpectation>): AsyncGenera
 }
 
 const MAX_LISTED_FINDINGS = 1000;
+/**
+ * Files being stored at once. Small files are latency-bound (each is a round trip to a writer thread and back
+ * to decide which chunks are new): many in flight let the writer batch them into few messages. Bytes in flight
+ * stay bounded by the writer's own budget (room()).
+ */
+const FILES_IN_FLIGHT = 256;
 const MAX_LOGGED_FINDINGS = 100;
 
 /**
@@ -355,7 +361,7 @@ export async function backupTarballSource(
   };
 
   const entries = async function* () {
-    for await (const e of orderedMap(jobs(), 16, process)) if (e) yield e;
+    for await (const e of orderedMap(jobs(), FILES_IN_FLIGHT, process)) if (e) yield e;
   };
   const listing = await writeStream(ctx.writer, encodeLines(entries()), 'tree');
   if (
