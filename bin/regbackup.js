@@ -18,9 +18,33 @@ if (major < REQUIRED_MAJOR) {
 }
 
 // Compiled modules are cached between runs (Node's module compile cache): start-up is most of a short
-// command's time. The cache lives in the system's temporary directory unless NODE_COMPILE_CACHE says where.
+// command's time. The cache lives under the user's cache directory ($XDG_CACHE_HOME or ~/.cache, then
+// regbackup/compile-cache), or where NODE_COMPILE_CACHE says. A cache that cannot be written only costs speed:
+// Node reports it in the returned status, and nothing here may stop the command.
 const { enableCompileCache } = await import('node:module');
-enableCompileCache?.();
+try {
+  if (process.env.NODE_COMPILE_CACHE) enableCompileCache?.();
+  else {
+    const { homedir } = await import('node:os');
+    const { mkdirSync } = await import('node:fs');
+    const base = process.env.XDG_CACHE_HOME || `${homedir()}/.cache`;
+    const dir = `${base}/regbackup/compile-cache`;
+    // Made here first, one level at a time: Node 24's recursive mkdir (which the compile cache uses too) spins
+    // forever on a parent where mkdir says ENOENT (under /proc, say) instead of failing.
+    let at = '';
+    for (const part of dir.split('/')) {
+      at = at ? `${at}/${part}` : part || '/';
+      try {
+        mkdirSync(at, { mode: 0o700 });
+      } catch (err) {
+        if (err.code !== 'EEXIST') throw err;
+      }
+    }
+    enableCompileCache?.(dir);
+  }
+} catch {
+  // no cache: the command runs all the same
+}
 
 const { main } = await import('../dist/src/cli/main.js');
 

@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, type KeyObject } from 'node:crypto';
 
 /**
  * Blob IDs (docs/FORMAT.md §5, "Blob IDs"): HMAC-SHA256 keyed with the repository's ID key over one type byte
@@ -14,7 +14,11 @@ export const enum BlobType {
 
 export const ID_SIZE = 32;
 
-export function blobId(idKey: Buffer, type: BlobType, data: Uint8Array): Buffer {
+/**
+ * `idKey`: the ID key, as bytes or (faster when many IDs are computed: a raw key is turned into a key object
+ * on every call, which costs more than hashing a small chunk) as a secret key object (createSecretKey).
+ */
+export function blobId(idKey: Buffer | KeyObject, type: BlobType, data: Uint8Array): Buffer {
   return createHmac('sha256', idKey).update(Buffer.of(type)).update(data).digest();
 }
 

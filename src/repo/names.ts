@@ -20,6 +20,7 @@ export const MAX_SEGMENT_BYTES = 255;
 // eslint-disable-next-line no-control-regex -- the control characters are what it finds
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const PRINTABLE_ASCII = /^[\x20-\x7e]+$/;
 /** Names a restore gives its temporary files (restore/safe-path.ts tempName). */
 const TEMPORARY = /^\..+\.rbtmp$|^\.rbtmp-[0-9a-f]{40}$/;
 
@@ -27,16 +28,22 @@ const TEMPORARY = /^\..+\.rbtmp$|^\.rbtmp-[0-9a-f]{40}$/;
 export function nameProblem(name: unknown): string | undefined {
   if (typeof name !== 'string') return 'is not a string';
   if (name.length === 0) return 'is empty';
-  if (LONE_SURROGATE.test(name)) return 'is not valid UTF-8';
-  if (name.includes('\0')) return 'contains a NUL byte';
-  if (CONTROL.test(name)) return 'contains a control character';
+  // Printable ASCII (almost every registry name): no surrogate, NUL or control character can be in it, and
+  // its UTF-8 length is its length; the checks for those are skipped (every name of a listing is checked on
+  // every read: this is per file).
+  const ascii = PRINTABLE_ASCII.test(name);
+  if (!ascii) {
+    if (LONE_SURROGATE.test(name)) return 'is not valid UTF-8';
+    if (name.includes('\0')) return 'contains a NUL byte';
+    if (CONTROL.test(name)) return 'contains a control character';
+  }
+  const bytes = (s: string) => (ascii ? s.length : Buffer.byteLength(s));
   if (name.startsWith('/')) return 'is absolute';
-  if (Buffer.byteLength(name) > MAX_NAME_BYTES) return `is longer than ${MAX_NAME_BYTES} bytes`;
+  if (bytes(name) > MAX_NAME_BYTES) return `is longer than ${MAX_NAME_BYTES} bytes`;
   for (const seg of name.split('/')) {
     if (seg === '') return 'has an empty segment';
     if (seg === '.' || seg === '..') return `has a "${seg}" segment`;
-    if (Buffer.byteLength(seg) > MAX_SEGMENT_BYTES)
-      return `has a segment longer than ${MAX_SEGMENT_BYTES} bytes`;
+    if (bytes(seg) > MAX_SEGMENT_BYTES) return `has a segment longer than ${MAX_SEGMENT_BYTES} bytes`;
     if (TEMPORARY.test(seg)) return `has a segment named like a restore's temporary file (${showName(seg)})`;
   }
   return undefined;

@@ -107,7 +107,77 @@ async function* uniquePaths(src: AsyncIterable<TarballExpectation>): AsyncGenera
 }
 
 const MAX_LISTED_FINDINGS = 1000;
+/**
+ * Files being stored at once. Small files are latency-bound (each is a round trip to a writer thread and back
+ * to decide which chunks are new): many in flight let the writer batch them into few messages. Bytes in flight
+ * stay bounded by the writer's own budget (room()).
+ */
+const FILES_IN_FLIGHT = 256;
 const MAX_LOGGED_FINDINGS = 100;
+
+type Counters = {
+  missing: number;
+  mismatch: number;
+  verified: number;
+  unverified: number;
+  read: number;
+  reused: number;
+  problems: number;
+  refused: number;
+};
+
+/** A file of the walk, as listed (an S3 store adds its ETag). */
+type StoreFile = WalkEntry & { kind: 'file'; etag?: string };
+
+/** One file to back up: the walk's entry, the previous snapshot's, and what a packument of the run expects. */
+type Job = { file: StoreFile; prev?: TarballEntry; exp?: TarballExpectation };
+
+/** The findings and counters of one tarball source's backup. */
+class Findings {
+  readonly list: Finding[] = [];
+  readonly counters: Counters = {
+    missing: 0,
+    mismatch: 0,
+    verified: 0,
+    unverified: 0,
+    read: 0,
+    reused: 0,
+    problems: 0,
+    refused: 0,
+  };
+  constructor(
+    private readonly source: string,
+    private readonly ctx: BackupContext,
+  ) {}
+
+  report(f: Omit<Finding, 'source'>, counter?: keyof Counters): void {
+    const { counters, ctx, source } = this;
+    if (counter) counters[counter]++;
+    const n = counter ? counters[counter] : 0;
+    if (!counter || n <= MAX_LISTED_FINDINGS) this.list.push({ source, ...f });
+    if (f.severity === 'info') return;
+    // A store that lacks tens of thousands of tarballs must not flood the log: the first of each kind are
+    // logged, the rest counted (the run's summary and --json give the count).
+    if (!counter || n <= MAX_LOGGED_FINDINGS)
+      ctx.log.warn({ source, object: f.object, code: f.code }, f.message);
+    else if (n === MAX_LOGGED_FINDINGS + 1)
+      ctx.log.warn(
+        { source, code: f.code },
+        `more than ${MAX_LOGGED_FINDINGS} findings of this kind (${f.code}): the rest are counted, not logged`,
+      );
+  }
+}
+
+/** What a backup of a tarball source is to do: its inputs, joined into jobs in listing order. */
+interface TarballPlan {
+  cfg: TarballSourceConfig;
+  ctx: BackupContext;
+  store: TarballStore;
+  findings: Findings;
+  jobs: AsyncIterable<Job>;
+  /** Files stored or reused, and their bytes (a file kept at its previous version after a failed read is not counted). */
+  totals: { files: number; bytes: number };
+}
 
 /**
  * Backs up a tarball store: walks it in listing order, reuses the previous snapshot's entry for every file
@@ -122,71 +192,28 @@ export async function backupTarballSource(
   store: TarballStore = openTarballStore(cfg),
   shard?: Shard,
 ): Promise<PartResult<TarballSourceSnapshot>> {
-  const findings: Finding[] = [];
-  const counters = {
-    missing: 0,
-    mismatch: 0,
-    verified: 0,
-    unverified: 0,
-    read: 0,
-    reused: 0,
-    problems: 0,
-    refused: 0,
+  const plan = await planTarballBackup(cfg, ctx, expectations, store, shard);
+  const entries = async function* () {
+    for await (const e of orderedMap(plan.jobs, FILES_IN_FLIGHT, (job) => backUpFile(plan, job)))
+      if (e) yield e;
   };
-  const report = (f: Omit<Finding, 'source'>, counter?: keyof typeof counters) => {
-    if (counter) counters[counter]++;
-    const n = counter ? counters[counter] : 0;
-    if (!counter || n <= MAX_LISTED_FINDINGS) findings.push({ source: cfg.name, ...f });
-    if (f.severity === 'info') return;
-    // A store that lacks tens of thousands of tarballs must not flood the log: the first of each kind are
-    // logged, the rest counted (the run's summary and --json give the count).
-    if (!counter || n <= MAX_LOGGED_FINDINGS)
-      ctx.log.warn({ source: cfg.name, object: f.object, code: f.code }, f.message);
-    else if (n === MAX_LOGGED_FINDINGS + 1)
-      ctx.log.warn(
-        { source: cfg.name, code: f.code },
-        `more than ${MAX_LOGGED_FINDINGS} findings of this kind (${f.code}): the rest are counted, not logged`,
-      );
-  };
-  let prev = ctx.previous as TarballSourceSnapshot | undefined;
-  // A previous listing whose blobs no readable index object names (one bad on every target) cannot be
-  // reused: every file is read afresh instead, said as with a database (`fallback-full`).
-  if (prev?.listing && ctx.reader) {
-    const missing = await unindexedChunk(ctx.reader, prev.listing);
-    if (missing) {
-      report({
-        severity: 'info',
-        code: 'fallback-full',
-        object: cfg.name,
-        message: `full read instead of an incremental one: the previous listing cannot be read (${missing})`,
-      });
-      prev = undefined;
-    }
-  }
-  // The ETA of the tarball phase: about as many files as last time (a part of a sharded run counts its own).
-  if (prev && !shard) ctx.progress.filesTotal += prev.files;
+  const listing = await writeStream(ctx.writer, encodeLines(entries()), 'tree');
+  return reportTarballBackup(plan, listing);
+}
+
+/** Plans the backup: the previous listing (when it can be read), the expectations, the walk, joined. */
+async function planTarballBackup(
+  cfg: TarballSourceConfig,
+  ctx: BackupContext,
+  expectations: StreamRef[],
+  store: TarballStore,
+  shard: Shard | undefined,
+): Promise<TarballPlan> {
+  const findings = new Findings(cfg.name, ctx);
   const only = async function* <T extends { path: string }>(src: AsyncIterable<T>): AsyncGenerator<T> {
     for await (const e of src) if (inShard(e.path, shard)) yield e;
   };
-  const prevEntries: AsyncIterable<TarballEntry> =
-    prev?.listing && ctx.reader
-      ? only(
-          readListing(ctx.reader, prev.listing, checkEntry, `previous listing of ${cfg.name}`, (r) => {
-            // Written by an older version: not carried over (a file of that name still in the store is
-            // refused by the walk, and reported there).
-            if (typeof r.refused.raw === 'string' && !inShard(r.refused.raw, shard)) return;
-            report(
-              {
-                severity: 'warning',
-                code: 'tarball-name-refused',
-                object: showName(r.refused.raw),
-                message: `the previous snapshot lists ${showName(r.refused.raw)}, a name a snapshot cannot hold (it ${r.refused.reason}); not carried over`,
-              },
-              'refused',
-            );
-          }),
-        )
-      : (async function* () {})();
+  const prevEntries = only(await previousEntries(cfg, ctx, findings, shard));
   const expected: AsyncIterable<TarballExpectation> =
     expectations.length && ctx.reader
       ? only(
@@ -197,7 +224,62 @@ export async function backupTarballSource(
           ),
         )
       : (async function* () {})();
+  const files = walkedFiles(cfg, store, ctx, findings, shard);
+  const jobs = joinJobs(files, prevEntries, expected, findings);
+  return { cfg, ctx, store, findings, jobs, totals: { files: 0, bytes: 0 } };
+}
 
+/**
+ * The previous snapshot's entries, in listing order; none when there is no previous snapshot or its listing
+ * names blobs no readable index object names (one bad on every target): every file is then read afresh,
+ * said as with a database (`fallback-full`).
+ */
+async function previousEntries(
+  cfg: TarballSourceConfig,
+  ctx: BackupContext,
+  findings: Findings,
+  shard: Shard | undefined,
+): Promise<AsyncIterable<TarballEntry>> {
+  let prev = ctx.previous as TarballSourceSnapshot | undefined;
+  if (prev?.listing && ctx.reader) {
+    const missing = await unindexedChunk(ctx.reader, prev.listing);
+    if (missing) {
+      findings.report({
+        severity: 'info',
+        code: 'fallback-full',
+        object: cfg.name,
+        message: `full read instead of an incremental one: the previous listing cannot be read (${missing})`,
+      });
+      prev = undefined;
+    }
+  }
+  // The ETA of the tarball phase: about as many files as last time (a part of a sharded run counts its own).
+  if (prev && !shard) ctx.progress.filesTotal += prev.files;
+  if (!prev?.listing || !ctx.reader) return (async function* () {})();
+  return readListing(ctx.reader, prev.listing, checkEntry, `previous listing of ${cfg.name}`, (r) => {
+    // Written by an older version: not carried over (a file of that name still in the store is refused by the
+    // walk, and reported there).
+    if (typeof r.refused.raw === 'string' && !inShard(r.refused.raw, shard)) return;
+    findings.report(
+      {
+        severity: 'warning',
+        code: 'tarball-name-refused',
+        object: showName(r.refused.raw),
+        message: `the previous snapshot lists ${showName(r.refused.raw)}, a name a snapshot cannot hold (it ${r.refused.reason}); not carried over`,
+      },
+      'refused',
+    );
+  });
+}
+
+/** The store's files in listing order; the walk's problems are reported as they come. */
+async function* walkedFiles(
+  cfg: TarballSourceConfig,
+  store: TarballStore,
+  ctx: BackupContext,
+  findings: Findings,
+  shard: Shard | undefined,
+): AsyncGenerator<StoreFile> {
   let walked: AsyncIterable<WalkEntry & { etag?: string }>;
   try {
     walked = store.entries(ctx.tmpDir, shard);
@@ -206,168 +288,166 @@ export async function backupTarballSource(
       source: cfg.name,
     });
   }
-
-  // Only files take part in the joins; problems are reported as they come.
-  const files = async function* (): AsyncGenerator<WalkEntry & { kind: 'file'; etag?: string }> {
-    try {
-      for await (const e of walked) {
-        if (e.kind === 'problem') {
-          report(
-            {
-              severity: e.severity,
-              code: e.refused ? 'tarball-name-refused' : 'tarball-unreadable',
-              object: e.path,
-              message: `${e.path} ${e.problem}`,
-            },
-            e.refused ? 'refused' : 'problems',
-          );
-          continue;
-        }
-        yield e;
-      }
-    } catch (err) {
-      const code = systemCodeOf(err);
-      throw new SourceError(
-        `tarball source ${cfg.name}: cannot read ${store.location}${code === 'ENOENT' ? ' (no such directory)' : ''}: ${messageOf(err)}`,
-        { source: cfg.name },
-      );
-    }
-  };
-
-  type Job = {
-    file: WalkEntry & { kind: 'file'; etag?: string };
-    prev?: TarballEntry;
-    exp?: TarballExpectation;
-  };
-  async function* jobs(): AsyncGenerator<Job> {
-    const withPrev = mergeJoin(
-      files(),
-      prevEntries,
-      (f) => f.path,
-      (p) => p.path,
-      comparePaths,
-    );
-    for await (const [pair, exp] of mergeJoin(
-      withPrev,
-      expected,
-      (p) => (p[0] ?? p[1])!.path,
-      (e) => e.path,
-      comparePaths,
-    )) {
-      const file = pair?.[0];
-      if (!file) {
-        if (exp) {
-          report(
-            {
-              severity: 'warning',
-              code: 'tarball-missing',
-              object: exp.path,
-              message: `${exp.path} is referenced by ${exp.db}/${exp.doc} but missing from the store`,
-            },
-            'missing',
-          );
-        }
+  try {
+    for await (const e of walked) {
+      if (e.kind === 'problem') {
+        findings.report(
+          {
+            severity: e.severity,
+            code: e.refused ? 'tarball-name-refused' : 'tarball-unreadable',
+            object: e.path,
+            message: `${e.path} ${e.problem}`,
+          },
+          e.refused ? 'refused' : 'problems',
+        );
         continue;
       }
-      yield { file, prev: pair[1], exp };
+      yield e;
+    }
+  } catch (err) {
+    const code = systemCodeOf(err);
+    throw new SourceError(
+      `tarball source ${cfg.name}: cannot read ${store.location}${code === 'ENOENT' ? ' (no such directory)' : ''}: ${messageOf(err)}`,
+      { source: cfg.name },
+    );
+  }
+}
+
+/** Joins the walk with the previous entries and the expectations; expected files not in the store are reported. */
+async function* joinJobs(
+  files: AsyncIterable<StoreFile>,
+  prevEntries: AsyncIterable<TarballEntry>,
+  expected: AsyncIterable<TarballExpectation>,
+  findings: Findings,
+): AsyncGenerator<Job> {
+  const withPrev = mergeJoin(
+    files,
+    prevEntries,
+    (f) => f.path,
+    (p) => p.path,
+    comparePaths,
+  );
+  for await (const [pair, exp] of mergeJoin(
+    withPrev,
+    expected,
+    (p) => (p[0] ?? p[1])!.path,
+    (e) => e.path,
+    comparePaths,
+  )) {
+    const file = pair?.[0];
+    if (file) yield { file, prev: pair[1], exp };
+    else if (exp) {
+      findings.report(
+        {
+          severity: 'warning',
+          code: 'tarball-missing',
+          object: exp.path,
+          message: `${exp.path} is referenced by ${exp.db}/${exp.doc} but missing from the store`,
+        },
+        'missing',
+      );
     }
   }
+}
 
-  let files_ = 0;
-  let bytes = 0;
-  const process = async (job: Job): Promise<TarballEntry | undefined> => {
-    if (ctx.signal.aborted) throw new InterruptedError(`backup of ${cfg.name} interrupted`);
-    const { file, prev: p, exp } = job;
-    const unchanged =
-      p &&
-      p.size === file.size &&
-      (file.etag !== undefined ? p.etag === file.etag : p.mtime === file.mtimeMs);
-    let entry: TarballEntry;
-    if (unchanged) {
-      entry = p;
-      counters.reused++;
-    } else {
-      try {
-        entry = await readAndStore(store, file, ctx, exp);
-      } catch (err) {
-        if (err instanceof SourceError) throw err;
-        if (err instanceof JobError && err.code === FILE_CHANGED) {
-          report(
-            {
-              severity: 'error',
-              code: 'tarball-inconsistent',
-              object: file.path,
-              message: `${file.path} ${err.message}: not stored${p ? ' (the previous version is kept)' : ''}`,
-            },
-            'problems',
-          );
-          return p;
-        }
-        const gone = systemCodeOf(err) === 'ENOENT' || (err instanceof JobError && err.code === 'ENOENT');
-        report(
-          {
-            severity: gone ? 'warning' : 'error',
-            code: gone ? 'tarball-gone' : 'tarball-unreadable',
-            object: file.path,
-            message: `${file.path}: ${gone ? 'removed while the backup ran' : `cannot be read: ${messageOf(err)}`}`,
-          },
-          'problems',
-        );
-        // A file that could not be read keeps its previous version, if any: nothing stored is lost.
-        return p;
-      }
-      counters.read++;
-      ctx.progress.bytes += file.size;
+/**
+ * One file: its previous entry when unchanged, else read and stored. A file that cannot be read (or kept
+ * changing while read) is reported and keeps its previous version, if any: nothing stored is lost.
+ */
+async function backUpFile(plan: TarballPlan, job: Job): Promise<TarballEntry | undefined> {
+  const { cfg, ctx, store, findings } = plan;
+  if (ctx.signal.aborted) throw new InterruptedError(`backup of ${cfg.name} interrupted`);
+  const { file, prev: p, exp } = job;
+  const unchanged =
+    p && p.size === file.size && (file.etag !== undefined ? p.etag === file.etag : p.mtime === file.mtimeMs);
+  let entry: TarballEntry;
+  if (unchanged) {
+    entry = p;
+    findings.counters.reused++;
+  } else {
+    try {
+      entry = await readAndStore(store, file, ctx, exp);
+    } catch (err) {
+      if (err instanceof SourceError) throw err;
+      findings.report(...unreadable(file, p, err));
+      return p;
     }
-    if (exp) verify(entry, exp);
-    files_++;
-    bytes += entry.size;
-    ctx.progress.files++;
-    return entry;
-  };
+    findings.counters.read++;
+    ctx.progress.bytes += file.size;
+  }
+  if (exp) verify(findings, entry, exp);
+  plan.totals.files++;
+  plan.totals.bytes += entry.size;
+  ctx.progress.files++;
+  return entry;
+}
 
-  const verify = (entry: TarballEntry, exp: TarballExpectation) => {
-    let ok: boolean | undefined;
-    if (exp.shasum && /^[0-9a-f]{40}$/i.test(exp.shasum) && entry.sha1)
-      ok = entry.sha1 === exp.shasum.toLowerCase();
-    else if (entry.flag === undefined && entry.sha512 && exp.integrity) {
-      ok = integrityMatches(exp.integrity, entry.sha512);
-    }
-    if (ok === undefined) {
-      counters.unverified++;
-      return;
-    }
-    if (ok) {
-      counters.verified++;
-      if (entry.flag === 'checksum-mismatch') delete entry.flag;
-      return;
-    }
-    entry.flag = 'checksum-mismatch';
-    report(
-      {
-        severity: 'error',
-        code: 'tarball-checksum-mismatch',
-        object: entry.path,
-        message: `${entry.path} does not match dist.shasum of ${exp.db}/${exp.doc} (stored anyway, flagged)`,
-      },
-      'mismatch',
-    );
-  };
+/** The finding for a file that could not be stored. */
+function unreadable(
+  file: StoreFile,
+  p: TarballEntry | undefined,
+  err: unknown,
+): [Omit<Finding, 'source'>, keyof Counters] {
+  if (err instanceof JobError && err.code === FILE_CHANGED) {
+    const message = `${file.path} ${err.message}: not stored${p ? ' (the previous version is kept)' : ''}`;
+    return [{ severity: 'error', code: 'tarball-inconsistent', object: file.path, message }, 'problems'];
+  }
+  const gone = systemCodeOf(err) === 'ENOENT' || (err instanceof JobError && err.code === 'ENOENT');
+  return [
+    {
+      severity: gone ? 'warning' : 'error',
+      code: gone ? 'tarball-gone' : 'tarball-unreadable',
+      object: file.path,
+      message: `${file.path}: ${gone ? 'removed while the backup ran' : `cannot be read: ${messageOf(err)}`}`,
+    },
+    'problems',
+  ];
+}
 
-  const entries = async function* () {
-    for await (const e of orderedMap(jobs(), 16, process)) if (e) yield e;
-  };
-  const listing = await writeStream(ctx.writer, encodeLines(entries()), 'tree');
+/** Checks a file against its packument's dist.shasum (or dist.integrity); a mismatch is flagged, not refused. */
+function verify(findings: Findings, entry: TarballEntry, exp: TarballExpectation): void {
+  const { counters } = findings;
+  let ok: boolean | undefined;
+  if (exp.shasum && /^[0-9a-f]{40}$/i.test(exp.shasum) && entry.sha1)
+    ok = entry.sha1 === exp.shasum.toLowerCase();
+  else if (entry.flag === undefined && entry.sha512 && exp.integrity) {
+    ok = integrityMatches(exp.integrity, entry.sha512);
+  }
+  if (ok === undefined) {
+    counters.unverified++;
+    return;
+  }
+  if (ok) {
+    counters.verified++;
+    if (entry.flag === 'checksum-mismatch') delete entry.flag;
+    return;
+  }
+  entry.flag = 'checksum-mismatch';
+  findings.report(
+    {
+      severity: 'error',
+      code: 'tarball-checksum-mismatch',
+      object: entry.path,
+      message: `${entry.path} does not match dist.shasum of ${exp.db}/${exp.doc} (stored anyway, flagged)`,
+    },
+    'mismatch',
+  );
+}
+
+/** The part's result: its snapshot entry, findings (said when truncated) and counters. */
+function reportTarballBackup(plan: TarballPlan, listing: StreamRef): PartResult<TarballSourceSnapshot> {
+  const { cfg, store, findings, totals } = plan;
+  const c = findings.counters;
   if (
-    counters.missing > MAX_LISTED_FINDINGS ||
-    counters.mismatch > MAX_LISTED_FINDINGS ||
-    counters.problems > MAX_LISTED_FINDINGS ||
-    counters.refused > MAX_LISTED_FINDINGS
+    c.missing > MAX_LISTED_FINDINGS ||
+    c.mismatch > MAX_LISTED_FINDINGS ||
+    c.problems > MAX_LISTED_FINDINGS ||
+    c.refused > MAX_LISTED_FINDINGS
   ) {
-    report({
+    findings.report({
       severity: 'warning',
       code: 'findings-truncated',
-      message: `only the first ${MAX_LISTED_FINDINGS} findings of each kind are listed (missing ${counters.missing}, mismatches ${counters.mismatch}, unreadable ${counters.problems}, names refused ${counters.refused})`,
+      message: `only the first ${MAX_LISTED_FINDINGS} findings of each kind are listed (missing ${c.missing}, mismatches ${c.mismatch}, unreadable ${c.problems}, names refused ${c.refused})`,
     });
   }
   return {
@@ -375,14 +455,14 @@ export async function backupTarballSource(
       kind: 'tarballs',
       name: cfg.name,
       location: store.location,
-      files: files_,
-      bytes,
+      files: totals.files,
+      bytes: totals.bytes,
       listing,
-      missing: counters.missing,
-      mismatches: counters.mismatch,
+      missing: c.missing,
+      mismatches: c.mismatch,
     },
-    findings,
-    stats: { ...counters, files: files_, bytes },
+    findings: findings.list,
+    stats: { ...c, ...totals },
   };
 }
 
@@ -392,7 +472,7 @@ function integrityMatches(integrity: string, sha512b64: string): boolean {
 
 async function readAndStore(
   store: TarballStore,
-  file: WalkEntry & { kind: 'file'; etag?: string },
+  file: StoreFile,
   ctx: BackupContext,
   exp: TarballExpectation | undefined,
 ): Promise<TarballEntry> {

@@ -1,0 +1,213 @@
+/**
+ * Issue 11, tarball stores of many small files: regbackup beside restic, in the same run, at several sizes.
+ *
+ * For each size N it makes (once, reused by later runs) a store of N files of 0.5–20 KB (random bytes, like
+ * compressed tarballs) in the registry layout `<scope>/<package>/-/<package>-<version>.tgz`, then, alternating
+ * the contenders on a warm page cache:
+ *   - full backup: restic, then regbackup (a fresh repository each), wall time and peak RSS (/usr/bin/time);
+ *   - 1 % new files are added (new versions spread over the store), the cache warmed again;
+ *   - incremental backup: restic, then regbackup;
+ *   - the new files are removed again, so the store can be reused.
+ * A walk floor (regbackup's own directory walk, nothing read) is measured in the same run.
+ *
+ *   npm run build && node --openssl-legacy-provider dist/bench/scale-files.js [--files 10000,100000]
+ *       [--out /tmp/regbackup-scale-files] [--keep]
+ *   (1M files: --files 1000000; generating it takes ~10 GB of disk and a few minutes)
+ */
+import { execFileSync } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { fmt, measure, table } from './lib/run.js';
+
+const { values } = parseArgs({
+  options: {
+    files: { type: 'string' },
+    out: { type: 'string' },
+    keep: { type: 'boolean' },
+    only: { type: 'string' },
+  },
+});
+const out = values.out ?? '/tmp/regbackup-scale-files';
+const sizes = (values.files ?? '10000,100000').split(',').map(Number);
+const only = new Set((values.only ?? 'regbackup,restic').split(','));
+const here = path.dirname(new URL(import.meta.url).pathname);
+const ROOT = path.join(here, '..', '..');
+const BIN = path.join(ROOT, 'bin', 'regbackup.js');
+mkdirSync(out, { recursive: true });
+
+/** A small deterministic PRNG (mulberry32): the same store every time. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const VERSIONS = 10;
+const GZIP = Buffer.from([0x1f, 0x8b, 0x08, 0x00]);
+const PER_SCOPE = 500;
+
+function fileOf(i: number, suffix = ''): { dir: string; name: string } {
+  const pkg = Math.floor(i / VERSIONS);
+  const scope = `s${Math.floor(pkg / PER_SCOPE)
+    .toString()
+    .padStart(4, '0')}`;
+  const name = `p${pkg}`;
+  return { dir: path.join(scope, name, '-'), name: `${name}-1.0.${i % VERSIONS}${suffix}.tgz` };
+}
+
+/** Makes (or reuses) a store of n small files; returns its path and total bytes. */
+function makeStore(n: number): { dir: string; bytes: number } {
+  const dir = path.join(out, `store-${n}`);
+  const done = path.join(out, `store-${n}.v2.done`);
+  if (existsSync(done)) return { dir, bytes: Number(readFileSync(done, 'utf8')) };
+  rmSync(dir, { recursive: true, force: true });
+  const t0 = performance.now();
+  const r = rng(n);
+  const pool = Buffer.allocUnsafe(64 * 1024 * 1024);
+  let at = pool.length;
+  let bytes = 0;
+  let lastDir = '';
+  for (let i = 0; i < n; i++) {
+    const f = fileOf(i);
+    const full = path.join(dir, f.dir);
+    if (full !== lastDir) mkdirSync(full, { recursive: true });
+    lastDir = full;
+    const size = 512 + Math.floor(r() * (20 * 1024 - 512));
+    if (at + size > pool.length) {
+      randomFillSync(pool);
+      at = 0;
+    }
+    // Tarballs are gzip: the gzip magic tells the writer not to try compressing them (as with real ones).
+    pool.set(GZIP, at);
+    writeFileSync(path.join(full, f.name), pool.subarray(at, at + size));
+    at += size;
+    bytes += size;
+  }
+  writeFileSync(done, String(bytes));
+  console.log(`generated ${n} files (${fmt(bytes / 1e6)} MB) in ${fmt((performance.now() - t0) / 1000)} s`);
+  return { dir, bytes };
+}
+
+/** Adds 1 % new files (a new version of every 100th package); returns their paths. */
+function addChurn(store: string, n: number): string[] {
+  const r = rng(n + 1);
+  const pool = Buffer.allocUnsafe(20 * 1024);
+  const added: string[] = [];
+  for (let i = 0; i < n; i += 100) {
+    const f = fileOf(i, '-new');
+    const p = path.join(store, f.dir, f.name);
+    const size = 512 + Math.floor(r() * (20 * 1024 - 512));
+    randomFillSync(pool, 0, size);
+    pool.set(GZIP, 0);
+    writeFileSync(p, pool.subarray(0, size));
+    added.push(p);
+  }
+  return added;
+}
+
+function warm(dir: string): void {
+  execFileSync('sh', ['-c', `find "${dir}" -type f -print0 | xargs -0 cat > /dev/null`]);
+}
+
+async function regbackup(config: string, args: string[]) {
+  return measure(BIN, ['--config', config, ...args], { REGBACKUP_LOG_LEVEL: 'warn' });
+}
+
+async function initRepo(dir: string, store: string): Promise<string> {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const config = path.join(dir, 'regbackup.yaml');
+  writeFileSync(
+    config,
+    `keys: ./keys/worker.key\ncache: ./cache\nsources:\n  tarballs: [{ name: files, path: "${store}" }]\ntargets:\n  - { name: local, type: fs, path: ./target }\n`,
+  );
+  await regbackup(config, ['keys', 'generate', '--out', path.join(dir, 'keys')]);
+  await regbackup(config, ['init']);
+  return config;
+}
+
+/** regbackup's own walk of the store, nothing read: the floor of listing it. */
+async function walkFloor(store: string) {
+  const script = `import { walkTree } from ${JSON.stringify(path.join(ROOT, 'dist/src/sources/tarballs/walk.js'))};
+let n = 0; for await (const e of walkTree(${JSON.stringify(store)})) if (e.kind === 'file') n++;
+if (n === 0) process.exit(1);`;
+  const file = path.join(out, 'walk-floor.mjs');
+  writeFileSync(file, script);
+  return measure(process.execPath, [file]);
+}
+
+const rows: (string | number)[][] = [
+  [
+    'files',
+    'MB',
+    'restic full s',
+    'RSS MiB',
+    'regbackup full s',
+    'RSS MiB',
+    'speed vs restic',
+    'walk floor s',
+    'restic +1% s',
+    'RSS MiB',
+    'regbackup +1% s',
+    'RSS MiB',
+    'incr/full',
+    'incr vs restic',
+  ],
+];
+
+for (const n of sizes) {
+  const { dir: store, bytes } = makeStore(n);
+  const rbDir = path.join(out, `rb-${n}`);
+  const resticRepo = path.join(out, `restic-${n}`);
+  const env = { RESTIC_PASSWORD: 'bench', RESTIC_CACHE_DIR: path.join(out, 'restic-cache') };
+  const restic = (args: string[]) => measure('restic', [...args, '--repo', resticRepo], env);
+  let added: string[] = [];
+  try {
+    const config = await initRepo(rbDir, store);
+    rmSync(resticRepo, { recursive: true, force: true });
+    await restic(['init']);
+    warm(store);
+    const floor = await walkFloor(store);
+    const r1 = only.has('restic') ? await restic(['backup', '--quiet', store]) : undefined;
+    const b1 = await regbackup(config, ['backup']);
+    added = addChurn(store, n);
+    warm(store);
+    const r2 = only.has('restic') ? await restic(['backup', '--quiet', store]) : undefined;
+    const b2 = await regbackup(config, ['backup']);
+    const row = [
+      n,
+      fmt(bytes / 1e6, 0),
+      r1 ? fmt(r1.seconds, 2) : '-',
+      r1 ? fmt(r1.maxRssMiB, 0) : '-',
+      fmt(b1.seconds, 2),
+      fmt(b1.maxRssMiB, 0),
+      r1 ? `${fmt(r1.seconds / b1.seconds, 2)}x` : '-',
+      fmt(floor.seconds, 2),
+      r2 ? fmt(r2.seconds, 2) : '-',
+      r2 ? fmt(r2.maxRssMiB, 0) : '-',
+      fmt(b2.seconds, 2),
+      fmt(b2.maxRssMiB, 0),
+      `${fmt((100 * b2.seconds) / b1.seconds, 1)}%`,
+      r2 ? `${fmt(b2.seconds / r2.seconds, 2)}x` : '-',
+    ];
+    rows.push(row);
+    console.log(table([rows[0]!, row]));
+  } finally {
+    for (const p of added) unlinkSync(p);
+    if (!values.keep) {
+      rmSync(rbDir, { recursive: true, force: true });
+      rmSync(resticRepo, { recursive: true, force: true });
+    }
+  }
+}
+
+console.log('\nGoals (issue 11): full >= 1.5x restic speed; peak RSS <= 200 MiB at any size;');
+console.log('incremental after 1 % new files <= 5 % of the full run and <= 0.5x restic incremental.\n');
+console.log(table(rows));
