@@ -143,6 +143,21 @@ export async function* inOrder<T extends { id: string }>(
   }
 }
 
+/** inOrder, for entries read with their lines. */
+export async function* inOrderLines<T extends { id: string }>(
+  src: AsyncIterable<{ entry: T; line: string }>,
+  what: string,
+): AsyncGenerator<{ entry: T; line: string }> {
+  let last: string | undefined;
+  for await (const l of src) {
+    if (last !== undefined && compareIds(last, l.entry.id) >= 0) {
+      throw new IntegrityError(`${what}: ${JSON.stringify(l.entry.id)} is out of order`);
+    }
+    last = l.entry.id;
+    yield l;
+  }
+}
+
 /** Counts of a listing, as in DbSnapshot. */
 export interface ListingCounts {
   docCount: number;
