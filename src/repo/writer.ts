@@ -227,7 +227,7 @@ export class BlobWriter {
     const worker = new Worker(new URL('./pack-worker.js', import.meta.url), {
       workerData: init,
       // Small heaps: the workers hold few objects; a big heap only lets garbage pile up (memory is a budget).
-      resourceLimits: { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 64 },
+      resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
     });
     const slot: Slot = { worker, ops: [], transfer: [], opBytes: 0, scheduled: false, inflight: 0 };
     worker.on('message', (msg: FromWorker) => {
