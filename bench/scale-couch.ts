@@ -148,7 +148,10 @@ function floor(db: string): Promise<Measured> {
   ]);
 }
 
-function couchbackup(db: string): Promise<Measured> {
+async function couchbackup(db: string): Promise<Measured> {
+  // A log left by an earlier run would make it refuse (it only resumes from one when told to).
+  await rm(path.join(out, `couchbackup-${db}.log`), { force: true });
+  await rm(path.join(out, `couchbackup-${db}.txt`), { force: true });
   return measure(COUCHBACKUP, [
     '--url',
     url!,

@@ -1,5 +1,5 @@
 import { SourceError } from '../../errors.js';
-import { writeBuffer, type StreamRef } from '../../repo/stream-ref.js';
+import { writeStream, type StreamRef } from '../../repo/stream-ref.js';
 import { attachmentStubs, attEntry, downloadAttachment, reusable, type AttStub } from './attachments.js';
 import type { ChangeRow } from './changes.js';
 import { bodyBytes } from './client.js';
@@ -241,12 +241,24 @@ async function takeResult(
     run.stats.bodyBytesFetched += raw.length;
     run.ctx.progress.bytes += raw.length;
     await writes.add(
-      writeBuffer(run.ctx.writer, raw, 'json').then((ref) => {
+      storeBody(run, raw).then((ref) => {
         leaf.body = ref;
       }),
       raw.length,
     );
   }
+}
+
+/** Pieces handed to the writer at a time: a 20 MB body is not copied whole on its way to a pack worker. */
+const BODY_PIECE = 1024 * 1024;
+
+function* pieces(buf: Buffer): Generator<Buffer> {
+  for (let at = 0; at < buf.length; at += BODY_PIECE) yield buf.subarray(at, at + BODY_PIECE);
+}
+
+/** Stores a body byte for byte (in pieces: the writer's stream window then bounds what is in flight). */
+function storeBody(run: DbRun, raw: Buffer): Promise<StreamRef> {
+  return writeStream(run.ctx.writer, pieces(raw), 'json');
 }
 
 let pool: FunctionPool | undefined;
