@@ -1,7 +1,7 @@
-import { readListing } from '../../backup/listing.js';
+import { IntegrityError } from '../../errors.js';
 import type { CouchSeq, DbSnapshot } from '../../backup/types.js';
-import type { StreamRef } from '../../repo/stream-ref.js';
-import { ExternalSorter } from '../../util/external-sort.js';
+import { readStream, type StreamRef } from '../../repo/stream-ref.js';
+import { ExternalSorter, splitLines } from '../../util/external-sort.js';
 import { orderedMap } from '../../util/ordered.js';
 import { ChangesFeed, currentLeaves, type ChangeRow } from './changes.js';
 import type { DbRun } from './context.js';
@@ -11,9 +11,10 @@ import {
   checkDocEntry,
   compareIds,
   encodeRecord,
-  inOrder,
+  lineId,
   recordKey,
   recordPayload,
+  type DocEntry,
   type ListingCounts,
 } from './listing.js';
 import { localDocRecords } from './local.js';
@@ -57,19 +58,55 @@ async function* joinPrevious(run: DbRun, feed: ChangesFeed, previous: DbSnapshot
   }
   run.ctx.progress.docsTotal += n;
   const what = `previous listing of ${run.cfg.name}/${run.db}`;
-  const prev = inOrder(readListing(run.ctx.reader!, previous.listing, checkDocEntry, what), what)[
-    Symbol.asyncIterator
-  ]();
+  const prev = previousLines(run, previous, what)[Symbol.asyncIterator]();
   try {
     let l = await prev.next();
     for await (const rec of sorter.sorted()) {
       const id = JSON.parse(rec.slice(0, rec.indexOf('\t'))) as string;
       while (!l.done && compareIds(l.value.id, id) < 0) l = await prev.next();
-      const entry = !l.done && l.value.id === id ? l.value : undefined;
+      const entry = !l.done && l.value.id === id ? l.value.entry() : undefined;
       yield { id, revs: recordPayload<string[]>(rec), prev: entry };
     }
   } finally {
     await prev.return(undefined);
+  }
+}
+
+/**
+ * The previous listing's lines with their IDs, in order (checked); a line is parsed and checked whole only
+ * when its entry is asked for. The join needs the entries of the changed documents alone, and the merge
+ * that follows reads and checks every line anyway.
+ */
+async function* previousLines(
+  run: DbRun,
+  previous: DbSnapshot,
+  what: string,
+): AsyncGenerator<{ id: string; entry: () => DocEntry }> {
+  let n = 0;
+  let last: string | undefined;
+  for await (const line of splitLines(readStream(run.ctx.reader!, previous.listing))) {
+    n++;
+    if (!line) continue;
+    const at = n;
+    const entry = () => {
+      let v: unknown;
+      try {
+        v = JSON.parse(line);
+      } catch {
+        throw new IntegrityError(`${what}: line ${at} of the listing is not JSON`);
+      }
+      try {
+        return checkDocEntry(v);
+      } catch (err) {
+        throw new IntegrityError(`${what}: line ${at} of the listing: ${(err as Error).message}`);
+      }
+    };
+    const id = lineId(line) ?? entry().id;
+    if (last !== undefined && compareIds(last, id) >= 0) {
+      throw new IntegrityError(`${what}: ${JSON.stringify(id)} is out of order`);
+    }
+    last = id;
+    yield { id, entry };
   }
 }
 
