@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-old-space-size=256
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-old-space-size=256 --max-semi-space-size=4
 // Entry point installed as the `regbackup` binary. The TypeScript sources are compiled to dist/ by
 // `npm ci` (the `prepare` script) or `npm run build`. The main thread's heap is capped (the shebang): its live
 // data is bounded by design (external sorts, a budgeted index), and an uncapped heap only lets garbage grow.

@@ -28,6 +28,22 @@ export async function* encodeLines<T>(entries: AsyncIterable<T>): AsyncGenerator
   if (parts.length) yield Buffer.from(parts.join('\n') + '\n');
 }
 
+/** Encodes lines already in JSON (entries that are passed through unchanged), in pieces of ~256 KiB. */
+export async function* encodeRawLines(lines: AsyncIterable<string>): AsyncGenerator<Buffer> {
+  let parts: string[] = [];
+  let size = 0;
+  for await (const line of lines) {
+    parts.push(line);
+    size += line.length;
+    if (size >= PIECE) {
+      yield Buffer.from(parts.join('\n') + '\n');
+      parts = [];
+      size = 0;
+    }
+  }
+  if (parts.length) yield Buffer.from(parts.join('\n') + '\n');
+}
+
 /** An entry of a listing that its check refused for its name (src/repo/names.ts), and where it is. */
 export interface RefusedEntry {
   /** The refusal: the name as stored, shown safely by `refused.message`, and why. */
@@ -49,6 +65,17 @@ export async function* readListing<T>(
   what: string,
   onRefused?: (r: RefusedEntry) => void,
 ): AsyncGenerator<T> {
+  for await (const { entry } of readListingLines(reader, ref, check, what, onRefused)) yield entry;
+}
+
+/** readListing, with each entry's line as stored (to pass an unchanged entry on without encoding it again). */
+export async function* readListingLines<T>(
+  reader: BlobReader,
+  ref: StreamRef,
+  check: (e: unknown) => T,
+  what: string,
+  onRefused?: (r: RefusedEntry) => void,
+): AsyncGenerator<{ entry: T; line: string }> {
   let n = 0;
   for await (const line of splitLines(readStream(reader, ref))) {
     n++;
@@ -69,6 +96,6 @@ export async function* readListing<T>(
       }
       throw new IntegrityError(`${what}: line ${n} of the listing: ${(err as Error).message}`);
     }
-    yield entry;
+    yield { entry, line };
   }
 }

@@ -99,6 +99,11 @@ class MemTable {
     return this.isEmpty(at) ? undefined : at;
   }
 
+  /** True when the next new record makes the table double. */
+  get full(): boolean {
+    return (this.count + 1) * 10 > this.cap * 7;
+  }
+
   put(id: Buffer, packNo: number, e: Omit<PackEntry, 'id'>): void {
     if ((this.count + 1) * 10 > this.cap * 7) this.grow();
     const at = this.slot(id) * RECORD;
@@ -160,8 +165,11 @@ export function sortRecords(buf: Buffer): void {
 const BLOCK_RECORDS = 128;
 const BLOOM_BITS_PER_KEY = 10;
 const BLOOM_HASHES = 6;
-/** Runs up to this size are kept in memory whole; bigger ones are read from disk block by block. */
-const IN_MEMORY_RUN = 8 * 1024 * 1024;
+/**
+ * Runs are kept in memory whole while all such runs together stay within this size; the others are read from
+ * disk block by block (a handful of small runs, e.g. one per backup since the last compaction, stay fast).
+ */
+const IN_MEMORY_RUNS = 8 * 1024 * 1024;
 
 class SortedRun {
   private fd?: number;
@@ -172,7 +180,11 @@ class SortedRun {
   readonly count: number;
   private readonly block = Buffer.alloc(BLOCK_RECORDS * RECORD);
 
-  constructor(readonly file: string) {
+  /** `memoryRoom`: bytes this run may take in memory (it is read from disk when bigger). */
+  constructor(
+    readonly file: string,
+    memoryRoom = IN_MEMORY_RUNS,
+  ) {
     const size = statSync(file).size;
     if (size % RECORD !== 0) throw new Error(`index run ${file} is damaged`);
     this.count = size / RECORD;
@@ -197,7 +209,7 @@ class SortedRun {
       }
       pos += n;
     }
-    if (size <= IN_MEMORY_RUN) {
+    if (size <= memoryRoom) {
       this.data = readFileSync(file);
       closeSync(fd);
     } else {
@@ -265,6 +277,11 @@ class SortedRun {
     return undefined;
   }
 
+  /** Bytes of the run held in memory. */
+  get memoryBytes(): number {
+    return this.data?.length ?? 0;
+  }
+
   close(): void {
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;
@@ -280,7 +297,7 @@ interface CacheState {
 }
 
 export interface BlobIndexOptions {
-  /** Bytes the memtable may use before it is written out as a sorted run. */
+  /** Bytes the memtable may use before it is written out as a sorted run (default 16 MiB). */
   memoryBudget?: number;
 }
 
@@ -297,7 +314,7 @@ export class BlobIndex {
     readonly dir: string | undefined,
     opts: BlobIndexOptions,
   ) {
-    this.budget = opts.memoryBudget ?? 64 * 1024 * 1024;
+    this.budget = opts.memoryBudget ?? 16 * 1024 * 1024;
     this.state = { version: 1, indexObjects: [], runs: [] };
   }
 
@@ -333,7 +350,7 @@ export class BlobIndex {
     }
     for (const r of state.runs) {
       if (!/^run-[0-9a-f]{16}\.bin$/.test(r)) throw new Error('bad run name');
-      this.runs.push(new SortedRun(path.join(this.dir!, r)));
+      this.runs.push(this.openRun(path.join(this.dir!, r)));
     }
     this.state = state;
   }
@@ -380,7 +397,11 @@ export class BlobIndex {
     this.packList.push(info);
     this.packNos.set(info.id, no);
     this.dirtyPacks = true;
-    for (const e of entries) this.mem.put(e.id, no, e);
+    for (const e of entries) {
+      // Spilled before the table would double past the budget: the memtable never exceeds it.
+      if (this.dir && this.mem.full && this.mem.bytes * 2 > this.budget) this.spill();
+      this.mem.put(e.id, no, e);
+    }
     if (this.dir && this.mem.bytes > this.budget) this.spill();
   }
 
@@ -417,12 +438,18 @@ export class BlobIndex {
     };
   }
 
+  /** Opens a run, in memory if the runs already in memory leave room for it. */
+  private openRun(file: string): SortedRun {
+    const used = this.runs.reduce((n, r) => n + r.memoryBytes, 0);
+    return new SortedRun(file, Math.max(0, IN_MEMORY_RUNS - used));
+  }
+
   /** Writes the memtable out as a sorted run (and merges runs when there are too many). */
   private spill(): void {
     if (!this.dir || this.mem.count === 0) return;
     const name = `run-${randomBytes(8).toString('hex')}.bin`;
     atomicWrite(path.join(this.dir, name), this.mem.sorted());
-    this.runs.push(new SortedRun(path.join(this.dir, name)));
+    this.runs.push(this.openRun(path.join(this.dir, name)));
     this.state.runs.push(name);
     this.mem = new MemTable();
     if (this.runs.length > 8) this.compact();
@@ -468,7 +495,8 @@ export class BlobIndex {
     renameSync(tmp, out);
     for (const r of this.runs) r.close();
     const old = this.state.runs;
-    this.runs = [new SortedRun(out)];
+    this.runs = [];
+    this.runs = [this.openRun(out)];
     this.state.runs = [name];
     this.writeState();
     for (const r of old) rmSync(path.join(this.dir!, r), { force: true });

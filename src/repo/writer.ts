@@ -73,6 +73,11 @@ export interface WriterOptions {
   workers?: number;
   /** Write an index object after this many packs (and at every flush). */
   indexEvery?: number;
+  /**
+   * Write an index object once the packs not yet in one hold this many blobs (default 32768): their entries
+   * wait in memory until then, and packs of small documents hold thousands of blobs each.
+   */
+  indexEveryBlobs?: number;
   /** Bytes handed to workers and not yet consumed, at most. */
   maxInflight?: number;
   /** Sealed packs waiting for upload, at most (beyond: new work waits). */
@@ -165,7 +170,9 @@ export class BlobWriter {
   private readonly uploads = new Set<Promise<void>>();
   private readonly uploadLimit: ReturnType<typeof pLimit>;
   private unindexed: IndexedPack[] = [];
+  private unindexedBlobs = 0;
   private readonly indexEvery: number;
+  private readonly indexEveryBlobs: number;
   private failure?: Error;
   private closed = false;
   /** Keys of index objects written by this writer. */
@@ -191,6 +198,7 @@ export class BlobWriter {
     this.maxInflight = opts.maxInflight ?? 12 * 1024 * 1024;
     this.maxQueuedPacks = opts.maxQueuedPacks ?? 2;
     this.indexEvery = opts.indexEvery ?? 64;
+    this.indexEveryBlobs = opts.indexEveryBlobs ?? 32768;
     this.uploadLimit = pLimit(opts.uploadConcurrency ?? 2);
     this.beforeFileBatch = opts.beforeFileBatch;
     const c = repo.config;
@@ -219,7 +227,7 @@ export class BlobWriter {
     const worker = new Worker(new URL('./pack-worker.js', import.meta.url), {
       workerData: init,
       // Small heaps: the workers hold few objects; a big heap only lets garbage pile up (memory is a budget).
-      resourceLimits: { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 64 },
+      resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
     });
     const slot: Slot = { worker, ops: [], transfer: [], opBytes: 0, scheduled: false, inflight: 0 };
     worker.on('message', (msg: FromWorker) => {
@@ -525,7 +533,9 @@ export class BlobWriter {
       this.usedPacks.add(p.id);
       this.stats.storedBytes += p.storedBytes;
       this.unindexed.push({ info, entries });
-      if (this.unindexed.length >= this.indexEvery) await this.writeIndex();
+      this.unindexedBlobs += entries.length;
+      if (this.unindexed.length >= this.indexEvery || this.unindexedBlobs >= this.indexEveryBlobs)
+        await this.writeIndex();
     })
       .catch((err: unknown) => this.abort(err as Error))
       .finally(() => {
@@ -542,6 +552,7 @@ export class BlobWriter {
     const packs = this.unindexed;
     if (packs.length === 0) return;
     this.unindexed = [];
+    this.unindexedBlobs = 0;
     const { key, bytes } = await this.repo.sealMeta('index', encodeIndexBody(packs));
     await this.fanout.put(key, bytes);
     for (const p of packs) {

@@ -17,7 +17,7 @@ export class FunctionPool {
     for (let i = 0; i < size; i++) {
       const w = new Worker(new URL('./function-worker.js', import.meta.url), {
         workerData: { moduleUrl, fn },
-        resourceLimits: { maxYoungGenerationSizeMb: 16, maxOldGenerationSizeMb: 128 },
+        resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 128 },
       });
       const slot = { w, busy: 0 };
       w.on('message', (m: { id: number; ok: boolean; value?: unknown; error?: string }) => {

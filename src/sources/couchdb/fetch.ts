@@ -1,5 +1,5 @@
 import { SourceError } from '../../errors.js';
-import { writeBuffer, type StreamRef } from '../../repo/stream-ref.js';
+import { writeStream, type StreamRef } from '../../repo/stream-ref.js';
 import { attachmentStubs, attEntry, downloadAttachment, reusable, type AttStub } from './attachments.js';
 import type { ChangeRow } from './changes.js';
 import { bodyBytes } from './client.js';
@@ -78,8 +78,9 @@ export async function fetchBatch(run: DbRun, items: FetchItem[]): Promise<BatchR
     accs = new Map(items.map((it) => [it.id, { item: it, leaves: new Map() }]));
     try {
       const writes = new WriteWindow();
-      for await (const el of splitArrayMember(bodyBytes(res), 'results'))
-        await takeResult(run, el, accs, writes);
+      const groups = new InspectGroups(run, accs, writes);
+      for await (const el of splitArrayMember(bodyBytes(res), 'results')) await groups.add(el);
+      await groups.finish();
       await writes.drain();
     } catch (err) {
       if (!(err instanceof JsonShapeError)) throw err;
@@ -149,15 +150,69 @@ export async function fetchBatch(run: DbRun, items: FetchItem[]): Promise<BatchR
   return out;
 }
 
+/** Elements sent to the inspector in one message: at most this many, or about this many bytes. */
+const GROUP_ELEMENTS = 64;
+const GROUP_BYTES = 1024 * 1024;
+
+/**
+ * The elements of one `_bulk_get` answer on their way through the inspector, in groups (one message per
+ * group, not per document): while one group is being scanned on the worker thread the next is gathered;
+ * the results are taken in the answer's order. At most two groups are in flight.
+ */
+class InspectGroups {
+  private group: Buffer[] = [];
+  private bytes = 0;
+  private readonly inflight: Promise<void>[] = [];
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly run: DbRun,
+    private readonly accs: Map<string, DocAcc>,
+    private readonly writes: WriteWindow,
+  ) {}
+
+  async add(el: Buffer): Promise<void> {
+    this.group.push(el);
+    this.bytes += el.length;
+    if (this.group.length >= GROUP_ELEMENTS || this.bytes >= GROUP_BYTES) await this.dispatch();
+  }
+
+  private async dispatch(): Promise<void> {
+    const els = this.group;
+    this.group = [];
+    this.bytes = 0;
+    if (els.length === 0) return;
+    while (this.inflight.length >= 2) await this.inflight.shift();
+    // Scanned on a worker thread: where the bodies are, their revisions and what a packument names. This
+    // thread only cuts the answer into elements and stores the bodies byte for byte.
+    const scanned = inspector().run<ResultInfo[]>(
+      els.length === 1 ? els[0]! : Buffer.concat(els),
+      this.run.db,
+      els.map((e) => e.length),
+    );
+    scanned.catch(() => undefined); // awaited in order below
+    const done = (this.chain = this.chain.then(async () => {
+      const infos = await scanned;
+      for (let i = 0; i < els.length; i++)
+        await takeResult(this.run, els[i]!, infos[i]!, this.accs, this.writes);
+    }));
+    done.catch(() => undefined); // awaited by dispatch or finish
+    this.inflight.push(done);
+  }
+
+  async finish(): Promise<void> {
+    await this.dispatch();
+    await this.chain;
+  }
+}
+
 async function takeResult(
   run: DbRun,
   el: Buffer,
+  r: ResultInfo,
   accs: Map<string, DocAcc>,
   writes: WriteWindow,
 ): Promise<void> {
-  // Scanned on a worker thread: where the bodies are, their revisions and what a packument names. This
-  // thread only cuts the answer into elements and stores the bodies byte for byte.
-  const r = await inspector().run<ResultInfo>(el, run.db);
   if (r.error) throw new JsonShapeError(r.error);
   const acc = typeof r.id === 'string' ? accs.get(r.id) : undefined;
   if (!acc) {
@@ -186,7 +241,7 @@ async function takeResult(
     run.stats.bodyBytesFetched += raw.length;
     run.ctx.progress.bytes += raw.length;
     await writes.add(
-      writeBuffer(run.ctx.writer, raw, 'json').then((ref) => {
+      storeBody(run, raw).then((ref) => {
         leaf.body = ref;
       }),
       raw.length,
@@ -194,17 +249,30 @@ async function takeResult(
   }
 }
 
+/** Pieces handed to the writer at a time: a 20 MB body is not copied whole on its way to a pack worker. */
+const BODY_PIECE = 1024 * 1024;
+
+function* pieces(buf: Buffer): Generator<Buffer> {
+  for (let at = 0; at < buf.length; at += BODY_PIECE) yield buf.subarray(at, at + BODY_PIECE);
+}
+
+/** Stores a body byte for byte (in pieces: the writer's stream window then bounds what is in flight). */
+function storeBody(run: DbRun, raw: Buffer): Promise<StreamRef> {
+  return writeStream(run.ctx.writer, pieces(raw), 'json');
+}
+
 let pool: FunctionPool | undefined;
 
 /** The worker threads that parse document bodies (shared by every database of the process). */
 function inspector(): FunctionPool {
-  pool ??= new FunctionPool(new URL('./inspect.js', import.meta.url).href, 'inspectResult');
+  pool ??= new FunctionPool(new URL('./inspect.js', import.meta.url).href, 'inspectResults');
   return pool;
 }
 
 /**
  * Body writes in flight for one `_bulk_get` answer: the next bodies are parsed while earlier ones are being
- * stored, up to 32 bodies or 8 MiB (at least one, whatever its size).
+ * stored, up to 512 bodies or 8 MiB (at least one, whatever its size): small documents are many round trips to
+ * the pack workers each, and a deep window keeps those threads busy instead of waiting on one another.
  */
 export class WriteWindow {
   private readonly pending: { p: Promise<void>; size: number }[] = [];
@@ -214,7 +282,7 @@ export class WriteWindow {
     p.catch(() => undefined); // awaited in order below; this only keeps an early failure from being "unhandled"
     this.pending.push({ p, size });
     this.bytes += size;
-    while (this.pending.length > 32 || (this.pending.length > 1 && this.bytes > 8 * 1024 * 1024))
+    while (this.pending.length > 512 || (this.pending.length > 1 && this.bytes > 8 * 1024 * 1024))
       await this.shift();
   }
 

@@ -28,6 +28,20 @@ export interface ResultInfo {
   error?: string;
 }
 
+/**
+ * inspectResult for several elements sent in one buffer (one message to the worker instead of one per
+ * document): `lengths` gives each element's size, in order. Ranges are relative to each element.
+ */
+export function inspectResults(buf: Buffer, db: string, lengths: number[]): ResultInfo[] {
+  const out: ResultInfo[] = [];
+  let at = 0;
+  for (const n of lengths) {
+    out.push(inspectResult(buf.subarray(at, at + n), db));
+    at += n;
+  }
+  return out;
+}
+
 function parseRange(buf: Buffer, r: Range | undefined): unknown {
   return r ? (JSON.parse(buf.toString('utf8', r.start, r.end)) as unknown) : undefined;
 }

@@ -143,6 +143,43 @@ export async function* inOrder<T extends { id: string }>(
   }
 }
 
+/**
+ * The document ID of a listing line, read without parsing the rest of it: every line is written by
+ * JSON.stringify of a DocEntry, so it begins `{"id":"…"`. Undefined for a line that does not (then it is
+ * parsed whole).
+ */
+export function lineId(line: string): string | undefined {
+  if (!line.startsWith('{"id":"')) return undefined;
+  for (let i = 7; i < line.length; i++) {
+    const c = line.charCodeAt(i);
+    if (c === 0x5c) i++;
+    else if (c === 0x22) {
+      try {
+        const id = JSON.parse(line.slice(6, i + 1)) as unknown;
+        return typeof id === 'string' ? id : undefined;
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** inOrder, for entries read with their lines. */
+export async function* inOrderLines<T extends { id: string }>(
+  src: AsyncIterable<{ entry: T; line: string }>,
+  what: string,
+): AsyncGenerator<{ entry: T; line: string }> {
+  let last: string | undefined;
+  for await (const l of src) {
+    if (last !== undefined && compareIds(last, l.entry.id) >= 0) {
+      throw new IntegrityError(`${what}: ${JSON.stringify(l.entry.id)} is out of order`);
+    }
+    last = l.entry.id;
+    yield l;
+  }
+}
+
 /** Counts of a listing, as in DbSnapshot. */
 export interface ListingCounts {
   docCount: number;

@@ -4,7 +4,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { encodeLines, readListing } from '../../backup/listing.js';
+import { encodeRawLines, readListingLines } from '../../backup/listing.js';
 import type { BackupContext, DbSnapshot } from '../../backup/types.js';
 import { writeStream, type StreamRef } from '../../repo/stream-ref.js';
 import { ExternalSorter } from '../../util/external-sort.js';
@@ -14,7 +14,7 @@ import {
   compareIds,
   countEntry,
   emptyCounts,
-  inOrder,
+  inOrderLines,
   recordPayload,
   type DocEntry,
   type FetchedRecord,
@@ -86,10 +86,13 @@ export async function mergeListing(
   const { ctx, cfg } = run;
   const counts = emptyCounts();
   const expectations = new ExpectationSorter(ctx.tmpDir);
-  const entries = async function* (): AsyncGenerator<DocEntry> {
+  // Lines: a previous entry kept is passed on as stored (checked, counted, not encoded again).
+  const entries = async function* (): AsyncGenerator<string> {
     const what = `previous listing of ${cfg.name}/${run.db}`;
     const prevIt = previous
-      ? inOrder(readListing(ctx.reader!, previous.listing, checkDocEntry, what), what)[Symbol.asyncIterator]()
+      ? inOrderLines(readListingLines(ctx.reader!, previous.listing, checkDocEntry, what), what)[
+          Symbol.asyncIterator
+        ]()
       : undefined;
     let l = prevIt ? await prevIt.next() : { done: true as const, value: undefined };
     const take = async (e: DocEntry, x: FetchedRecord['x']) => {
@@ -98,25 +101,25 @@ export async function mergeListing(
     };
     for await (const rec of fetched.sorted()) {
       const r = recordPayload<FetchedRecord>(rec);
-      while (!l.done && compareIds(l.value.id, r.e.id) < 0) {
-        if (!l.value.local) {
-          await take(l.value, undefined);
-          yield l.value;
+      while (!l.done && compareIds(l.value.entry.id, r.e.id) < 0) {
+        if (!l.value.entry.local) {
+          await take(l.value.entry, undefined);
+          yield l.value.line;
         }
         l = await prevIt!.next();
       }
-      if (!l.done && l.value.id === r.e.id) l = await prevIt!.next();
+      if (!l.done && l.value.entry.id === r.e.id) l = await prevIt!.next();
       await take(r.e, r.x);
-      yield r.e;
+      yield JSON.stringify(r.e);
     }
     while (!l.done) {
-      if (!l.value.local) {
-        await take(l.value, undefined);
-        yield l.value;
+      if (!l.value.entry.local) {
+        await take(l.value.entry, undefined);
+        yield l.value.line;
       }
       l = await prevIt!.next();
     }
   };
-  const listing = await writeStream(ctx.writer, encodeLines(entries()), 'tree');
+  const listing = await writeStream(ctx.writer, encodeRawLines(entries()), 'tree');
   return { listing, counts, expectations };
 }

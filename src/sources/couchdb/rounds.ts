@@ -1,7 +1,7 @@
-import { readListing } from '../../backup/listing.js';
+import { IntegrityError } from '../../errors.js';
 import type { CouchSeq, DbSnapshot } from '../../backup/types.js';
-import type { StreamRef } from '../../repo/stream-ref.js';
-import { ExternalSorter } from '../../util/external-sort.js';
+import { readStream, type StreamRef } from '../../repo/stream-ref.js';
+import { ExternalSorter, splitLines } from '../../util/external-sort.js';
 import { orderedMap } from '../../util/ordered.js';
 import { ChangesFeed, currentLeaves, type ChangeRow } from './changes.js';
 import type { DbRun } from './context.js';
@@ -11,13 +11,14 @@ import {
   checkDocEntry,
   compareIds,
   encodeRecord,
-  inOrder,
+  lineId,
   recordKey,
   recordPayload,
+  type DocEntry,
   type ListingCounts,
 } from './listing.js';
 import { localDocRecords } from './local.js';
-import { mergeListing } from './merge.js';
+import { ExpectationSorter, mergeListing } from './merge.js';
 
 const SORT_BUDGET = 8 * 1024 * 1024;
 const DEFAULT_MAX_ROUNDS = 5;
@@ -57,19 +58,55 @@ async function* joinPrevious(run: DbRun, feed: ChangesFeed, previous: DbSnapshot
   }
   run.ctx.progress.docsTotal += n;
   const what = `previous listing of ${run.cfg.name}/${run.db}`;
-  const prev = inOrder(readListing(run.ctx.reader!, previous.listing, checkDocEntry, what), what)[
-    Symbol.asyncIterator
-  ]();
+  const prev = previousLines(run, previous, what)[Symbol.asyncIterator]();
   try {
     let l = await prev.next();
     for await (const rec of sorter.sorted()) {
       const id = JSON.parse(rec.slice(0, rec.indexOf('\t'))) as string;
       while (!l.done && compareIds(l.value.id, id) < 0) l = await prev.next();
-      const entry = !l.done && l.value.id === id ? l.value : undefined;
+      const entry = !l.done && l.value.id === id ? l.value.entry() : undefined;
       yield { id, revs: recordPayload<string[]>(rec), prev: entry };
     }
   } finally {
     await prev.return(undefined);
+  }
+}
+
+/**
+ * The previous listing's lines with their IDs, in order (checked); a line is parsed and checked whole only
+ * when its entry is asked for. The join needs the entries of the changed documents alone, and the merge
+ * that follows reads and checks every line anyway.
+ */
+async function* previousLines(
+  run: DbRun,
+  previous: DbSnapshot,
+  what: string,
+): AsyncGenerator<{ id: string; entry: () => DocEntry }> {
+  let n = 0;
+  let last: string | undefined;
+  for await (const line of splitLines(readStream(run.ctx.reader!, previous.listing))) {
+    n++;
+    if (!line) continue;
+    const at = n;
+    const entry = () => {
+      let v: unknown;
+      try {
+        v = JSON.parse(line);
+      } catch {
+        throw new IntegrityError(`${what}: line ${at} of the listing is not JSON`);
+      }
+      try {
+        return checkDocEntry(v);
+      } catch (err) {
+        throw new IntegrityError(`${what}: line ${at} of the listing: ${(err as Error).message}`);
+      }
+    };
+    const id = lineId(line) ?? entry().id;
+    if (last !== undefined && compareIds(last, id) >= 0) {
+      throw new IntegrityError(`${what}: ${JSON.stringify(id)} is out of order`);
+    }
+    last = id;
+    yield { id, entry };
   }
 }
 
@@ -85,19 +122,35 @@ export interface AttemptResult {
   expectationsFile?: string;
 }
 
-/** Fetches the items through `_bulk_get` batches, `concurrency` at a time, into the sorter. */
+/** Fetches the items through `_bulk_get` batches, `concurrency` at a time, into the sorter. Returns the number of records added. */
 async function fetchAll(
   run: DbRun,
   items: AsyncIterable<FetchItem>,
   out: ExternalSorter,
   gone: Set<string>,
-): Promise<void> {
+): Promise<number> {
+  let n = 0;
   for await (const res of orderedMap(batches(items, run.cfg.batchSize), run.cfg.concurrency, (b) =>
     fetchBatch(run, b),
   )) {
     for (const rec of res.records) await out.add(rec);
+    n += res.records.length;
     for (const id of res.gone) gone.add(id);
   }
+  return n;
+}
+
+/** The counts of a listing as its snapshot entry recorded them. */
+function snapshotCounts(db: DbSnapshot): ListingCounts {
+  return {
+    docCount: db.docCount,
+    deletedCount: db.deletedCount,
+    conflictCount: db.conflictCount,
+    attachmentCount: db.attachmentCount,
+    attachmentBytes: db.attachmentBytes,
+    bodyBytes: db.bodyBytes,
+    localCount: db.localCount ?? 0,
+  };
 }
 
 /**
@@ -122,6 +175,7 @@ export async function attempt(
   let info = infoStart;
   let proof: DbInfo | undefined;
   let pending = new Set<string>();
+  let fetchedRecords = 0;
   if (!previous) {
     const live = typeof info.doc_count === 'number' ? info.doc_count : 0;
     const del = typeof info.doc_del_count === 'number' ? info.doc_del_count : 0;
@@ -141,13 +195,13 @@ export async function attempt(
         yield item;
       }
     })();
-    await fetchAll(run, counted, fetched, gone);
+    fetchedRecords += await fetchAll(run, counted, fetched, gone);
     // Documents found with a leaf gone that did not come back in this round's changes: read their leaves now.
     const left = [...pending];
     for (let i = 0; i < left.length; i += cfg.batchSize) {
       const current = await currentLeaves(run, left.slice(i, i + cfg.batchSize));
       seen += current.length;
-      await fetchAll(run, listable(run, toAsync(current)), fetched, gone);
+      fetchedRecords += await fetchAll(run, listable(run, toAsync(current)), fetched, gone);
     }
     since = feed.lastSeq;
     pending = gone;
@@ -178,7 +232,17 @@ export async function attempt(
 
   if (cfg.includeLocal) for await (const rec of localDocRecords(run)) await fetched.add(rec);
 
-  const { listing, counts, expectations } = await mergeListing(run, fetched, previous);
+  // Nothing fetched since the previous snapshot (and no _local entries to read or drop): the new listing is
+  // the previous one, byte for byte; its counts are the ones recorded with it. Merging would rewrite the same
+  // bytes (which dedup then drops) at a cost proportional to the database, not to its changes.
+  const unchanged = previous && fetchedRecords === 0 && !cfg.includeLocal && !previous.localCount;
+  const { listing, counts, expectations } = unchanged
+    ? {
+        listing: previous.listing,
+        counts: snapshotCounts(previous),
+        expectations: new ExpectationSorter(ctx.tmpDir),
+      }
+    : await mergeListing(run, fetched, previous);
   const seq = since ?? 0;
   const lastInfo = proof ?? info;
 
