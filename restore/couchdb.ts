@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Progress } from '../src/backup/progress.js';
-import { readListing } from '../src/backup/listing.js';
+import { readListing } from '../src/repo/format/listing.js';
 import type { DbSnapshot } from '../src/backup/types.js';
 import { DestinationError, IntegrityError, InterruptedError, messageOf } from '../src/errors.js';
 import { log } from '../src/log.js';

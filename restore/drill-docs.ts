@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import pLimit from 'p-limit';
-import { readListing } from '../src/backup/listing.js';
+import { readListing } from '../src/repo/format/listing.js';
 import type { DbSnapshot } from '../src/backup/types.js';
 import { messageOf } from '../src/errors.js';
 import type { BlobReader } from '../src/repo/reader.js';

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import pLimit from 'p-limit';
 import tar from 'tar-stream';
-import { readListing } from '../src/backup/listing.js';
+import { readListing } from '../src/repo/format/listing.js';
 import type { DbSnapshot, TarballSourceSnapshot } from '../src/backup/types.js';
 import { messageOf, systemCodeOf } from '../src/errors.js';
 import type { BlobReader } from '../src/repo/reader.js';

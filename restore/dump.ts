@@ -1,5 +1,5 @@
 import tar from 'tar-stream';
-import { readListing } from '../src/backup/listing.js';
+import { readListing } from '../src/repo/format/listing.js';
 import type { CouchSourceSnapshot, DbSnapshot, TarballSourceSnapshot } from '../src/backup/types.js';
 import { IntegrityError, UsageError } from '../src/errors.js';
 import { BlobReader } from '../src/repo/reader.js';

@@ -1,7 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Progress } from '../src/backup/progress.js';
-import { readListing } from '../src/backup/listing.js';
+import { readListing } from '../src/repo/format/listing.js';
 import type { TarballSourceSnapshot } from '../src/backup/types.js';
 import {
   DestinationError,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { readListing } from '../../src/backup/listing.js';
+import { readListing } from '../../src/repo/format/listing.js';
 import type { CouchSourceSnapshot, TarballSourceSnapshot } from '../../src/backup/types.js';
 import { loadConfig } from '../../src/config/load.js';
 import { loadRestoreIdentity } from '../../src/repo/keys.js';

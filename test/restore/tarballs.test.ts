@@ -24,7 +24,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { encodeLines } from '../../src/backup/listing.js';
+import { encodeLines } from '../../src/repo/format/listing.js';
 import { DestinationError, InterruptedError } from '../../src/errors.js';
 import { Progress } from '../../src/backup/progress.js';
 import { Repository } from '../../src/repo/repository.js';

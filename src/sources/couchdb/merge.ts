@@ -4,7 +4,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { encodeLines, readListing } from '../../backup/listing.js';
+import { encodeLines, readListing } from '../../repo/format/listing.js';
 import type { BackupContext, DbSnapshot } from '../../backup/types.js';
 import { writeStream, type StreamRef } from '../../repo/stream-ref.js';
 import { ExternalSorter } from '../../util/external-sort.js';

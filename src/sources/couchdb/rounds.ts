@@ -1,4 +1,4 @@
-import { readListing } from '../../backup/listing.js';
+import { readListing } from '../../repo/format/listing.js';
 import type { CouchSeq, DbSnapshot } from '../../backup/types.js';
 import type { StreamRef } from '../../repo/stream-ref.js';
 import { ExternalSorter } from '../../util/external-sort.js';

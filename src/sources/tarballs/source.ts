@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { TarballSourceConfig } from '../../config/schema.js';
-import { encodeLines, readListing } from '../../backup/listing.js';
+import { encodeLines, readListing } from '../../repo/format/listing.js';
 import type {
   BackupContext,
   Finding,

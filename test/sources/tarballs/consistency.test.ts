@@ -11,7 +11,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { encodeLines, readListing } from '../../../src/backup/listing.js';
+import { encodeLines, readListing } from '../../../src/repo/format/listing.js';
 import type { TarballExpectation, TarballSourceSnapshot } from '../../../src/backup/types.js';
 import { MAX_FILE_READS, PIECE_SIZE } from '../../../src/repo/pack-protocol.js';
 import { readAll, writeStream } from '../../../src/repo/stream-ref.js';

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import fc from 'fast-check';
 import tar from 'tar-stream';
-import { encodeLines, readListing } from '../../../src/backup/listing.js';
+import { encodeLines, readListing } from '../../../src/repo/format/listing.js';
 import type { TarballSourceSnapshot } from '../../../src/backup/types.js';
 import { IntegrityError } from '../../../src/errors.js';
 import { createLogger } from '../../../src/log.js';

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { encodeLines, readListing } from '../../../src/backup/listing.js';
+import { encodeLines, readListing } from '../../../src/repo/format/listing.js';
 import type { TarballExpectation, TarballSourceSnapshot } from '../../../src/backup/types.js';
 import { readAll, writeStream } from '../../../src/repo/stream-ref.js';
 import { backupTarballSource, checkEntry, type TarballEntry } from '../../../src/sources/tarballs/source.js';
