@@ -6,7 +6,7 @@ import { messageOf } from '../src/errors.js';
 import type { BlobReader } from '../src/repo/reader.js';
 import { CouchClient, dbPath, docPath } from '../src/sources/couchdb/client.js';
 import { objectMembers } from '../src/sources/couchdb/json-split.js';
-import { checkDocEntry } from '../src/sources/couchdb/listing.js';
+import { checkDocEntry } from '../src/repo/format/couchdb-listing.js';
 import type { DrillCheck } from './drill-report.js';
 
 /**

@@ -13,9 +13,9 @@ import { messageOf, systemCodeOf } from '../src/errors.js';
 import type { BlobReader } from '../src/repo/reader.js';
 import { type CouchClient, dbPath, docPath } from '../src/sources/couchdb/client.js';
 import { packumentTarballs } from '../src/sources/couchdb/expectations.js';
-import { checkDocEntry } from '../src/sources/couchdb/listing.js';
+import { checkDocEntry } from '../src/repo/format/couchdb-listing.js';
 import { checkEntry } from '../src/sources/tarballs/source.js';
-import { comparePaths } from '../src/sources/tarballs/walk.js';
+import { comparePaths } from '../src/repo/format/order.js';
 import type { DrillCheck } from './drill-report.js';
 
 /**

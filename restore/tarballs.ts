@@ -14,7 +14,7 @@ import {
 import type { BlobReader } from '../src/repo/reader.js';
 import { validateRef } from '../src/repo/stream-ref.js';
 import { checkEntry, type TarballEntry } from '../src/sources/tarballs/source.js';
-import { comparePaths } from '../src/sources/tarballs/walk.js';
+import { comparePaths } from '../src/repo/format/order.js';
 import type { ObjectStore } from '../src/store/types.js';
 import { orderedMap } from '../src/util/ordered.js';
 import type { BlobFetcher } from './fetch.js';

@@ -6,7 +6,7 @@ import { loadSnapshot, type SnapshotInfo, type SnapshotManifest } from '../repo/
 import { chunkIds, validateRef, type StreamRef } from '../repo/stream-ref.js';
 import { ObjectNotFoundError, type ObjectStore } from '../store/types.js';
 import { deletedKeys, loadMarks } from './marks.js';
-import { checkDocEntry } from '../sources/couchdb/index.js';
+import { checkDocEntry } from '../repo/format/couchdb-listing.js';
 import { checkEntryData } from '../sources/tarballs/source.js';
 import { ExternalSorter } from '../util/external-sort.js';
 import { nameProblem, showName } from '../repo/names.js';

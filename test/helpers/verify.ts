@@ -8,7 +8,7 @@ import { BlobReader } from '../../src/repo/reader.js';
 import { Repository } from '../../src/repo/repository.js';
 import { listSnapshots, loadSnapshot } from '../../src/repo/snapshot.js';
 import { chunkIds, readAll, type StreamRef } from '../../src/repo/stream-ref.js';
-import { checkDocEntry } from '../../src/sources/couchdb/index.js';
+import { checkDocEntry } from '../../src/repo/format/couchdb-listing.js';
 import { checkEntry } from '../../src/sources/tarballs/source.js';
 import { openStore } from '../../src/store/index.js';
 import type { ObjectStore } from '../../src/store/types.js';

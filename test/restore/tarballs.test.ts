@@ -33,7 +33,7 @@ import { writeBuffer, writeStream, type StreamRef } from '../../src/repo/stream-
 import { openForRestore, pickSnapshot, restoreSnapshot } from '../../restore/index.js';
 import type { JournalData } from '../../restore/state.js';
 import type { RestoreReport } from '../../restore/types.js';
-import { comparePaths } from '../../src/sources/tarballs/walk.js';
+import { comparePaths } from '../../src/repo/format/order.js';
 import { startServers, tmpDir } from '../harness/index.js';
 import { makeTestRepo, type TestRepo } from '../helpers/repo.js';
 import { FsStore } from '../../src/store/fs.js';

@@ -15,7 +15,7 @@ import {
   type DocEntry,
   type FetchedRecord,
   type LeafEntry,
-} from './listing.js';
+} from '../../repo/format/couchdb-listing.js';
 
 /** A document to fetch: its current leaves, and its entry in the previous listing (to reuse attachments). */
 export interface FetchItem extends ChangeRow {

@@ -1,9 +1,8 @@
 /**
  * The CouchDB source of `regbackup backup`: consistent, incremental snapshots of every selected database
- * (see docs/FORMAT.md, "CouchDB listings", and listing.ts for the format).
+ * (see docs/FORMAT.md, "CouchDB listings", and src/repo/format/couchdb-listing.ts for the format).
  */
 export { backupCouchSource, listDatabases, type ListOptions } from './source.js';
 export { backupDatabase, type DbOutcome } from './database.js';
 export { CouchClient, CouchHttpError, DbGoneError, type ClientOptions } from './client.js';
 export type { DbBackupOptions, DbStats } from './context.js';
-export { checkDocEntry, compareIds, type AttEntry, type DocEntry, type LeafEntry } from './listing.js';

@@ -19,7 +19,7 @@ import {
   type DocEntry,
   type FetchedRecord,
   type ListingCounts,
-} from './listing.js';
+} from '../../repo/format/couchdb-listing.js';
 
 const SORT_BUDGET = 8 * 1024 * 1024;
 

@@ -15,7 +15,7 @@ import {
   recordKey,
   recordPayload,
   type ListingCounts,
-} from './listing.js';
+} from '../../repo/format/couchdb-listing.js';
 import { localDocRecords } from './local.js';
 import { mergeListing } from './merge.js';
 

@@ -9,7 +9,7 @@ import type {
 import { SourceError } from '../../errors.js';
 import { writeStream, type StreamRef } from '../../repo/stream-ref.js';
 import { compareCodePoints, lines } from '../../util/external-sort.js';
-import { comparePaths } from '../tarballs/walk.js';
+import { comparePaths } from '../../repo/format/order.js';
 import { rm } from 'node:fs/promises';
 import { CouchClient, CouchHttpError, DbGoneError, type ClientOptions } from './client.js';
 import type { DbBackupOptions } from './context.js';

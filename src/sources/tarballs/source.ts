@@ -15,7 +15,8 @@ import { chunkIds, refFromChunks, validateRef, writeStream, type StreamRef } fro
 import { mergeJoin, orderedMap } from '../../util/ordered.js';
 import { openTarballStore, type TarballStore } from './store.js';
 import { checkName, showName } from '../../repo/names.js';
-import { comparePaths, inShard, type Shard, type WalkEntry } from './walk.js';
+import { inShard, type Shard, type WalkEntry } from './walk.js';
+import { comparePaths } from '../../repo/format/order.js';
 import { FILE_CHANGED, JobError } from '../../repo/writer.js';
 
 /**

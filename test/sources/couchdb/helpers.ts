@@ -5,7 +5,7 @@ import { readListing } from '../../../src/repo/format/listing.js';
 import type { TarballExpectation } from '../../../src/backup/types.js';
 import type { BlobReader } from '../../../src/repo/reader.js';
 import { readAll, type StreamRef } from '../../../src/repo/stream-ref.js';
-import { checkDocEntry, type DocEntry } from '../../../src/sources/couchdb/listing.js';
+import { checkDocEntry, type DocEntry } from '../../../src/repo/format/couchdb-listing.js';
 import type { CouchServer } from '../../harness/index.js';
 
 export function sourceConfig(url: string, over: Partial<CouchdbSourceConfig> = {}): CouchdbSourceConfig {

@@ -14,7 +14,8 @@ import { checkName, decodeName, nameProblem, RefusedName, showName } from '../..
 import { newManifest, sealSnapshot } from '../../../src/repo/snapshot.js';
 import { writeBuffer, writeStream, type StreamRef } from '../../../src/repo/stream-ref.js';
 import { backupTarballSource, checkEntry, type TarballEntry } from '../../../src/sources/tarballs/source.js';
-import { comparePaths, walkTreeHere } from '../../../src/sources/tarballs/walk.js';
+import { walkTreeHere } from '../../../src/sources/tarballs/walk.js';
+import { comparePaths } from '../../../src/repo/format/order.js';
 import { dumpSnapshot, openForRestore, pickSnapshot } from '../../../restore/index.js';
 import { pathProblem } from '../../../restore/safe-path.js';
 import { startServers, tmpDir } from '../../harness/index.js';

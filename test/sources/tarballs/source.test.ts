@@ -9,7 +9,7 @@ import type { TarballExpectation, TarballSourceSnapshot } from '../../../src/bac
 import { readAll, writeStream } from '../../../src/repo/stream-ref.js';
 import { backupTarballSource, checkEntry, type TarballEntry } from '../../../src/sources/tarballs/source.js';
 import { DirTarballStore, type TarballStore } from '../../../src/sources/tarballs/store.js';
-import { comparePaths } from '../../../src/sources/tarballs/walk.js';
+import { comparePaths } from '../../../src/repo/format/order.js';
 import { tmpDir } from '../../harness/index.js';
 import { createLogger } from '../../../src/log.js';
 import { makeTestRepo, type TestRepo } from '../../helpers/repo.js';
