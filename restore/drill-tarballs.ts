@@ -14,7 +14,7 @@ import type { BlobReader } from '../src/repo/reader.js';
 import { type CouchClient, dbPath, docPath } from '../src/sources/couchdb/client.js';
 import { packumentTarballs } from '../src/sources/couchdb/expectations.js';
 import { checkDocEntry } from '../src/repo/format/couchdb-listing.js';
-import { checkEntry } from '../src/sources/tarballs/source.js';
+import { checkEntry } from '../src/repo/format/tarball-listing.js';
 import { comparePaths } from '../src/repo/format/order.js';
 import type { DrillCheck } from './drill-report.js';
 

@@ -7,7 +7,7 @@ import type { Repository } from '../src/repo/repository.js';
 import type { SnapshotInfo, SnapshotManifest } from '../src/repo/snapshot.js';
 import type { StreamRef } from '../src/repo/stream-ref.js';
 import { checkDocEntry, type DocEntry } from '../src/repo/format/couchdb-listing.js';
-import { checkEntry } from '../src/sources/tarballs/source.js';
+import { checkEntry } from '../src/repo/format/tarball-listing.js';
 import type { ObjectStore } from '../src/store/types.js';
 import { base64Stream, bodyMembers, inlineBody } from './couch-body.js';
 import { BlobFetcher } from './fetch.js';

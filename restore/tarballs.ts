@@ -13,7 +13,7 @@ import {
 } from '../src/errors.js';
 import type { BlobReader } from '../src/repo/reader.js';
 import { validateRef } from '../src/repo/stream-ref.js';
-import { checkEntry, type TarballEntry } from '../src/sources/tarballs/source.js';
+import { checkEntry, type TarballEntry } from '../src/repo/format/tarball-listing.js';
 import { comparePaths } from '../src/repo/format/order.js';
 import type { ObjectStore } from '../src/store/types.js';
 import { orderedMap } from '../src/util/ordered.js';

@@ -7,7 +7,7 @@ import { chunkIds, validateRef, type StreamRef } from '../repo/stream-ref.js';
 import { ObjectNotFoundError, type ObjectStore } from '../store/types.js';
 import { deletedKeys, loadMarks } from './marks.js';
 import { checkDocEntry } from '../repo/format/couchdb-listing.js';
-import { checkEntryData } from '../sources/tarballs/source.js';
+import { checkEntryData } from '../repo/format/tarball-listing.js';
 import { ExternalSorter } from '../util/external-sort.js';
 import { nameProblem, showName } from '../repo/names.js';
 

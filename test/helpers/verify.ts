@@ -9,7 +9,7 @@ import { Repository } from '../../src/repo/repository.js';
 import { listSnapshots, loadSnapshot } from '../../src/repo/snapshot.js';
 import { chunkIds, readAll, type StreamRef } from '../../src/repo/stream-ref.js';
 import { checkDocEntry } from '../../src/repo/format/couchdb-listing.js';
-import { checkEntry } from '../../src/sources/tarballs/source.js';
+import { checkEntry } from '../../src/repo/format/tarball-listing.js';
 import { openStore } from '../../src/store/index.js';
 import type { ObjectStore } from '../../src/store/types.js';
 

@@ -16,7 +16,8 @@ import type { TarballExpectation, TarballSourceSnapshot } from '../../../src/bac
 import { MAX_FILE_READS, PIECE_SIZE } from '../../../src/repo/pack-protocol.js';
 import { readAll, writeStream } from '../../../src/repo/stream-ref.js';
 import { BlobWriter } from '../../../src/repo/writer.js';
-import { backupTarballSource, checkEntry, type TarballEntry } from '../../../src/sources/tarballs/source.js';
+import { backupTarballSource } from '../../../src/sources/tarballs/source.js';
+import { checkEntry, type TarballEntry } from '../../../src/repo/format/tarball-listing.js';
 import { makeTestRepo, type TestRepo } from '../../helpers/repo.js';
 
 /**
