@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Progress } from '../src/backup/progress.js';
 import { readListing } from '../src/repo/format/listing.js';
-import type { DbSnapshot } from '../src/backup/types.js';
+import type { DbSnapshot } from '../src/repo/format/source-snapshots.js';
 import { DestinationError, IntegrityError, InterruptedError, messageOf } from '../src/errors.js';
 import { log } from '../src/log.js';
 import type { BlobReader } from '../src/repo/reader.js';

@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import pLimit from 'p-limit';
 import { readListing } from '../src/repo/format/listing.js';
-import type { DbSnapshot } from '../src/backup/types.js';
+import type { DbSnapshot } from '../src/repo/format/source-snapshots.js';
 import { messageOf } from '../src/errors.js';
 import type { BlobReader } from '../src/repo/reader.js';
 import { CouchClient, dbPath, docPath } from '../src/sources/couchdb/client.js';

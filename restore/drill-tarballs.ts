@@ -8,7 +8,7 @@ import { createGunzip } from 'node:zlib';
 import pLimit from 'p-limit';
 import tar from 'tar-stream';
 import { readListing } from '../src/repo/format/listing.js';
-import type { DbSnapshot, TarballSourceSnapshot } from '../src/backup/types.js';
+import type { DbSnapshot, TarballSourceSnapshot } from '../src/repo/format/source-snapshots.js';
 import { messageOf, systemCodeOf } from '../src/errors.js';
 import type { BlobReader } from '../src/repo/reader.js';
 import { type CouchClient, dbPath, docPath } from '../src/sources/couchdb/client.js';

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { CouchSourceSnapshot, TarballSourceSnapshot } from '../src/backup/types.js';
+import type { CouchSourceSnapshot, TarballSourceSnapshot } from '../src/repo/format/source-snapshots.js';
 import type { Config } from '../src/config/schema.js';
 import { InterruptedError, messageOf, UsageError } from '../src/errors.js';
 import { log as rootLog, type Logger } from '../src/log.js';

@@ -1,6 +1,10 @@
 import tar from 'tar-stream';
 import { readListing } from '../src/repo/format/listing.js';
-import type { CouchSourceSnapshot, DbSnapshot, TarballSourceSnapshot } from '../src/backup/types.js';
+import type {
+  CouchSourceSnapshot,
+  DbSnapshot,
+  TarballSourceSnapshot,
+} from '../src/repo/format/source-snapshots.js';
 import { IntegrityError, UsageError } from '../src/errors.js';
 import { BlobReader } from '../src/repo/reader.js';
 import type { Repository } from '../src/repo/repository.js';

@@ -9,13 +9,12 @@ import { backupDatabase, CouchHttpError, DbGoneError } from '../sources/couchdb/
 import { backupTarballSource } from '../sources/tarballs/source.js';
 import type { BackupPart, BackupPlan, Session } from './plan.js';
 import { Progress } from './progress.js';
+import type { BackupContext, Finding } from './types.js';
 import type {
-  BackupContext,
   CouchSourceSnapshot,
   DbSnapshot,
-  Finding,
   TarballSourceSnapshot,
-} from './types.js';
+} from '../repo/format/source-snapshots.js';
 
 /** What one part of a run produced (plain JSON: it travels through BullMQ from a worker to the commit). */
 export interface PartOutcome {

@@ -1,5 +1,5 @@
 import { IntegrityError, RegbackupError } from '../errors.js';
-import type { CouchSourceSnapshot, TarballSourceSnapshot } from '../backup/types.js';
+import type { CouchSourceSnapshot, TarballSourceSnapshot } from '../repo/format/source-snapshots.js';
 import type { BlobReader } from '../repo/reader.js';
 import type { Repository } from '../repo/repository.js';
 import { loadSnapshot, type SnapshotInfo, type SnapshotManifest } from '../repo/snapshot.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { readListing } from '../../src/repo/format/listing.js';
-import type { CouchSourceSnapshot, TarballSourceSnapshot } from '../../src/backup/types.js';
+import type { CouchSourceSnapshot, TarballSourceSnapshot } from '../../src/repo/format/source-snapshots.js';
 import { loadConfig } from '../../src/config/load.js';
 import { loadRestoreIdentity } from '../../src/repo/keys.js';
 import { BlobReader } from '../../src/repo/reader.js';

@@ -1,4 +1,4 @@
-import type { TarballExpectation } from '../../backup/types.js';
+import type { TarballExpectation } from './source-snapshots.js';
 import { IntegrityError } from '../../errors.js';
 import { validateRef, type StreamRef } from '../stream-ref.js';
 import { compareCodePoints } from '../../util/external-sort.js';

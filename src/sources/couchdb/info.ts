@@ -1,4 +1,4 @@
-import type { DbSnapshot } from '../../backup/types.js';
+import type { DbSnapshot } from '../../repo/format/source-snapshots.js';
 import { writeBuffer, type StreamRef } from '../../repo/stream-ref.js';
 import { isSeq, sameSeq } from './changes.js';
 import { CouchHttpError } from './client.js';

@@ -1,5 +1,5 @@
 import { readListing } from '../../repo/format/listing.js';
-import type { CouchSeq, DbSnapshot } from '../../backup/types.js';
+import type { CouchSeq, DbSnapshot } from '../../repo/format/source-snapshots.js';
 import type { StreamRef } from '../../repo/stream-ref.js';
 import { ExternalSorter } from '../../util/external-sort.js';
 import { orderedMap } from '../../util/ordered.js';

@@ -2,13 +2,8 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { TarballSourceConfig } from '../../config/schema.js';
 import { encodeLines, readListing } from '../../repo/format/listing.js';
-import type {
-  BackupContext,
-  Finding,
-  PartResult,
-  TarballExpectation,
-  TarballSourceSnapshot,
-} from '../../backup/types.js';
+import type { BackupContext, Finding, PartResult } from '../../backup/types.js';
+import type { TarballExpectation, TarballSourceSnapshot } from '../../repo/format/source-snapshots.js';
 import { IntegrityError, InterruptedError, messageOf, SourceError, systemCodeOf } from '../../errors.js';
 import type { BlobReader } from '../../repo/reader.js';
 import { chunkIds, refFromChunks, writeStream, type StreamRef } from '../../repo/stream-ref.js';

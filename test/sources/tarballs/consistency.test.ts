@@ -12,7 +12,7 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import { encodeLines, readListing } from '../../../src/repo/format/listing.js';
-import type { TarballExpectation, TarballSourceSnapshot } from '../../../src/backup/types.js';
+import type { TarballExpectation, TarballSourceSnapshot } from '../../../src/repo/format/source-snapshots.js';
 import { MAX_FILE_READS, PIECE_SIZE } from '../../../src/repo/pack-protocol.js';
 import { readAll, writeStream } from '../../../src/repo/stream-ref.js';
 import { BlobWriter } from '../../../src/repo/writer.js';

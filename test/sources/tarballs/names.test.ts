@@ -6,7 +6,7 @@ import { PassThrough } from 'node:stream';
 import fc from 'fast-check';
 import tar from 'tar-stream';
 import { encodeLines, readListing } from '../../../src/repo/format/listing.js';
-import type { TarballSourceSnapshot } from '../../../src/backup/types.js';
+import type { TarballSourceSnapshot } from '../../../src/repo/format/source-snapshots.js';
 import { IntegrityError } from '../../../src/errors.js';
 import { createLogger } from '../../../src/log.js';
 import { checkTarget } from '../../../src/maintenance/check.js';

@@ -5,7 +5,7 @@ import { mkdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { encodeLines, readListing } from '../../../src/repo/format/listing.js';
-import type { TarballExpectation, TarballSourceSnapshot } from '../../../src/backup/types.js';
+import type { TarballExpectation, TarballSourceSnapshot } from '../../../src/repo/format/source-snapshots.js';
 import { readAll, writeStream } from '../../../src/repo/stream-ref.js';
 import { backupTarballSource } from '../../../src/sources/tarballs/source.js';
 import { checkEntry, type TarballEntry } from '../../../src/repo/format/tarball-listing.js';
