@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import type { Progress } from '../src/backup/progress.js';
+import type { Progress } from '../src/util/progress.js';
 import { readListing } from '../src/repo/format/listing.js';
 import type { DbSnapshot } from '../src/repo/format/source-snapshots.js';
 import { DestinationError, IntegrityError, InterruptedError, messageOf } from '../src/errors.js';

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
-import { Progress } from '../src/backup/progress.js';
+import { Progress } from '../src/util/progress.js';
 import type { CouchSourceSnapshot, TarballSourceSnapshot } from '../src/repo/format/source-snapshots.js';
 import { DestinationError, ExitCode, InterruptedError, UsageError } from '../src/errors.js';
 import { log } from '../src/log.js';

@@ -1,6 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { Progress } from '../src/backup/progress.js';
+import type { Progress } from '../src/util/progress.js';
 import { readListing } from '../src/repo/format/listing.js';
 import type { TarballSourceSnapshot } from '../src/repo/format/source-snapshots.js';
 import {

@@ -8,8 +8,8 @@ import type { WriterStats } from '../repo/writer.js';
 import { backupDatabase, CouchHttpError, DbGoneError } from '../sources/couchdb/index.js';
 import { backupTarballSource } from '../sources/tarballs/source.js';
 import type { BackupPart, BackupPlan, Session } from './plan.js';
-import { Progress } from './progress.js';
-import type { BackupContext, Finding } from './types.js';
+import { Progress } from '../util/progress.js';
+import type { BackupContext, Finding } from '../sources/types.js';
 import type {
   CouchSourceSnapshot,
   DbSnapshot,

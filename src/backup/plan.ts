@@ -26,7 +26,7 @@ import type { ObjectStore } from '../store/types.js';
 import { listDatabases } from '../sources/couchdb/index.js';
 import type { Shard } from '../sources/tarballs/walk.js';
 import { compareCodePoints } from '../util/external-sort.js';
-import type { Finding } from './types.js';
+import type { Finding } from '../sources/types.js';
 import { deletedKeys, excludedPacks, loadMarks } from '../maintenance/marks.js';
 
 /**

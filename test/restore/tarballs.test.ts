@@ -26,7 +26,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { encodeLines } from '../../src/repo/format/listing.js';
 import { DestinationError, InterruptedError } from '../../src/errors.js';
-import { Progress } from '../../src/backup/progress.js';
+import { Progress } from '../../src/util/progress.js';
 import { Repository } from '../../src/repo/repository.js';
 import { newManifest, sealSnapshot } from '../../src/repo/snapshot.js';
 import { writeBuffer, writeStream, type StreamRef } from '../../src/repo/stream-ref.js';

@@ -53,7 +53,7 @@ export const registerBackup: RegisterCommand = (program, ctx) => {
     .action(async (o: { source?: string[]; workers?: number }) => {
       // Loaded when the command runs: --help and the other commands start fast.
       const { runBackup } = await import('../../backup/run.js');
-      const { Progress } = await import('../../backup/progress.js');
+      const { Progress } = await import('../../util/progress.js');
       const c = ctx();
       const { config } = c.config();
       // The worker's source locks: a backup run by hand never overlaps a scheduled one of the same source.

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { encodeLines, readListing } from '../../repo/format/listing.js';
-import type { BackupContext } from '../../backup/types.js';
+import type { BackupContext } from '../types.js';
 import type { DbSnapshot } from '../../repo/format/source-snapshots.js';
 import { writeStream, type StreamRef } from '../../repo/stream-ref.js';
 import { ExternalSorter } from '../../util/external-sort.js';

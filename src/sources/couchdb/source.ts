@@ -1,5 +1,5 @@
 import type { CouchdbSourceConfig } from '../../config/schema.js';
-import type { BackupContext, Finding, PartResult } from '../../backup/types.js';
+import type { BackupContext, Finding, PartResult } from '../types.js';
 import type { CouchSourceSnapshot, DbSnapshot } from '../../repo/format/source-snapshots.js';
 import { SourceError } from '../../errors.js';
 import { writeStream, type StreamRef } from '../../repo/stream-ref.js';

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { TarballSourceConfig } from '../../config/schema.js';
 import { encodeLines, readListing } from '../../repo/format/listing.js';
-import type { BackupContext, Finding, PartResult } from '../../backup/types.js';
+import type { BackupContext, Finding, PartResult } from '../types.js';
 import type { TarballExpectation, TarballSourceSnapshot } from '../../repo/format/source-snapshots.js';
 import { IntegrityError, InterruptedError, messageOf, SourceError, systemCodeOf } from '../../errors.js';
 import type { BlobReader } from '../../repo/reader.js';

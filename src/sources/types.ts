@@ -3,7 +3,7 @@ import type { BlobReader } from '../repo/reader.js';
 import type { SourceSnapshot } from '../repo/snapshot.js';
 import type { StreamRef } from '../repo/stream-ref.js';
 import type { BlobWriter } from '../repo/writer.js';
-import type { Progress } from './progress.js';
+import type { Progress } from '../util/progress.js';
 
 /**
  * What a source's backup gets from the run. Sources never touch targets directly: they write blobs through
