@@ -6,7 +6,7 @@ import { DestinationError, IntegrityError, InterruptedError, messageOf } from '.
 import { log } from '../src/log.js';
 import type { BlobReader } from '../src/repo/reader.js';
 import type { StreamRef } from '../src/repo/stream-ref.js';
-import { dbPath, docPath } from '../src/sources/couchdb/client.js';
+import { dbPath, docPath } from '../src/couchdb/client.js';
 import { checkDocEntry, compareIds, type DocEntry } from '../src/repo/format/couchdb-listing.js';
 import { bodyMembers } from './couch-body.js';
 import { reasonOf, type CouchDestination } from './couch-http.js';

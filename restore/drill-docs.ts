@@ -4,8 +4,8 @@ import { readListing } from '../src/repo/format/listing.js';
 import type { DbSnapshot } from '../src/repo/format/source-snapshots.js';
 import { messageOf } from '../src/errors.js';
 import type { BlobReader } from '../src/repo/reader.js';
-import { CouchClient, dbPath, docPath } from '../src/sources/couchdb/client.js';
-import { objectMembers } from '../src/sources/couchdb/json-split.js';
+import { CouchClient, dbPath, docPath } from '../src/couchdb/client.js';
+import { objectMembers } from '../src/util/json-split.js';
 import { checkDocEntry } from '../src/repo/format/couchdb-listing.js';
 import type { DrillCheck } from './drill-report.js';
 

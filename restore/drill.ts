@@ -9,7 +9,7 @@ import { log as rootLog, type Logger } from '../src/log.js';
 import type { RestoreIdentity, WorkerKey } from '../src/repo/keys.js';
 import { BlobReader } from '../src/repo/reader.js';
 import { defaultCacheRoot, Repository } from '../src/repo/repository.js';
-import { CouchClient, dbPath } from '../src/sources/couchdb/client.js';
+import { CouchClient, dbPath } from '../src/couchdb/client.js';
 import { openStore } from '../src/store/index.js';
 import type { ObjectStore } from '../src/store/types.js';
 import { compareWithSource, sampleDatabase, standbyServes, type DbSample } from './drill-docs.js';

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { writeStream, type StreamRef } from '../../repo/stream-ref.js';
-import { bodyBytes, docPath } from './client.js';
+import { bodyBytes, docPath } from '../../couchdb/client.js';
 import type { DbRun } from './context.js';
 import type { AttEntry, DocEntry } from '../../repo/format/couchdb-listing.js';
 

@@ -2,12 +2,12 @@ import { SourceError } from '../../errors.js';
 import { writeBuffer, type StreamRef } from '../../repo/stream-ref.js';
 import { attachmentStubs, attEntry, downloadAttachment, reusable, type AttStub } from './attachments.js';
 import type { ChangeRow } from './changes.js';
-import { bodyBytes } from './client.js';
+import { bodyBytes } from '../../couchdb/client.js';
 import type { DbRun } from './context.js';
-import type { PackumentTarballs } from './expectations.js';
+import type { PackumentTarballs } from '../../couchdb/expectations.js';
 import type { ResultInfo } from './inspect.js';
 import { FunctionPool } from '../../util/function-pool.js';
-import { JsonShapeError, splitArrayMember } from './json-split.js';
+import { JsonShapeError, splitArrayMember } from '../../util/json-split.js';
 import {
   compareLeaves,
   encodeRecord,

@@ -4,5 +4,5 @@
  */
 export { backupCouchSource, listDatabases, type ListOptions } from './source.js';
 export { backupDatabase, type DbOutcome } from './database.js';
-export { CouchClient, CouchHttpError, DbGoneError, type ClientOptions } from './client.js';
+export { CouchClient, CouchHttpError, DbGoneError, type ClientOptions } from '../../couchdb/client.js';
 export type { DbBackupOptions, DbStats } from './context.js';

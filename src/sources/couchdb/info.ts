@@ -1,7 +1,7 @@
 import type { DbSnapshot } from '../../repo/format/source-snapshots.js';
 import { writeBuffer, type StreamRef } from '../../repo/stream-ref.js';
 import { isSeq, sameSeq } from './changes.js';
-import { CouchHttpError } from './client.js';
+import { CouchHttpError } from '../../couchdb/client.js';
 import type { DbRun } from './context.js';
 import type { ListingCounts } from '../../repo/format/couchdb-listing.js';
 

@@ -6,7 +6,7 @@ import { writeStream, type StreamRef } from '../../repo/stream-ref.js';
 import { compareCodePoints, lines } from '../../util/external-sort.js';
 import { comparePaths } from '../../repo/format/order.js';
 import { rm } from 'node:fs/promises';
-import { CouchClient, CouchHttpError, DbGoneError, type ClientOptions } from './client.js';
+import { CouchClient, CouchHttpError, DbGoneError, type ClientOptions } from '../../couchdb/client.js';
 import type { DbBackupOptions } from './context.js';
 import { backupDb, redactedUrl } from './database.js';
 import { storeExpectationsFile } from './merge.js';
