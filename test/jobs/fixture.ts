@@ -4,8 +4,8 @@ import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { applyChangesToCouch, loadIntoCouch } from '../../bench/generate/couch.js';
-import { mutateRegistry, writeRegistry, type RegistryOptions } from '../../bench/generate/registry.js';
+import { applyChangesToCouch, loadIntoCouch } from '../generate/couch.js';
+import { mutateRegistry, writeRegistry, type RegistryOptions } from '../generate/registry.js';
 import { startServers, tmpDir, type CouchServer, type RedisServer, type S3Server } from '../harness/index.js';
 import { BIN, runCli, type CliResult } from '../helpers/cli.js';
 
