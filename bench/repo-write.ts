@@ -29,7 +29,7 @@ if (!corpus) {
   if (!existsSync(corpus)) {
     console.log(`generating a ${values.size ?? '1GiB'} corpus in ${corpus} …`);
     await measure('node', [
-      path.join(here, 'generate/cli.js'),
+      path.join(here, '..', 'test', 'generate', 'cli.js'),
       '--out',
       corpus,
       '--size',
