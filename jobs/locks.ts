@@ -6,6 +6,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from '../src/config/schema.js';
 import { messageOf, systemCodeOf, TargetError } from '../src/errors.js';
 import { defaultCacheRoot } from '../src/repo/repository.js';
+import { processAlive } from '../src/util/process.js';
 
 /** How long a run's locks live unless renewed (whoever holds them renews every third of it). */
 export const LOCK_TTL = 10 * 60_000;
@@ -178,15 +179,6 @@ interface LockFile {
   host: string;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return systemCodeOf(err) === 'EPERM';
-  }
-}
-
 /**
  * Locks as files in the cache directory (`<cache>/locks/<key>.lock`), for the in-process worker and the CLI
  * on the same host: `regbackup jobs run backup` and the worker's scheduled backup never overlap either. A
@@ -215,7 +207,9 @@ export class FileLocks implements LockService {
   }
 
   private stale(l: LockFile): boolean {
-    return l.until < Date.now() || (l.host === os.hostname() && l.pid !== process.pid && !alive(l.pid));
+    return (
+      l.until < Date.now() || (l.host === os.hostname() && l.pid !== process.pid && !processAlive(l.pid))
+    );
   }
 
   private takeOne(key: string, owner: string, ttlMs: number): boolean {

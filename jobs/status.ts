@@ -8,6 +8,7 @@ import { openStateStore, pingRedis, redisConnection, RedisStateStore } from '../
 import { QUEUE_NAME } from './bullmq.js';
 import { nextRuns, schedulesOf } from './schedules.js';
 import type { JobSummary } from './types.js';
+import { processAlive } from '../src/util/process.js';
 
 /** What `regbackup jobs` shows: schedules and their next runs, running and failed jobs, the last outcomes. */
 export interface JobsStatus {
@@ -26,15 +27,6 @@ export interface JobsStatus {
   queue?: Record<string, number>;
   last: JobRecord[];
   locks?: Record<string, string>;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as { code?: string }).code === 'EPERM';
-  }
 }
 
 function describePart(job: Job): { runId?: string; part?: string } {
@@ -70,7 +62,7 @@ export async function jobsStatus(config: Config): Promise<JobsStatus> {
         mode: 'in-process',
         schedules,
         running: rec.running
-          .filter((r) => r.host !== os.hostname() || alive(r.pid))
+          .filter((r) => r.host !== os.hostname() || processAlive(r.pid))
           .map((r) => ({ id: r.id, job: r.job, started: r.started, worker: `${r.host}:${r.pid}` })),
         failed: failures
           .slice(0, 20)
