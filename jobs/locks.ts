@@ -69,6 +69,33 @@ export interface LockService {
 }
 
 /** Locks of one process. */
+/** Renews `owner`'s hold on `keys` for LOCK_TTL once; `onLost` when another owner holds one now (it expired). */
+export async function renewLease(
+  locks: LockService,
+  keys: string[],
+  owner: string,
+  onLost: () => void,
+): Promise<void> {
+  if (!(await locks.renew(keys, owner, LOCK_TTL))) onLost();
+}
+
+/**
+ * Renews the lease every third of LOCK_TTL while its holder works, until the returned function is called. A
+ * lost lock goes to `onLost`, a failed renewal to `onFailed`: the holder logs them and carries on (data stays
+ * safe, writers never coordinate through locks).
+ */
+export function keepRenewing(
+  locks: LockService,
+  keys: string[],
+  owner: string,
+  onLost: () => void,
+  onFailed: (err: unknown) => void,
+): () => void {
+  const timer = setInterval(() => void renewLease(locks, keys, owner, onLost).catch(onFailed), LOCK_TTL / 3);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 export class MemoryLocks implements LockService {
   private readonly locks = new Map<string, { owner: string; until: number }>();
 
