@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
 import type { Config } from '../src/config/schema.js';
-import { messageOf, systemCodeOf, TargetError } from '../src/errors.js';
+import { systemCodeOf } from '../src/errors.js';
 import { defaultCacheRoot } from '../src/repo/repository.js';
 import { processAlive } from '../src/util/process.js';
 
@@ -28,28 +28,11 @@ export async function openLocks(
   if (!config.queue)
     return { locks: new FileLocks(config.cache ?? defaultCacheRoot()), close: async () => {} };
   // Loaded only with a queue: a backup by hand without one does not load the Redis client.
-  const { pingRedis, redisConnection } = await import('../src/health/state.js');
-  const redis = redisConnection(config.queue.redis, { lazy: true });
+  const { connectRedisChecked } = await import('../src/health/state.js');
+  const redis = await connectRedisChecked(config.queue.redis, pingMs);
   const close = async () => {
     redis.disconnect();
   };
-  // Connection errors are the client's to retry; the last one explains a ping that timed out.
-  let lastError: Error | undefined;
-  redis.on('error', (err: Error) => {
-    lastError = err;
-  });
-  try {
-    await pingRedis(redis, pingMs);
-  } catch (err) {
-    await close();
-    let where = 'Redis';
-    try {
-      where = `Redis at ${new URL(config.queue.redis).host}`;
-    } catch {
-      // An unparsable URL is named generically: it may hold a password.
-    }
-    throw new TargetError(`${where} does not answer (${lastError?.message ?? messageOf(err)})`);
-  }
   return { locks: new RedisLocks(redis, config.queue.prefix), close };
 }
 
