@@ -23,7 +23,7 @@ export interface FetchItem extends ChangeRow {
 }
 
 export interface BatchResult {
-  /** Sorter records (see listing.ts) of the documents fetched. */
+  /** Sorter records (see src/repo/format/couchdb-listing.ts) of the documents fetched. */
   records: string[];
   /** Documents with a leaf or attachment that was gone when fetched: they must be read again. */
   gone: string[];
