@@ -5,7 +5,7 @@ import { messageOf, TargetError } from '../src/errors.js';
 import { log } from '../src/log.js';
 import { readRecords, type FailureRecord, type JobRecord } from '../src/health/records.js';
 import { openStateStore, pingRedis, redisConnection, RedisStateStore } from '../src/health/state.js';
-import { QUEUE_NAME } from './bullmq.js';
+import { JOB_STATES, QUEUE_NAME } from './bullmq.js';
 import { nextRuns, schedulesOf } from './schedules.js';
 import type { JobSummary } from './types.js';
 import { processAlive } from '../src/util/process.js';
@@ -95,15 +95,7 @@ export async function jobsStatus(config: Config): Promise<JobsStatus> {
       queue.getFailed(0, 19),
       queue.getDelayed(0, 49),
       queue.getWaiting(0, 49),
-      queue.getJobCounts(
-        'waiting',
-        'active',
-        'delayed',
-        'failed',
-        'completed',
-        'prioritized',
-        'waiting-children',
-      ),
+      queue.getJobCounts(...JOB_STATES),
     ]);
     const state = new RedisStateStore(redis, q.prefix, false);
     const rec = await readRecords(state);
