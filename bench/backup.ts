@@ -14,14 +14,14 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { applyChangesToCouch, loadIntoCouch } from './generate/couch.js';
+import { applyChangesToCouch, loadIntoCouch } from '../test/generate/couch.js';
 import {
   generateChanges,
   mutateRegistry,
   readRegistryInfo,
   writeRegistry,
   type Packument,
-} from './generate/registry.js';
+} from '../test/generate/registry.js';
 import { startCouchDB } from '../test/harness/couchdb.js';
 import { fmt, measure, table, warm } from './lib/run.js';
 import { pendingProxy } from './lib/pending-proxy.js';

@@ -20,8 +20,8 @@ import { parseArgs } from 'node:util';
 import S3rver from 's3rver';
 import { startTemporaryCouch, type TemporaryCouch } from '../restore/drill-standby.js';
 import { formatBytes, formatDuration } from '../src/util/units.js';
-import { applyChangesToCouch, loadIntoCouch } from './generate/couch.js';
-import { mutateRegistry, writeRegistry } from './generate/registry.js';
+import { applyChangesToCouch, loadIntoCouch } from '../test/generate/couch.js';
+import { mutateRegistry, writeRegistry } from '../test/generate/registry.js';
 
 const BIN = fileURLToPath(new URL('../../bin/regbackup.js', import.meta.url));
 

@@ -12,7 +12,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { mutateRegistry, writeRegistry } from './generate/registry.js';
+import { mutateRegistry, writeRegistry } from '../test/generate/registry.js';
 import { fmt, measure, table } from './lib/run.js';
 
 const { values } = parseArgs({

@@ -5,7 +5,7 @@
  *
  *   npm run build && node dist/bench/repo-write.js --corpus /tmp/corpus-1g [--out /tmp/bench-repo-write]
  *
- * Without --corpus, generates one (bench/generate) of --size (default 1GiB).
+ * Without --corpus, generates one (test/generate) of --size (default 1GiB).
  */
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
@@ -29,7 +29,7 @@ if (!corpus) {
   if (!existsSync(corpus)) {
     console.log(`generating a ${values.size ?? '1GiB'} corpus in ${corpus} …`);
     await measure('node', [
-      path.join(here, 'generate/cli.js'),
+      path.join(here, '..', 'test', 'generate', 'cli.js'),
       '--out',
       corpus,
       '--size',

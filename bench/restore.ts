@@ -32,7 +32,7 @@ import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { createGunzip } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
-import { loadIntoCouch } from './generate/couch.js';
+import { loadIntoCouch } from '../test/generate/couch.js';
 import { fmt, measure, table, warm, type Measured } from './lib/run.js';
 
 const { values } = parseArgs({

@@ -8,7 +8,7 @@
  *       [--no-couchbackup] [--port 25984] [--data /tmp/i11-couch/couchdb]
  *
  * Without --url it starts a real Apache CouchDB with /work/scratch/couchdb/start.sh (port and data directory
- * of its own) and stops it at the end. Databases `small-<N>` (N packuments of 2–6 KB, bench/generate/small.ts)
+ * of its own) and stops it at the end. Databases `small-<N>` (N packuments of 2–6 KB, test/generate/small.ts)
  * and `big-<K>` (K packuments of ~20 MB) are loaded once and kept in the data directory: a later run only
  * loads what is missing. `--sizes 10000,100000,1000000` gives the whole curve (the 1M load takes a while).
  */
@@ -17,9 +17,9 @@ import { writeFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadIntoCouch } from './generate/couch.js';
-import type { Packument } from './generate/registry.js';
-import { churnedIndexes, smallPackument, smallPackuments } from './generate/small.js';
+import { loadIntoCouch } from '../test/generate/couch.js';
+import type { Packument } from '../test/generate/registry.js';
+import { churnedIndexes, smallPackument, smallPackuments } from '../test/generate/small.js';
 import { fmt, measure, table, type Measured } from './lib/run.js';
 
 const { values } = parseArgs({

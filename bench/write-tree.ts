@@ -9,7 +9,7 @@
 import { mkdirSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { encodeLines } from '../src/backup/listing.js';
+import { encodeLines } from '../src/repo/format/listing.js';
 import { Fanout } from '../src/repo/fanout.js';
 import { generateKeys, loadWorkerKey, writeKeyFiles } from '../src/repo/keys.js';
 import { Repository } from '../src/repo/repository.js';

@@ -45,6 +45,17 @@ import type {
 
 export const QUEUE_NAME = 'regbackup';
 
+/** The job states counted for `status` and the queue gauges. */
+export const JOB_STATES = [
+  'waiting',
+  'active',
+  'delayed',
+  'failed',
+  'completed',
+  'prioritized',
+  'waiting-children',
+] as const;
+
 /**
  * The BullMQ driver (`queue.redis`): schedules are BullMQ job schedulers (upserted under a fixed ID by every
  * worker, so several workers on several hosts never double-schedule), and any number of workers process the
@@ -369,14 +380,6 @@ export class BullmqDriver implements Driver {
   }
 
   async queueCounts(): Promise<Record<string, number>> {
-    return this.queue.getJobCounts(
-      'waiting',
-      'active',
-      'delayed',
-      'failed',
-      'completed',
-      'prioritized',
-      'waiting-children',
-    );
+    return this.queue.getJobCounts(...JOB_STATES);
   }
 }

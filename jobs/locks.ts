@@ -4,8 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
 import type { Config } from '../src/config/schema.js';
-import { messageOf, systemCodeOf, TargetError } from '../src/errors.js';
+import { systemCodeOf } from '../src/errors.js';
 import { defaultCacheRoot } from '../src/repo/repository.js';
+import { processAlive } from '../src/util/process.js';
 
 /** How long a run's locks live unless renewed (whoever holds them renews every third of it). */
 export const LOCK_TTL = 10 * 60_000;
@@ -27,28 +28,11 @@ export async function openLocks(
   if (!config.queue)
     return { locks: new FileLocks(config.cache ?? defaultCacheRoot()), close: async () => {} };
   // Loaded only with a queue: a backup by hand without one does not load the Redis client.
-  const { pingRedis, redisConnection } = await import('../src/health/state.js');
-  const redis = redisConnection(config.queue.redis, { lazy: true });
+  const { connectRedisChecked } = await import('../src/health/state.js');
+  const redis = await connectRedisChecked(config.queue.redis, pingMs);
   const close = async () => {
     redis.disconnect();
   };
-  // Connection errors are the client's to retry; the last one explains a ping that timed out.
-  let lastError: Error | undefined;
-  redis.on('error', (err: Error) => {
-    lastError = err;
-  });
-  try {
-    await pingRedis(redis, pingMs);
-  } catch (err) {
-    await close();
-    let where = 'Redis';
-    try {
-      where = `Redis at ${new URL(config.queue.redis).host}`;
-    } catch {
-      // An unparsable URL is named generically: it may hold a password.
-    }
-    throw new TargetError(`${where} does not answer (${lastError?.message ?? messageOf(err)})`);
-  }
   return { locks: new RedisLocks(redis, config.queue.prefix), close };
 }
 
@@ -68,6 +52,33 @@ export interface LockService {
 }
 
 /** Locks of one process. */
+/** Renews `owner`'s hold on `keys` for LOCK_TTL once; `onLost` when another owner holds one now (it expired). */
+export async function renewLease(
+  locks: LockService,
+  keys: string[],
+  owner: string,
+  onLost: () => void,
+): Promise<void> {
+  if (!(await locks.renew(keys, owner, LOCK_TTL))) onLost();
+}
+
+/**
+ * Renews the lease every third of LOCK_TTL while its holder works, until the returned function is called. A
+ * lost lock goes to `onLost`, a failed renewal to `onFailed`: the holder logs them and carries on (data stays
+ * safe, writers never coordinate through locks).
+ */
+export function keepRenewing(
+  locks: LockService,
+  keys: string[],
+  owner: string,
+  onLost: () => void,
+  onFailed: (err: unknown) => void,
+): () => void {
+  const timer = setInterval(() => void renewLease(locks, keys, owner, onLost).catch(onFailed), LOCK_TTL / 3);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 export class MemoryLocks implements LockService {
   private readonly locks = new Map<string, { owner: string; until: number }>();
 
@@ -178,15 +189,6 @@ interface LockFile {
   host: string;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return systemCodeOf(err) === 'EPERM';
-  }
-}
-
 /**
  * Locks as files in the cache directory (`<cache>/locks/<key>.lock`), for the in-process worker and the CLI
  * on the same host: `regbackup jobs run backup` and the worker's scheduled backup never overlap either. A
@@ -215,7 +217,9 @@ export class FileLocks implements LockService {
   }
 
   private stale(l: LockFile): boolean {
-    return l.until < Date.now() || (l.host === os.hostname() && l.pid !== process.pid && !alive(l.pid));
+    return (
+      l.until < Date.now() || (l.host === os.hostname() && l.pid !== process.pid && !processAlive(l.pid))
+    );
   }
 
   private takeOne(key: string, owner: string, ttlMs: number): boolean {

@@ -15,7 +15,7 @@ import { loadRestoreIdentity, loadWorkerKey } from '../src/repo/keys.js';
 import { Repository } from '../src/repo/repository.js';
 import { runDrill } from '../restore/drill.js';
 import type { JobEnv } from './env.js';
-import { LOCK_TTL, sourceLockKeys } from './locks.js';
+import { keepRenewing, LOCK_TTL, renewLease, sourceLockKeys } from './locks.js';
 import { acquireSlot } from './slots.js';
 import type {
   BackupJobData,
@@ -65,26 +65,19 @@ export async function holding<T>(
   owner: string,
   fn: () => Promise<T>,
 ): Promise<T> {
-  const renew = async () => {
-    if (!(await ctx.env.locks.renew(keys, owner, LOCK_TTL)))
-      ctx.logger.warn(
-        { keys, owner },
-        'a lock of this run is held by another run now (it expired meanwhile); carrying on',
-      );
-  };
-  await renew();
-  const timer = setInterval(
-    () =>
-      void renew().catch((err: unknown) =>
-        ctx.logger.warn({ err: messageOf(err) }, 'renewing a lock failed'),
-      ),
-    LOCK_TTL / 3,
+  const lost = () =>
+    ctx.logger.warn(
+      { keys, owner },
+      'a lock of this run is held by another run now (it expired meanwhile); carrying on',
+    );
+  await renewLease(ctx.env.locks, keys, owner, lost);
+  const stop = keepRenewing(ctx.env.locks, keys, owner, lost, (err: unknown) =>
+    ctx.logger.warn({ err: messageOf(err) }, 'renewing a lock failed'),
   );
-  timer.unref();
   try {
     return await fn();
   } finally {
-    clearInterval(timer);
+    stop();
   }
 }
 

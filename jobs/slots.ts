@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { systemCodeOf } from '../src/errors.js';
+import { processAlive } from '../src/util/process.js';
 
 /**
  * Cache slots. The local cache (blob index, restore journals) is safe for one process at a time; a worker
@@ -16,15 +17,6 @@ export interface Slot {
 }
 
 const held = new Set<string>();
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return systemCodeOf(err) === 'EPERM';
-  }
-}
 
 export function acquireSlot(cacheRoot: string, max = 256): Slot {
   const dir = path.join(cacheRoot, 'slots');
@@ -63,7 +55,7 @@ export function acquireSlot(cacheRoot: string, max = 256): Slot {
           owner.host === os.hostname() &&
           typeof owner.pid === 'number' &&
           owner.pid !== process.pid &&
-          !alive(owner.pid);
+          !processAlive(owner.pid);
         if (!stale) break;
         rmSync(lock, { force: true });
       }

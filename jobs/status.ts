@@ -5,9 +5,10 @@ import { messageOf, TargetError } from '../src/errors.js';
 import { log } from '../src/log.js';
 import { readRecords, type FailureRecord, type JobRecord } from '../src/health/records.js';
 import { openStateStore, pingRedis, redisConnection, RedisStateStore } from '../src/health/state.js';
-import { QUEUE_NAME } from './bullmq.js';
+import { JOB_STATES, QUEUE_NAME } from './bullmq.js';
 import { nextRuns, schedulesOf } from './schedules.js';
 import type { JobSummary } from './types.js';
+import { processAlive } from '../src/util/process.js';
 
 /** What `regbackup jobs` shows: schedules and their next runs, running and failed jobs, the last outcomes. */
 export interface JobsStatus {
@@ -26,15 +27,6 @@ export interface JobsStatus {
   queue?: Record<string, number>;
   last: JobRecord[];
   locks?: Record<string, string>;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as { code?: string }).code === 'EPERM';
-  }
 }
 
 function describePart(job: Job): { runId?: string; part?: string } {
@@ -70,7 +62,7 @@ export async function jobsStatus(config: Config): Promise<JobsStatus> {
         mode: 'in-process',
         schedules,
         running: rec.running
-          .filter((r) => r.host !== os.hostname() || alive(r.pid))
+          .filter((r) => r.host !== os.hostname() || processAlive(r.pid))
           .map((r) => ({ id: r.id, job: r.job, started: r.started, worker: `${r.host}:${r.pid}` })),
         failed: failures
           .slice(0, 20)
@@ -103,15 +95,7 @@ export async function jobsStatus(config: Config): Promise<JobsStatus> {
       queue.getFailed(0, 19),
       queue.getDelayed(0, 49),
       queue.getWaiting(0, 49),
-      queue.getJobCounts(
-        'waiting',
-        'active',
-        'delayed',
-        'failed',
-        'completed',
-        'prioritized',
-        'waiting-children',
-      ),
+      queue.getJobCounts(...JOB_STATES),
     ]);
     const state = new RedisStateStore(redis, q.prefix, false);
     const rec = await readRecords(state);

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { AttEntry } from '../src/sources/couchdb/listing.js';
-import { objectMembers } from '../src/sources/couchdb/json-split.js';
+import type { AttEntry } from '../src/repo/format/couchdb-listing.js';
+import { objectMembers } from '../src/util/json-split.js';
 import { IntegrityError } from '../src/errors.js';
 
 /**

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { DestinationError, InterruptedError, messageOf, RegbackupError, SourceError } from '../src/errors.js';
-import { CouchClient, CouchHttpError, dbPath, type RequestOptions } from '../src/sources/couchdb/client.js';
+import { CouchClient, CouchHttpError, dbPath, type RequestOptions } from '../src/couchdb/client.js';
 import { registerSecret } from '../src/util/redact.js';
 
 /**

@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import pLimit from 'p-limit';
-import { docPath, dbPath } from '../src/sources/couchdb/client.js';
-import type { DocEntry } from '../src/sources/couchdb/listing.js';
+import { docPath, dbPath } from '../src/couchdb/client.js';
+import type { DocEntry } from '../src/repo/format/couchdb-listing.js';
 import type { CouchDestination } from './couch-http.js';
 import type { Check } from './types.js';
 

@@ -1,7 +1,7 @@
 import { DestinationError, messageOf } from '../src/errors.js';
-import type { Progress } from '../src/backup/progress.js';
-import { docPath, dbPath } from '../src/sources/couchdb/client.js';
-import type { DocEntry, LeafEntry } from '../src/sources/couchdb/listing.js';
+import type { Progress } from '../src/util/progress.js';
+import { docPath, dbPath } from '../src/couchdb/client.js';
+import type { DocEntry, LeafEntry } from '../src/repo/format/couchdb-listing.js';
 import {
   base64Stream,
   bodyMembers,

@@ -1,13 +1,13 @@
 import { isDeepStrictEqual } from 'node:util';
-import type { Progress } from '../src/backup/progress.js';
-import { readListing } from '../src/backup/listing.js';
-import type { DbSnapshot } from '../src/backup/types.js';
+import type { Progress } from '../src/util/progress.js';
+import { readListing } from '../src/repo/format/listing.js';
+import type { DbSnapshot } from '../src/repo/format/source-snapshots.js';
 import { DestinationError, IntegrityError, InterruptedError, messageOf } from '../src/errors.js';
 import { log } from '../src/log.js';
 import type { BlobReader } from '../src/repo/reader.js';
 import type { StreamRef } from '../src/repo/stream-ref.js';
-import { dbPath, docPath } from '../src/sources/couchdb/client.js';
-import { checkDocEntry, compareIds, type DocEntry } from '../src/sources/couchdb/listing.js';
+import { dbPath, docPath } from '../src/couchdb/client.js';
+import { checkDocEntry, compareIds, type DocEntry } from '../src/repo/format/couchdb-listing.js';
 import { bodyMembers } from './couch-body.js';
 import { reasonOf, type CouchDestination } from './couch-http.js';
 import { verifyDatabase } from './couch-verify.js';

@@ -1,12 +1,12 @@
 import { isDeepStrictEqual } from 'node:util';
 import pLimit from 'p-limit';
-import { readListing } from '../src/backup/listing.js';
-import type { DbSnapshot } from '../src/backup/types.js';
+import { readListing } from '../src/repo/format/listing.js';
+import type { DbSnapshot } from '../src/repo/format/source-snapshots.js';
 import { messageOf } from '../src/errors.js';
 import type { BlobReader } from '../src/repo/reader.js';
-import { CouchClient, dbPath, docPath } from '../src/sources/couchdb/client.js';
-import { objectMembers } from '../src/sources/couchdb/json-split.js';
-import { checkDocEntry } from '../src/sources/couchdb/listing.js';
+import { CouchClient, dbPath, docPath } from '../src/couchdb/client.js';
+import { objectMembers } from '../src/util/json-split.js';
+import { checkDocEntry } from '../src/repo/format/couchdb-listing.js';
 import type { DrillCheck } from './drill-report.js';
 
 /**

@@ -4,6 +4,7 @@ import { META_PREFIX, type Repository } from '../src/repo/repository.js';
 import type { ObjectStore } from '../src/store/types.js';
 import { formatBytes, formatDuration } from '../src/util/units.js';
 import type { Check } from './types.js';
+import { nameTime, parseTimedName } from '../src/repo/format/object-name.js';
 
 /**
  * The report of a restore drill. Stored in the repository (docs/FORMAT.md §12.3: `drills/<time>-<sha256>`, a signed
@@ -69,21 +70,6 @@ export interface DrillInfo {
   time: Date;
 }
 
-const NAME = /^drills\/(\d{8}T\d{6}Z)-([0-9a-f]{64})$/;
-
-function nameTime(d: Date): string {
-  return d
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d{3}Z$/, 'Z');
-}
-
-function parseNameTime(s: string): Date {
-  return new Date(
-    `${s.slice(0, 4)}-${s.slice(4, 6)}-${s.slice(6, 8)}T${s.slice(9, 11)}:${s.slice(11, 13)}:${s.slice(13, 15)}Z`,
-  );
-}
-
 /** Seals the report (worker key) and writes it to every target of `repo`; returns where it went. */
 export async function storeDrillReport(
   repo: Repository,
@@ -113,8 +99,8 @@ export async function storeDrillReport(
 export async function listDrills(store: ObjectStore): Promise<DrillInfo[]> {
   const out: DrillInfo[] = [];
   for await (const o of store.list(META_PREFIX.drill)) {
-    const m = NAME.exec(o.key);
-    if (m) out.push({ id: m[2]!, key: o.key, time: parseNameTime(m[1]!) });
+    const info = parseTimedName(META_PREFIX.drill, o.key);
+    if (info) out.push(info);
   }
   return out.sort((a, b) => a.time.getTime() - b.time.getTime() || a.id.localeCompare(b.id));
 }

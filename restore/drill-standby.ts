@@ -128,8 +128,14 @@ export async function startTemporaryCouch(
   return { url, baseUrl, stop };
 }
 
-/** Ends "admin party" as CouchDB's setup does, and waits until the password is accepted. */
-async function createAdmin(baseUrl: string, admin: { username: string; password: string }): Promise<void> {
+/**
+ * Ends "admin party" as CouchDB's setup does (PUT /_config/admins/<name>), and waits until the password is
+ * accepted (it is hashed asynchronously). The one admin setup of the stand-in server; the test harness uses it.
+ */
+export async function createAdmin(
+  baseUrl: string,
+  admin: { username: string; password: string },
+): Promise<void> {
   const res = await fetch(`${baseUrl}/_config/admins/${encodeURIComponent(admin.username)}`, {
     method: 'PUT',
     headers: { 'content-type': 'application/json' },

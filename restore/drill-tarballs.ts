@@ -7,15 +7,15 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import pLimit from 'p-limit';
 import tar from 'tar-stream';
-import { readListing } from '../src/backup/listing.js';
-import type { DbSnapshot, TarballSourceSnapshot } from '../src/backup/types.js';
+import { readListing } from '../src/repo/format/listing.js';
+import type { DbSnapshot, TarballSourceSnapshot } from '../src/repo/format/source-snapshots.js';
 import { messageOf, systemCodeOf } from '../src/errors.js';
 import type { BlobReader } from '../src/repo/reader.js';
-import { type CouchClient, dbPath, docPath } from '../src/sources/couchdb/client.js';
-import { packumentTarballs } from '../src/sources/couchdb/expectations.js';
-import { checkDocEntry } from '../src/sources/couchdb/listing.js';
-import { checkEntry } from '../src/sources/tarballs/source.js';
-import { comparePaths } from '../src/sources/tarballs/walk.js';
+import { type CouchClient, dbPath, docPath } from '../src/couchdb/client.js';
+import { packumentTarballs } from '../src/couchdb/expectations.js';
+import { checkDocEntry } from '../src/repo/format/couchdb-listing.js';
+import { checkEntry } from '../src/repo/format/tarball-listing.js';
+import { comparePaths } from '../src/repo/format/order.js';
 import type { DrillCheck } from './drill-report.js';
 
 /**

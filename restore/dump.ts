@@ -1,13 +1,17 @@
 import tar from 'tar-stream';
-import { readListing } from '../src/backup/listing.js';
-import type { CouchSourceSnapshot, DbSnapshot, TarballSourceSnapshot } from '../src/backup/types.js';
+import { readListing } from '../src/repo/format/listing.js';
+import type {
+  CouchSourceSnapshot,
+  DbSnapshot,
+  TarballSourceSnapshot,
+} from '../src/repo/format/source-snapshots.js';
 import { IntegrityError, UsageError } from '../src/errors.js';
 import { BlobReader } from '../src/repo/reader.js';
 import type { Repository } from '../src/repo/repository.js';
 import type { SnapshotInfo, SnapshotManifest } from '../src/repo/snapshot.js';
 import type { StreamRef } from '../src/repo/stream-ref.js';
-import { checkDocEntry, type DocEntry } from '../src/sources/couchdb/listing.js';
-import { checkEntry } from '../src/sources/tarballs/source.js';
+import { checkDocEntry, type DocEntry } from '../src/repo/format/couchdb-listing.js';
+import { checkEntry } from '../src/repo/format/tarball-listing.js';
 import type { ObjectStore } from '../src/store/types.js';
 import { base64Stream, bodyMembers, inlineBody } from './couch-body.js';
 import { BlobFetcher } from './fetch.js';

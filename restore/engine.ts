@@ -1,7 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
-import { Progress } from '../src/backup/progress.js';
-import type { CouchSourceSnapshot, TarballSourceSnapshot } from '../src/backup/types.js';
+import { Progress } from '../src/util/progress.js';
+import type { CouchSourceSnapshot, TarballSourceSnapshot } from '../src/repo/format/source-snapshots.js';
 import { DestinationError, InterruptedError, UsageError } from '../src/errors.js';
 import { log } from '../src/log.js';
 import { BlobReader } from '../src/repo/reader.js';

@@ -4,7 +4,7 @@ import { lstat, open } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { DestinationError, IntegrityError, messageOf, systemCodeOf } from '../src/errors.js';
-import type { TarballEntry } from '../src/sources/tarballs/source.js';
+import type { TarballEntry } from '../src/repo/format/tarball-listing.js';
 import { assertValidKey, ObjectNotFoundError, type ObjectStore } from '../src/store/types.js';
 import type { StreamBytes } from './prefetch.js';
 import type { SafeTree } from './safe-path.js';

@@ -3,7 +3,7 @@ import { DestinationError, RegbackupError } from '../src/errors.js';
 import type { BlobReader } from '../src/repo/reader.js';
 import { chunkIds } from '../src/repo/stream-ref.js';
 import { packKey } from '../src/repo/pack.js';
-import type { TarballEntry } from '../src/sources/tarballs/source.js';
+import type { TarballEntry } from '../src/repo/format/tarball-listing.js';
 import type { ObjectStore } from '../src/store/types.js';
 import type { BlobFetcher } from './fetch.js';
 import type { FileJob, Job, JobResult, PackRef } from './file-protocol.js';

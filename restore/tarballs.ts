@@ -1,8 +1,8 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { Progress } from '../src/backup/progress.js';
-import { readListing } from '../src/backup/listing.js';
-import type { TarballSourceSnapshot } from '../src/backup/types.js';
+import type { Progress } from '../src/util/progress.js';
+import { readListing } from '../src/repo/format/listing.js';
+import type { TarballSourceSnapshot } from '../src/repo/format/source-snapshots.js';
 import {
   DestinationError,
   IntegrityError,
@@ -13,8 +13,8 @@ import {
 } from '../src/errors.js';
 import type { BlobReader } from '../src/repo/reader.js';
 import { validateRef } from '../src/repo/stream-ref.js';
-import { checkEntry, type TarballEntry } from '../src/sources/tarballs/source.js';
-import { comparePaths } from '../src/sources/tarballs/walk.js';
+import { checkEntry, type TarballEntry } from '../src/repo/format/tarball-listing.js';
+import { comparePaths } from '../src/repo/format/order.js';
 import type { ObjectStore } from '../src/store/types.js';
 import { orderedMap } from '../src/util/ordered.js';
 import type { BlobFetcher } from './fetch.js';

@@ -8,14 +8,13 @@ import type { WriterStats } from '../repo/writer.js';
 import { backupDatabase, CouchHttpError, DbGoneError } from '../sources/couchdb/index.js';
 import { backupTarballSource } from '../sources/tarballs/source.js';
 import type { BackupPart, BackupPlan, Session } from './plan.js';
-import { Progress } from './progress.js';
+import { Progress } from '../util/progress.js';
+import type { BackupContext, Finding } from '../sources/types.js';
 import type {
-  BackupContext,
   CouchSourceSnapshot,
   DbSnapshot,
-  Finding,
   TarballSourceSnapshot,
-} from './types.js';
+} from '../repo/format/source-snapshots.js';
 
 /** What one part of a run produced (plain JSON: it travels through BullMQ from a worker to the commit). */
 export interface PartOutcome {

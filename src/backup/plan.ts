@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { mkdtemp, opendir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config, TarballSourceConfig } from '../config/schema.js';
+import { retentionDaysOf } from '../config/load.js';
 import { IntegrityError, RegbackupError, SourceError, TargetError } from '../errors.js';
 import { log as rootLog, type Logger } from '../log.js';
 import type { BlobIndex } from '../repo/blob-index.js';
@@ -26,7 +27,7 @@ import type { ObjectStore } from '../store/types.js';
 import { listDatabases } from '../sources/couchdb/index.js';
 import type { Shard } from '../sources/tarballs/walk.js';
 import { compareCodePoints } from '../util/external-sort.js';
-import type { Finding } from './types.js';
+import type { Finding } from '../sources/types.js';
 import { deletedKeys, excludedPacks, loadMarks } from '../maintenance/marks.js';
 
 /**
@@ -72,13 +73,6 @@ export interface PlanOptions {
   logger?: Logger;
   /** The targets' stores (default: opened from the configuration). */
   stores?: ObjectStore[];
-}
-
-/** Per target name, the days new objects are locked for (targets with `retention`). */
-export function retentionDaysOf(config: Config): Map<string, number> {
-  const m = new Map<string, number>();
-  for (const t of config.targets) if (t.type !== 'fs' && t.retention) m.set(t.name, t.retention.days);
-  return m;
 }
 
 export function selectedSources(config: Config, names?: string[]) {

@@ -6,7 +6,7 @@ import type { WriterOptions } from '../repo/writer.js';
 import type { ObjectStore } from '../store/types.js';
 import { commitBackup, PrunedDuringRunError, runPart, type BackupResult, type PartOutcome } from './parts.js';
 import { openSession, planBackup } from './plan.js';
-import { Progress } from './progress.js';
+import { Progress } from '../util/progress.js';
 
 export type { BackupResult, SourceSummary, TargetReport } from './parts.js';
 

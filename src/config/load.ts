@@ -305,3 +305,10 @@ function resolvePaths(c: Config, base: string): Config {
     ),
   };
 }
+
+/** Per target name, the days new objects are locked for (targets with `retention`). */
+export function retentionDaysOf(config: Config): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const t of config.targets) if (t.type !== 'fs' && t.retention) m.set(t.name, t.retention.days);
+  return m;
+}

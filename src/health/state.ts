@@ -280,7 +280,17 @@ export function fileStateStore(config: Config): FileStateStore {
  */
 export async function openStateStoreChecked(config: Config, pingMs = 5000): Promise<StateStore> {
   if (!config.queue) return fileStateStore(config);
-  const redis = redisConnection(config.queue.redis, { lazy: true });
+  const redis = await connectRedisChecked(config.queue.redis, pingMs);
+  return new RedisStateStore(redis, config.queue.prefix);
+}
+
+/**
+ * A Redis connection that has answered a ping within `pingMs`, for a process that is not the worker. Else it
+ * is closed and a TargetError names the host (never the password) and the last connection error.
+ */
+export async function connectRedisChecked(url: string, pingMs: number): Promise<Redis> {
+  const redis = redisConnection(url, { lazy: true });
+  // Connection errors are the client's to retry; the last one explains a ping that timed out.
   let lastError: Error | undefined;
   redis.on('error', (err: Error) => {
     lastError = err;
@@ -291,11 +301,11 @@ export async function openStateStoreChecked(config: Config, pingMs = 5000): Prom
     redis.disconnect();
     let where = 'Redis';
     try {
-      where = `Redis at ${new URL(config.queue.redis).host}`;
+      where = `Redis at ${new URL(url).host}`;
     } catch {
       // An unparsable URL is named generically: it may hold a password.
     }
     throw new TargetError(`${where} does not answer (${lastError?.message ?? messageOf(err)})`);
   }
-  return new RedisStateStore(redis, config.queue.prefix);
+  return redis;
 }

@@ -11,7 +11,7 @@ import { packKey, parsePackTrailer } from '../repo/pack.js';
 import { BlobReader } from '../repo/reader.js';
 import { META_PREFIX, type Repository } from '../repo/repository.js';
 import { sha256Hex } from '../repo/signed.js';
-import { listSnapshots, loadSnapshot, type SnapshotInfo } from '../repo/snapshot.js';
+import { listSnapshots, loadSnapshot, snapshotInfo, type SnapshotInfo } from '../repo/snapshot.js';
 import type { ObjectInfo, ObjectStore } from '../store/types.js';
 import { deletedKeys, loadMarks } from './marks.js';
 import { scanReferences } from './references.js';
@@ -313,8 +313,8 @@ async function missingSnapshots(
   peers: readonly ObjectStore[],
   problem: (kind: ProblemKind, object: string, message: string) => void,
 ): Promise<void> {
-  const absent = [...(await absentHere(store, peers, META_PREFIX.snapshot))].filter(([key]) =>
-    /^snapshots\/\d{8}T\d{6}Z-[0-9a-f]{64}$/.test(key),
+  const absent = [...(await absentHere(store, peers, META_PREFIX.snapshot))].filter(
+    ([key]) => snapshotInfo(key) !== undefined,
   );
   if (!absent.length) return;
   const forgotten = new Set<string>();
@@ -343,15 +343,7 @@ async function verifiesOnAny(
   key: string,
   stores: readonly ObjectStore[],
 ): Promise<boolean> {
-  const m = /^snapshots\/(\d{8}T\d{6}Z)-([0-9a-f]{64})$/.exec(key)!;
-  const t = m[1]!;
-  const info: SnapshotInfo = {
-    id: m[2]!,
-    key,
-    time: new Date(
-      `${t.slice(0, 4)}-${t.slice(4, 6)}-${t.slice(6, 8)}T${t.slice(9, 11)}:${t.slice(11, 13)}:${t.slice(13, 15)}Z`,
-    ),
-  };
+  const info: SnapshotInfo = snapshotInfo(key)!;
   for (const s of stores) {
     try {
       await loadSnapshot(repo, s, info, { only: true });

@@ -5,6 +5,7 @@ import type { Repository } from '../repo/repository.js';
 import { META_PREFIX } from '../repo/repository.js';
 import { log } from '../log.js';
 import { ObjectNotFoundError, type ObjectStore } from '../store/types.js';
+import { nameTime, parseTimedName } from '../repo/format/object-name.js';
 
 /**
  * Prune marks (docs/FORMAT.md §14, "Deleting: forget, prune, marks"): signed, encrypted JSON objects under `marks/`. Pruning never
@@ -43,15 +44,6 @@ export interface Mark {
   body: MarkBody;
 }
 
-const NAME = /^marks\/(\d{8}T\d{6}Z)-([0-9a-f]{64})$/;
-
-function nameTime(d: Date): string {
-  return d
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d{3}Z$/, 'Z');
-}
-
 /**
  * Every mark on `store`, oldest first. Marks come and go while this reads them (a prune deletes the marks it
  * acted on, and old execution records): a mark listed but gone when read was deleted on purpose, after the
@@ -62,7 +54,8 @@ export async function loadMarks(repo: Repository, store: ObjectStore): Promise<M
   const read = new Map<string, Mark>();
   for (let attempt = 1; ; attempt++) {
     const keys: string[] = [];
-    for await (const o of store.list(META_PREFIX.mark)) if (NAME.test(o.key)) keys.push(o.key);
+    for await (const o of store.list(META_PREFIX.mark))
+      if (parseTimedName(META_PREFIX.mark, o.key)) keys.push(o.key);
     const limit = pLimit(8);
     const vanished: string[] = [];
     await Promise.all(

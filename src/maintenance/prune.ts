@@ -15,7 +15,7 @@ import { listSnapshots, type SnapshotInfo } from '../repo/snapshot.js';
 import { catchUp } from '../repo/sync.js';
 import { BlobWriter } from '../repo/writer.js';
 import { ObjectNotFoundError, type ObjectInfo, type ObjectStore } from '../store/types.js';
-import { retentionDaysOf } from '../backup/plan.js';
+import { retentionDaysOf } from '../config/load.js';
 import { deletedKeys, loadMarks, sealMark, type Mark } from './marks.js';
 import { scanReferences, type ReferenceStats } from './references.js';
 

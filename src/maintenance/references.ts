@@ -1,13 +1,13 @@
 import { IntegrityError, RegbackupError } from '../errors.js';
-import type { CouchSourceSnapshot, TarballSourceSnapshot } from '../backup/types.js';
+import type { CouchSourceSnapshot, TarballSourceSnapshot } from '../repo/format/source-snapshots.js';
 import type { BlobReader } from '../repo/reader.js';
 import type { Repository } from '../repo/repository.js';
 import { loadSnapshot, type SnapshotInfo, type SnapshotManifest } from '../repo/snapshot.js';
 import { chunkIds, validateRef, type StreamRef } from '../repo/stream-ref.js';
 import { ObjectNotFoundError, type ObjectStore } from '../store/types.js';
 import { deletedKeys, loadMarks } from './marks.js';
-import { checkDocEntry } from '../sources/couchdb/index.js';
-import { checkEntryData } from '../sources/tarballs/source.js';
+import { checkDocEntry } from '../repo/format/couchdb-listing.js';
+import { checkEntryData } from '../repo/format/tarball-listing.js';
 import { ExternalSorter } from '../util/external-sort.js';
 import { nameProblem, showName } from '../repo/names.js';
 

@@ -2,6 +2,7 @@ import os from 'node:os';
 import { IntegrityError, KeyError, RegbackupError, UsageError } from '../errors.js';
 import { ObjectNotFoundError, type ObjectStore } from '../store/types.js';
 import { META_PREFIX, type Repository } from './repository.js';
+import { nameTime, parseTimedName } from './format/object-name.js';
 
 /**
  * Snapshots (docs/FORMAT.md §12, "Snapshots"): a signed, encrypted JSON manifest named
@@ -33,21 +34,6 @@ export interface SnapshotInfo {
   id: string;
   key: string;
   time: Date;
-}
-
-const NAME = /^snapshots\/(\d{8}T\d{6}Z)-([0-9a-f]{64})$/;
-
-function nameTime(d: Date): string {
-  return d
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d{3}Z$/, 'Z');
-}
-
-function parseNameTime(s: string): Date {
-  return new Date(
-    `${s.slice(0, 4)}-${s.slice(4, 6)}-${s.slice(6, 8)}T${s.slice(9, 11)}:${s.slice(11, 13)}:${s.slice(13, 15)}Z`,
-  );
 }
 
 export function newManifest(
@@ -82,8 +68,7 @@ export async function sealSnapshot(
 
 /** The snapshot an object key names (`snapshots/<time>-<hash>`), or undefined for a key of another form. */
 export function snapshotInfo(key: string): SnapshotInfo | undefined {
-  const m = NAME.exec(key);
-  return m ? { id: m[2]!, key, time: parseNameTime(m[1]!) } : undefined;
+  return parseTimedName(META_PREFIX.snapshot, key);
 }
 
 /** Snapshots on a target, oldest first (from the names alone: nothing is downloaded). */

@@ -20,6 +20,7 @@ import {
   type WirePack,
 } from './pack-protocol.js';
 import type { Repository } from './repository.js';
+import { processAlive } from '../util/process.js';
 
 /**
  * What kind of bytes are being written, which decides the chunker, the blob type and compression:
@@ -606,13 +607,7 @@ function makeSpoolDir(root: string): string {
   for (const d of readdirSync(root)) {
     const pid = Number(d.split('-')[0]);
     if (!Number.isInteger(pid) || pid <= 0) continue;
-    let alive = true;
-    try {
-      process.kill(pid, 0);
-    } catch (err) {
-      alive = (err as NodeJS.ErrnoException).code === 'EPERM';
-    }
-    if (!alive) rmSync(path.join(root, d), { recursive: true, force: true });
+    if (!processAlive(pid)) rmSync(path.join(root, d), { recursive: true, force: true });
   }
   const dir = path.join(root, `${process.pid}-${Math.random().toString(16).slice(2, 10)}`);
   mkdirSync(dir, { mode: 0o700 });

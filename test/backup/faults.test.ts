@@ -6,11 +6,12 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import S3rver from 's3rver';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { loadIntoCouch } from '../../bench/generate/couch.js';
-import { writeRegistry } from '../../bench/generate/registry.js';
+import { loadIntoCouch } from '../generate/couch.js';
+import { writeRegistry } from '../generate/registry.js';
 import { startServers, tmpDir } from '../harness/index.js';
 import { assertTargetsIntact } from '../helpers/verify.js';
 import { BIN, runCli } from '../helpers/cli.js';
+import { writeTestConfig } from '../helpers/config.js';
 
 /** An s3rver that can be stopped and started again on the same port and directory (a provider outage). */
 async function restartableS3(dir: string) {
@@ -62,20 +63,15 @@ describe('faults during backups', () => {
       tarballVersions: 3,
     });
     await loadIntoCouch(servers.couchdb.url, 'registry', path.join(dir, 'registry'));
-    configFile = path.join(dir, 'regbackup.yaml');
-    writeFileSync(
-      configFile,
-      `keys: ./keys/worker.key
-cache: ./cache
-repository: { packSize: 1MiB }
-sources:
-  couchdb: [{ name: skimdb, url: "${servers.couchdb.url}" }]
-  tarballs: [{ name: tarballs, path: ./registry/tarballs }]
-targets:
-  - { name: local, type: fs, path: ./target-local }
-  - { name: aws, type: s3, bucket: backups, endpoint: "${s3.endpoint}", forcePathStyle: true, credentials: { accessKeyId: S3RVER, secretAccessKey: S3RVER } }
-`,
-    );
+    configFile = writeTestConfig(dir, {
+      packSize: '1MiB',
+      couchdb: servers.couchdb.url,
+      tarballs: './registry/tarballs',
+      targets: [
+        '{ name: local, type: fs, path: ./target-local }',
+        `{ name: aws, type: s3, bucket: backups, endpoint: "${s3.endpoint}", forcePathStyle: true, credentials: { accessKeyId: S3RVER, secretAccessKey: S3RVER } }`,
+      ],
+    });
     env = { REGBACKUP_CONFIG: configFile };
     assert.equal((await runCli(['keys', 'generate', '--out', path.join(dir, 'keys')], { env })).code, 0);
     assert.equal((await runCli(['init'], { env })).code, 0);

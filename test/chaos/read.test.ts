@@ -14,7 +14,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { writeRegistry } from '../../bench/generate/registry.js';
+import { writeRegistry } from '../generate/registry.js';
 import type { TargetCheck } from '../../src/maintenance/check.js';
 import type { RestoreReport } from '../../restore/types.js';
 import { tmpDir } from '../harness/index.js';

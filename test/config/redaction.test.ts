@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { before, describe, it } from 'node:test';
 import { createLogger } from '../../src/log.js';
-import { CouchClient } from '../../src/sources/couchdb/client.js';
+import { CouchClient } from '../../src/couchdb/client.js';
 import { tmpDir } from '../harness/index.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCouchDB } from '../harness/couchdb.js';
-import { applyChangesToCouch, loadIntoCouch } from '../../bench/generate/couch.js';
+import { applyChangesToCouch, loadIntoCouch } from './couch.js';
 import {
   generateChanges,
   generateRegistry,
@@ -13,7 +13,7 @@ import {
   writeRegistry,
   type Packument,
   type RegistryOptions,
-} from '../../bench/generate/registry.js';
+} from './registry.js';
 
 const OPTS: RegistryOptions = {
   seed: 'couch2',

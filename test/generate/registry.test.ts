@@ -23,7 +23,7 @@ import {
   type GeneratedPackage,
   type Packument,
   type RegistryOptions,
-} from '../../bench/generate/registry.js';
+} from './registry.js';
 
 /** A small registry: quick to generate, still with scoped names, many versions and a few big tarballs. */
 const SMALL: RegistryOptions = {

@@ -9,7 +9,7 @@ import httpAdapter from 'pouchdb-adapter-http';
 import mapreduce from 'pouchdb-mapreduce';
 import replication from 'pouchdb-replication';
 import { removeTmpDir, tmpDir } from './tmp.js';
-import { pouchGuard } from '../../restore/drill-standby.js';
+import { createAdmin, pouchGuard } from '../../restore/drill-standby.js';
 import { removeMultipartUploads } from '../../restore/pouch-uploads.js';
 
 PouchDB.plugin(memoryAdapter).plugin(httpAdapter).plugin(mapreduce).plugin(replication);
@@ -91,23 +91,4 @@ export async function startCouchDB(opts: CouchServerOptions = {}): Promise<Couch
     throw err;
   }
   return { url: admin ? urlWith(admin) : baseUrl, baseUrl, admin, urlWith, stop };
-}
-
-/** Ends admin party the way CouchDB's own setup does: PUT /_config/admins/<name> "<password>". */
-async function createAdmin(baseUrl: string, admin: CouchCredentials): Promise<void> {
-  const res = await fetch(`${baseUrl}/_config/admins/${encodeURIComponent(admin.username)}`, {
-    method: 'PUT',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(admin.password),
-  });
-  if (!res.ok) throw new Error(`creating the CouchDB admin failed: ${res.status} ${await res.text()}`);
-  // The password is hashed asynchronously; wait until it is accepted.
-  const auth = `Basic ${Buffer.from(`${admin.username}:${admin.password}`).toString('base64')}`;
-  for (let i = 0; i < 100; i++) {
-    const check = await fetch(`${baseUrl}/_session`, { headers: { authorization: auth } });
-    const body = (await check.json()) as { userCtx?: { roles?: string[] } };
-    if (check.ok && body.userCtx?.roles?.includes('_admin')) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error('the CouchDB admin was created but never accepted');
 }

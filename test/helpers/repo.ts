@@ -1,6 +1,6 @@
 import path from 'node:path';
-import { Progress } from '../../src/backup/progress.js';
-import type { BackupContext } from '../../src/backup/types.js';
+import { Progress } from '../../src/util/progress.js';
+import type { BackupContext } from '../../src/sources/types.js';
 import { createLogger } from '../../src/log.js';
 import type { BlobIndex } from '../../src/repo/blob-index.js';
 import { Fanout } from '../../src/repo/fanout.js';

@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { readListing } from '../../src/backup/listing.js';
-import type { CouchSourceSnapshot, TarballSourceSnapshot } from '../../src/backup/types.js';
+import { readListing } from '../../src/repo/format/listing.js';
+import type { CouchSourceSnapshot, TarballSourceSnapshot } from '../../src/repo/format/source-snapshots.js';
 import { loadConfig } from '../../src/config/load.js';
 import { loadRestoreIdentity } from '../../src/repo/keys.js';
 import { BlobReader } from '../../src/repo/reader.js';
 import { Repository } from '../../src/repo/repository.js';
 import { listSnapshots, loadSnapshot } from '../../src/repo/snapshot.js';
 import { chunkIds, readAll, type StreamRef } from '../../src/repo/stream-ref.js';
-import { checkDocEntry } from '../../src/sources/couchdb/index.js';
-import { checkEntry } from '../../src/sources/tarballs/source.js';
+import { checkDocEntry } from '../../src/repo/format/couchdb-listing.js';
+import { checkEntry } from '../../src/repo/format/tarball-listing.js';
 import { openStore } from '../../src/store/index.js';
 import type { ObjectStore } from '../../src/store/types.js';
 

@@ -5,8 +5,8 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { loadIntoCouch } from '../../bench/generate/couch.js';
-import { writeRegistry } from '../../bench/generate/registry.js';
+import { loadIntoCouch } from '../generate/couch.js';
+import { writeRegistry } from '../generate/registry.js';
 import { QUEUE_NAME } from '../../jobs/bullmq.js';
 import { makeFixture, spawnWorker, type JobsFixture, type WorkerProcess } from './fixture.js';
 

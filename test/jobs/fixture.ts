@@ -4,10 +4,11 @@ import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { applyChangesToCouch, loadIntoCouch } from '../../bench/generate/couch.js';
-import { mutateRegistry, writeRegistry, type RegistryOptions } from '../../bench/generate/registry.js';
+import { applyChangesToCouch, loadIntoCouch } from '../generate/couch.js';
+import { mutateRegistry, writeRegistry, type RegistryOptions } from '../generate/registry.js';
 import { startServers, tmpDir, type CouchServer, type RedisServer, type S3Server } from '../harness/index.js';
 import { BIN, runCli, type CliResult } from '../helpers/cli.js';
+import { configYaml } from '../helpers/config.js';
 
 /**
  * A registry for the worker, drill, alert and metrics tests: a source CouchDB holding a generated registry
@@ -57,17 +58,17 @@ export async function makeFixture(
   const bucket = await s.s3.createBucket();
   const configFile = path.join(dir, 'regbackup.yaml');
   const env: NodeJS.ProcessEnv = { REGBACKUP_CONFIG: configFile, COUCH_URL: s.couchdb.url };
-  const base = () => `keys: ./keys/worker.key
-identity: ./keys/restore.key
-cache: ./cache
-repository: { packSize: 1MiB }
-sources:
-  couchdb: [{ name: skimdb, url: "\${COUCH_URL}" }]
-  tarballs: [{ name: tarballs, path: ./registry/tarballs }]
-targets:
-  - { name: local, type: fs, path: ./target-local }
-  - { name: aws, type: s3, bucket: ${bucket}, endpoint: "${s.s3.endpoint}", forcePathStyle: true, credentials: { accessKeyId: S3RVER, secretAccessKey: S3RVER } }
-`;
+  const base = () =>
+    configYaml({
+      identity: true,
+      packSize: '1MiB',
+      couchdb: '${COUCH_URL}',
+      tarballs: './registry/tarballs',
+      targets: [
+        '{ name: local, type: fs, path: ./target-local }',
+        `{ name: aws, type: s3, bucket: ${bucket}, endpoint: "${s.s3.endpoint}", forcePathStyle: true, credentials: { accessKeyId: S3RVER, secretAccessKey: S3RVER } }`,
+      ],
+    });
   const f: JobsFixture = {
     dir,
     configFile,

@@ -5,11 +5,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadIntoCouch } from '../../bench/generate/couch.js';
-import { writeRegistry } from '../../bench/generate/registry.js';
+import { loadIntoCouch } from '../generate/couch.js';
+import { writeRegistry } from '../generate/registry.js';
 import { startServers, tmpDir } from '../harness/index.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import { assertTargetsIntact } from '../helpers/verify.js';
+import { writeTestConfig } from '../helpers/config.js';
 
 /**
  * Backup, forget + prune (no grace period), a second prune, check and repair, all at once on the same
@@ -81,22 +82,15 @@ describe('backup, forget, prune, check and repair at the same time', () => {
       tarballVersions: 2,
     });
     await loadIntoCouch(servers.couchdb.url, 'registry', path.join(dir, 'registry'));
-    configFile = path.join(dir, 'regbackup.yaml');
-    writeFileSync(
-      configFile,
-      `keys: ./keys/worker.key
-cache: ./cache
-repository: { packSize: 128KiB }
-sources:
-  couchdb: [{ name: skimdb, url: "${servers.couchdb.url}" }]
-  tarballs: [{ name: tarballs, path: ./registry/tarballs }]
-targets:
-  - { name: one, type: fs, path: ./target-one }
-  - { name: two, type: fs, path: ./target-two }
-retention: { last: 2, hourly: 0, daily: 0, weekly: 0, monthly: 0 }
+    configFile = writeTestConfig(dir, {
+      packSize: '128KiB',
+      couchdb: servers.couchdb.url,
+      tarballs: './registry/tarballs',
+      targets: ['{ name: one, type: fs, path: ./target-one }', '{ name: two, type: fs, path: ./target-two }'],
+      more: `retention: { last: 2, hourly: 0, daily: 0, weekly: 0, monthly: 0 }
 prune: { grace: 0s }
 `,
-    );
+    });
     env = { REGBACKUP_CONFIG: configFile };
     for (const args of [['keys', 'generate', '--out', path.join(dir, 'keys')], ['init'], ['backup']]) {
       const r = await runCli(args, { env });

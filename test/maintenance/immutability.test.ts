@@ -6,6 +6,7 @@ import path from 'node:path';
 import { startServers, tmpDir } from '../harness/index.js';
 import { runCli } from '../helpers/cli.js';
 import { assertTargetsIntact } from '../helpers/verify.js';
+import { writeTestConfig } from '../helpers/config.js';
 
 /**
  * An offsite GCS target with object retention (immutability) and a cold storage class: a stolen credential
@@ -39,21 +40,17 @@ describe('retention and cold storage classes', () => {
     dir = await tmpDir();
     servers = await startServers({ gcs: true });
     const bucket = await servers.gcs.createBucket(undefined, { enableObjectRetention: true } as never);
-    configFile = path.join(dir, 'regbackup.yaml');
-    writeFileSync(
-      configFile,
-      `keys: ./keys/worker.key
-cache: ./cache
-repository: { packSize: 128KiB }
-sources:
-  tarballs: [{ name: tarballs, path: ./tarballs }]
-targets:
-  - { name: local, type: fs, path: ./target-local }
-  - { name: offsite, type: gcs, bucket: ${bucket}, apiEndpoint: "${servers.gcs.url}", storageClass: NEARLINE, retention: { days: 1, mode: governance } }
-retention: { last: 1, hourly: 0, daily: 0, weekly: 0, monthly: 0 }
+    configFile = writeTestConfig(dir, {
+      packSize: '128KiB',
+      tarballs: './tarballs',
+      targets: [
+        '{ name: local, type: fs, path: ./target-local }',
+        `{ name: offsite, type: gcs, bucket: ${bucket}, apiEndpoint: "${servers.gcs.url}", storageClass: NEARLINE, retention: { days: 1, mode: governance } }`,
+      ],
+      more: `retention: { last: 1, hourly: 0, daily: 0, weekly: 0, monthly: 0 }
 prune: { grace: 0s }
 `,
-    );
+    });
     env = { REGBACKUP_CONFIG: configFile };
     await cli(['keys', 'generate', '--out', path.join(dir, 'keys')]);
     await cli(['init']);

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { loadIntoCouch } from '../../bench/generate/couch.js';
-import { writeRegistry } from '../../bench/generate/registry.js';
+import { loadIntoCouch } from '../generate/couch.js';
+import { writeRegistry } from '../generate/registry.js';
 import { startServers, tmpDir } from '../harness/index.js';
 import { runCli } from '../helpers/cli.js';
 import { assertTargetsIntact } from '../helpers/verify.js';
@@ -14,6 +14,7 @@ import { decodeIndexBody } from '../../src/repo/index-object.js';
 import { packKey } from '../../src/repo/pack.js';
 import { FsStore } from '../../src/store/fs.js';
 import { loadMarks, sealMark } from '../../src/maintenance/marks.js';
+import { writeTestConfig } from '../helpers/config.js';
 
 function files(dir: string): string[] {
   const out: string[] = [];
@@ -61,22 +62,15 @@ describe('forget, prune, check, repair, cost', () => {
       tarballVersions: 2,
     });
     await loadIntoCouch(servers.couchdb.url, 'registry', path.join(dir, 'registry'));
-    configFile = path.join(dir, 'regbackup.yaml');
-    writeFileSync(
-      configFile,
-      `keys: ./keys/worker.key
-cache: ./cache
-repository: { packSize: 256KiB }
-sources:
-  couchdb: [{ name: skimdb, url: "${servers.couchdb.url}" }]
-  tarballs: [{ name: tarballs, path: ./registry/tarballs }]
-targets:
-  - { name: a, type: fs, path: ./target-a }
-  - { name: b, type: fs, path: ./target-b }
-retention: { last: 2, hourly: 0, daily: 0, weekly: 0, monthly: 0 }
+    configFile = writeTestConfig(dir, {
+      packSize: '256KiB',
+      couchdb: servers.couchdb.url,
+      tarballs: './registry/tarballs',
+      targets: ['{ name: a, type: fs, path: ./target-a }', '{ name: b, type: fs, path: ./target-b }'],
+      more: `retention: { last: 2, hourly: 0, daily: 0, weekly: 0, monthly: 0 }
 prune: { grace: 1s }
 `,
-    );
+    });
     env = { REGBACKUP_CONFIG: configFile };
     await cli(['keys', 'generate', '--out', path.join(dir, 'keys')]);
     await cli(['init']);

@@ -6,8 +6,8 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { loadIntoCouch } from '../../bench/generate/couch.js';
-import { writeRegistry } from '../../bench/generate/registry.js';
+import { loadIntoCouch } from '../generate/couch.js';
+import { writeRegistry } from '../generate/registry.js';
 import { startServers, tmpDir, type CouchServer, type GcsServer, type S3Server } from '../harness/index.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 

@@ -12,7 +12,7 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import tar from 'tar-stream';
-import type { Finding } from '../../src/backup/types.js';
+import type { Finding } from '../../src/sources/types.js';
 import type { RestoreReport } from '../../restore/types.js';
 import { BIN } from '../helpers/cli.js';
 import { tmpDir } from '../harness/index.js';

@@ -1,6 +1,10 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { CouchSourceSnapshot, DbSnapshot, TarballSourceSnapshot } from '../../src/backup/types.js';
+import type {
+  CouchSourceSnapshot,
+  DbSnapshot,
+  TarballSourceSnapshot,
+} from '../../src/repo/format/source-snapshots.js';
 import { UsageError } from '../../src/errors.js';
 import type { StreamRef } from '../../src/repo/stream-ref.js';
 import { journalKeyOf, selectJobs, type JobSelection } from '../../restore/engine.js';

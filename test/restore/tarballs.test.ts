@@ -24,16 +24,16 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { encodeLines } from '../../src/backup/listing.js';
+import { encodeLines } from '../../src/repo/format/listing.js';
 import { DestinationError, InterruptedError } from '../../src/errors.js';
-import { Progress } from '../../src/backup/progress.js';
+import { Progress } from '../../src/util/progress.js';
 import { Repository } from '../../src/repo/repository.js';
 import { newManifest, sealSnapshot } from '../../src/repo/snapshot.js';
 import { writeBuffer, writeStream, type StreamRef } from '../../src/repo/stream-ref.js';
 import { openForRestore, pickSnapshot, restoreSnapshot } from '../../restore/index.js';
 import type { JournalData } from '../../restore/state.js';
 import type { RestoreReport } from '../../restore/types.js';
-import { comparePaths } from '../../src/sources/tarballs/walk.js';
+import { comparePaths } from '../../src/repo/format/order.js';
 import { startServers, tmpDir } from '../harness/index.js';
 import { makeTestRepo, type TestRepo } from '../helpers/repo.js';
 import { FsStore } from '../../src/store/fs.js';

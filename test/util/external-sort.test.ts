@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { compareCodePoints, ExternalSorter, splitLines } from '../../src/util/external-sort.js';
-import { comparePaths } from '../../src/sources/tarballs/walk.js';
+import { comparePaths } from '../../src/repo/format/order.js';
 import { tmpDir } from '../harness/index.js';
 
 test('sorts beyond its memory budget through run files, stable, with unique keeping the last', async (t) => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Progress } from '../../src/backup/progress.js';
+import { Progress } from '../../src/util/progress.js';
 import { belowStatusLine, createLogger } from '../../src/log.js';
 
 test('a log line erases the progress line first: the two never share a line on the terminal', () => {

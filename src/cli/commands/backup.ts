@@ -53,7 +53,7 @@ export const registerBackup: RegisterCommand = (program, ctx) => {
     .action(async (o: { source?: string[]; workers?: number }) => {
       // Loaded when the command runs: --help and the other commands start fast.
       const { runBackup } = await import('../../backup/run.js');
-      const { Progress } = await import('../../backup/progress.js');
+      const { Progress } = await import('../../util/progress.js');
       const c = ctx();
       const { config } = c.config();
       // The worker's source locks: a backup run by hand never overlaps a scheduled one of the same source.
@@ -105,7 +105,7 @@ async function takeSourceLocks(
   sources: string[] | undefined,
   log: Logger,
 ): Promise<{ names: string[]; release(): Promise<void> }> {
-  const { LOCK_TTL, openLocks, sourceLockKeys } = await import('../../../jobs/locks.js');
+  const { keepRenewing, LOCK_TTL, openLocks, sourceLockKeys } = await import('../../../jobs/locks.js');
   const { selectedSources } = await import('../../backup/plan.js');
   const { couch, tarballs } = selectedSources(config, sources);
   const names = [...couch, ...tarballs].map((s) => s.name);
@@ -130,20 +130,17 @@ async function takeSourceLocks(
       `a backup of ${busy.join(', ')} is running (${busy.map((n) => held[`source:${n}`]).join(', ')}); wait for it to finish, or back up other sources with --source`,
     );
   }
-  const timer = setInterval(() => {
-    locks
-      .renew(keys, owner, LOCK_TTL)
-      .then((ok) => {
-        if (!ok)
-          log.warn({ keys }, 'a source lock of this run was taken by another run (it expired meanwhile)');
-      })
-      .catch((err: unknown) => log.warn({ err: messageOf(err) }, 'cannot renew the source locks'));
-  }, LOCK_TTL / 3);
-  timer.unref();
+  const stopRenewing = keepRenewing(
+    locks,
+    keys,
+    owner,
+    () => log.warn({ keys }, 'a source lock of this run was taken by another run (it expired meanwhile)'),
+    (err: unknown) => log.warn({ err: messageOf(err) }, 'cannot renew the source locks'),
+  );
   return {
     names,
     async release() {
-      clearInterval(timer);
+      stopRenewing();
       try {
         await locks.release(keys, owner);
       } catch (err) {

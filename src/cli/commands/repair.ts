@@ -20,7 +20,7 @@ export const registerRepair: RegisterCommand = (program, ctx) => {
       // Loaded when the command runs: --help and the other commands start fast.
       const { openRepository } = await import('../open.js');
       const { repairTarget } = await import('../../maintenance/repair.js');
-      const { retentionDaysOf } = await import('../../backup/plan.js');
+      const { retentionDaysOf } = await import('../../config/load.js');
       const c = ctx();
       const { config } = c.config();
       for (const n of [o.from, o.to])

@@ -95,7 +95,7 @@ again: it continues and verifies the destination itself. Exit 0 only when everyt
         { formatRestoreReport, openTarballDestination, restoreSnapshot },
       ] = await Promise.all([
         import('../open-snapshot.js'),
-        import('../../backup/progress.js'),
+        import('../../util/progress.js'),
         import('../../../restore/index.js'),
       ]);
       if (o.snapshot !== 'latest' && o.at) throw new UsageError('give --snapshot or --at, not both');

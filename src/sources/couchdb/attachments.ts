@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { writeStream, type StreamRef } from '../../repo/stream-ref.js';
-import { bodyBytes, docPath } from './client.js';
+import { bodyBytes, docPath } from '../../couchdb/client.js';
 import type { DbRun } from './context.js';
-import type { AttEntry, DocEntry } from './listing.js';
+import type { AttEntry, DocEntry } from '../../repo/format/couchdb-listing.js';
 
 /** An attachment stub as it appears in `_attachments` of a body fetched without attachments. */
 export interface AttStub {

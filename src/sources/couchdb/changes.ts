@@ -1,4 +1,4 @@
-import type { CouchSeq } from '../../backup/types.js';
+import type { CouchSeq } from '../../repo/format/source-snapshots.js';
 import { SourceError } from '../../errors.js';
 import type { DbRun } from './context.js';
 

@@ -1,6 +1,6 @@
 import type { CouchdbSourceConfig } from '../../config/schema.js';
-import type { BackupContext, Finding } from '../../backup/types.js';
-import { CouchClient, dbPath, type ClientOptions } from './client.js';
+import type { BackupContext, Finding } from '../types.js';
+import { CouchClient, dbPath, type ClientOptions } from '../../couchdb/client.js';
 
 /** Options of a database backup beyond the configuration (tuning and test hooks). */
 export interface DbBackupOptions extends ClientOptions {

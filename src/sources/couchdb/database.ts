@@ -1,11 +1,6 @@
 import type { CouchdbSourceConfig } from '../../config/schema.js';
-import type {
-  BackupContext,
-  CouchSourceSnapshot,
-  DbSnapshot,
-  Finding,
-  PartResult,
-} from '../../backup/types.js';
+import type { BackupContext, Finding, PartResult } from '../types.js';
+import type { CouchSourceSnapshot, DbSnapshot } from '../../repo/format/source-snapshots.js';
 import { IntegrityError } from '../../errors.js';
 import { isSeq, SeqRefusedError } from './changes.js';
 import { newRun, type DbBackupOptions, type DbStats } from './context.js';

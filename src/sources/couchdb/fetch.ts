@@ -2,12 +2,12 @@ import { SourceError } from '../../errors.js';
 import { writeStream, type StreamRef } from '../../repo/stream-ref.js';
 import { attachmentStubs, attEntry, downloadAttachment, reusable, type AttStub } from './attachments.js';
 import type { ChangeRow } from './changes.js';
-import { bodyBytes } from './client.js';
+import { bodyBytes } from '../../couchdb/client.js';
 import type { DbRun } from './context.js';
-import type { PackumentTarballs } from './expectations.js';
+import type { PackumentTarballs } from '../../couchdb/expectations.js';
 import type { ResultInfo } from './inspect.js';
 import { FunctionPool } from '../../util/function-pool.js';
-import { JsonShapeError, splitArrayMember } from './json-split.js';
+import { JsonShapeError, splitArrayMember } from '../../util/json-split.js';
 import {
   compareLeaves,
   encodeRecord,
@@ -15,7 +15,7 @@ import {
   type DocEntry,
   type FetchedRecord,
   type LeafEntry,
-} from './listing.js';
+} from '../../repo/format/couchdb-listing.js';
 
 /** A document to fetch: its current leaves, and its entry in the previous listing (to reuse attachments). */
 export interface FetchItem extends ChangeRow {
@@ -23,7 +23,7 @@ export interface FetchItem extends ChangeRow {
 }
 
 export interface BatchResult {
-  /** Sorter records (see listing.ts) of the documents fetched. */
+  /** Sorter records (see src/repo/format/couchdb-listing.ts) of the documents fetched. */
   records: string[];
   /** Documents with a leaf or attachment that was gone when fetched: they must be read again. */
   gone: string[];

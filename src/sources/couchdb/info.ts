@@ -1,9 +1,9 @@
-import type { DbSnapshot } from '../../backup/types.js';
+import type { DbSnapshot } from '../../repo/format/source-snapshots.js';
 import { writeBuffer, type StreamRef } from '../../repo/stream-ref.js';
 import { isSeq, sameSeq } from './changes.js';
-import { CouchHttpError } from './client.js';
+import { CouchHttpError } from '../../couchdb/client.js';
 import type { DbRun } from './context.js';
-import type { ListingCounts } from './listing.js';
+import type { ListingCounts } from '../../repo/format/couchdb-listing.js';
 
 /** What `GET /db` says (fields vary: CouchDB 1.x/2.x/3.x, PouchDB). */
 export interface DbInfo {

@@ -1,5 +1,5 @@
-import { packumentTarballs, type PackumentTarballs } from './expectations.js';
-import { JsonShapeError, skipValue, walkArray, walkObject, type Range } from './json-split.js';
+import { packumentTarballs, type PackumentTarballs } from '../../couchdb/expectations.js';
+import { JsonShapeError, skipValue, walkArray, walkObject, type Range } from '../../util/json-split.js';
 
 /**
  * What the backup needs from one element of a `_bulk_get` answer, computed on a worker thread

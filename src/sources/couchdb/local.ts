@@ -1,7 +1,7 @@
 import { SourceError } from '../../errors.js';
 import { writeBuffer } from '../../repo/stream-ref.js';
 import type { DbRun } from './context.js';
-import { encodeRecord, type DocEntry, type FetchedRecord } from './listing.js';
+import { encodeRecord, type DocEntry, type FetchedRecord } from '../../repo/format/couchdb-listing.js';
 
 interface LocalDocsPage {
   rows?: { id?: unknown; value?: { rev?: unknown }; doc?: unknown }[];

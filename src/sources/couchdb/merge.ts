@@ -4,8 +4,9 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { encodeRawLines, readListingLines } from '../../backup/listing.js';
-import type { BackupContext, DbSnapshot } from '../../backup/types.js';
+import { encodeRawLines, readListingLines } from '../../repo/format/listing.js';
+import type { BackupContext } from '../types.js';
+import type { DbSnapshot } from '../../repo/format/source-snapshots.js';
 import { writeStream, type StreamRef } from '../../repo/stream-ref.js';
 import { ExternalSorter } from '../../util/external-sort.js';
 import type { DbRun } from './context.js';
@@ -19,7 +20,7 @@ import {
   type DocEntry,
   type FetchedRecord,
   type ListingCounts,
-} from './listing.js';
+} from '../../repo/format/couchdb-listing.js';
 
 const SORT_BUDGET = 8 * 1024 * 1024;
 

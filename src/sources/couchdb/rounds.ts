@@ -1,5 +1,5 @@
 import { IntegrityError } from '../../errors.js';
-import type { CouchSeq, DbSnapshot } from '../../backup/types.js';
+import type { CouchSeq, DbSnapshot } from '../../repo/format/source-snapshots.js';
 import { readStream, type StreamRef } from '../../repo/stream-ref.js';
 import { ExternalSorter, splitLines } from '../../util/external-sort.js';
 import { orderedMap } from '../../util/ordered.js';
@@ -16,7 +16,7 @@ import {
   recordPayload,
   type DocEntry,
   type ListingCounts,
-} from './listing.js';
+} from '../../repo/format/couchdb-listing.js';
 import { localDocRecords } from './local.js';
 import { ExpectationSorter, mergeListing } from './merge.js';
 

@@ -1,17 +1,12 @@
 import type { CouchdbSourceConfig } from '../../config/schema.js';
-import type {
-  BackupContext,
-  CouchSourceSnapshot,
-  DbSnapshot,
-  Finding,
-  PartResult,
-} from '../../backup/types.js';
+import type { BackupContext, Finding, PartResult } from '../types.js';
+import type { CouchSourceSnapshot, DbSnapshot } from '../../repo/format/source-snapshots.js';
 import { SourceError } from '../../errors.js';
 import { writeStream, type StreamRef } from '../../repo/stream-ref.js';
 import { compareCodePoints, lines } from '../../util/external-sort.js';
-import { comparePaths } from '../tarballs/walk.js';
+import { comparePaths } from '../../repo/format/order.js';
 import { rm } from 'node:fs/promises';
-import { CouchClient, CouchHttpError, DbGoneError, type ClientOptions } from './client.js';
+import { CouchClient, CouchHttpError, DbGoneError, type ClientOptions } from '../../couchdb/client.js';
 import type { DbBackupOptions } from './context.js';
 import { backupDb, redactedUrl } from './database.js';
 import { storeExpectationsFile } from './merge.js';

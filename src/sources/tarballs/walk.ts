@@ -36,11 +36,6 @@ export interface WalkProblem {
 
 export type WalkEntry = WalkFile | WalkProblem;
 
-/** Listing order of two relative paths. */
-export function comparePaths(a: string, b: string): number {
-  return compareCodePoints(a.replaceAll('/', '\0'), b.replaceAll('/', '\0'));
-}
-
 /**
  * A part of a tree: the paths whose first component lies in [from, to) (code point order; an absent bound is
  * open). Such a part is one contiguous stretch of the listing order, so the listings of consecutive shards,

@@ -4,7 +4,7 @@ import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { readAll } from '../../../src/repo/stream-ref.js';
 import { backupDatabase } from '../../../src/sources/couchdb/index.js';
-import { comparePaths } from '../../../src/sources/tarballs/walk.js';
+import { comparePaths } from '../../../src/repo/format/order.js';
 import { useServers } from '../../harness/index.js';
 import { makeTestRepo, type TestRepo } from '../../helpers/repo.js';
 import { Couch, expectationsOf, jsonOf, listingOf, packument, sourceConfig } from './helpers.js';

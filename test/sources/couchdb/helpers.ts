@@ -1,11 +1,11 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { CouchdbSourceConfig } from '../../../src/config/schema.js';
-import { readListing } from '../../../src/backup/listing.js';
-import type { TarballExpectation } from '../../../src/backup/types.js';
+import { readListing } from '../../../src/repo/format/listing.js';
+import type { TarballExpectation } from '../../../src/repo/format/source-snapshots.js';
 import type { BlobReader } from '../../../src/repo/reader.js';
 import { readAll, type StreamRef } from '../../../src/repo/stream-ref.js';
-import { checkDocEntry, type DocEntry } from '../../../src/sources/couchdb/listing.js';
+import { checkDocEntry, type DocEntry } from '../../../src/repo/format/couchdb-listing.js';
 import type { CouchServer } from '../../harness/index.js';
 
 export function sourceConfig(url: string, over: Partial<CouchdbSourceConfig> = {}): CouchdbSourceConfig {

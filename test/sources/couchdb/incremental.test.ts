@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
-import type { DbSnapshot } from '../../../src/backup/types.js';
+import type { DbSnapshot } from '../../../src/repo/format/source-snapshots.js';
 import { backupDatabase } from '../../../src/sources/couchdb/index.js';
 import { sleep, useServers } from '../../harness/index.js';
 import { makeTestRepo, type TestRepo } from '../../helpers/repo.js';

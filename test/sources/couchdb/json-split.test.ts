@@ -1,12 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { packumentTarballs } from '../../../src/sources/couchdb/expectations.js';
-import {
-  arrayItems,
-  JsonShapeError,
-  objectMembers,
-  splitArrayMember,
-} from '../../../src/sources/couchdb/json-split.js';
+import { packumentTarballs } from '../../../src/couchdb/expectations.js';
+import { arrayItems, JsonShapeError, objectMembers, splitArrayMember } from '../../../src/util/json-split.js';
 
 async function* pieces(buf: Buffer, sizes: number[]): AsyncGenerator<Uint8Array> {
   let at = 0;

@@ -11,12 +11,13 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { encodeLines, readListing } from '../../../src/backup/listing.js';
-import type { TarballExpectation, TarballSourceSnapshot } from '../../../src/backup/types.js';
+import { encodeLines, readListing } from '../../../src/repo/format/listing.js';
+import type { TarballExpectation, TarballSourceSnapshot } from '../../../src/repo/format/source-snapshots.js';
 import { MAX_FILE_READS, PIECE_SIZE } from '../../../src/repo/pack-protocol.js';
 import { readAll, writeStream } from '../../../src/repo/stream-ref.js';
 import { BlobWriter } from '../../../src/repo/writer.js';
-import { backupTarballSource, checkEntry, type TarballEntry } from '../../../src/sources/tarballs/source.js';
+import { backupTarballSource } from '../../../src/sources/tarballs/source.js';
+import { checkEntry, type TarballEntry } from '../../../src/repo/format/tarball-listing.js';
 import { makeTestRepo, type TestRepo } from '../../helpers/repo.js';
 
 /**

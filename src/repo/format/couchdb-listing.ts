@@ -1,8 +1,8 @@
-import type { TarballExpectation } from '../../backup/types.js';
+import type { TarballExpectation } from './source-snapshots.js';
 import { IntegrityError } from '../../errors.js';
-import { validateRef, type StreamRef } from '../../repo/stream-ref.js';
+import { validateRef, type StreamRef } from '../stream-ref.js';
 import { compareCodePoints } from '../../util/external-sort.js';
-import { comparePaths } from '../tarballs/walk.js';
+import { comparePaths } from './order.js';
 
 /**
  * A CouchDB listing (docs/FORMAT.md §12.1, "CouchDB sources"): JSON lines, one document per line, sorted by

@@ -1,7 +1,7 @@
 import pLimit, { type LimitFunction } from 'p-limit';
-import type { CouchdbSourceConfig } from '../../config/schema.js';
-import { InterruptedError, messageOf, RegbackupError, SourceError } from '../../errors.js';
-import { registerSecret } from '../../util/redact.js';
+import type { CouchdbSourceConfig } from '../config/schema.js';
+import { InterruptedError, messageOf, RegbackupError, SourceError } from '../errors.js';
+import { registerSecret } from '../util/redact.js';
 
 /**
  * The HTTP client of the CouchDB source. Node's `fetch` (undici, the engine nano 11 itself uses), not nano:

@@ -2,7 +2,7 @@
 /**
  * Writes a generated registry corpus to disk.
  *
- *   node dist/bench/generate/cli.js --out DIR --size 1GiB --seed 1 [--day 2] [--attachments]
+ *   node dist/test/generate/cli.js --out DIR --size 1GiB --seed 1 [--day 2] [--attachments]
  *
  * With `--day N` and a corpus of the same options at an earlier day already in DIR, that corpus is
  * mutated forward in place (mutateRegistry); otherwise day N is written directly (identical result).
@@ -19,7 +19,7 @@ import {
   type RegistryStats,
 } from './registry.js';
 
-const USAGE = `usage: node dist/bench/generate/cli.js --out DIR (--size SIZE | --packages N) [options]
+const USAGE = `usage: node dist/test/generate/cli.js --out DIR (--size SIZE | --packages N) [options]
 
   --out DIR               output directory (packuments/, tarballs/, generator.json)
   --size SIZE             approximate total size of day 1, e.g. 200MiB, 1GiB (JSON ~23%, tarballs ~77%)

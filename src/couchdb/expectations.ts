@@ -1,4 +1,4 @@
-import type { TarballExpectation } from '../../backup/types.js';
+import type { TarballExpectation } from '../repo/format/source-snapshots.js';
 
 /**
  * The tarballs a packument names: for each version with a `dist`, the path in a tarball store

@@ -1,8 +1,8 @@
-import { IntegrityError } from '../errors.js';
-import { RefusedName } from '../repo/names.js';
-import type { BlobReader } from '../repo/reader.js';
-import { readStream, type StreamRef } from '../repo/stream-ref.js';
-import { splitLines } from '../util/external-sort.js';
+import { IntegrityError } from '../../errors.js';
+import { RefusedName } from '../names.js';
+import type { BlobReader } from '../reader.js';
+import { readStream, type StreamRef } from '../stream-ref.js';
+import { splitLines } from '../../util/external-sort.js';
 
 /**
  * Listings are JSON-lines streams (one entry per line, sorted by the source's key) stored as tree blobs.

@@ -1,5 +1,5 @@
-import { setStatusLine } from '../util/status-line.js';
-import { formatBytes, formatDuration } from '../util/units.js';
+import { setStatusLine } from './status-line.js';
+import { formatBytes, formatDuration } from './units.js';
 
 /**
  * Progress of a long operation (backup, restore): counters that the work updates, and, on a TTY, one status
