@@ -164,6 +164,15 @@ export class AgeEncryptor {
         out.push(...sealSegmentParts(this.key, this.counter++, false, this.seg));
         this.segLen = 0;
       }
+      if (this.segLen === 0 && plain.length - off > SEGMENT_SIZE) {
+        // A whole segment of the input with more input after it (so not the last): sealed where it lies,
+        // without the copy into the segment buffer.
+        out.push(
+          ...sealSegmentParts(this.key, this.counter++, false, plain.subarray(off, off + SEGMENT_SIZE)),
+        );
+        off += SEGMENT_SIZE;
+        continue;
+      }
       const n = Math.min(SEGMENT_SIZE - this.segLen, plain.length - off);
       plain.copy(this.seg, this.segLen, off, off + n);
       this.segLen += n;
