@@ -42,7 +42,7 @@ import { Chunker, gearTable } from '../src/repo/chunker.js';
 import { BlobCompressor, looksCompressed } from '../src/repo/compress.js';
 import { blobId, BlobType } from '../src/repo/ids.js';
 import { DEFAULT_CHUNKERS } from '../src/repo/repository.js';
-import { fmt, measure, table, warm, type Measured } from './lib/run.js';
+import { fmt, measure as measureWall, table, warm, type Measured as Wall } from './lib/run.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.join(here, '..', '..', 'bin', 'regbackup.js');
@@ -56,6 +56,22 @@ interface Blake3 {
 const { Blake3Hasher } = createRequire(import.meta.url)('@napi-rs/blake-hash') as {
   Blake3Hasher: { newKeyed(key: Buffer): Blake3 };
 };
+
+/** A run's wall time and peak RSS, and its CPU time (user + system, all threads and children). */
+interface Measured extends Wall {
+  cpuSeconds: number;
+}
+
+/**
+ * Runs a command under GNU time twice nested: the outer (bench/lib/run.ts) gives wall time and peak RSS, the
+ * inner the CPU time, which a loaded machine distorts far less than wall time.
+ */
+async function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Measured> {
+  const m = await measureWall('/usr/bin/time', ['-f', '__CPU__ %U %S', cmd, ...args], env);
+  const c = /__CPU__ ([\d.]+) ([\d.]+)/.exec(m.stderr);
+  if (!c) throw new Error(`no CPU time from ${cmd}`);
+  return { ...m, cpuSeconds: Number(c[1]) + Number(c[2]) };
+}
 
 /** CPU seconds and bytes of one stage, per kind of input. */
 type Costs = Record<string, { json: [number, number]; bulk: [number, number] }>;
@@ -467,35 +483,82 @@ async function main(): Promise<void> {
     [...xs.map(f)].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
   const secs = (k: string) => median(res[k]!, (m) => m.seconds);
   const rss = (k: string) => Math.max(...res[k]!.map((m) => m.maxRssMiB));
+  const cpuS = (k: string) => median(res[k]!, (m) => m.cpuSeconds);
   const all = (k: string) => res[k]!.map((m) => fmt(m.seconds, 2)).join(' ');
-  const line = (name: string, k: string, bytes: number, floor: number, peer?: string) => [
+  const line = (name: string, k: string, bytes: number, floor: number, floorCpu: number, peer?: string) => [
     name,
     all(k),
     fmt(bytes / 1e6 / secs(k), 0),
     fmt(rss(k), 0),
     floor ? `${fmt(secs(k) / floor, 2)}x` : '',
     peer ? `${fmt(secs(peer) / secs(k), 2)}x` : '',
+    fmt(cpuS(k), 2),
+    `${fmt(cpuS(k) / floorCpu, 2)}x`,
+    peer ? `${fmt(cpuS(peer) / cpuS(k), 2)}x` : '',
   ];
   const rowsP: (string | number)[][] = [
-    ['run (median of rounds)', 'seconds', 'MB/s', 'peak RSS MiB', 'vs floor', 'speed vs restic'],
-    ['floor: tarball backup', fmt(floorTarDurable, 2), fmt(tarBytes / 1e6 / floorTarDurable, 0), '', '', ''],
-    line('regbackup backup', 'rb backup', tarBytes, floorTarDurable, 'restic backup'),
-    line('restic backup', 'restic backup', tarBytes, floorTarDurable),
-    ['floor: tarball restore', fmt(floorRestore, 2), fmt(tarBytes / 1e6 / floorRestore, 0), '', '', ''],
-    line('regbackup restore', 'rb restore', tarBytes, floorRestore, 'restic restore'),
-    line('restic restore', 'restic restore', tarBytes, floorRestore),
+    [
+      'run (median of rounds)',
+      'seconds',
+      'MB/s',
+      'peak RSS MiB',
+      'vs floor',
+      'speed vs restic',
+      'CPU s',
+      'CPU vs floor',
+      'CPU: restic/this',
+    ],
+    [
+      'floor: tarball backup',
+      fmt(floorTarDurable, 2),
+      fmt(tarBytes / 1e6 / floorTarDurable, 0),
+      '',
+      '',
+      '',
+      fmt(floorTar * cores, 2),
+      '',
+      '',
+    ],
+    line('regbackup backup', 'rb backup', tarBytes, floorTarDurable, floorTar * cores, 'restic backup'),
+    line('restic backup', 'restic backup', tarBytes, floorTarDurable, floorTar * cores),
+    [
+      'floor: tarball restore',
+      fmt(floorRestore, 2),
+      fmt(tarBytes / 1e6 / floorRestore, 0),
+      '',
+      '',
+      '',
+      fmt(floorRestore * cores, 2),
+      '',
+      '',
+    ],
+    line('regbackup restore', 'rb restore', tarBytes, floorRestore, floorRestore * cores, 'restic restore'),
+    line('restic restore', 'restic restore', tarBytes, floorRestore, floorRestore * cores),
   ];
   if (values.whole) {
     rowsP.push(
-      ['floor: whole corpus', fmt(floorWhole, 2), fmt(corpusBytes / 1e6 / floorWhole, 0), '', '', ''],
-      line('regbackup whole corpus', 'rb whole', corpusBytes, floorWhole, 'restic whole'),
-      line('restic whole corpus', 'restic whole', corpusBytes, floorWhole),
+      [
+        'floor: whole corpus',
+        fmt(floorWhole, 2),
+        fmt(corpusBytes / 1e6 / floorWhole, 0),
+        '',
+        '',
+        '',
+        fmt(floorWhole * cores, 2),
+        '',
+        '',
+      ],
+      line('regbackup whole corpus', 'rb whole', corpusBytes, floorWhole, floorWhole * cores, 'restic whole'),
+      line('restic whole corpus', 'restic whole', corpusBytes, floorWhole, floorWhole * cores),
     );
   }
   console.log(
     `\n== pipelines: tarball store ${fmt(tarBytes / 1e6)} MB${values.whole ? `, whole corpus ${fmt(corpusBytes / 1e6)} MB` : ''}; ${rounds} rounds, alternating`,
   );
   console.log(table(rowsP));
+  console.log(
+    'CPU s: user + system of the whole process tree (a loaded machine distorts it far less than wall time)',
+  );
   console.log(
     'goals: backup <= 1.25x its floor and >= 2x restic; restore >= 1.5x restic; peak RSS <= 200 MB',
   );
