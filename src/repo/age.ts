@@ -1,4 +1,11 @@
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createSecretKey,
+  hkdfSync,
+  randomBytes,
+  type KeyObject,
+} from 'node:crypto';
 import * as age from 'age-encryption';
 import { IntegrityError, KeyError } from '../errors.js';
 
@@ -97,7 +104,7 @@ function segmentNonce(counter: number, last: boolean): Buffer {
 
 /** Encrypts one segment: returns its ciphertext and tag, to be written one after the other. */
 export function sealSegmentParts(
-  key: Buffer,
+  key: Buffer | KeyObject,
   counter: number,
   last: boolean,
   plain: Buffer,
@@ -134,7 +141,8 @@ export function openSegment(key: Buffer, counter: number, last: boolean, sealed:
  * (a segment can be known to be the last only when the input ends).
  */
 export class AgeEncryptor {
-  private readonly key: Buffer;
+  /** A KeyObject: createCipheriv with a raw key buffer costs a quarter more per 64 KiB segment. */
+  private readonly key: KeyObject;
   private counter = 0;
   /** The segment being filled: data is copied in, so no caller buffer is kept. */
   private readonly seg = Buffer.allocUnsafe(SEGMENT_SIZE);
@@ -147,7 +155,7 @@ export class AgeEncryptor {
     fileKey: Buffer,
   ) {
     this.nonce = randomBytes(NONCE_SIZE);
-    this.key = payloadKey(fileKey, this.nonce);
+    this.key = createSecretKey(payloadKey(fileKey, this.nonce));
   }
 
   /** Encrypts what can be encrypted now; the returned buffers are the next bytes of the file. */
@@ -163,6 +171,15 @@ export class AgeEncryptor {
       if (this.segLen === SEGMENT_SIZE) {
         out.push(...sealSegmentParts(this.key, this.counter++, false, this.seg));
         this.segLen = 0;
+      }
+      if (this.segLen === 0 && plain.length - off > SEGMENT_SIZE) {
+        // A whole segment of the input with more input after it (so not the last): sealed where it lies,
+        // without the copy into the segment buffer.
+        out.push(
+          ...sealSegmentParts(this.key, this.counter++, false, plain.subarray(off, off + SEGMENT_SIZE)),
+        );
+        off += SEGMENT_SIZE;
+        continue;
       }
       const n = Math.min(SEGMENT_SIZE - this.segLen, plain.length - off);
       plain.copy(this.seg, this.segLen, off, off + n);

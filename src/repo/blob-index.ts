@@ -81,7 +81,7 @@ class MemTable {
     let i = id.readUInt32LE(0) & (this.cap - 1);
     for (;;) {
       const at = i * RECORD;
-      // An all-zero ID marks an empty slot (an HMAC-SHA256 output of 32 zero bytes does not happen).
+      // An all-zero ID marks an empty slot (a keyed BLAKE3 output of 32 zero bytes does not happen).
       if (this.isEmpty(at)) return i;
       if (this.buf.compare(id, 0, ID_SIZE, at, at + ID_SIZE) === 0) return i;
       i = (i + 1) & (this.cap - 1);

@@ -48,7 +48,7 @@ export interface RestoreIdentity {
 
 /** The secrets both sides derive from the repository secret. */
 export interface DerivedKeys {
-  /** HMAC-SHA256 key naming blobs. */
+  /** The key of the keyed BLAKE3 that names blobs (FORMAT §5). */
   idKey: Buffer;
   /** Seeds the chunker's gear table, so chunk boundaries do not reveal content. */
   chunkerKey: Buffer;

@@ -5,7 +5,7 @@ import type { ChunkerParams } from './chunker.js';
  * Messages between the blob writer (main thread) and its pack workers (pack-worker.ts).
  *
  * A job is one file, buffer or stream. The worker reads (files) or receives (data) its bytes, cuts them into
- * chunks and names them (keyed HMAC), and reports the chunk IDs of each piece; the main thread, which owns the
+ * chunks and names them (keyed BLAKE3), and reports the chunk IDs of each piece; the main thread, which owns the
  * index, answers which chunks are new; the worker compresses, encrypts and packs those, drops the others, and
  * hands back sealed packs. Bulk bytes never cross into the main thread.
  *

@@ -1,5 +1,5 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, rmSync, writeSync, writevSync } from 'node:fs';
 import path from 'node:path';
 import { IntegrityError } from '../errors.js';
 import { AgeEncryptor, createHeader } from './age.js';
@@ -81,8 +81,9 @@ export class PackBuilder {
   private readonly entries: PackEntry[] = [];
   private plainSize = 0;
   private cipherSize = 0;
-  private readonly wbuf = Buffer.allocUnsafe(1024 * 1024);
-  private wlen = 0;
+  /** Ciphertext not yet written: written with one writev per MiB (no copy into a write buffer). */
+  private pending: Buffer[] = [];
+  private pendingLen = 0;
   private constructor(
     readonly type: BlobType,
     private readonly enc: AgeEncryptor,
@@ -150,24 +151,34 @@ export class PackBuilder {
     for (const b of bufs) {
       this.hash.update(b);
       this.cipherSize += b.length;
-      if (this.wlen + b.length > this.wbuf.length) this.drain();
-      if (b.length > this.wbuf.length) writeAll(this.fd, b);
-      else {
-        b.copy(this.wbuf, this.wlen);
-        this.wlen += b.length;
-      }
+      this.pending.push(b);
+      this.pendingLen += b.length;
     }
+    if (this.pendingLen >= WRITE_SIZE) this.drain();
   }
 
   private drain(): void {
-    if (this.wlen) writeAll(this.fd, this.wbuf.subarray(0, this.wlen));
-    this.wlen = 0;
+    if (this.pendingLen) writeAll(this.fd, this.pending);
+    this.pending = [];
+    this.pendingLen = 0;
   }
 }
 
-function writeAll(fd: number, b: Buffer): void {
-  let off = 0;
-  while (off < b.length) off += writeSync(fd, b, off, b.length - off);
+/** Bytes of ciphertext gathered before a write. */
+const WRITE_SIZE = 1024 * 1024;
+
+/** Writes all of `pieces` (writev, then plain writes for whatever a short write left). */
+function writeAll(fd: number, pieces: Buffer[]): void {
+  let n = writevSync(fd, pieces);
+  for (const p of pieces) {
+    if (n >= p.length) {
+      n -= p.length;
+      continue;
+    }
+    let off = n;
+    n = 0;
+    while (off < p.length) off += writeSync(fd, p, off, p.length - off);
+  }
 }
 
 /** Reads the trailer of a decrypted pack: its entries, checked to lie inside the blob area. */

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Chunker, gearTable, type ChunkerParams } from '../../src/repo/chunker.js';
-import { blobId, BlobType } from '../../src/repo/ids.js';
+import { blobId, blobIdOf, BlobType } from '../../src/repo/ids.js';
 
 const CDC: ChunkerParams = { kind: 'cdc', min: 8 * 1024, avg: 32 * 1024, max: 128 * 1024 };
 
@@ -69,6 +69,28 @@ test('blob IDs are keyed and typed', () => {
   assert.notDeepEqual(blobId(k, BlobType.data, d), blobId(randomBytes(32), BlobType.data, d));
   assert.notDeepEqual(blobId(k, BlobType.data, d), blobId(k, BlobType.tree, d));
   assert.deepEqual(blobId(k, BlobType.data, d), blobId(k, BlobType.data, Buffer.from('left-pad')));
+});
+
+test('a blob ID is keyed BLAKE3 over the type byte and the plaintext (FORMAT §5; BLAKE3 test vectors)', () => {
+  // BLAKE3's published vectors (test_vectors.json): key "whats the Elvish word for friend", input bytes
+  // i % 251: keyed_hash of [0] and of [0, 1, 2]. A data blob's message starts with the type byte 0.
+  const key = Buffer.from('whats the Elvish word for friend');
+  const hex = (b: Buffer) => b.toString('hex');
+  assert.equal(
+    hex(blobId(key, BlobType.data, Buffer.alloc(0))),
+    '6d7878dfff2f485635d39013278ae14f1454b8c0a3a2d34bc1ab38228a80c95b',
+  );
+  assert.equal(
+    hex(blobId(key, BlobType.data, Buffer.of(1, 2))),
+    '39e67b76b5a007d4921969779fe666da67b5213b096084ab674742f0d5ec62b9',
+  );
+  // In pieces, and after other keys were used (each key has its own hasher, reset between IDs).
+  blobId(randomBytes(32), BlobType.tree, randomBytes(100));
+  assert.equal(
+    hex(blobIdOf(key, BlobType.data, [Buffer.of(1), Buffer.alloc(0), Buffer.of(2)])),
+    '39e67b76b5a007d4921969779fe666da67b5213b096084ab674742f0d5ec62b9',
+  );
+  assert.throws(() => blobId(Buffer.alloc(16), BlobType.data, Buffer.of(1)), /32 bytes/);
 });
 
 test('with snap, CDC cuts move to the end of a line: chunks hold whole lines, however the input is split', () => {
