@@ -441,7 +441,8 @@ async function main(): Promise<void> {
   const dir = path.join(out, 'rb-tarballs');
   const config = path.join(dir, 'regbackup.yaml');
   const env = { REGBACKUP_CONFIG: config, REGBACKUP_LOG_LEVEL: 'warn' };
-  const rb = (args: string[]) => measure('node', [BIN, ...args], env);
+  // The binary itself, so that its shebang's flags (heap, malloc arenas) apply as for a user.
+  const rb = (args: string[]) => measure(BIN, args, env);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   writeFileSync(
@@ -497,14 +498,19 @@ async function main(): Promise<void> {
         rmSync(wdir, { recursive: true, force: true });
         await warm(corpus);
         res['rb whole']!.push(
-          await measure('node', [
-            '--max-old-space-size=256',
-            path.join(here, 'write-tree.js'),
-            '--src',
-            corpus,
-            '--repo',
-            path.join(wdir, 'repo'),
-          ]),
+          // The flags of bin/regbackup.js's shebang.
+          await measure(
+            'node',
+            [
+              '--max-semi-space-size=4',
+              path.join(here, 'write-tree.js'),
+              '--src',
+              corpus,
+              '--repo',
+              path.join(wdir, 'repo'),
+            ],
+            { MALLOC_ARENA_MAX: '2' },
+          ),
         );
         const wr = path.join(out, 'restic-whole');
         rmSync(wr, { recursive: true, force: true });

@@ -1,13 +1,28 @@
 import {
   createCipheriv,
   createDecipheriv,
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
   createSecretKey,
+  diffieHellman,
+  generateKeyPairSync,
   hkdfSync,
   randomBytes,
+  timingSafeEqual,
   type KeyObject,
 } from 'node:crypto';
-import * as age from 'age-encryption';
 import { IntegrityError, KeyError } from '../errors.js';
+
+/**
+ * The age-encryption package (pure JS) is loaded only when needed: for post-quantum (ML-KEM hybrid) recipients
+ * and identities, and for headers the native X25519 path below does not handle. Loading it costs start-up time.
+ */
+type AgePackage = typeof import('age-encryption');
+let agePackage: Promise<AgePackage> | undefined;
+function loadAge(): Promise<AgePackage> {
+  return (agePackage ??= import('age-encryption'));
+}
 
 /**
  * age v1 files (https://age-encryption.org/v1), written so that the `age` CLI and the `age-encryption`
@@ -44,11 +59,16 @@ export interface AgeHeader {
 
 /**
  * Creates the header of a new age file for `recipients` (age1… X25519 or age1pq1… hybrid strings) and returns
- * it with its fresh random file key. The package wraps the file key; a capturing pseudo-recipient lets us
- * learn the key it generated, so that we can encrypt the payload ourselves.
+ * it with its fresh random file key. X25519-only recipient lists are wrapped with node:crypto (nativeHeader);
+ * a list with a post-quantum recipient goes to the age-encryption package, whose wrapping we cannot do
+ * natively: a capturing pseudo-recipient lets us learn the key it generated, so that we can encrypt the
+ * payload ourselves.
  */
 export async function createHeader(recipients: readonly string[]): Promise<AgeHeader> {
   if (recipients.length === 0) throw new KeyError('no age recipient to encrypt to');
+  const x25519 = recipients.map(x25519Recipient);
+  if (x25519.every((r) => r !== undefined)) return nativeHeader(x25519 as Buffer[]);
+  const age = await loadAge();
   const enc = new age.Encrypter();
   for (const r of recipients) enc.addRecipient(r);
   let fileKey: Uint8Array | undefined;
@@ -62,6 +82,242 @@ export async function createHeader(recipients: readonly string[]): Promise<AgeHe
   if (!fileKey) throw new Error('age-encryption did not hand out a file key');
   const header = Buffer.from(empty.buffer, empty.byteOffset, headerLength(Buffer.from(empty)));
   return { header: Buffer.from(header), fileKey: Buffer.from(fileKey) };
+}
+
+// --- Native X25519 recipients (age v1 spec, "X25519 recipient stanza" and "Header") -------------------------
+
+const X25519_INFO = 'age-encryption.org/v1/X25519';
+const FILE_KEY_SIZE = 16;
+/** DER prefixes around a raw 32-byte X25519 key (RFC 8410): SubjectPublicKeyInfo and PKCS #8. */
+const SPKI_X25519 = Buffer.from('302a300506032b656e032100', 'hex');
+const PKCS8_X25519 = Buffer.from('302e020100300506032b656e04220420', 'hex');
+const ZERO_NONCE = Buffer.alloc(12);
+
+function x25519PublicKey(raw: Buffer): KeyObject {
+  return createPublicKey({ key: Buffer.concat([SPKI_X25519, raw]), format: 'der', type: 'spki' });
+}
+function x25519PrivateKey(raw: Buffer): KeyObject {
+  return createPrivateKey({ key: Buffer.concat([PKCS8_X25519, raw]), format: 'der', type: 'pkcs8' });
+}
+function rawPublic(key: KeyObject): Buffer {
+  return Buffer.from(key.export({ format: 'jwk' }).x!, 'base64url');
+}
+
+/** The 32-byte public key of an `age1…` X25519 recipient; undefined for any other kind (age1pq1…). */
+export function x25519Recipient(recipient: string): Buffer | undefined {
+  if (!recipient.startsWith('age1') || recipient.startsWith('age1pq1')) return undefined;
+  const d = bech32Decode(recipient);
+  if (!d || d.hrp !== 'age' || d.bytes.length !== 32) return undefined;
+  return d.bytes;
+}
+
+/** The 32-byte scalar of an `AGE-SECRET-KEY-1…` X25519 identity; undefined for any other kind. */
+function x25519Identity(identity: string): Buffer | undefined {
+  if (!identity.startsWith('AGE-SECRET-KEY-1')) return undefined;
+  const d = bech32Decode(identity);
+  if (!d || d.hrp !== 'age-secret-key-' || d.bytes.length !== 32) return undefined;
+  return d.bytes;
+}
+
+/** The `age1…` recipient of an identity string: natively for X25519, by the package for PQ identities. */
+export async function identityToRecipient(identity: string): Promise<string> {
+  const scalar = x25519Identity(identity);
+  if (!scalar) return (await loadAge()).identityToRecipient(identity);
+  return bech32Encode('age', rawPublic(createPublicKey(x25519PrivateKey(scalar))));
+}
+
+/** A new X25519 identity string (AGE-SECRET-KEY-1…). */
+export function generateX25519Identity(): string {
+  return bech32Encode('age-secret-key-', randomBytes(32)).toUpperCase();
+}
+
+function wrapKey(shared: Buffer, share: Buffer, recipient: Buffer): Buffer {
+  if (shared.every((b) => b === 0)) throw new KeyError('X25519 shared secret is zero (bad recipient)');
+  return Buffer.from(hkdfSync('sha256', shared, Buffer.concat([share, recipient]), X25519_INFO, 32));
+}
+
+function headerMac(fileKey: Buffer, upToDashes: Buffer): Buffer {
+  const key = Buffer.from(hkdfSync('sha256', fileKey, Buffer.alloc(0), 'header', 32));
+  return createHmac('sha256', key).update(upToDashes).digest();
+}
+
+const b64 = (b: Buffer): string => b.toString('base64').replace(/=+$/, '');
+
+function nativeHeader(recipients: Buffer[]): AgeHeader {
+  const fileKey = randomBytes(FILE_KEY_SIZE);
+  let text = 'age-encryption.org/v1\n';
+  for (const r of recipients) {
+    const eph = generateKeyPairSync('x25519');
+    const share = rawPublic(eph.publicKey);
+    const shared = diffieHellman({ privateKey: eph.privateKey, publicKey: x25519PublicKey(r) });
+    const c = createCipheriv('chacha20-poly1305', wrapKey(shared, share, r), ZERO_NONCE, {
+      authTagLength: TAG_SIZE,
+    });
+    const body = Buffer.concat([c.update(fileKey), c.final(), c.getAuthTag()]);
+    // A 32-byte body is 43 base64 characters: one line shorter than 64 columns, as the spec wants.
+    text += `-> X25519 ${b64(share)}\n${b64(body)}\n`;
+  }
+  text += '---';
+  const mac = headerMac(fileKey, Buffer.from(text, 'latin1'));
+  return { header: Buffer.from(`${text} ${b64(mac)}\n`, 'latin1'), fileKey };
+}
+
+interface Stanza {
+  args: string[];
+  body: Buffer;
+}
+
+/** Canonical unpadded base64 (the spec's encoding) or undefined. */
+function unb64(s: string): Buffer | undefined {
+  if (!/^[A-Za-z0-9+/]*$/.test(s) || s.length % 4 === 1) return undefined;
+  const b = Buffer.from(s, 'base64');
+  return b64(b) === s ? b : undefined;
+}
+
+/**
+ * Parses a header's stanzas as the spec lays them out; undefined when the header is not one this parser
+ * takes (the package then parses it and gives its own error).
+ */
+function parseHeader(header: Buffer): { stanzas: Stanza[]; macd: Buffer; mac: Buffer } | undefined {
+  const text = header.toString('latin1');
+  const lines = text.split('\n');
+  if (lines[0] !== 'age-encryption.org/v1' || lines.at(-1) !== '') return undefined;
+  const stanzas: Stanza[] = [];
+  let i = 1;
+  while (i < lines.length - 1 && lines[i]!.startsWith('-> ')) {
+    const args = lines[i]!.slice(3).split(' ');
+    if (args.some((a) => a.length === 0 || !/^[\x21-\x7e]+$/.test(a))) return undefined;
+    i++;
+    const parts: Buffer[] = [];
+    for (;;) {
+      const line = lines[i++];
+      if (line === undefined || line.length > 64) return undefined;
+      const b = unb64(line);
+      if (!b) return undefined;
+      parts.push(b);
+      if (line.length < 64) break;
+    }
+    stanzas.push({ args, body: Buffer.concat(parts) });
+  }
+  const macLine = lines[i];
+  if (i !== lines.length - 2 || !macLine?.startsWith('--- ')) return undefined;
+  const mac = unb64(macLine.slice(4));
+  if (!mac || mac.length !== 32 || stanzas.length === 0) return undefined;
+  return { stanzas, macd: header.subarray(0, header.length - macLine.length + 2), mac };
+}
+
+/** An X25519 identity, with its public key (the salt needs it). */
+interface NativeIdentity {
+  key: KeyObject;
+  pub: Buffer;
+}
+
+/**
+ * Unwraps the file key with X25519 identities and checks the header MAC; undefined when no X25519 stanza
+ * opens with them (then the package tries its identities and reports).
+ */
+function nativeFileKey(ids: NativeIdentity[], header: Buffer): Buffer | undefined {
+  const parsed = parseHeader(header);
+  if (!parsed) return undefined;
+  for (const s of parsed.stanzas) {
+    if (s.args[0] !== 'X25519') continue;
+    const share = s.args.length === 2 ? unb64(s.args[1]!) : undefined;
+    if (!share || share.length !== 32 || s.body.length !== FILE_KEY_SIZE + TAG_SIZE) {
+      throw new IntegrityError('invalid age header: invalid X25519 stanza');
+    }
+    const shareKey = x25519PublicKey(share);
+    for (const id of ids) {
+      const shared = diffieHellman({ privateKey: id.key, publicKey: shareKey });
+      if (shared.every((b) => b === 0))
+        throw new IntegrityError('invalid age header: X25519 low-order share');
+      const d = createDecipheriv('chacha20-poly1305', wrapKey(shared, share, id.pub), ZERO_NONCE, {
+        authTagLength: TAG_SIZE,
+      });
+      d.setAuthTag(s.body.subarray(FILE_KEY_SIZE));
+      const fileKey = d.update(s.body.subarray(0, FILE_KEY_SIZE));
+      try {
+        d.final();
+      } catch {
+        continue; // not this identity's stanza
+      }
+      if (!timingSafeEqual(headerMac(fileKey, parsed.macd), parsed.mac)) {
+        throw new IntegrityError('invalid age header: bad header MAC');
+      }
+      return fileKey;
+    }
+  }
+  return undefined;
+}
+
+// --- Bech32 (BIP 173) for age's key strings, without the 90-character limit ---------------------------------
+
+const BECH32 = 'qpzry9x8gf2tvdw0s3jn54khce6mua7l';
+
+function polymod(values: number[]): number {
+  const GEN = [0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3];
+  let chk = 1;
+  for (const v of values) {
+    const top = chk >>> 25;
+    chk = ((chk & 0x1ffffff) << 5) ^ v;
+    for (let i = 0; i < 5; i++) if ((top >>> i) & 1) chk ^= GEN[i]!;
+  }
+  return chk;
+}
+
+function hrpExpand(hrp: string): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < hrp.length; i++) out.push(hrp.charCodeAt(i) >>> 5);
+  out.push(0);
+  for (let i = 0; i < hrp.length; i++) out.push(hrp.charCodeAt(i) & 31);
+  return out;
+}
+
+function convertBits(data: ArrayLike<number>, from: number, to: number, pad: boolean): number[] | undefined {
+  let acc = 0;
+  let bits = 0;
+  const out: number[] = [];
+  const max = (1 << to) - 1;
+  for (let i = 0; i < data.length; i++) {
+    acc = (acc << from) | data[i]!;
+    bits += from;
+    while (bits >= to) {
+      bits -= to;
+      out.push((acc >>> bits) & max);
+    }
+    acc &= (1 << bits) - 1;
+  }
+  if (pad) {
+    if (bits > 0) out.push((acc << (to - bits)) & max);
+  } else if (bits >= from || ((acc << (to - bits)) & max) !== 0) return undefined;
+  return out;
+}
+
+function bech32Encode(hrp: string, bytes: Buffer): string {
+  const words = convertBits(bytes, 8, 5, true)!;
+  const values = [...hrpExpand(hrp), ...words, 0, 0, 0, 0, 0, 0];
+  const mod = polymod(values) ^ 1;
+  let s = `${hrp}1`;
+  for (const w of words) s += BECH32[w];
+  for (let i = 0; i < 6; i++) s += BECH32[(mod >>> (5 * (5 - i))) & 31];
+  return s;
+}
+
+/** Decodes a bech32 string (all lower or all upper case); undefined when it is not valid bech32. */
+function bech32Decode(str: string): { hrp: string; bytes: Buffer } | undefined {
+  if (str !== str.toLowerCase() && str !== str.toUpperCase()) return undefined;
+  const s = str.toLowerCase();
+  const sep = s.lastIndexOf('1');
+  if (sep < 1 || sep + 7 > s.length) return undefined;
+  const hrp = s.slice(0, sep);
+  const words: number[] = [];
+  for (const ch of s.slice(sep + 1)) {
+    const v = BECH32.indexOf(ch);
+    if (v < 0) return undefined;
+    words.push(v);
+  }
+  if (polymod([...hrpExpand(hrp), ...words]) !== 1) return undefined;
+  const bytes = convertBits(words.slice(0, -6), 5, 8, false);
+  return bytes ? { hrp, bytes: Buffer.from(bytes) } : undefined;
 }
 
 /** Length of the header at the start of `buf` (through the newline after the MAC), or throws. */
@@ -208,18 +464,41 @@ export async function encrypt(recipients: readonly string[], plain: Buffer): Pro
   return Buffer.concat([...enc.push(plain), ...enc.finish()]);
 }
 
-/** The identities that can open files: age identity strings (AGE-SECRET-KEY-1… or AGE-SECRET-KEY-PQ-1…). */
+/**
+ * The identities that can open files: age identity strings (AGE-SECRET-KEY-1… or AGE-SECRET-KEY-PQ-1…).
+ * X25519 stanzas are opened with node:crypto; anything else (a post-quantum identity, a header the native
+ * parser does not take, no matching stanza) goes to the age-encryption package, loaded then.
+ */
 export class Identities {
-  private readonly decrypter = new age.Decrypter();
+  private readonly native: NativeIdentity[] = [];
+  private decrypter?: Promise<InstanceType<AgePackage['Decrypter']>>;
   constructor(readonly identities: readonly string[]) {
     if (identities.length === 0) throw new KeyError('no age identity given');
-    for (const i of identities) this.decrypter.addIdentity(i);
+    for (const i of identities) {
+      if (i.startsWith('AGE-SECRET-KEY-PQ-1')) continue; // checked by the package when it loads
+      const scalar = x25519Identity(i);
+      if (!scalar) throw new KeyError('invalid age identity (not an AGE-SECRET-KEY-1… X25519 identity)');
+      const key = x25519PrivateKey(scalar);
+      this.native.push({ key, pub: rawPublic(createPublicKey(key)) });
+    }
+  }
+
+  private packageDecrypter(): Promise<InstanceType<AgePackage['Decrypter']>> {
+    return (this.decrypter ??= loadAge().then((age) => {
+      const d = new age.Decrypter();
+      for (const i of this.identities) d.addIdentity(i);
+      return d;
+    }));
   }
 
   /** Unwraps the file key from a header; throws KeyError when none of the identities matches. */
   async fileKey(header: Buffer): Promise<Buffer> {
+    if (this.native.length > 0) {
+      const key = nativeFileKey(this.native, header);
+      if (key) return key;
+    }
     try {
-      return Buffer.from(await this.decrypter.decryptHeader(header));
+      return Buffer.from(await (await this.packageDecrypter()).decryptHeader(header));
     } catch (err) {
       const msg = (err as Error).message ?? String(err);
       if (/no identity matched/i.test(msg)) {

@@ -10,7 +10,7 @@ import {
 } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import * as age from 'age-encryption';
+import { generateX25519Identity, identityToRecipient } from './age.js';
 import { KeyError, systemCodeOf } from '../errors.js';
 import { registerSecret } from '../util/redact.js';
 
@@ -102,11 +102,14 @@ export interface GeneratedKeys {
 export async function generateKeys(
   opts: { postQuantum?: boolean } = {},
 ): Promise<{ worker: WorkerKey; restore: RestoreIdentity }> {
-  const gen = opts.postQuantum ? age.generateHybridIdentity : age.generateX25519Identity;
+  // The age-encryption package (slow to load) only for post-quantum keys; X25519 keys with node:crypto.
+  const gen = opts.postQuantum
+    ? (await import('age-encryption')).generateHybridIdentity
+    : async () => generateX25519Identity();
   const identity = await gen();
-  const recipient = await age.identityToRecipient(identity);
+  const recipient = await identityToRecipient(identity);
   const metadataIdentity = await gen();
-  const metadataRecipient = await age.identityToRecipient(metadataIdentity);
+  const metadataRecipient = await identityToRecipient(metadataIdentity);
   const repositorySecret = randomBytes(32);
   const seed = randomBytes(32);
   const signingKey = signingKeyFromSeed(seed);
@@ -259,7 +262,7 @@ export async function loadWorkerKey(file: string): Promise<WorkerKey> {
   const verifyKeyRaw = rawPublicKey(verifyKey);
   let metadataRecipient: string;
   try {
-    metadataRecipient = await age.identityToRecipient(metadataIdentity);
+    metadataRecipient = await identityToRecipient(metadataIdentity);
   } catch {
     throw new KeyError(`worker key ${file}: metadataIdentity is not a valid age identity`);
   }
@@ -312,7 +315,7 @@ export async function loadRestoreIdentity(file: string): Promise<RestoreIdentity
   }
   let recipient: string;
   try {
-    recipient = await age.identityToRecipient(identity);
+    recipient = await identityToRecipient(identity);
   } catch {
     throw new KeyError(`restore identity ${file}: the AGE-SECRET-KEY line is not a valid age identity`);
   }
