@@ -445,23 +445,23 @@ async function* joinJobs(
       for (const file of r.value) {
         // Previous entries before this file: files deleted since.
         let p = prev.peek() ?? (prev.done ? undefined : await prev.fill());
-        while (p && comparePaths(p.entry.path, file.path) < 0) {
+        while (p && p.entry.path !== file.path && comparePaths(p.entry.path, file.path) < 0) {
           prev.next();
           p = prev.peek() ?? (prev.done ? undefined : await prev.fill());
         }
         let e = exps.peek() ?? (exps.done ? undefined : await exps.fill());
-        while (e && comparePaths(e.path, file.path) < 0) {
+        while (e && e.path !== file.path && comparePaths(e.path, file.path) < 0) {
           reportMissing(findings, e);
           exps.next();
           e = exps.peek() ?? (exps.done ? undefined : await exps.fill());
         }
         const job: Job = { file };
-        if (p && comparePaths(p.entry.path, file.path) === 0) {
+        if (p && p.entry.path === file.path) {
           job.prev = p.entry;
           job.line = p.line;
           prev.next();
         }
-        if (e && comparePaths(e.path, file.path) === 0) {
+        if (e && e.path === file.path) {
           job.exp = e;
           exps.next();
         }
