@@ -7,6 +7,7 @@
  *   - full backup: restic, then regbackup (a fresh repository each), wall time and peak RSS (/usr/bin/time);
  *   - 1 % new files are added (new versions spread over the store), the cache warmed again;
  *   - incremental backup: restic, then regbackup;
+ *   - a run with no change: restic, then regbackup;
  *   - the new files are removed again, so the store can be reused.
  * A walk floor (regbackup's own directory walk, nothing read) is measured in the same run.
  *
@@ -159,6 +160,8 @@ const rows: (string | number)[][] = [
     'RSS MiB',
     'incr/full',
     'incr vs restic',
+    'restic 0% s',
+    'regbackup 0% s',
   ],
 ];
 
@@ -181,6 +184,8 @@ for (const n of sizes) {
     warm(store);
     const r2 = only.has('restic') ? await restic(['backup', '--quiet', store]) : undefined;
     const b2 = await regbackup(config, ['backup']);
+    const r3 = only.has('restic') ? await restic(['backup', '--quiet', store]) : undefined;
+    const b3 = await regbackup(config, ['backup']);
     const row = [
       n,
       fmt(bytes / 1e6, 0),
@@ -196,6 +201,8 @@ for (const n of sizes) {
       fmt(b2.maxRssMiB, 0),
       `${fmt((100 * b2.seconds) / b1.seconds, 1)}%`,
       r2 ? `${fmt(b2.seconds / r2.seconds, 2)}x` : '-',
+      r3 ? fmt(r3.seconds, 2) : '-',
+      fmt(b3.seconds, 2),
     ];
     rows.push(row);
     console.log(table([rows[0]!, row]));
@@ -209,5 +216,6 @@ for (const n of sizes) {
 }
 
 console.log('\nGoals (issue 11): full >= 1.5x restic speed; peak RSS <= 200 MiB at any size;');
-console.log('incremental after 1 % new files <= 5 % of the full run and <= 0.5x restic incremental.\n');
+console.log('incremental after 1 % new files <= 5 % of the full run and <= 0.5x restic incremental;');
+console.log('a run with no change: well under a second beyond process start.\n');
 console.log(table(rows));

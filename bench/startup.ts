@@ -9,6 +9,9 @@
  *   - a backup with no change of a small tarball store (100 files).
  *
  *   npm run build && node --openssl-legacy-provider dist/bench/startup.js [--repeat 10] [--out /tmp/regbackup-startup]
+ *       [--baseline /other/checkout/bin/regbackup.js]
+ * With --baseline, each regbackup line is also run with another build (an older commit, say), alternating
+ * in the same run, so that before and after are measured under the same load.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,7 +19,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fmt, table } from './lib/run.js';
 
-const { values } = parseArgs({ options: { repeat: { type: 'string' }, out: { type: 'string' } } });
+const { values } = parseArgs({
+  options: { repeat: { type: 'string' }, out: { type: 'string' }, baseline: { type: 'string' } },
+});
 const repeat = Number(values.repeat ?? 10);
 const out = values.out ?? '/tmp/regbackup-startup';
 const here = path.dirname(new URL(import.meta.url).pathname);
@@ -53,6 +58,7 @@ writeFileSync(
   `keys: ./keys/worker.key\ncache: ./cache\nsources:\n  tarballs: [{ name: files, path: "${store}" }]\ntargets:\n  - { name: local, type: fs, path: ./target }\n`,
 );
 const rb = (...args: string[]) => [process.execPath, BIN, '--config', config, ...args];
+const base = values.baseline ? path.resolve(values.baseline) : undefined;
 run(rb('keys', 'generate', '--out', path.join(out, 'keys')));
 run(rb('init'));
 run(rb('backup', '-q'));
@@ -64,6 +70,9 @@ const lines: [string, string[]][] = [
   ['regbackup snapshots (1 snapshot)', rb('snapshots')],
   ['regbackup backup, no change (100 files)', rb('backup', '-q')],
 ];
+if (base)
+  for (const [name, cmd] of lines.slice(1))
+    lines.push([`baseline: ${name}`, cmd.map((a) => (a === BIN ? base : a))]);
 const runs = new Map<string, Run[]>(lines.map(([name]) => [name, []]));
 for (let i = 0; i < repeat; i++) for (const [name, cmd] of lines) runs.get(name)!.push(run(cmd));
 

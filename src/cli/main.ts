@@ -1,9 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { RegbackupError, ExitCode, messageOf } from '../errors.js';
-import { createLogger, setLogger } from '../log.js';
 import { redact, redactString } from '../util/redact.js';
-import { CliContext, type GlobalOptions } from './context.js';
+import type { CliContext, GlobalOptions } from './context.js';
 import { commands } from './commands/index.js';
 
 function version(): string {
@@ -33,8 +32,14 @@ export function buildProgram(ctxRef: { ctx?: CliContext }): Command {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
-  program.hook('preAction', (_cmd, action) => {
+  // The logger and the context (with the config loader) are loaded only when a command runs: --version and
+  // --help load neither pino nor the config schema (start-up is most of a short command's time).
+  program.hook('preAction', async (_cmd, action) => {
     const opts = action.optsWithGlobals<GlobalOptions>();
+    const [{ createLogger, setLogger }, { CliContext }] = await Promise.all([
+      import('../log.js'),
+      import('./context.js'),
+    ]);
     const logger = createLogger({ level: opts.debug ? 'debug' : opts.quiet ? 'warn' : undefined });
     setLogger(logger);
     ctxRef.ctx = new CliContext(opts, logger);

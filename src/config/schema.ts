@@ -1,4 +1,4 @@
-import { validate as validateCron } from 'node-cron';
+import { createRequire } from 'node:module';
 import { z } from 'zod';
 import { COMPRESSION_LEVEL, PACK_SIZE, describeLimit, withinLimit, type Limit } from '../repo/limits.js';
 import { parseDuration, parseSize } from '../util/units.js';
@@ -189,6 +189,12 @@ const destination = z
     tarballs: z.string().min(1).optional(),
   })
   .refine((d) => d.couchdb || d.tarballs, 'a destination needs `couchdb`, `tarballs` or both');
+
+/** node-cron's check, loaded on first use: most configurations have no schedule, and every command loads this. */
+function validateCron(expr: string): boolean {
+  const { validate } = createRequire(import.meta.url)('node-cron') as typeof import('node-cron');
+  return validate(expr);
+}
 
 const cron = z
   .string()

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Config } from '../config/schema.js';
 import { messageOf, systemCodeOf, TargetError } from '../errors.js';
 import { log } from '../log.js';
@@ -240,6 +241,8 @@ export class RedisStateStore implements StateStore {
 
 /** An ioredis connection as BullMQ needs it (no per-request retry limit), failing fast when Redis is down. */
 export function redisConnection(url: string, opts: { lazy?: boolean } = {}): Redis {
+  // Loaded on first use: ioredis costs a third of a second of start-up, and most runs have no `queue.redis`.
+  const { Redis } = createRequire(import.meta.url)('ioredis') as typeof import('ioredis');
   return new Redis(url, {
     maxRetriesPerRequest: null,
     lazyConnect: opts.lazy ?? false,

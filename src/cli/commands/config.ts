@@ -1,7 +1,4 @@
-import { stringify } from 'yaml';
 import type { RegisterCommand } from './index.js';
-import { checkOnDisk } from '../../config/check.js';
-import { displayConfig } from '../../config/load.js';
 import { ConfigError } from '../../errors.js';
 
 export const registerConfig: RegisterCommand = (program, ctx) => {
@@ -11,9 +8,14 @@ export const registerConfig: RegisterCommand = (program, ctx) => {
     .description(
       'validate the configuration, check the files it names (keys, identity, directories), warn about placeholders left from the example, and print it resolved with every secret redacted',
     )
-    .action(() => {
+    .action(async () => {
       const c = ctx();
       const loaded = c.config();
+      const [{ stringify }, { checkOnDisk }, { displayConfig }] = await Promise.all([
+        import('yaml'),
+        import('../../config/check.js'),
+        import('../../config/load.js'),
+      ]);
       const clean = displayConfig(loaded);
       const disk = checkOnDisk(loaded.config);
       const valid = disk.errors.length === 0;

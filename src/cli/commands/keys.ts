@@ -1,6 +1,5 @@
 import path from 'node:path';
 import type { RegisterCommand } from './index.js';
-import { resolveConfigPath, loadConfig } from '../../config/load.js';
 import { readFileSync } from 'node:fs';
 import { KeyError, UsageError } from '../../errors.js';
 
@@ -47,6 +46,7 @@ export const registerKeys: RegisterCommand = (program, ctx) => {
       const c = ctx();
       let f = file;
       if (!f) {
+        const { resolveConfigPath, loadConfig } = await import('../../config/load.js');
         const p = resolveConfigPath(c.opts.config);
         try {
           f = loadConfig(p).config.keys;

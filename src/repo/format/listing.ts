@@ -2,7 +2,6 @@ import { IntegrityError } from '../../errors.js';
 import { RefusedName } from '../names.js';
 import type { BlobReader } from '../reader.js';
 import { readStream, type StreamRef } from '../stream-ref.js';
-import { splitLines } from '../../util/external-sort.js';
 
 /**
  * Listings are JSON-lines streams (one entry per line, sorted by the source's key) stored as tree blobs.
@@ -76,10 +75,24 @@ export async function* readListingLines<T>(
   what: string,
   onRefused?: (r: RefusedEntry) => void,
 ): AsyncGenerator<{ entry: T; line: string }> {
+  for await (const batch of readListingBatches(reader, ref, check, what, onRefused)) yield* batch;
+}
+
+/**
+ * readListingLines in batches (the entries of one stored piece at a time): a listing of millions of small
+ * entries read one await per entry spends most of its time in the awaits.
+ */
+export async function* readListingBatches<T>(
+  reader: BlobReader,
+  ref: StreamRef,
+  check: (e: unknown) => T,
+  what: string,
+  onRefused?: (r: RefusedEntry) => void,
+): AsyncGenerator<{ entry: T; line: string }[]> {
   let n = 0;
-  for await (const line of splitLines(readStream(reader, ref))) {
+  const parse = (line: string, out: { entry: T; line: string }[]) => {
     n++;
-    if (!line) continue;
+    if (!line) return;
     let v: unknown;
     try {
       v = JSON.parse(line);
@@ -92,10 +105,33 @@ export async function* readListingLines<T>(
     } catch (err) {
       if (err instanceof RefusedName && onRefused) {
         onRefused({ refused: err, line: n });
-        continue;
+        return;
       }
       throw new IntegrityError(`${what}: line ${n} of the listing: ${(err as Error).message}`);
     }
-    yield { entry, line };
+    out.push({ entry, line });
+  };
+  let carry: Buffer | undefined;
+  for await (const piece of readStream(reader, ref)) {
+    let buf = piece;
+    if (carry) {
+      buf = Buffer.concat([carry, buf]);
+      carry = undefined;
+    }
+    const out: { entry: T; line: string }[] = [];
+    let start = 0;
+    for (;;) {
+      const nl = buf.indexOf(0x0a, start);
+      if (nl < 0) break;
+      parse(buf.toString('utf8', start, nl), out);
+      start = nl + 1;
+    }
+    if (start < buf.length) carry = Buffer.from(buf.subarray(start));
+    if (out.length) yield out;
+  }
+  if (carry && carry.length) {
+    const out: { entry: T; line: string }[] = [];
+    parse(carry.toString('utf8'), out);
+    if (out.length) yield out;
   }
 }

@@ -41,16 +41,17 @@ export function checkEntry(v: unknown): TarballEntry {
 export function checkEntryData(v: unknown): StreamRef {
   const e = v as TarballEntry;
   if (!e || typeof e !== 'object') throw new Error('not an object');
-  const what = typeof e.path === 'string' ? showName(e.path) : 'an entry';
+  // Named only in an error: showName costs more than the checks, and every entry of a listing comes here.
+  const what = () => (typeof e.path === 'string' ? showName(e.path) : 'an entry');
   if (
     !Number.isSafeInteger(e.size) ||
     e.size < 0 ||
     typeof e.mtime !== 'number' ||
     (e.sha1 !== undefined && !/^[0-9a-f]{40}$/.test(e.sha1))
   ) {
-    throw new Error(`bad entry for ${what}`);
+    throw new Error(`bad entry for ${what()}`);
   }
   validateRef(e.data);
-  if (e.data.size !== e.size) throw new Error(`size of ${what} does not match its data`);
+  if (e.data.size !== e.size) throw new Error(`size of ${what()} does not match its data`);
   return e.data;
 }

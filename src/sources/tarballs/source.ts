@@ -1,13 +1,12 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { TarballSourceConfig } from '../../config/schema.js';
-import { encodeLines, readListing } from '../../repo/format/listing.js';
+import { readListing, readListingBatches } from '../../repo/format/listing.js';
 import type { BackupContext, Finding, PartResult } from '../types.js';
 import type { TarballExpectation, TarballSourceSnapshot } from '../../repo/format/source-snapshots.js';
 import { IntegrityError, InterruptedError, messageOf, SourceError, systemCodeOf } from '../../errors.js';
 import type { BlobReader } from '../../repo/reader.js';
 import { chunkIds, refFromChunks, writeStream, type StreamRef } from '../../repo/stream-ref.js';
-import { mergeJoin, orderedMap } from '../../util/ordered.js';
 import { openTarballStore, type TarballStore } from './store.js';
 import { showName } from '../../repo/names.js';
 import { inShard, type Shard, type WalkEntry } from './walk.js';
@@ -72,8 +71,24 @@ type Counters = {
 /** A file of the walk, as listed (an S3 store adds its ETag). */
 type StoreFile = WalkEntry & { kind: 'file'; etag?: string };
 
-/** One file to back up: the walk's entry, the previous snapshot's, and what a packument of the run expects. */
-type Job = { file: StoreFile; prev?: TarballEntry; exp?: TarballExpectation };
+/**
+ * One file to back up: the walk's entry, the previous snapshot's (with its line as stored, passed on as it is
+ * when the file is unchanged), and what a packument of the run expects.
+ */
+type Job = { file: StoreFile; prev?: TarballEntry; line?: string; exp?: TarballExpectation };
+
+/** An entry of the previous listing and its line as stored. */
+type PreviousLine = { entry: TarballEntry; line: string };
+
+/**
+ * Entries flow through the backup in batches (of the walk, of the stored listing): a store holds millions of
+ * small files, and one await per file per stage made an incremental run cost several times its walk.
+ */
+const BATCH = 1024;
+/** Listing lines waiting behind a file still being stored, at most (memory stays bounded). */
+const MAX_WAITING_LINES = 16 * 1024;
+/** The listing is handed to the writer in pieces of about this many characters. */
+const PIECE = 256 * 1024;
 
 /** The findings and counters of one tarball source's backup. */
 class Findings {
@@ -117,7 +132,8 @@ interface TarballPlan {
   ctx: BackupContext;
   store: TarballStore;
   findings: Findings;
-  jobs: AsyncIterable<Job>;
+  /** The jobs in listing order, in batches. */
+  jobs: AsyncIterable<Job[]>;
   /** Files stored or reused, and their bytes (a file kept at its previous version after a failed read is not counted). */
   totals: { files: number; bytes: number };
 }
@@ -136,12 +152,86 @@ export async function backupTarballSource(
   shard?: Shard,
 ): Promise<PartResult<TarballSourceSnapshot>> {
   const plan = await planTarballBackup(cfg, ctx, expectations, store, shard);
-  const entries = async function* () {
-    for await (const e of orderedMap(plan.jobs, FILES_IN_FLIGHT, (job) => backUpFile(plan, job)))
-      if (e) yield e;
-  };
-  const listing = await writeStream(ctx.writer, encodeLines(entries()), 'tree');
+  const listing = await writeStream(ctx.writer, listingPieces(plan), 'tree');
   return reportTarballBackup(plan, listing);
+}
+
+/** A line of the new listing: known (an unchanged file's line), or once its file is stored. */
+type Slot = { done: boolean; line?: string; wait?: Promise<void> };
+
+/**
+ * The new listing, in pieces: each job's line in listing order. An unchanged file's line is the previous
+ * listing's line as stored (no parse-and-encode round trip); the other files are stored, up to
+ * FILES_IN_FLIGHT at once, and their lines wait in order.
+ */
+async function* listingPieces(plan: TarballPlan): AsyncGenerator<Buffer> {
+  const { cfg, ctx, findings, totals } = plan;
+  const slots: Slot[] = [];
+  let head = 0;
+  let storing = 0;
+  let parts: string[] = [];
+  let size = 0;
+  /** Moves the lines known at the head into the piece; with `wait`, waits while too much is pending. */
+  const settle = async (wait: 'bounded' | 'all') => {
+    while (head < slots.length) {
+      const slot = slots[head]!;
+      if (!slot.done) {
+        const tooMany = storing >= FILES_IN_FLIGHT || slots.length - head >= MAX_WAITING_LINES;
+        if (wait === 'bounded' && !tooMany) break;
+        await slot.wait;
+      }
+      slots[head++] = undefined as unknown as Slot;
+      if (slot.line !== undefined) {
+        parts.push(slot.line);
+        size += slot.line.length;
+      }
+    }
+    if (head > 4096 && head * 2 > slots.length) {
+      slots.splice(0, head);
+      head = 0;
+    }
+  };
+  const piece = () => {
+    const b = Buffer.from(parts.join('\n') + '\n');
+    parts = [];
+    size = 0;
+    return b;
+  };
+  for await (const jobs of plan.jobs) {
+    if (ctx.signal.aborted) throw new InterruptedError(`backup of ${cfg.name} interrupted`);
+    for (const job of jobs) {
+      const { file, prev: p, line, exp } = job;
+      if (line !== undefined && !exp && unchanged(file, p!)) {
+        findings.counters.reused++;
+        totals.files++;
+        totals.bytes += p!.size;
+        ctx.progress.files++;
+        slots.push({ done: true, line });
+        continue;
+      }
+      const slot: Slot = { done: false };
+      storing++;
+      slot.wait = backUpFile(plan, job).then((e) => {
+        slot.line = e && JSON.stringify(e);
+        slot.done = true;
+        storing--;
+      });
+      slot.wait.catch(() => undefined); // awaited in order by settle; this only keeps an early failure from being "unhandled"
+      slots.push(slot);
+      if (storing >= FILES_IN_FLIGHT) await settle('bounded');
+    }
+    await settle('bounded');
+    if (size >= PIECE) yield piece();
+  }
+  await settle('all');
+  if (parts.length) yield piece();
+}
+
+/** Reused only when size and modification time (an S3 store: size and ETag) are exactly as listed before. */
+function unchanged(file: StoreFile, p: TarballEntry | undefined): p is TarballEntry {
+  return Boolean(
+    p && p.size === file.size && (file.etag !== undefined ? p.etag === file.etag : p.mtime === file.mtimeMs),
+  );
 }
 
 /** Plans the backup: the previous listing (when it can be read), the expectations, the walk, joined. */
@@ -156,13 +246,17 @@ async function planTarballBackup(
   const only = async function* <T extends { path: string }>(src: AsyncIterable<T>): AsyncGenerator<T> {
     for await (const e of src) if (inShard(e.path, shard)) yield e;
   };
-  const prevEntries = only(await previousEntries(cfg, ctx, findings, shard));
-  const expected: AsyncIterable<TarballExpectation> =
+  const prevEntries = await previousEntries(cfg, ctx, findings, shard);
+  const expected: AsyncIterable<TarballExpectation[]> =
     expectations.length && ctx.reader
-      ? only(
-          uniquePaths(
-            mergeExpectations(
-              expectations.map((r) => readListing(ctx.reader!, r, checkExpectation, 'tarball expectations')),
+      ? inBatches(
+          only(
+            uniquePaths(
+              mergeExpectations(
+                expectations.map((r) =>
+                  readListing(ctx.reader!, r, checkExpectation, 'tarball expectations'),
+                ),
+              ),
             ),
           ),
         )
@@ -182,7 +276,7 @@ async function previousEntries(
   ctx: BackupContext,
   findings: Findings,
   shard: Shard | undefined,
-): Promise<AsyncIterable<TarballEntry>> {
+): Promise<AsyncIterable<PreviousLine[]>> {
   let prev = ctx.previous as TarballSourceSnapshot | undefined;
   if (prev?.listing && ctx.reader) {
     const missing = await unindexedChunk(ctx.reader, prev.listing);
@@ -199,53 +293,125 @@ async function previousEntries(
   // The ETA of the tarball phase: about as many files as last time (a part of a sharded run counts its own).
   if (prev && !shard) ctx.progress.filesTotal += prev.files;
   if (!prev?.listing || !ctx.reader) return (async function* () {})();
-  return readListing(ctx.reader, prev.listing, checkEntry, `previous listing of ${cfg.name}`, (r) => {
-    // Written by an older version: not carried over (a file of that name still in the store is refused by the
-    // walk, and reported there).
-    if (typeof r.refused.raw === 'string' && !inShard(r.refused.raw, shard)) return;
-    findings.report(
-      {
-        severity: 'warning',
-        code: 'tarball-name-refused',
-        object: showName(r.refused.raw),
-        message: `the previous snapshot lists ${showName(r.refused.raw)}, a name a snapshot cannot hold (it ${r.refused.reason}); not carried over`,
-      },
-      'refused',
-    );
-  });
+  const batches = readListingBatches(
+    ctx.reader,
+    prev.listing,
+    checkEntry,
+    `previous listing of ${cfg.name}`,
+    (r) => {
+      // Written by an older version: not carried over (a file of that name still in the store is refused by the
+      // walk, and reported there).
+      if (typeof r.refused.raw === 'string' && !inShard(r.refused.raw, shard)) return;
+      findings.report(
+        {
+          severity: 'warning',
+          code: 'tarball-name-refused',
+          object: showName(r.refused.raw),
+          message: `the previous snapshot lists ${showName(r.refused.raw)}, a name a snapshot cannot hold (it ${r.refused.reason}); not carried over`,
+        },
+        'refused',
+      );
+    },
+  );
+  if (!shard) return batches;
+  return (async function* () {
+    for await (const b of batches) yield b.filter((e) => inShard(e.entry.path, shard));
+  })();
 }
 
-/** The store's files in listing order; the walk's problems are reported as they come. */
+/** Groups a stream into arrays (for a store that lists one entry at a time). */
+async function* inBatches<T>(src: AsyncIterable<T>): AsyncGenerator<T[]> {
+  let batch: T[] = [];
+  for await (const e of src) {
+    batch.push(e);
+    if (batch.length >= BATCH) {
+      yield batch;
+      batch = [];
+    }
+  }
+  if (batch.length) yield batch;
+}
+
+/** Reads a stream of batches one item at a time, without an await per item (only one per batch). */
+class Cursor<T> {
+  private batch: T[] = [];
+  private at = 0;
+  private ended = false;
+  private readonly it: AsyncIterator<T[]>;
+  constructor(src: AsyncIterable<T[]>) {
+    this.it = src[Symbol.asyncIterator]();
+  }
+
+  /** The current item when its batch is read (else undefined: see `ended` and fill()). */
+  peek(): T | undefined {
+    return this.batch[this.at];
+  }
+
+  /** Whether the source is read to its end. */
+  get done(): boolean {
+    return this.ended;
+  }
+
+  /** Reads the next batch; the current item, or undefined at the end. */
+  async fill(): Promise<T | undefined> {
+    while (this.at >= this.batch.length) {
+      const r = await this.it.next();
+      if (r.done) {
+        this.ended = true;
+        this.batch = [];
+        this.at = 0;
+        return undefined;
+      }
+      this.batch = r.value;
+      this.at = 0;
+    }
+    return this.batch[this.at];
+  }
+
+  next(): void {
+    this.at++;
+  }
+
+  async close(): Promise<void> {
+    await this.it.return?.();
+  }
+}
+
+/** The store's files in listing order, in batches; the walk's problems are reported as they come. */
 async function* walkedFiles(
   cfg: TarballSourceConfig,
   store: TarballStore,
   ctx: BackupContext,
   findings: Findings,
   shard: Shard | undefined,
-): AsyncGenerator<StoreFile> {
-  let walked: AsyncIterable<WalkEntry & { etag?: string }>;
+): AsyncGenerator<StoreFile[]> {
+  let walked: AsyncIterable<(WalkEntry & { etag?: string })[]>;
   try {
-    walked = store.entries(ctx.tmpDir, shard);
+    walked = store.batches ? store.batches(ctx.tmpDir, shard) : inBatches(store.entries(ctx.tmpDir, shard));
   } catch (err) {
     throw new SourceError(`tarball source ${cfg.name}: cannot list ${store.location}: ${messageOf(err)}`, {
       source: cfg.name,
     });
   }
   try {
-    for await (const e of walked) {
-      if (e.kind === 'problem') {
-        findings.report(
-          {
-            severity: e.severity,
-            code: e.refused ? 'tarball-name-refused' : 'tarball-unreadable',
-            object: e.path,
-            message: `${e.path} ${e.problem}`,
-          },
-          e.refused ? 'refused' : 'problems',
-        );
-        continue;
+    for await (const batch of walked) {
+      const files: StoreFile[] = [];
+      for (const e of batch) {
+        if (e.kind === 'problem') {
+          findings.report(
+            {
+              severity: e.severity,
+              code: e.refused ? 'tarball-name-refused' : 'tarball-unreadable',
+              object: e.path,
+              message: `${e.path} ${e.problem}`,
+            },
+            e.refused ? 'refused' : 'problems',
+          );
+          continue;
+        }
+        files.push(e);
       }
-      yield e;
+      if (files.length) yield files;
     }
   } catch (err) {
     const code = systemCodeOf(err);
@@ -256,41 +422,76 @@ async function* walkedFiles(
   }
 }
 
-/** Joins the walk with the previous entries and the expectations; expected files not in the store are reported. */
+/**
+ * Joins the walk with the previous entries and the expectations (all in listing order), a batch of the walk
+ * at a time; expected files not in the store are reported.
+ */
 async function* joinJobs(
-  files: AsyncIterable<StoreFile>,
-  prevEntries: AsyncIterable<TarballEntry>,
-  expected: AsyncIterable<TarballExpectation>,
+  files: AsyncIterable<StoreFile[]>,
+  prevEntries: AsyncIterable<PreviousLine[]>,
+  expected: AsyncIterable<TarballExpectation[]>,
   findings: Findings,
-): AsyncGenerator<Job> {
-  const withPrev = mergeJoin(
-    files,
-    prevEntries,
-    (f) => f.path,
-    (p) => p.path,
-    comparePaths,
-  );
-  for await (const [pair, exp] of mergeJoin(
-    withPrev,
-    expected,
-    (p) => (p[0] ?? p[1])!.path,
-    (e) => e.path,
-    comparePaths,
-  )) {
-    const file = pair?.[0];
-    if (file) yield { file, prev: pair[1], exp };
-    else if (exp) {
-      findings.report(
-        {
-          severity: 'warning',
-          code: 'tarball-missing',
-          object: exp.path,
-          message: `${exp.path} is referenced by ${exp.db}/${exp.doc} but missing from the store`,
-        },
-        'missing',
-      );
+): AsyncGenerator<Job[]> {
+  const prev = new Cursor(prevEntries);
+  const exps = new Cursor(expected);
+  const walk = files[Symbol.asyncIterator]();
+  // Every input is closed when the join ends early (the consumer stopped, or failed): a generator left
+  // suspended keeps what it holds (a walker's worker thread, an open listing) alive.
+  try {
+    for (;;) {
+      const r = await walk.next();
+      if (r.done) break;
+      const jobs: Job[] = [];
+      for (const file of r.value) {
+        // Previous entries before this file: files deleted since.
+        let p = prev.peek() ?? (prev.done ? undefined : await prev.fill());
+        while (p && p.entry.path !== file.path && comparePaths(p.entry.path, file.path) < 0) {
+          prev.next();
+          p = prev.peek() ?? (prev.done ? undefined : await prev.fill());
+        }
+        let e = exps.peek() ?? (exps.done ? undefined : await exps.fill());
+        while (e && e.path !== file.path && comparePaths(e.path, file.path) < 0) {
+          reportMissing(findings, e);
+          exps.next();
+          e = exps.peek() ?? (exps.done ? undefined : await exps.fill());
+        }
+        const job: Job = { file };
+        if (p && p.entry.path === file.path) {
+          job.prev = p.entry;
+          job.line = p.line;
+          prev.next();
+        }
+        if (e && e.path === file.path) {
+          job.exp = e;
+          exps.next();
+        }
+        jobs.push(job);
+      }
+      if (jobs.length) yield jobs;
     }
+    for (
+      let e = exps.peek() ?? (exps.done ? undefined : await exps.fill());
+      e;
+      e = exps.peek() ?? (exps.done ? undefined : await exps.fill())
+    ) {
+      reportMissing(findings, e);
+      exps.next();
+    }
+  } finally {
+    await Promise.allSettled([walk.return?.(), prev.close(), exps.close()]);
   }
+}
+
+function reportMissing(findings: Findings, exp: TarballExpectation): void {
+  findings.report(
+    {
+      severity: 'warning',
+      code: 'tarball-missing',
+      object: exp.path,
+      message: `${exp.path} is referenced by ${exp.db}/${exp.doc} but missing from the store`,
+    },
+    'missing',
+  );
 }
 
 /**
@@ -301,10 +502,8 @@ async function backUpFile(plan: TarballPlan, job: Job): Promise<TarballEntry | u
   const { cfg, ctx, store, findings } = plan;
   if (ctx.signal.aborted) throw new InterruptedError(`backup of ${cfg.name} interrupted`);
   const { file, prev: p, exp } = job;
-  const unchanged =
-    p && p.size === file.size && (file.etag !== undefined ? p.etag === file.etag : p.mtime === file.mtimeMs);
   let entry: TarballEntry;
-  if (unchanged) {
+  if (unchanged(file, p)) {
     entry = p;
     findings.counters.reused++;
   } else {

@@ -7,7 +7,7 @@ import { lazyS3 } from '../../store/lazy.js';
 import type { ObjectStore } from '../../store/types.js';
 import { ExternalSorter } from '../../util/external-sort.js';
 import { nameProblem, showName } from '../../repo/names.js';
-import { inShard, walkTree, type Shard, type WalkEntry } from './walk.js';
+import { inShard, walkTree, walkTreeBatches, type Shard, type WalkEntry } from './walk.js';
 
 /**
  * A tarball store to back up: a directory tree in the registry layout, or an S3 bucket and prefix. Both list
@@ -18,6 +18,8 @@ export interface TarballStore {
   readonly location: string;
   /** Files in listing order (only those of `shard`, when given). */
   entries(tmpDir: string, shard?: Shard): AsyncIterable<WalkEntry & { etag?: string }>;
+  /** entries in batches, when the store lists that way (a directory's walk does): one await per batch. */
+  batches?(tmpDir: string, shard?: Shard): AsyncIterable<(WalkEntry & { etag?: string })[]>;
   /** The whole file when small (one read), else a stream. */
   read(p: string, size: number): Promise<Buffer | Readable>;
   /** A local file's path, when the store is a directory: the writer's workers then read it themselves. */
@@ -39,6 +41,10 @@ export class DirTarballStore implements TarballStore {
 
   entries(tmpDir: string, shard?: Shard): AsyncIterable<WalkEntry> {
     return walkTree(this.root, tmpDir, shard);
+  }
+
+  batches(tmpDir: string, shard?: Shard): AsyncIterable<WalkEntry[]> {
+    return walkTreeBatches(this.root, tmpDir, shard);
   }
 
   localPath(p: string): string {

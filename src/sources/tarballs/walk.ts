@@ -215,6 +215,15 @@ const BATCH = 512;
  * a few batches (it waits for the consumer), so memory stays bounded.
  */
 export async function* walkTree(root: string, tmpDir?: string, shard?: Shard): AsyncGenerator<WalkEntry> {
+  for await (const batch of walkTreeBatches(root, tmpDir, shard)) yield* batch;
+}
+
+/** walkTree, in the batches the worker sends (one await per batch, not per file). */
+export async function* walkTreeBatches(
+  root: string,
+  tmpDir?: string,
+  shard?: Shard,
+): AsyncGenerator<WalkEntry[]> {
   const worker = new Worker(new URL('./walk-worker.js', import.meta.url), {
     workerData: { root, tmpDir, batch: BATCH, shard },
     resourceLimits: { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 96 },
@@ -240,7 +249,7 @@ export async function* walkTree(root: string, tmpDir?: string, shard?: Shard): A
       if ('done' in m) return;
       // Ask for the next batch while this one is consumed.
       worker.postMessage('more');
-      yield* m.entries;
+      yield m.entries;
     }
   } finally {
     await worker.terminate();
