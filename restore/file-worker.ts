@@ -15,8 +15,6 @@ import {
   readSync,
   renameSync,
   unlinkSync,
-  writeSync,
-  writevSync,
 } from 'node:fs';
 import path from 'node:path';
 import v8 from 'node:v8';
@@ -30,6 +28,7 @@ import {
   type Segments,
 } from './crypto.js';
 import type { ChunkRef, FileJob, FileResult, Job, JobResult } from './file-protocol.js';
+import { writeAll } from '../src/util/write-all.js';
 
 const idKey = Buffer.from((workerData as { idKey: Uint8Array }).idKey);
 const port = parentPort!;
@@ -65,20 +64,6 @@ interface Range {
 
 /** One read buffer per worker, grown as needed: fresh buffers would cost a page fault per 4 KiB. */
 let readBuf = Buffer.allocUnsafeSlow((MAX_RANGE + 1) * CIPHER_SEGMENT_SIZE);
-
-/** Writes all of `pieces` (writev, then plain writes for whatever a short write left). */
-function writeAll(fd: number, pieces: Buffer[]): void {
-  let n = writevSync(fd, pieces);
-  for (const p of pieces) {
-    if (n >= p.length) {
-      n -= p.length;
-      continue;
-    }
-    let off = n;
-    n = 0;
-    while (off < p.length) off += writeSync(fd, p, off, p.length - off);
-  }
-}
 
 function codeOf(err: unknown): string | undefined {
   return (err as { code?: string }).code;

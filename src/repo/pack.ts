@@ -1,10 +1,11 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { closeSync, openSync, rmSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, openSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { IntegrityError } from '../errors.js';
 import { AgeEncryptor, createHeader } from './age.js';
 import { BlobType, ID_SIZE } from './ids.js';
 import type { Compression } from './compress.js';
+import { writeAll } from '../util/write-all.js';
 
 /**
  * Packs (docs/FORMAT.md §9, "Packs"): one age file per pack; its plaintext is
@@ -166,20 +167,6 @@ export class PackBuilder {
 
 /** Bytes of ciphertext gathered before a write. */
 const WRITE_SIZE = 1024 * 1024;
-
-/** Writes all of `pieces` (writev, then plain writes for whatever a short write left). */
-function writeAll(fd: number, pieces: Buffer[]): void {
-  let n = writevSync(fd, pieces);
-  for (const p of pieces) {
-    if (n >= p.length) {
-      n -= p.length;
-      continue;
-    }
-    let off = n;
-    n = 0;
-    while (off < p.length) off += writeSync(fd, p, off, p.length - off);
-  }
-}
 
 /** Reads the trailer of a decrypted pack: its entries, checked to lie inside the blob area. */
 export function parsePackTrailer(plain: Buffer, what = 'pack'): PackEntry[] {
