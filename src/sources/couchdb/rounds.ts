@@ -1,24 +1,20 @@
-import { IntegrityError } from '../../errors.js';
 import type { CouchSeq, DbSnapshot } from '../../repo/format/source-snapshots.js';
-import { readStream, type StreamRef } from '../../repo/stream-ref.js';
-import { ExternalSorter, splitLines } from '../../util/external-sort.js';
+import type { StreamRef } from '../../repo/stream-ref.js';
+import { ExternalSorter } from '../../util/external-sort.js';
 import { orderedMap } from '../../util/ordered.js';
 import { ChangesFeed, currentLeaves, type ChangeRow } from './changes.js';
 import type { DbRun } from './context.js';
 import { batches, fetchBatch, type FetchItem } from './fetch.js';
 import { countMismatch, dbInfo, type DbInfo } from './info.js';
 import {
-  checkDocEntry,
   compareIds,
   encodeRecord,
-  lineId,
   recordKey,
   recordPayload,
-  type DocEntry,
   type ListingCounts,
 } from '../../repo/format/couchdb-listing.js';
 import { localDocRecords } from './local.js';
-import { ExpectationSorter, mergeListing } from './merge.js';
+import { ExpectationSorter, mergeListing, previousLines, snapshotCounts } from './merge.js';
 
 const SORT_BUDGET = 8 * 1024 * 1024;
 const DEFAULT_MAX_ROUNDS = 5;
@@ -72,44 +68,6 @@ async function* joinPrevious(run: DbRun, feed: ChangesFeed, previous: DbSnapshot
   }
 }
 
-/**
- * The previous listing's lines with their IDs, in order (checked); a line is parsed and checked whole only
- * when its entry is asked for. The join needs the entries of the changed documents alone, and the merge
- * that follows reads and checks every line anyway.
- */
-async function* previousLines(
-  run: DbRun,
-  previous: DbSnapshot,
-  what: string,
-): AsyncGenerator<{ id: string; entry: () => DocEntry }> {
-  let n = 0;
-  let last: string | undefined;
-  for await (const line of splitLines(readStream(run.ctx.reader!, previous.listing))) {
-    n++;
-    if (!line) continue;
-    const at = n;
-    const entry = () => {
-      let v: unknown;
-      try {
-        v = JSON.parse(line);
-      } catch {
-        throw new IntegrityError(`${what}: line ${at} of the listing is not JSON`);
-      }
-      try {
-        return checkDocEntry(v);
-      } catch (err) {
-        throw new IntegrityError(`${what}: line ${at} of the listing: ${(err as Error).message}`);
-      }
-    };
-    const id = lineId(line) ?? entry().id;
-    if (last !== undefined && compareIds(last, id) >= 0) {
-      throw new IntegrityError(`${what}: ${JSON.stringify(id)} is out of order`);
-    }
-    last = id;
-    yield { id, entry };
-  }
-}
-
 export interface AttemptResult {
   ok: boolean;
   /** The GET /db taken before the attempt read anything. */
@@ -138,19 +96,6 @@ async function fetchAll(
     for (const id of res.gone) gone.add(id);
   }
   return n;
-}
-
-/** The counts of a listing as its snapshot entry recorded them. */
-function snapshotCounts(db: DbSnapshot): ListingCounts {
-  return {
-    docCount: db.docCount,
-    deletedCount: db.deletedCount,
-    conflictCount: db.conflictCount,
-    attachmentCount: db.attachmentCount,
-    attachmentBytes: db.attachmentBytes,
-    bodyBytes: db.bodyBytes,
-    localCount: db.localCount ?? 0,
-  };
 }
 
 /**

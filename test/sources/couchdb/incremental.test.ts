@@ -80,6 +80,60 @@ describe('CouchDB source: incremental backup', () => {
     assert.deepEqual(idle.db.listing, inc.db.listing, 'an unchanged database gives the same listing stream');
   });
 
+  it('keeps the counts of an incremental run equal to a full read, _local entries replaced', async () => {
+    await couch.req('PUT', 'inclocal');
+    for (let i = 0; i < 6; i++) await couch.put('inclocal', `d${i}`, { n: i });
+    await couch.put('inclocal', '_local/checkpoint', { history: [1] });
+    const locals = ['_local/checkpoint'];
+    // The PouchDB server has no _local_docs: the proxy answers it with the one _local document, as CouchDB.
+    const auth = {
+      authorization: `Basic ${Buffer.from(`${new URL(servers.couchdb.url).username}:${new URL(servers.couchdb.url).password}`).toString('base64')}`,
+    };
+    const proxy = await startProxy(servers.couchdb.baseUrl, (req, res) => {
+      if (!(req.url ?? '').startsWith('/inclocal/_local_docs')) return false;
+      void Promise.all(
+        locals.map(async (id) => {
+          const r = await fetch(`${servers.couchdb.baseUrl}/inclocal/${id}`, { headers: auth });
+          const doc = (await r.json()) as { _rev: string };
+          return { id, key: id, value: { rev: doc._rev }, doc };
+        }),
+      ).then((rows) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ rows }));
+      });
+      return true;
+    });
+    after(() => proxy.stop());
+    const cfg = sourceConfig(withCredentialsOf(servers.couchdb.url, proxy.url), {
+      includeLocal: true,
+      batchSize: 2,
+    });
+    const first = await backupDatabase(cfg, 'inclocal', t.ctx());
+    assert.equal(first.db.localCount, 1);
+    await t.nextRun();
+
+    const d1 = await couch.get('inclocal', 'd1');
+    await couch.put('inclocal', 'd1', { ...d1, n: 'a longer body than before' });
+    await couch.del('inclocal', 'd2');
+    await couch.put('inclocal', 'e0', { fresh: true });
+    const cp = await couch.get('inclocal', '_local/checkpoint');
+    await couch.put('inclocal', '_local/checkpoint', { ...cp, history: [1, 2, 3, 4] });
+    const inc = await backupDatabase(cfg, 'inclocal', t.ctx(), first.db);
+    assert.equal(inc.db.mode, 'incremental');
+    await t.nextRun();
+    const fresh = await backupDatabase(cfg, 'inclocal', t.ctx());
+    await t.writer.flush();
+    const reader = await t.restoreReader();
+    assert.deepEqual(await listingOf(reader, inc.db.listing), await listingOf(reader, fresh.db.listing));
+    assert.deepEqual(
+      { ...counts(inc.db), localCount: inc.db.localCount },
+      { ...counts(fresh.db), localCount: fresh.db.localCount },
+    );
+    assert.equal(inc.db.docCount, 6);
+    assert.equal(inc.db.deletedCount, 1);
+    assert.equal(inc.db.localCount, 1);
+  });
+
   it('falls back to a full read when the database was deleted and re-created, and says why', async () => {
     const cfg = sourceConfig(servers.couchdb.url);
     await couch.req('PUT', 'recreated');
