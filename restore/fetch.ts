@@ -1,14 +1,7 @@
 import pLimit, { type LimitFunction } from 'p-limit';
 import { IntegrityError, KeyError, RegbackupError, TargetError, messageOf } from '../src/errors.js';
 import { log } from '../src/log.js';
-import {
-  cipherRange,
-  MAX_HEADER_SIZE,
-  NONCE_SIZE,
-  openAge,
-  TruncatedHeaderError,
-  type OpenedAge,
-} from '../src/repo/age.js';
+import { cipherRange, type OpenedAge } from '../src/repo/age.js';
 import type { BlobIndex, BlobLocation } from '../src/repo/blob-index.js';
 import { packKey } from '../src/repo/pack.js';
 import type { FallbackEvent, BlobReader } from '../src/repo/reader.js';
@@ -16,6 +9,7 @@ import type { Repository } from '../src/repo/repository.js';
 import { chunkIds, validateRef, type StreamRef } from '../src/repo/stream-ref.js';
 import type { ObjectStore } from '../src/store/types.js';
 import type { RunBlob } from './crypto.js';
+import { PackHeaders } from '../src/repo/pack-headers.js';
 import { CryptoPool } from './pool.js';
 
 /** Blobs of one pack closer than this are read in one request (the bytes between are read and dropped). */
@@ -60,7 +54,7 @@ export class BlobFetcher {
   bytesRead = 0;
   requests = 0;
   private readonly inflight = new Map<string, Need>();
-  private readonly headers = new Map<string, Promise<OpenedAge>>();
+  private readonly headers: PackHeaders;
   private readonly limit: LimitFunction;
   private readonly pool: CryptoPool;
 
@@ -73,6 +67,7 @@ export class BlobFetcher {
     opts: FetcherOptions = {},
   ) {
     if (!repo.identities) throw new KeyError('reading backed-up content needs the restore identity');
+    this.headers = new PackHeaders(repo, () => this.requests++);
     this.limit = pLimit(Math.max(1, opts.concurrency ?? 6));
     this.pool = new CryptoPool(opts.workers ?? 0, repo.idKey);
   }
@@ -193,41 +188,7 @@ export class BlobFetcher {
 
   /** The age header of a pack on a target (read once, cached): its payload key and where the payload starts. */
   packHeader(store: ObjectStore, key: string): Promise<OpenedAge> {
-    return this.header(store, key);
-  }
-
-  private header(store: ObjectStore, key: string): Promise<OpenedAge> {
-    const k = `${store.name}\0${key}`;
-    let p = this.headers.get(k);
-    if (!p) {
-      p = this.readHeader(store, key);
-      this.headers.set(k, p);
-      p.catch(() => this.headers.delete(k));
-      if (this.headers.size > 4096) this.headers.delete(this.headers.keys().next().value!);
-    }
-    return p;
-  }
-
-  private async readHeader(store: ObjectStore, key: string): Promise<OpenedAge> {
-    let len = 4096;
-    for (;;) {
-      const head = await store.getBuffer(key, { offset: 0, length: len });
-      this.requests++;
-      try {
-        return await openAge(this.repo.identities!, head);
-      } catch (err) {
-        if (
-          err instanceof TruncatedHeaderError &&
-          head.length === len &&
-          len < MAX_HEADER_SIZE + NONCE_SIZE
-        ) {
-          len = MAX_HEADER_SIZE + NONCE_SIZE;
-          continue;
-        }
-        if (err instanceof KeyError) throw new KeyError(`pack ${key} on ${store.name}: ${err.message}`);
-        throw new IntegrityError(`pack ${key} on ${store.name}: ${messageOf(err)}`);
-      }
-    }
+    return this.headers.get(store, key);
   }
 
   /** Reads the blobs of `run` (one pack) from target `at`; what fails there goes on to the next target. */
@@ -237,7 +198,7 @@ export class BlobFetcher {
     const key = packKey(pack.type, pack.id);
     const failed: Need[] = [];
     try {
-      const opened = await this.header(store, key);
+      const opened = await this.headers.get(store, key);
       const lo = run[0]!.loc.offset;
       let hi = lo;
       for (const n of run) hi = Math.max(hi, n.loc.offset + n.loc.length);

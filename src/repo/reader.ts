@@ -1,19 +1,11 @@
 import { IntegrityError, KeyError, RegbackupError, TargetError } from '../errors.js';
 import { log } from '../log.js';
 import { ObjectNotFoundError, type ObjectStore } from '../store/types.js';
-import {
-  cipherRange,
-  MAX_HEADER_SIZE,
-  NONCE_SIZE,
-  openAge,
-  openSegments,
-  TruncatedHeaderError,
-  SEGMENT_SIZE,
-  type OpenedAge,
-} from './age.js';
+import { cipherRange, openSegments, SEGMENT_SIZE } from './age.js';
 import type { BlobIndex, BlobLocation } from './blob-index.js';
 import { decompressBlob } from './compress.js';
 import { blobId, BlobType } from './ids.js';
+import { PackHeaders } from './pack-headers.js';
 import { packKey } from './pack.js';
 import type { Repository } from './repository.js';
 
@@ -35,7 +27,7 @@ const TREE_PACK_CACHE_MAX = 4 * 1024 * 1024;
 const TREE_PACK_CACHE_BYTES = 32 * 1024 * 1024;
 
 export class BlobReader {
-  private readonly opened = new Map<string, Promise<OpenedAge>>();
+  private readonly headers: PackHeaders;
   /** Whole small tree packs (ciphertext), least recently used first. */
   private readonly packs = new Map<string, Promise<Buffer>>();
   private packBytes = 0;
@@ -49,6 +41,7 @@ export class BlobReader {
   ) {
     if (!repo.identities)
       throw new KeyError('reading needs the restore identity (or, for metadata, the worker key)');
+    this.headers = new PackHeaders(repo);
   }
 
   locate(id: Buffer): BlobLocation {
@@ -103,39 +96,6 @@ export class BlobReader {
     );
   }
 
-  private async open(store: ObjectStore, key: string): Promise<OpenedAge> {
-    const k = `${store.name}\0${key}`;
-    let p = this.opened.get(k);
-    if (!p) {
-      p = this.readHeader(store, key);
-      this.opened.set(k, p);
-      p.catch(() => this.opened.delete(k));
-      if (this.opened.size > 4096) this.opened.delete(this.opened.keys().next().value!);
-    }
-    return p;
-  }
-
-  private async readHeader(store: ObjectStore, key: string): Promise<OpenedAge> {
-    let len = 4096;
-    for (;;) {
-      const head = await store.getBuffer(key, { offset: 0, length: len });
-      try {
-        return await openAge(this.repo.identities!, head);
-      } catch (err) {
-        if (
-          err instanceof TruncatedHeaderError &&
-          head.length === len &&
-          len < MAX_HEADER_SIZE + NONCE_SIZE
-        ) {
-          len = MAX_HEADER_SIZE + NONCE_SIZE;
-          continue;
-        }
-        if (err instanceof KeyError) throw new KeyError(`pack ${key} on ${store.name}: ${err.message}`);
-        throw new IntegrityError(`pack ${key} on ${store.name}: ${(err as Error).message}`);
-      }
-    }
-  }
-
   /** A small tree pack, whole (cached): listings are read chunk after chunk from the same few packs. */
   private wholePack(store: ObjectStore, key: string, size: number): Promise<Buffer> {
     const k = `${store.name}\0${key}`;
@@ -170,7 +130,7 @@ export class BlobReader {
 
   private async readFrom(store: ObjectStore, id: Buffer, loc: BlobLocation): Promise<Buffer> {
     const key = packKey(loc.pack.type, loc.pack.id);
-    const opened = await this.open(store, key);
+    const opened = await this.headers.get(store, key);
     const { start, end, firstSegment } = cipherRange(opened, loc.pack.size, loc.offset, loc.length);
     const cipher =
       loc.type === BlobType.tree && loc.pack.size <= TREE_PACK_CACHE_MAX
