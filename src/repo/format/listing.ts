@@ -12,19 +12,11 @@ const PIECE = 256 * 1024;
 
 /** Encodes entries as JSON lines, in pieces of ~256 KiB. */
 export async function* encodeLines<T>(entries: AsyncIterable<T>): AsyncGenerator<Buffer> {
-  let parts: string[] = [];
-  let size = 0;
-  for await (const e of entries) {
-    const line = JSON.stringify(e);
-    parts.push(line);
-    size += line.length;
-    if (size >= PIECE) {
-      yield Buffer.from(parts.join('\n') + '\n');
-      parts = [];
-      size = 0;
-    }
-  }
-  if (parts.length) yield Buffer.from(parts.join('\n') + '\n');
+  yield* encodeRawLines(jsonLines(entries));
+}
+
+async function* jsonLines<T>(entries: AsyncIterable<T>): AsyncGenerator<string> {
+  for await (const e of entries) yield JSON.stringify(e);
 }
 
 /** Encodes lines already in JSON (entries that are passed through unchanged), in pieces of ~256 KiB. */
