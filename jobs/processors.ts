@@ -218,7 +218,14 @@ export async function commitRun(
         stores: env.stores,
       });
       try {
-        return await commitBackup(env.config, data.plan, [...data.stage1, ...stage2], session, ctx.logger);
+        return await commitBackup(
+          env.config,
+          data.plan,
+          [...data.stage1, ...stage2],
+          session,
+          ctx.logger,
+          ctx.signal,
+        );
       } finally {
         await session.close();
       }

@@ -220,6 +220,7 @@ export async function commitBackup(
   outcomes: PartOutcome[],
   session: Session,
   logger: Logger,
+  signal?: AbortSignal,
 ): Promise<BackupResult> {
   // 1. Assemble the snapshot: each source as read now, or carried over.
   const a: Assembly = { findings: [...plan.failed, ...(plan.damaged ?? [])], sources: [], summaries: [] };
@@ -239,6 +240,13 @@ export async function commitBackup(
   // snapshot.
   await session.writer.flush();
   await refuseIfPruned(plan, outcomes, session);
+  // The last moment to stop: an interruption (a grace period over) while the data was being stored leaves
+  // no snapshot, so the run is handed back whole.
+  if (signal?.aborted)
+    throw new InterruptedError(
+      'backup interrupted before its snapshot was written; nothing of this run was committed, ' +
+        'earlier snapshots are intact',
+    );
   for (const [t, e] of session.fanout.failed) behind.set(t, e.message);
   for (const t of behind.keys())
     if (!session.fanout.failed.has(t)) session.fanout.fail(t, new Error(behind.get(t)!));

@@ -87,7 +87,7 @@ async function attemptBackup(
     }
     if (signal.aborted) throw interrupted();
     progress.phase = 'commit';
-    return await commitBackup(config, plan, outcomes, session, logger);
+    return await commitBackup(config, plan, outcomes, session, logger, signal);
   } finally {
     await session.close();
   }

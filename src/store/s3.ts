@@ -174,14 +174,23 @@ export class S3Store implements ObjectStore {
         );
       } else if (isLocalFile(body) && body.size <= SINGLE_PUT_MAX) {
         // One PUT streamed from the file: no part buffers in memory (a pack is ~16 MiB; S3 takes 5 GiB).
-        await this.client.send(
-          new PutObjectCommand({ ...params, Body: createReadStream(body.file), ContentLength: body.size }),
-          send,
-        );
+        // The client may never read the stream (a refused connection): its errors (the file removed
+        // meanwhile) wait for a reader, and it is closed in any case.
+        const file = createReadStream(body.file);
+        deferErrors(file);
+        try {
+          await this.client.send(
+            new PutObjectCommand({ ...params, Body: file, ContentLength: body.size }),
+            send,
+          );
+        } finally {
+          file.destroy();
+        }
       } else {
         // Multipart. On abort the body stops (destroyed): lib-storage then aborts the multipart upload
         // (leavePartsOnError false) and only afterwards rejects, so no part outlives the put.
         const stream = isLocalFile(body) ? createReadStream(body.file) : body;
+        deferErrors(stream);
         destroyOnAbort(stream, signal, aborted);
         await new Upload({
           client: this.client,

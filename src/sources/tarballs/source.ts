@@ -171,6 +171,14 @@ async function* listingPieces(plan: TarballPlan): AsyncGenerator<Buffer> {
   let storing = 0;
   let parts: string[] = [];
   let size = 0;
+  // An interruption (SIGTERM, a job's grace period over) stops the wait for files in flight at once: every
+  // file may already have been handed to the writer, so no later per-file check would see it.
+  const interrupted = () => new InterruptedError(`backup of ${cfg.name} interrupted`);
+  const abort = new Promise<never>((_, reject) => {
+    if (ctx.signal.aborted) reject(interrupted());
+    else ctx.signal.addEventListener('abort', () => reject(interrupted()), { once: true });
+  });
+  abort.catch(() => undefined); // raced below; this only keeps it from being "unhandled" when unused
   /** Moves the lines known at the head into the piece; with `wait`, waits while too much is pending. */
   const settle = async (wait: 'bounded' | 'all') => {
     while (head < slots.length) {
@@ -178,7 +186,7 @@ async function* listingPieces(plan: TarballPlan): AsyncGenerator<Buffer> {
       if (!slot.done) {
         const tooMany = storing >= FILES_IN_FLIGHT || slots.length - head >= MAX_WAITING_LINES;
         if (wait === 'bounded' && !tooMany) break;
-        await slot.wait;
+        await Promise.race([slot.wait, abort]);
       }
       slots[head++] = undefined as unknown as Slot;
       if (slot.line !== undefined) {
@@ -198,8 +206,9 @@ async function* listingPieces(plan: TarballPlan): AsyncGenerator<Buffer> {
     return b;
   };
   for await (const jobs of plan.jobs) {
-    if (ctx.signal.aborted) throw new InterruptedError(`backup of ${cfg.name} interrupted`);
+    if (ctx.signal.aborted) throw interrupted();
     for (const job of jobs) {
+      if (ctx.signal.aborted) throw interrupted();
       const { file, prev: p, line, exp } = job;
       if (line !== undefined && !exp && unchanged(file, p!)) {
         findings.counters.reused++;
