@@ -102,12 +102,12 @@ describe('damage on the first target: restore reads past it, check names it', { 
       assert.ok(objectKeys(path.join(base, 'one'), PREFIX[kind]).length > 0, `the backup wrote ${kind}`);
   });
 
-  function writeConfig(dir: string): void {
+  function writeConfig(dir: string, file = 'regbackup.yaml', cache = './cache'): void {
     writeFileSync(
-      path.join(dir, 'regbackup.yaml'),
+      path.join(dir, file),
       `keys: ${keys}/worker.key
 identity: ${keys}/restore.key
-cache: ./cache
+cache: ${cache}
 repository:
   packSize: 1MiB
 sources:
@@ -125,19 +125,29 @@ targets:
     );
   }
 
-  /** A copy of the backed-up targets (and a fresh cache), for one case. */
-  async function copy(): Promise<{ dir: string; cli: (args: string[]) => Promise<CliResult> }> {
+  /**
+   * A copy of the backed-up targets (and a fresh cache), for one case. `restoreCli` has a cache of its own:
+   * run beside `cli`, it must read the metadata from the targets itself (a cache another command has just
+   * filled would spare it the damaged object, and its report would rightly name no fallback).
+   */
+  async function copy(): Promise<{
+    dir: string;
+    cli: (args: string[]) => Promise<CliResult>;
+    restoreCli: (args: string[]) => Promise<CliResult>;
+  }> {
     const dir = await tmpDir();
     for (const t of ['one', 'two']) cpSync(path.join(base, t), path.join(dir, t), { recursive: true });
     writeConfig(dir);
-    const env = { REGBACKUP_CONFIG: path.join(dir, 'regbackup.yaml'), REGBACKUP_LOG_LEVEL: 'warn' };
-    return { dir, cli: (args) => runCli(args, { env }) };
+    writeConfig(dir, 'regbackup-restore.yaml', './cache-restore');
+    const run = (file: string) => (args: string[]) =>
+      runCli(args, { env: { REGBACKUP_CONFIG: path.join(dir, file), REGBACKUP_LOG_LEVEL: 'warn' } });
+    return { dir, cli: run('regbackup.yaml'), restoreCli: run('regbackup-restore.yaml') };
   }
 
   for (const kind of KINDS) {
     for (const damage of DAMAGES) {
       test(`${kind}: ${DAMAGE_LABEL[damage]} on the first target`, async () => {
-        const { dir, cli } = await copy();
+        const { dir, cli, restoreCli } = await copy();
         const one = path.join(dir, 'one');
         const key = objectKeys(one, PREFIX[kind])[0]!;
         const now = await damageObject(one, key, damage);
@@ -146,7 +156,7 @@ targets:
         const out = path.join(dir, 'restored');
         const dumped = path.join(dir, 'dumped');
         const [r, c, d] = await Promise.all([
-          cli(['restore', '--tarballs', out, '--json']),
+          restoreCli(['restore', '--tarballs', out, '--json']),
           cli(['check', '--read-data', '--json']),
           damage === 'garbage' ? dump(dir, dumped) : undefined,
         ]);
