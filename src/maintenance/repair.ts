@@ -81,7 +81,13 @@ export async function repairTarget(
     for (const { s, keys } of others) {
       if (!keys.has(key)) continue;
       try {
-        return { bytes: await verify(s), from: s.name };
+        const bytes = await verify(s);
+        // Found intact here: a copy gone from an earlier source is damage there, unless deleted on purpose.
+        if (vanished.length > 0) {
+          deleted = deletedKeys(await loadMarks(repo, sources[0] ?? to));
+          if (!deleted.has(key)) result.elsewhere.push(...vanished);
+        }
+        return { bytes, from: s.name };
       } catch (err) {
         if (!(err instanceof RegbackupError)) throw err;
         const bad = { key, from: s.name, reason: err.message };

@@ -192,13 +192,18 @@ export class S3Store implements ObjectStore {
         const stream = isLocalFile(body) ? createReadStream(body.file) : body;
         deferErrors(stream);
         destroyOnAbort(stream, signal, aborted);
-        await new Upload({
-          client: this.client,
-          params: { ...params, Body: stream },
-          partSize: this.partSize,
-          queueSize: this.queueSize,
-          leavePartsOnError: false,
-        }).done();
+        try {
+          await new Upload({
+            client: this.client,
+            params: { ...params, Body: stream },
+            partSize: this.partSize,
+            queueSize: this.queueSize,
+            leavePartsOnError: false,
+          }).done();
+        } finally {
+          // Our own file's stream is closed whatever happened (a caller's stream is the caller's).
+          if (isLocalFile(body)) stream.destroy();
+        }
       }
     } catch (err) {
       throw this.fail(err, 'put', key, signal);

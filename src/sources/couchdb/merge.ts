@@ -152,7 +152,9 @@ export async function mergeListing(
   previous: DbSnapshot | undefined,
 ): Promise<{ listing: StreamRef; counts: ListingCounts; expectations: ExpectationSorter }> {
   const { ctx, cfg } = run;
-  const counts = previous ? snapshotCounts(previous) : emptyCounts();
+  // The previous counts are trusted only when they are whole numbers; otherwise every kept line is counted.
+  const recount = !previous || !countsValid(snapshotCounts(previous));
+  const counts = recount ? emptyCounts() : snapshotCounts(previous);
   const expectations = new ExpectationSorter(ctx.tmpDir);
   const entries = async function* (): AsyncGenerator<string> {
     const what = `previous listing of ${cfg.name}/${run.db}`;
@@ -160,6 +162,12 @@ export async function mergeListing(
     let l = prevIt ? await prevIt.next() : { done: true as const, value: undefined };
     /** A previous line passed on, or dropped when it is a `_local` entry. */
     const keep = function (p: { id: string; line: string; entry: () => DocEntry }): string | undefined {
+      if (recount) {
+        const e = p.entry();
+        if (e.local) return undefined;
+        countEntry(counts, e);
+        return p.line;
+      }
       if (!p.id.startsWith(LOCAL_PREFIX)) return p.line;
       const e = p.entry();
       if (!e.local) return p.line;
@@ -174,7 +182,7 @@ export async function mergeListing(
         l = await prevIt!.next();
       }
       if (!l.done && l.value.id === r.e.id) {
-        uncountEntry(counts, l.value.entry());
+        if (!recount) uncountEntry(counts, l.value.entry());
         l = await prevIt!.next();
       }
       countEntry(counts, r.e);
@@ -189,4 +197,12 @@ export async function mergeListing(
   };
   const listing = await writeStream(ctx.writer, encodeRawLines(entries()), 'tree');
   return { listing, counts, expectations };
+}
+
+/**
+ * Every count a whole number, none below zero. Counts carried over from a previous snapshot that fail this
+ * after a merge did not add up with its listing: the run reads the database whole instead.
+ */
+export function countsValid(c: ListingCounts): boolean {
+  return Object.values(c).every((v) => Number.isSafeInteger(v) && v >= 0);
 }

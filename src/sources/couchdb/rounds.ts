@@ -14,7 +14,7 @@ import {
   type ListingCounts,
 } from '../../repo/format/couchdb-listing.js';
 import { localDocRecords } from './local.js';
-import { ExpectationSorter, mergeListing, previousLines, snapshotCounts } from './merge.js';
+import { countsValid, ExpectationSorter, mergeListing, previousLines, snapshotCounts } from './merge.js';
 
 const SORT_BUDGET = 8 * 1024 * 1024;
 const DEFAULT_MAX_ROUNDS = 5;
@@ -191,12 +191,17 @@ export async function attempt(
   const seq = since ?? 0;
   const lastInfo = proof ?? info;
 
-  const mismatch = proof ? countMismatch(proof, counts) : undefined;
+  // Counts carried over from a previous snapshot that do not add up: read the database whole instead.
+  const carried = countsValid(counts)
+    ? undefined
+    : `the counts carried over from the previous snapshot do not add up (${JSON.stringify(counts)})`;
+  const mismatch = carried ?? (proof ? countMismatch(proof, counts) : undefined);
   if (mismatch && previous) {
     await expectations.discard();
     return {
       ok: false,
-      reason: `the database was probably deleted and re-created: after merging the changes ${mismatch}`,
+      reason:
+        carried ?? `the database was probably deleted and re-created: after merging the changes ${mismatch}`,
       seq,
       counts,
       info: lastInfo,

@@ -174,9 +174,11 @@ async function* listingPieces(plan: TarballPlan): AsyncGenerator<Buffer> {
   // An interruption (SIGTERM, a job's grace period over) stops the wait for files in flight at once: every
   // file may already have been handed to the writer, so no later per-file check would see it.
   const interrupted = () => new InterruptedError(`backup of ${cfg.name} interrupted`);
+  let onAbort = () => {};
   const abort = new Promise<never>((_, reject) => {
-    if (ctx.signal.aborted) reject(interrupted());
-    else ctx.signal.addEventListener('abort', () => reject(interrupted()), { once: true });
+    onAbort = () => reject(interrupted());
+    if (ctx.signal.aborted) onAbort();
+    else ctx.signal.addEventListener('abort', onAbort, { once: true });
   });
   abort.catch(() => undefined); // raced below; this only keeps it from being "unhandled" when unused
   /** Moves the lines known at the head into the piece; with `wait`, waits while too much is pending. */
@@ -205,35 +207,42 @@ async function* listingPieces(plan: TarballPlan): AsyncGenerator<Buffer> {
     size = 0;
     return b;
   };
-  for await (const jobs of plan.jobs) {
-    if (ctx.signal.aborted) throw interrupted();
-    for (const job of jobs) {
+  try {
+    for await (const jobs of plan.jobs) {
       if (ctx.signal.aborted) throw interrupted();
-      const { file, prev: p, line, exp } = job;
-      if (line !== undefined && !exp && unchanged(file, p!)) {
-        findings.counters.reused++;
-        totals.files++;
-        totals.bytes += p!.size;
-        ctx.progress.files++;
-        slots.push({ done: true, line });
-        continue;
+      for (const job of jobs) {
+        if (ctx.signal.aborted) throw interrupted();
+        const { file, prev: p, line, exp } = job;
+        if (line !== undefined && !exp && unchanged(file, p!)) {
+          findings.counters.reused++;
+          totals.files++;
+          totals.bytes += p!.size;
+          ctx.progress.files++;
+          slots.push({ done: true, line });
+          continue;
+        }
+        const slot: Slot = { done: false };
+        storing++;
+        slot.wait = backUpFile(plan, job).then((e) => {
+          slot.line = e && JSON.stringify(e);
+          slot.done = true;
+          storing--;
+        });
+        slot.wait.catch(() => undefined); // awaited in order by settle; this only keeps an early failure from being "unhandled"
+        slots.push(slot);
+        if (storing >= FILES_IN_FLIGHT) await settle('bounded');
       }
-      const slot: Slot = { done: false };
-      storing++;
-      slot.wait = backUpFile(plan, job).then((e) => {
-        slot.line = e && JSON.stringify(e);
-        slot.done = true;
-        storing--;
-      });
-      slot.wait.catch(() => undefined); // awaited in order by settle; this only keeps an early failure from being "unhandled"
-      slots.push(slot);
-      if (storing >= FILES_IN_FLIGHT) await settle('bounded');
+      await settle('bounded');
+      if (size >= PIECE) yield piece();
     }
-    await settle('bounded');
-    if (size >= PIECE) yield piece();
+    await settle('all');
+    if (parts.length) yield piece();
+  } finally {
+    ctx.signal.removeEventListener('abort', onAbort);
+    // On a failure, an interruption or a consumer that stopped: the files still being stored finish (or
+    // fail) before the part returns, so nothing writes into the writer after the part is over.
+    await Promise.allSettled(slots.slice(head).flatMap((x) => (x && !x.done && x.wait ? [x.wait] : [])));
   }
-  await settle('all');
-  if (parts.length) yield piece();
 }
 
 /** Reused only when size and modification time (an S3 store: size and ETag) are exactly as listed before. */
