@@ -1,4 +1,5 @@
 import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import {
   DeleteObjectCommand,
@@ -176,7 +177,8 @@ export class S3Store implements ObjectStore {
         // One PUT streamed from the file: no part buffers in memory (a pack is ~16 MiB; S3 takes 5 GiB).
         // The client may never read the stream (a refused connection): its errors (the file removed
         // meanwhile) wait for a reader, and it is closed in any case.
-        const file = createReadStream(body.file);
+        // Opened first: a file that is gone fails the put here, at once.
+        const file = (await open(body.file)).createReadStream();
         deferErrors(file);
         try {
           await this.client.send(
