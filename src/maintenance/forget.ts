@@ -28,17 +28,22 @@ export async function forget(
   const inputs: { id: string; time: Date; sources: string[]; key: string }[] = [];
   for (const info of infos) {
     let sources: string[];
+    // The manifest's time (milliseconds) orders snapshots taken within one second, which the name (seconds)
+    // cannot: "keep the last N" must keep the newest N.
+    let time = info.time;
     try {
       const m = await loadListedSnapshot(repo, store, info);
       if (!m) continue; // forgotten by another run since it was listed
       sources = m.sources.map((s) => s.name);
+      const t = new Date(m.time);
+      if (!Number.isNaN(t.getTime())) time = t;
     } catch (err) {
       if (!(err instanceof RegbackupError)) throw err;
       // An unreadable snapshot is never forgotten here: `check` reports it, `repair` may heal it.
       opts.logger.warn({ snapshot: info.id, err: err.message }, 'snapshot cannot be read; kept');
       sources = ['(unreadable)'];
     }
-    inputs.push({ id: info.id, time: info.time, sources, key: info.key });
+    inputs.push({ id: info.id, time, sources, key: info.key });
   }
   const decisions: ForgetResult['decisions'] = applyRetention(inputs, policy).map((d) => ({
     ...d,
