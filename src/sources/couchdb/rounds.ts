@@ -1,3 +1,4 @@
+import { htrace } from '../../util/htrace.js';
 import type { CouchSeq, DbSnapshot } from '../../repo/format/source-snapshots.js';
 import type { StreamRef } from '../../repo/stream-ref.js';
 import { ExternalSorter } from '../../util/external-sort.js';
@@ -7,14 +8,14 @@ import type { DbRun } from './context.js';
 import { batches, fetchBatch, type FetchItem } from './fetch.js';
 import { countMismatch, dbInfo, type DbInfo } from './info.js';
 import {
-  compareIds,
   encodeRecord,
   recordKey,
   recordPayload,
   type ListingCounts,
 } from '../../repo/format/couchdb-listing.js';
 import { localDocRecords } from './local.js';
-import { countsValid, ExpectationSorter, mergeListing, previousLines, snapshotCounts } from './merge.js';
+import { countsValid, ExpectationSorter, mergeListing, snapshotCounts } from './merge.js';
+import { PreviousListing } from './previous.js';
 
 const SORT_BUDGET = 8 * 1024 * 1024;
 const DEFAULT_MAX_ROUNDS = 5;
@@ -39,9 +40,9 @@ async function* listable(run: DbRun, rows: AsyncIterable<ChangeRow>): AsyncGener
  * Round 1 of an incremental run: the changes since the previous snapshot, sorted by ID (externally), joined
  * with the previous listing so that each changed document's previous entry is at hand (attachments with the
  * same name and digest are reused, not downloaded again). The previous listing is read only up to the last
- * changed ID.
+ * changed ID here; the merge reads the rest (`PreviousListing` reads it once).
  */
-async function* joinPrevious(run: DbRun, feed: ChangesFeed, previous: DbSnapshot): AsyncGenerator<FetchItem> {
+async function* joinPrevious(run: DbRun, feed: ChangesFeed, prev: PreviousListing): AsyncGenerator<FetchItem> {
   const sorter = new ExternalSorter(recordKey, {
     unique: true,
     tmpDir: run.ctx.tmpDir,
@@ -53,18 +54,9 @@ async function* joinPrevious(run: DbRun, feed: ChangesFeed, previous: DbSnapshot
     n++;
   }
   run.ctx.progress.docsTotal += n;
-  const what = `previous listing of ${run.cfg.name}/${run.db}`;
-  const prev = previousLines(run, previous, what)[Symbol.asyncIterator]();
-  try {
-    let l = await prev.next();
-    for await (const rec of sorter.sorted()) {
-      const id = JSON.parse(rec.slice(0, rec.indexOf('\t'))) as string;
-      while (!l.done && compareIds(l.value.id, id) < 0) l = await prev.next();
-      const entry = !l.done && l.value.id === id ? l.value.entry() : undefined;
-      yield { id, revs: recordPayload<string[]>(rec), prev: entry };
-    }
-  } finally {
-    await prev.return(undefined);
+  for await (const rec of sorter.sorted()) {
+    const id = JSON.parse(rec.slice(0, rec.indexOf('\t'))) as string;
+    yield { id, revs: recordPayload<string[]>(rec), prev: await prev.entryOf(id) };
   }
 }
 
@@ -109,6 +101,24 @@ export async function attempt(
   infoStart: DbInfo,
   previous: DbSnapshot | undefined,
 ): Promise<AttemptResult> {
+  const prevCounts = previous ? snapshotCounts(previous) : undefined;
+  // Counts that are not whole numbers are not carried: the previous listing is counted as it is read.
+  const prevListing = previous
+    ? new PreviousListing(run, previous, prevCounts!, !countsValid(prevCounts!))
+    : undefined;
+  try {
+    return await attemptWith(run, infoStart, previous, prevListing);
+  } finally {
+    await prevListing?.close();
+  }
+}
+
+async function attemptWith(
+  run: DbRun,
+  infoStart: DbInfo,
+  previous: DbSnapshot | undefined,
+  prevListing: PreviousListing | undefined,
+): Promise<AttemptResult> {
   const { ctx, cfg } = run;
   const fetched = new ExternalSorter(recordKey, {
     unique: true,
@@ -131,7 +141,8 @@ export async function attempt(
     const feed = new ChangesFeed(run, since);
     const gone = new Set<string>();
     let seen = 0;
-    const rows = run.round === 1 && previous ? joinPrevious(run, feed, previous) : listable(run, feed.rows());
+    const rows =
+      run.round === 1 && prevListing ? joinPrevious(run, feed, prevListing) : listable(run, feed.rows());
     const counted = (async function* () {
       for await (const item of rows) {
         seen++;
@@ -141,6 +152,7 @@ export async function attempt(
       }
     })();
     fetchedRecords += await fetchAll(run, counted, fetched, gone);
+    htrace(`round ${run.round} fetched`);
     // Documents found with a leaf gone that did not come back in this round's changes: read their leaves now.
     const left = [...pending];
     for (let i = 0; i < left.length; i += cfg.batchSize) {
@@ -187,7 +199,8 @@ export async function attempt(
         counts: snapshotCounts(previous),
         expectations: new ExpectationSorter(ctx.tmpDir),
       }
-    : await mergeListing(run, fetched, previous);
+    : await mergeListing(run, fetched, prevListing);
+  htrace('merged');
   const seq = since ?? 0;
   const lastInfo = proof ?? info;
 
@@ -217,6 +230,7 @@ export async function attempt(
     });
   }
   const expectationsFile = await expectations.toFile(ctx.tmpDir);
+  htrace('expectations file');
   return { ok: true, seq, counts, listing, info: lastInfo, startInfo: infoStart, expectationsFile };
 }
 
