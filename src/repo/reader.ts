@@ -109,7 +109,7 @@ export class BlobReader {
     const locs = ids.map((id) => this.locate(id));
     const out: Buffer[] = new Array<Buffer>(ids.length);
     const groups: Promise<void>[] = [];
-    for (let i = 0; i < ids.length; ) {
+    for (let i = 0; i < ids.length;) {
       let j = i + 1;
       while (j < ids.length) {
         const prev = locs[j - 1]!;
@@ -175,7 +175,9 @@ export class BlobReader {
       try {
         raw = decompressBlob(plain.subarray(rel, rel + loc.length), loc.compression, loc.rawLength);
       } catch (err) {
-        throw new IntegrityError(`blob ${id.toString('hex').slice(0, 16)}… in ${where}: ${(err as Error).message}`);
+        throw new IntegrityError(
+          `blob ${id.toString('hex').slice(0, 16)}… in ${where}: ${(err as Error).message}`,
+        );
       }
       if (loc.type !== first.type || !blobId(this.repo.idKey, loc.type, raw).equals(id)) {
         throw new IntegrityError(

@@ -57,7 +57,7 @@ class Appender {
     const all = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.size);
     this.parts = [];
     this.size = 0;
-    for (let at = 0; at < all.length; ) at += (await this.fh.write(all, at, all.length - at)).bytesWritten;
+    for (let at = 0; at < all.length;) at += (await this.fh.write(all, at, all.length - at)).bytesWritten;
   }
 }
 
@@ -162,7 +162,7 @@ export class PreviousListing {
     }
   }
 
-  /** The ID of the line at buf[s, e): read from its start (`{"id":"…"`), or the line parsed when it does not. */
+  /** The ID of the line at buf[s, e) ("\n" excluded): read from its start (`{"id":"…"`), or the line parsed when it does not. */
   private idOf(s: number, e: number): string {
     const b = this.buf;
     let id: string | undefined;
@@ -188,8 +188,9 @@ export class PreviousListing {
       }
     }
     if (id === undefined || this.recount) {
-      const entry = this.parse(b.toString('utf8', s, e - 1), this.lineNo);
-      if (id !== undefined && id !== entry.id) throw new IntegrityError(`${this.what}: line ${this.lineNo}: bad ID`);
+      const entry = this.parse(b.toString('utf8', s, e), this.lineNo);
+      if (id !== undefined && id !== entry.id)
+        throw new IntegrityError(`${this.what}: line ${this.lineNo}: bad ID`);
       id = entry.id;
       if (this.recount) countEntry(this.counts, entry);
     }
@@ -302,7 +303,7 @@ export class PreviousListing {
     const fh = this.data!;
     const readAt = async (o: number, n: number): Promise<Buffer> => {
       const b = Buffer.allocUnsafe(n);
-      for (let got = 0; got < n; ) {
+      for (let got = 0; got < n;) {
         const { bytesRead } = await fh.read(b, got, n - got, o + got);
         if (bytesRead === 0) throw new Error(`${this.dataFile}: short read`);
         got += bytesRead;
@@ -316,7 +317,8 @@ export class PreviousListing {
           first: it.a,
           last: it.z,
           pieces: async function* () {
-            for (let at = 0; at < it.n; at += PIECE) yield await readAt(it.o + at, Math.min(PIECE, it.n - at));
+            for (let at = 0; at < it.n; at += PIECE)
+              yield await readAt(it.o + at, Math.min(PIECE, it.n - at));
           },
         };
       } else {

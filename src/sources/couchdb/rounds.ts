@@ -42,7 +42,11 @@ async function* listable(run: DbRun, rows: AsyncIterable<ChangeRow>): AsyncGener
  * same name and digest are reused, not downloaded again). The previous listing is read only up to the last
  * changed ID here; the merge reads the rest (`PreviousListing` reads it once).
  */
-async function* joinPrevious(run: DbRun, feed: ChangesFeed, prev: PreviousListing): AsyncGenerator<FetchItem> {
+async function* joinPrevious(
+  run: DbRun,
+  feed: ChangesFeed,
+  prev: PreviousListing,
+): AsyncGenerator<FetchItem> {
   const sorter = new ExternalSorter(recordKey, {
     unique: true,
     tmpDir: run.ctx.tmpDir,
