@@ -12,6 +12,7 @@ import {
   type DocEntry,
   type ListingCounts,
 } from '../../repo/format/couchdb-listing.js';
+import { lines } from '../../util/external-sort.js';
 import type { DbRun } from './context.js';
 
 /** `_local` document IDs: their entries are dropped from a previous listing (read whole again each run). */
@@ -54,10 +55,15 @@ class Appender {
 
   async flush(): Promise<void> {
     if (!this.size) return;
-    const all = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.size);
+    const parts = this.parts;
     this.parts = [];
     this.size = 0;
-    for (let at = 0; at < all.length;) at += (await this.fh.write(all, at, all.length - at)).bytesWritten;
+    // Written as they are (no copy into one buffer); a short write goes on from where it stopped.
+    while (parts.length) {
+      let n = (await this.fh.writev(parts)).bytesWritten;
+      while (parts.length && n >= parts[0]!.length) n -= parts.shift()!.length;
+      if (n > 0) parts[0] = parts[0]!.subarray(n);
+    }
   }
 }
 
@@ -78,7 +84,10 @@ export class PreviousListing {
   private readonly recount: boolean;
   private readonly what: string;
   private readonly dataFile: string;
-  private readonly index: Spooled[] = [];
+  /** The items spooled, as JSON lines in a file of their own (memory stays flat however many changed). */
+  private readonly indexFile: string;
+  private indexFh?: FileHandle;
+  private indexOut?: Appender;
   private data?: FileHandle;
   private out?: Appender;
   private src?: AsyncIterator<Buffer>;
@@ -102,13 +111,17 @@ export class PreviousListing {
     this.recount = recount;
     this.counts = recount ? emptyCounts() : counts;
     this.what = `previous listing of ${dbRun.cfg.name}/${dbRun.db}`;
-    this.dataFile = path.join(dbRun.ctx.tmpDir, `couchdb-previous-${randomBytes(8).toString('hex')}`);
+    const name = `couchdb-previous-${randomBytes(8).toString('hex')}`;
+    this.dataFile = path.join(dbRun.ctx.tmpDir, name);
+    this.indexFile = path.join(dbRun.ctx.tmpDir, `${name}.items`);
   }
 
   private async start(): Promise<void> {
     if (this.out) return;
     this.data = await open(this.dataFile, 'w+');
     this.out = new Appender(this.data);
+    this.indexFh = await open(this.indexFile, 'w');
+    this.indexOut = new Appender(this.indexFh);
     this.src = readListingBytes(this.dbRun.ctx.reader!, this.previous.listing)[Symbol.asyncIterator]();
   }
 
@@ -138,6 +151,7 @@ export class PreviousListing {
     if (this.eof) return false;
     this.flushSpan();
     await this.out!.maybeFlush();
+    await this.indexOut!.maybeFlush();
     const r = await this.src!.next();
     if (r.done) {
       this.eof = true;
@@ -246,10 +260,14 @@ export class PreviousListing {
     this.keepBytes(h.s, h.e);
   }
 
+  private spooled(it: Spooled): void {
+    this.indexOut!.add(Buffer.from(`${JSON.stringify(it)}\n`));
+  }
+
   private closeRun(): void {
     if (!this.run) return;
     const n = this.offset() - this.run.o;
-    this.index.push({ k: 'r', a: this.run.a, z: this.run.z, o: this.run.o, n });
+    this.spooled({ k: 'r', a: this.run.a, z: this.run.z, o: this.run.o, n });
     this.run = undefined;
   }
 
@@ -259,7 +277,7 @@ export class PreviousListing {
     this.head = undefined;
     this.closeRun();
     const line = this.buf.toString('utf8', h.s, h.e - 1);
-    this.index.push({ k: 'l', id: h.id, o: this.offset(), n: h.e - h.s, at: h.at });
+    this.spooled({ k: 'l', id: h.id, o: this.offset(), n: h.e - h.s, at: h.at });
     this.keepBytes(h.s, h.e);
     return line;
   }
@@ -299,6 +317,9 @@ export class PreviousListing {
     this.closeRun();
     this.flushSpan();
     await this.out!.flush();
+    await this.indexOut!.flush();
+    await this.indexFh!.close();
+    this.indexFh = undefined;
     this.done = true;
     const fh = this.data!;
     const readAt = async (o: number, n: number): Promise<Buffer> => {
@@ -310,7 +331,8 @@ export class PreviousListing {
       }
       return b;
     };
-    for (const it of this.index) {
+    for await (const l of lines(this.indexFile)) {
+      const it = JSON.parse(l) as Spooled;
       if (it.k === 'r') {
         yield {
           kind: 'run',
@@ -334,6 +356,9 @@ export class PreviousListing {
     await this.src?.return?.(undefined);
     await this.data?.close();
     this.data = undefined;
+    await this.indexFh?.close();
+    this.indexFh = undefined;
     await rm(this.dataFile, { force: true });
+    await rm(this.indexFile, { force: true });
   }
 }
