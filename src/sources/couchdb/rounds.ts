@@ -1,4 +1,3 @@
-import { htrace } from '../../util/htrace.js';
 import type { CouchSeq, DbSnapshot } from '../../repo/format/source-snapshots.js';
 import type { StreamRef } from '../../repo/stream-ref.js';
 import { ExternalSorter } from '../../util/external-sort.js';
@@ -156,7 +155,6 @@ async function attemptWith(
       }
     })();
     fetchedRecords += await fetchAll(run, counted, fetched, gone);
-    htrace(`round ${run.round} fetched`);
     // Documents found with a leaf gone that did not come back in this round's changes: read their leaves now.
     const left = [...pending];
     for (let i = 0; i < left.length; i += cfg.batchSize) {
@@ -204,7 +202,6 @@ async function attemptWith(
         expectations: new ExpectationSorter(ctx.tmpDir),
       }
     : await mergeListing(run, fetched, prevListing);
-  htrace('merged');
   const seq = since ?? 0;
   const lastInfo = proof ?? info;
 
@@ -234,7 +231,6 @@ async function attemptWith(
     });
   }
   const expectationsFile = await expectations.toFile(ctx.tmpDir);
-  htrace('expectations file');
   return { ok: true, seq, counts, listing, info: lastInfo, startInfo: infoStart, expectationsFile };
 }
 
