@@ -1,7 +1,7 @@
 import { IntegrityError } from '../../errors.js';
 import { RefusedName } from '../names.js';
 import type { BlobReader } from '../reader.js';
-import { readStream, type StreamRef } from '../stream-ref.js';
+import { chunkIds, type StreamRef } from '../stream-ref.js';
 
 /**
  * Listings are JSON-lines streams (one entry per line, sorted by the source's key) stored as tree blobs.
@@ -33,6 +33,46 @@ export async function* encodeRawLines(lines: AsyncIterable<string>): AsyncGenera
     }
   }
   if (parts.length) yield Buffer.from(parts.join('\n') + '\n');
+}
+
+/** Chunks of a listing asked for at once (readMany reads runs of them from one pack with one request). */
+const WINDOW = 64;
+
+/**
+ * The bytes of a stored listing, chunk by chunk, as `readStream` gives them, but read `WINDOW` chunks at a time
+ * with `BlobReader.readMany`, one window ahead: a listing's chunks lie one after the other in few packs, and
+ * reading them one request each cost more than everything else done with them. Checks the total size.
+ */
+export async function* readListingBytes(reader: BlobReader, ref: StreamRef): AsyncGenerator<Buffer> {
+  let size = 0;
+  let ids: Buffer[] = [];
+  let ahead: Promise<Buffer[]> | undefined;
+  const start = (batch: Buffer[]) => {
+    const p = reader.readMany(batch);
+    p.catch(() => undefined); // awaited below, in order; this only keeps an early failure from being "unhandled"
+    return p;
+  };
+  const take = async function* (next: Promise<Buffer[]> | undefined) {
+    const prev = ahead;
+    ahead = next;
+    if (prev) {
+      for (const b of await prev) {
+        size += b.length;
+        yield b;
+      }
+    }
+  };
+  for await (const id of chunkIds(reader, ref)) {
+    ids.push(Buffer.from(id));
+    if (ids.length >= WINDOW) {
+      const batch = ids;
+      ids = [];
+      yield* take(start(batch));
+    }
+  }
+  yield* take(ids.length ? start(ids) : undefined);
+  yield* take(undefined);
+  if (size !== ref.size) throw new IntegrityError(`stream is ${size} bytes, its reference says ${ref.size}`);
 }
 
 /** An entry of a listing that its check refused for its name (src/repo/names.ts), and where it is. */
@@ -104,7 +144,7 @@ export async function* readListingBatches<T>(
     out.push({ entry, line });
   };
   let carry: Buffer | undefined;
-  for await (const piece of readStream(reader, ref)) {
+  for await (const piece of readListingBytes(reader, ref)) {
     let buf = piece;
     if (carry) {
       buf = Buffer.concat([carry, buf]);

@@ -5,11 +5,11 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { IntegrityError } from '../../errors.js';
-import { encodeRawLines } from '../../repo/format/listing.js';
 import type { BackupContext } from '../types.js';
 import type { DbSnapshot } from '../../repo/format/source-snapshots.js';
-import { readStream, writeStream, type StreamRef } from '../../repo/stream-ref.js';
+import { writeStream, type StreamRef } from '../../repo/stream-ref.js';
 import { ExternalSorter, splitLines } from '../../util/external-sort.js';
+import { LOCAL_PREFIX, type PreviousItem, type PreviousListing } from './previous.js';
 import type { DbRun } from './context.js';
 import {
   checkDocEntry,
@@ -94,45 +94,37 @@ function uncountEntry(c: ListingCounts, e: DocEntry): void {
   for (const k of Object.keys(d) as (keyof ListingCounts)[]) c[k] -= d[k];
 }
 
-/**
- * The previous listing's lines with their IDs, in order (an entry out of order is an IntegrityError); a line
- * is parsed and checked whole only when its entry is asked for (the IDs come from `lineId`).
- */
-export async function* previousLines(
-  run: DbRun,
-  previous: DbSnapshot,
-  what: string,
-): AsyncGenerator<{ id: string; line: string; entry: () => DocEntry }> {
-  let n = 0;
-  let last: string | undefined;
-  for await (const line of splitLines(readStream(run.ctx.reader!, previous.listing))) {
-    n++;
-    if (!line) continue;
-    const at = n;
-    const entry = () => {
-      let v: unknown;
-      try {
-        v = JSON.parse(line);
-      } catch {
-        throw new IntegrityError(`${what}: line ${at} of the listing is not JSON`);
-      }
-      try {
-        return checkDocEntry(v);
-      } catch (err) {
-        throw new IntegrityError(`${what}: line ${at} of the listing: ${(err as Error).message}`);
-      }
-    };
-    const id = lineId(line) ?? entry().id;
-    if (last !== undefined && compareIds(last, id) >= 0) {
-      throw new IntegrityError(`${what}: ${JSON.stringify(id)} is out of order`);
-    }
-    last = id;
-    yield { id, line, entry };
+/** Encodes the new listing: fetched entries (strings) gathered into pieces, kept runs passed on as read. */
+class Out {
+  private parts: string[] = [];
+  private size = 0;
+
+  line(l: string): Buffer | undefined {
+    this.parts.push(l);
+    this.size += l.length;
+    return this.size >= PIECE ? this.flush() : undefined;
+  }
+
+  flush(): Buffer | undefined {
+    if (!this.parts.length) return undefined;
+    const b = Buffer.from(this.parts.join('\n') + '\n');
+    this.parts = [];
+    this.size = 0;
+    return b;
   }
 }
 
-/** `_local` document IDs: their entries are dropped from a previous listing (read whole again each run). */
-const LOCAL_PREFIX = '_local/';
+const PIECE = 256 * 1024;
+
+/** The lines of a run (a run is split only when a fetched entry falls inside it). */
+async function* runLines(
+  run: Extract<PreviousItem, { kind: 'run' }>,
+): AsyncGenerator<{ id: string; line: string }> {
+  for await (const line of splitLines(run.pieces())) {
+    if (!line) continue;
+    yield { id: lineId(line) ?? parseLine(line).id, line };
+  }
+}
 
 /**
  * Writes the new complete listing: the documents fetched in this run (sorted externally, the last fetch of
@@ -140,63 +132,88 @@ const LOCAL_PREFIX = '_local/';
  * dropped (they are read whole each run, when asked for). Collects the tarballs named by the fetched
  * packuments.
  *
- * The cost follows the changes, not the database: a previous line kept is passed on as stored, byte for
- * byte, without being parsed (its ID is read from the line's start, and the order is still checked). It was
- * checked when it was written, and the listing's chunks are verified by their keyed blob IDs when read. The
- * counts are the previous snapshot's, less the entries replaced or dropped (only those are parsed), plus the
- * entries fetched.
+ * The cost follows the changes, not the database: the previous listing is read once (`PreviousListing`, which
+ * round 1 already read for the previous entries of the changed documents), and the runs of lines between
+ * changed documents are passed on as stored, byte for byte, without being decoded or parsed. The counts are
+ * the previous snapshot's (recounted from the listing when they were not valid), less the entries replaced or
+ * dropped (only those are parsed), plus the entries fetched.
  */
 export async function mergeListing(
   run: DbRun,
   fetched: ExternalSorter,
-  previous: DbSnapshot | undefined,
+  previous: PreviousListing | undefined,
 ): Promise<{ listing: StreamRef; counts: ListingCounts; expectations: ExpectationSorter }> {
-  const { ctx, cfg } = run;
-  // The previous counts are trusted only when they are whole numbers; otherwise every kept line is counted.
-  const recount = !previous || !countsValid(snapshotCounts(previous));
-  const counts = recount ? emptyCounts() : snapshotCounts(previous);
+  const { ctx } = run;
+  const counts = previous ? previous.counts : emptyCounts();
   const expectations = new ExpectationSorter(ctx.tmpDir);
-  const entries = async function* (): AsyncGenerator<string> {
-    const what = `previous listing of ${cfg.name}/${run.db}`;
-    const prevIt = previous ? previousLines(run, previous, what)[Symbol.asyncIterator]() : undefined;
-    let l = prevIt ? await prevIt.next() : { done: true as const, value: undefined };
-    /** A previous line passed on, or dropped when it is a `_local` entry. */
-    const keep = function (p: { id: string; line: string; entry: () => DocEntry }): string | undefined {
-      if (recount) {
-        const e = p.entry();
-        if (e.local) return undefined;
-        countEntry(counts, e);
-        return p.line;
-      }
-      if (!p.id.startsWith(LOCAL_PREFIX)) return p.line;
-      const e = p.entry();
-      if (!e.local) return p.line;
-      uncountEntry(counts, e);
-      return undefined;
+  const entries = async function* (): AsyncGenerator<Buffer> {
+    const out = new Out();
+    const recs = fetched.sorted()[Symbol.asyncIterator]();
+    let r: FetchedRecord | undefined;
+    const nextRec = async () => {
+      const n = await recs.next();
+      r = n.done ? undefined : recordPayload<FetchedRecord>(n.value);
     };
-    for await (const rec of fetched.sorted()) {
-      const r = recordPayload<FetchedRecord>(rec);
-      while (!l.done && compareIds(l.value.id, r.e.id) < 0) {
-        const line = keep(l.value);
-        if (line !== undefined) yield line;
-        l = await prevIt!.next();
+    /** The fetched entry `r` goes out. */
+    const put = async function* () {
+      countEntry(counts, r!.e);
+      for (const t of r!.x ?? []) await expectations.add(t);
+      const b = out.line(JSON.stringify(r!.e));
+      if (b) yield b;
+      await nextRec();
+    };
+    /** A previous line: replaced by the fetched entry of its ID, or dropped when `_local`, or kept. */
+    const prevLine = async function* (id: string, line: string, entry: () => DocEntry) {
+      while (r && compareIds(r.e.id, id) < 0) yield* put();
+      if (r && r.e.id === id) {
+        uncountEntry(counts, entry());
+        yield* put();
+        return;
       }
-      if (!l.done && l.value.id === r.e.id) {
-        if (!recount) uncountEntry(counts, l.value.entry());
-        l = await prevIt!.next();
+      if (id.startsWith(LOCAL_PREFIX)) {
+        const e = entry();
+        if (e.local) {
+          uncountEntry(counts, e);
+          return;
+        }
       }
-      countEntry(counts, r.e);
-      for (const t of r.x ?? []) await expectations.add(t);
-      yield JSON.stringify(r.e);
+      const b = out.line(line);
+      if (b) yield b;
+    };
+    await nextRec();
+    if (previous) {
+      for await (const it of previous.items()) {
+        if (it.kind === 'line') {
+          yield* prevLine(it.id, it.line, it.entry);
+          continue;
+        }
+        while (r && compareIds(r.e.id, it.first) < 0) yield* put();
+        if (!r || compareIds(it.last, r.e.id) < 0) {
+          // No fetched entry inside the run: it goes out as it is.
+          const b = out.flush();
+          if (b) yield b;
+          yield* it.pieces();
+          continue;
+        }
+        for await (const l of runLines(it)) {
+          yield* prevLine(l.id, l.line, () => parseLine(l.line));
+        }
+      }
     }
-    while (!l.done) {
-      const line = keep(l.value);
-      if (line !== undefined) yield line;
-      l = await prevIt!.next();
-    }
+    while (r) yield* put();
+    const b = out.flush();
+    if (b) yield b;
   };
-  const listing = await writeStream(ctx.writer, encodeRawLines(entries()), 'tree');
+  const listing = await writeStream(ctx.writer, entries(), 'tree');
   return { listing, counts, expectations };
+}
+
+function parseLine(line: string): DocEntry {
+  try {
+    return checkDocEntry(JSON.parse(line));
+  } catch (err) {
+    throw new IntegrityError(`previous listing: a kept line: ${(err as Error).message}`);
+  }
 }
 
 /**

@@ -7,14 +7,14 @@ import type { DbRun } from './context.js';
 import { batches, fetchBatch, type FetchItem } from './fetch.js';
 import { countMismatch, dbInfo, type DbInfo } from './info.js';
 import {
-  compareIds,
   encodeRecord,
   recordKey,
   recordPayload,
   type ListingCounts,
 } from '../../repo/format/couchdb-listing.js';
 import { localDocRecords } from './local.js';
-import { countsValid, ExpectationSorter, mergeListing, previousLines, snapshotCounts } from './merge.js';
+import { countsValid, ExpectationSorter, mergeListing, snapshotCounts } from './merge.js';
+import { PreviousListing } from './previous.js';
 
 const SORT_BUDGET = 8 * 1024 * 1024;
 const DEFAULT_MAX_ROUNDS = 5;
@@ -39,9 +39,13 @@ async function* listable(run: DbRun, rows: AsyncIterable<ChangeRow>): AsyncGener
  * Round 1 of an incremental run: the changes since the previous snapshot, sorted by ID (externally), joined
  * with the previous listing so that each changed document's previous entry is at hand (attachments with the
  * same name and digest are reused, not downloaded again). The previous listing is read only up to the last
- * changed ID.
+ * changed ID here; the merge reads the rest (`PreviousListing` reads it once).
  */
-async function* joinPrevious(run: DbRun, feed: ChangesFeed, previous: DbSnapshot): AsyncGenerator<FetchItem> {
+async function* joinPrevious(
+  run: DbRun,
+  feed: ChangesFeed,
+  prev: PreviousListing,
+): AsyncGenerator<FetchItem> {
   const sorter = new ExternalSorter(recordKey, {
     unique: true,
     tmpDir: run.ctx.tmpDir,
@@ -53,18 +57,9 @@ async function* joinPrevious(run: DbRun, feed: ChangesFeed, previous: DbSnapshot
     n++;
   }
   run.ctx.progress.docsTotal += n;
-  const what = `previous listing of ${run.cfg.name}/${run.db}`;
-  const prev = previousLines(run, previous, what)[Symbol.asyncIterator]();
-  try {
-    let l = await prev.next();
-    for await (const rec of sorter.sorted()) {
-      const id = JSON.parse(rec.slice(0, rec.indexOf('\t'))) as string;
-      while (!l.done && compareIds(l.value.id, id) < 0) l = await prev.next();
-      const entry = !l.done && l.value.id === id ? l.value.entry() : undefined;
-      yield { id, revs: recordPayload<string[]>(rec), prev: entry };
-    }
-  } finally {
-    await prev.return(undefined);
+  for await (const rec of sorter.sorted()) {
+    const id = JSON.parse(rec.slice(0, rec.indexOf('\t'))) as string;
+    yield { id, revs: recordPayload<string[]>(rec), prev: await prev.entryOf(id) };
   }
 }
 
@@ -109,6 +104,24 @@ export async function attempt(
   infoStart: DbInfo,
   previous: DbSnapshot | undefined,
 ): Promise<AttemptResult> {
+  const prevCounts = previous ? snapshotCounts(previous) : undefined;
+  // Counts that are not whole numbers are not carried: the previous listing is counted as it is read.
+  const prevListing = previous
+    ? new PreviousListing(run, previous, prevCounts!, !countsValid(prevCounts!))
+    : undefined;
+  try {
+    return await attemptWith(run, infoStart, previous, prevListing);
+  } finally {
+    await prevListing?.close();
+  }
+}
+
+async function attemptWith(
+  run: DbRun,
+  infoStart: DbInfo,
+  previous: DbSnapshot | undefined,
+  prevListing: PreviousListing | undefined,
+): Promise<AttemptResult> {
   const { ctx, cfg } = run;
   const fetched = new ExternalSorter(recordKey, {
     unique: true,
@@ -131,7 +144,8 @@ export async function attempt(
     const feed = new ChangesFeed(run, since);
     const gone = new Set<string>();
     let seen = 0;
-    const rows = run.round === 1 && previous ? joinPrevious(run, feed, previous) : listable(run, feed.rows());
+    const rows =
+      run.round === 1 && prevListing ? joinPrevious(run, feed, prevListing) : listable(run, feed.rows());
     const counted = (async function* () {
       for await (const item of rows) {
         seen++;
@@ -187,7 +201,7 @@ export async function attempt(
         counts: snapshotCounts(previous),
         expectations: new ExpectationSorter(ctx.tmpDir),
       }
-    : await mergeListing(run, fetched, previous);
+    : await mergeListing(run, fetched, prevListing);
   const seq = since ?? 0;
   const lastInfo = proof ?? info;
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
+import { readListingBytes } from '../../../src/repo/format/listing.js';
 import type { DbSnapshot } from '../../../src/repo/format/source-snapshots.js';
 import { backupDatabase } from '../../../src/sources/couchdb/index.js';
 import { sleep, useServers } from '../../harness/index.js';
@@ -132,6 +133,112 @@ describe('CouchDB source: incremental backup', () => {
     assert.equal(inc.db.docCount, 6);
     assert.equal(inc.db.deletedCount, 1);
     assert.equal(inc.db.localCount, 1);
+  });
+
+  it('recounts the previous listing when its recorded counts are not whole numbers, and stays incremental', async () => {
+    const cfg = sourceConfig(servers.couchdb.url, { batchSize: 3 });
+    await couch.req('PUT', 'recount');
+    for (let i = 0; i < 12; i++) await couch.put('recount', `r${String(i).padStart(2, '0')}`, { i });
+    const first = await backupDatabase(cfg, 'recount', t.ctx());
+    await t.nextRun();
+    const r04 = await couch.get('recount', 'r04');
+    await couch.put('recount', 'r04', { ...r04, i: 'changed' });
+    await couch.del('recount', 'r09');
+    // Counts that cannot be trusted (not whole, or below zero): the listing itself is counted instead.
+    for (const bad of [{ docCount: 11.5 }, { attachmentBytes: -3 }, { bodyBytes: Number.NaN }]) {
+      const prev: DbSnapshot = { ...first.db, ...bad };
+      const inc = await backupDatabase(cfg, 'recount', t.ctx(), prev);
+      assert.equal(inc.db.mode, 'incremental', `${JSON.stringify(bad)}: ${inc.db.fullReason}`);
+      assert.equal(inc.stats.docsFetched, 2);
+      assert.equal(inc.db.docCount, 11);
+      assert.equal(inc.db.deletedCount, 1);
+      await t.nextRun();
+      const fresh = await backupDatabase(cfg, 'recount', t.ctx());
+      assert.deepEqual(counts(inc.db), counts(fresh.db), JSON.stringify(bad));
+      await t.nextRun();
+    }
+  });
+
+  it('falls back to a full read when the counts carried over go below zero', async () => {
+    const cfg = sourceConfig(servers.couchdb.url);
+    await couch.req('PUT', 'negative');
+    for (let i = 0; i < 5; i++) await couch.put('negative', `n${i}`, { i });
+    const first = await backupDatabase(cfg, 'negative', t.ctx());
+    await t.nextRun();
+    await couch.del('negative', 'n1');
+    await couch.del('negative', 'n3');
+    // Whole numbers, but too small: taking the two deleted documents' live entries out leaves -1.
+    const prev: DbSnapshot = { ...first.db, docCount: 1 };
+    const again = await backupDatabase(cfg, 'negative', t.ctx(), prev);
+    assert.equal(again.db.mode, 'full');
+    assert.match(again.db.fullReason ?? '', /counts carried over from the previous snapshot do not add up/);
+    assert.match(again.db.fullReason ?? '', /"docCount":-1/);
+    assert.ok(again.findings.some((f) => f.code === 'fallback-full' && f.object === 'negative'));
+    assert.equal(again.db.docCount, 3);
+    assert.equal(again.db.deletedCount, 2);
+    await t.writer.flush();
+    const reader = await t.restoreReader();
+    assert.deepEqual(
+      (await listingOf(reader, again.db.listing)).map((e) => [e.id, e.deleted]),
+      [
+        ['n0', false],
+        ['n1', true],
+        ['n2', false],
+        ['n3', true],
+        ['n4', false],
+      ],
+    );
+  });
+
+  it('merges documents of a later round that fall between the unchanged ones (the kept runs split)', async () => {
+    const cfg = sourceConfig(servers.couchdb.url, { batchSize: 2 });
+    await couch.req('PUT', 'split');
+    for (let i = 0; i < 30; i++)
+      await couch.put('split', `s${String(i).padStart(2, '0')}`, { i, pad: 'x'.repeat(i) });
+    await couch.put('split', 's/a', { slash: true });
+    const first = await backupDatabase(cfg, 'split', t.ctx());
+    await t.nextRun();
+    const s05 = await couch.get('split', 's05');
+    await couch.put('split', 's05', { ...s05, i: 'five' });
+    const s25 = await couch.get('split', 's25');
+    await couch.put('split', 's25', { ...s25, i: 'twenty-five' });
+    let done = false;
+    const readBefore = t.reader.bytesRead;
+    const inc = await backupDatabase(cfg, 'split', t.ctx(), first.db, {
+      // While round 1 reads, documents inside the runs kept between s05 and s25 change: round 2 reads them.
+      beforeBulkGet: async (round) => {
+        if (round !== 1 || done) return;
+        done = true;
+        const s12 = await couch.get('split', 's12');
+        await couch.put('split', 's12', { ...s12, i: 'twelve' });
+        await couch.put('split', 's12a', { inserted: true });
+        await couch.del('split', 's17');
+        await couch.put('split', 's00a', { before: 'the first change' });
+        await couch.put('split', 's29z', { after: 'the last change' });
+      },
+    });
+    assert.equal(inc.db.mode, 'incremental');
+    assert.ok(
+      inc.stats.rounds >= 3,
+      `a later round read the changes made during round 1 (${inc.stats.rounds})`,
+    );
+    // The previous listing was read once, for round 1 and the merge together.
+    const once = await t.restoreReader();
+    for await (const _ of readListingBytes(once, first.db.listing)) {
+      // read
+    }
+    assert.ok(once.bytesRead > 0);
+    assert.equal(t.reader.bytesRead - readBefore, once.bytesRead);
+    await t.nextRun();
+    const fresh = await backupDatabase(cfg, 'split', t.ctx());
+    await t.writer.flush();
+    const reader = await t.restoreReader();
+    const got = await listingOf(reader, inc.db.listing);
+    assert.deepEqual(got, await listingOf(reader, fresh.db.listing));
+    assert.deepEqual(counts(inc.db), counts(fresh.db));
+    assert.equal(got.find((e) => e.id === 's12')!.rev.slice(0, 2), '2-');
+    assert.ok(got.find((e) => e.id === 's17')!.deleted);
+    assert.equal(inc.db.docCount, 33);
   });
 
   it('falls back to a full read when the database was deleted and re-created, and says why', async () => {
