@@ -96,15 +96,13 @@ async function churn(db: string, n: number, fraction: number, day: number): Prom
   for (let i = 0; i < ids.length; i += 1000) {
     const part = ids.slice(i, i + 1000);
     const keys = part.map((k) => smallPackument(k)._id);
-    const r = await couch<{ rows: { doc?: Record<string, unknown> & { versions: Record<string, unknown> } }[] }>(
-      url,
-      'POST',
-      `/${db}/_all_docs?include_docs=true`,
-      { keys },
-    );
+    const r = await couch<{
+      rows: { doc?: Record<string, unknown> & { versions: Record<string, unknown> } }[];
+    }>(url, 'POST', `/${db}/_all_docs?include_docs=true`, { keys });
     const docs = r.json.rows.flatMap((row, j) => {
       if (!row.doc) return [];
-      const gen = Object.keys(row.doc.versions).length - Object.keys(smallPackument(part[j]!).versions).length;
+      const gen =
+        Object.keys(row.doc.versions).length - Object.keys(smallPackument(part[j]!).versions).length;
       return [{ ...smallPackument(part[j]!, 1, gen + 1), _rev: row.doc._rev }];
     });
     const w = await couch<{ ok?: boolean }[]>(url, 'POST', `/${db}/_bulk_docs`, { docs });
@@ -236,7 +234,13 @@ async function bench(kind: string, n: number): Promise<void> {
   }
   if (kind === 'couch') await churn(db, n, 0.05, Date.now() % 100000);
   const b2 = await regbackup(config, ['backup']);
-  rows.push([name, 'backup (first)', fmt(b1.seconds, 2), fmt(b1.maxRssMiB), `repo ${du(path.join(dir, 'target'))}`]);
+  rows.push([
+    name,
+    'backup (first)',
+    fmt(b1.seconds, 2),
+    fmt(b1.maxRssMiB),
+    `repo ${du(path.join(dir, 'target'))}`,
+  ]);
   rows.push([name, 'backup (second)', fmt(b2.seconds, 2), fmt(b2.maxRssMiB), '']);
 
   const row = (cmd: string, m: Measured, note = '') => {
@@ -248,7 +252,10 @@ async function bench(kind: string, n: number): Promise<void> {
   if (ops.has('restore')) {
     if (kind === 'couch') await couch(dest, 'DELETE', `/${db}`);
     else rmSync(restoreTo, { recursive: true, force: true });
-    row('restore --to new-primary', await regbackup(config, ['restore', '--to', 'new-primary', '--no-resume']));
+    row(
+      'restore --to new-primary',
+      await regbackup(config, ['restore', '--to', 'new-primary', '--no-resume']),
+    );
   }
   if (ops.has('drill')) row('drill', await regbackup(config, ['drill']));
   if (ops.has('forget')) row('forget --keep-last 1', await regbackup(config, ['forget', '--keep-last', '1']));
