@@ -10,7 +10,7 @@
  *   npx tsc -p tsconfig.json && node --openssl-legacy-provider dist/bench/scale-ops.js \
  *       [--sizes 10000,100000] [--kinds couch,files] [--ops check,read-data,restore,drill,forget,prune]
  *       [--url http://admin:secret@127.0.0.1:47984] [--dest http://admin:secret@127.0.0.1:47985]
- *       [--out /tmp/h-scale-restore-data]
+ *       [--out /tmp/h-scale-restore-data] [--stores DIR (default: --out)]
  *
  * `--url` is the CouchDB holding the source databases `small-<N>` (loaded once, kept; the drill restores into
  * it under scratch names); `--dest` a second CouchDB that the restore writes into (its database is deleted
@@ -37,9 +37,12 @@ const { values } = parseArgs({
     dest: { type: 'string' },
     out: { type: 'string' },
     'heap-dir': { type: 'string' },
+    stores: { type: 'string' },
   },
 });
 const out = values.out ?? '/tmp/h-scale-restore-data';
+/** Where the generated tarball stores are kept (default: --out); several runs can share them. */
+const storesDir = values.stores ?? out;
 const sizes = (values.sizes ?? '10000,100000').split(',').filter(Boolean).map(Number);
 const kinds = (values.kinds ?? 'couch,files').split(',').filter(Boolean);
 const ops = new Set((values.ops ?? 'check,read-data,restore,drill,forget,prune').split(','));
@@ -132,8 +135,8 @@ function fileOf(i: number, suffix = ''): { dir: string; name: string } {
 }
 
 function makeStore(n: number): string {
-  const dir = path.join(out, `store-${n}`);
-  const done = path.join(out, `store-${n}.done`);
+  const dir = path.join(storesDir, `store-${n}`);
+  const done = path.join(storesDir, `store-${n}.done`);
   if (existsSync(done)) return dir;
   rmSync(dir, { recursive: true, force: true });
   const r = rng(n);
