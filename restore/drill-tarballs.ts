@@ -13,7 +13,7 @@ import { messageOf, systemCodeOf } from '../src/errors.js';
 import type { BlobReader } from '../src/repo/reader.js';
 import { type CouchClient, dbPath, docPath } from '../src/couchdb/client.js';
 import { packumentTarballs } from '../src/couchdb/expectations.js';
-import { checkDocEntry } from '../src/repo/format/couchdb-listing.js';
+import { checkDocEntry, type DocEntry } from '../src/repo/format/couchdb-listing.js';
 import { checkEntry } from '../src/repo/format/tarball-listing.js';
 import { comparePaths } from '../src/repo/format/order.js';
 import type { DrillCheck } from './drill-report.js';
@@ -258,42 +258,122 @@ async function flaggedFiles(o: VerifyTarballsOptions): Promise<{ flagged: Set<st
   return { flagged, listed };
 }
 
-/** Reads every restored packument (but design documents) from the standby and audits its tarballs. */
+/** Packuments read from the standby per request (`_all_docs?include_docs=true` with `keys`), at most. */
+export const AUDIT_BATCH_DOCS = 200;
+/** Body bytes (the listing's size of each winning revision) per request, at most: one bigger goes alone. */
+export const AUDIT_BATCH_BYTES = 1024 * 1024;
+/** Requests of packuments in flight, at most (each holds up to AUDIT_BATCH_BYTES of JSON, parsed). */
+const AUDIT_PARALLEL = 4;
+
+/**
+ * Reads every restored packument (but design documents) from the standby and audits its tarballs. The
+ * packuments are read in batches (`POST _all_docs?include_docs=true` with `keys`, bounded by count and by
+ * bytes), not one request each: a request per document costs a round trip, and the HTTP client's per-request
+ * state (a timeout signal) lives until its timeout, so a million requests would hold a million of them.
+ */
 async function auditPackuments(
   o: VerifyTarballsOptions,
   audit: TarballAudit,
   limit: ReturnType<typeof pLimit>,
 ): Promise<void> {
+  const batchLimit = pLimit(Math.min(AUDIT_PARALLEL, Math.max(1, o.parallel ?? 8)));
   for (const d of o.dbs) {
-    let batch: Promise<void>[] = [];
+    let pending: Promise<void>[] = [];
     const what = `listing of database ${d.db.name}`;
-    for await (const e of readListing(o.reader, d.db.listing, checkDocEntry, what)) {
+    for await (const ids of auditBatches(readListing(o.reader, d.db.listing, checkDocEntry, what))) {
       if (o.signal?.aborted) throw new Error('drill interrupted');
-      if (e.local || e.deleted || e.id.startsWith('_design/')) continue;
-      batch.push(limit(() => auditPackument(o, audit, d, e.id)));
-      if (batch.length >= 256) {
-        await Promise.all(batch);
-        batch = [];
+      const p = batchLimit(() => auditBatch(o, audit, d, ids, limit));
+      p.catch(() => undefined); // awaited below; this only keeps an early failure from being "unhandled"
+      pending.push(p);
+      if (pending.length >= AUDIT_PARALLEL * 2) {
+        await Promise.all(pending.slice(0, AUDIT_PARALLEL));
+        pending = pending.slice(AUDIT_PARALLEL);
       }
     }
-    await Promise.all(batch);
+    await Promise.all(pending);
   }
 }
 
-/** One packument: each tarball it names, in the tarball store, as an attachment, or absent. */
-async function auditPackument(o: VerifyTarballsOptions, audit: TarballAudit, d: RestoredDb, id: string) {
+/**
+ * The IDs of the packuments to audit (not local, deleted or design documents), in listing order, in batches of
+ * at most `maxDocs` documents and `maxBytes` of winning-revision bodies (a bigger document goes alone).
+ */
+export async function* auditBatches(
+  entries: AsyncIterable<DocEntry>,
+  maxDocs = AUDIT_BATCH_DOCS,
+  maxBytes = AUDIT_BATCH_BYTES,
+): AsyncGenerator<string[]> {
+  let ids: string[] = [];
+  let bytes = 0;
+  for await (const e of entries) {
+    if (e.local || e.deleted || e.id.startsWith('_design/')) continue;
+    const size = e.leaves.find((l) => l.rev === e.rev)?.body.size ?? 0;
+    if (ids.length && (ids.length >= maxDocs || bytes + size > maxBytes)) {
+      yield ids;
+      ids = [];
+      bytes = 0;
+    }
+    ids.push(e.id);
+    bytes += size;
+  }
+  if (ids.length) yield ids;
+}
+
+/** One batch of packuments, read from the standby in one request, each audited. */
+async function auditBatch(
+  o: VerifyTarballsOptions,
+  audit: TarballAudit,
+  d: RestoredDb,
+  ids: string[],
+  limit: ReturnType<typeof pLimit>,
+): Promise<void> {
   const { c } = audit;
-  const db = dbPath(d.scratch);
-  const { status, body } = await o.standby.json<Record<string, unknown>>('GET', `${db}/${docPath(id)}`, {
-    db: d.scratch,
-    notFound: 'return',
-  });
-  if (status !== 200) {
+  const unreadable = (id: string, why: string) => {
     c.unreadable++;
     if (audit.absent.length < MAX_DETAILS)
-      audit.absent.push(`packument ${JSON.stringify(id)} cannot be read from the standby (HTTP ${status})`);
+      audit.absent.push(`packument ${JSON.stringify(id)} cannot be read from the standby (${why})`);
+  };
+  const { status, body } = await o.standby.json<{
+    rows?: {
+      key?: string;
+      error?: string;
+      value?: { deleted?: boolean };
+      doc?: Record<string, unknown> | null;
+    }[];
+  }>('POST', `${dbPath(d.scratch)}/_all_docs?include_docs=true`, {
+    db: d.scratch,
+    notFound: 'return',
+    body: { keys: ids },
+  });
+  if (status !== 200) {
+    for (const id of ids) unreadable(id, `HTTP ${status}`);
     return;
   }
+  const rows = body.rows ?? [];
+  // The tarballs of a batch's packuments are hashed `limit` at a time, as the packuments come.
+  await Promise.all(
+    ids.map((id, i) => {
+      const row = rows[i];
+      const doc = row?.key === id ? row.doc : undefined;
+      if (!doc) {
+        unreadable(id, row?.error ?? (row?.value?.deleted ? 'deleted' : 'missing'));
+        return undefined;
+      }
+      return limit(() => auditPackument(o, audit, d, id, doc));
+    }),
+  );
+}
+
+/** One packument: each tarball it names, in the tarball store, as an attachment, or absent. */
+async function auditPackument(
+  o: VerifyTarballsOptions,
+  audit: TarballAudit,
+  d: RestoredDb,
+  id: string,
+  body: Record<string, unknown>,
+) {
+  const { c } = audit;
+  const db = dbPath(d.scratch);
   const { expectations } = packumentTarballs(body, id, d.db.name);
   if (!expectations.length) return;
   const name = typeof body.name === 'string' && body.name ? body.name : id;

@@ -4,7 +4,9 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
+import type { DocEntry } from '../../src/repo/format/couchdb-listing.js';
 import {
+  auditBatches,
   integrityDetail,
   judgeDigest,
   packageJsonOf,
@@ -109,5 +111,49 @@ describe('the drill tarball checks: the pure parts', () => {
       sampleMismatch({ where: 'a/-/a-1.tgz', name: 'a', version: '1' }, { name: 'b', version: '2' }),
       'a/-/a-1.tgz: package.json says "b"@"2", the packument entry is a@1',
     );
+  });
+});
+
+describe('the drill reads the restored packuments in batches', () => {
+  const doc = (id: string, size: number, more: Partial<DocEntry> = {}): DocEntry => ({
+    id,
+    rev: '1-a',
+    deleted: false,
+    leaves: [
+      { rev: '0-old', deleted: false, body: { size: 999_999, chunks: [] } },
+      { rev: '1-a', deleted: false, body: { size, chunks: [] } },
+    ],
+    ...more,
+  });
+  async function* of(docs: DocEntry[]) {
+    yield* docs;
+  }
+  const batches = async (docs: DocEntry[], maxDocs: number, maxBytes: number) => {
+    const out: string[][] = [];
+    for await (const b of auditBatches(of(docs), maxDocs, maxBytes)) out.push(b);
+    return out;
+  };
+
+  test('at most maxDocs per batch, in listing order; local, deleted and design documents left out', async () => {
+    const docs = [
+      doc('a', 10),
+      doc('_design/x', 10),
+      doc('b', 10),
+      doc('c', 10, { deleted: true }),
+      doc('_local/y', 10, { local: true }),
+      doc('d', 10),
+      doc('e', 10),
+      doc('f', 10),
+    ];
+    assert.deepEqual(await batches(docs, 2, 1000), [['a', 'b'], ['d', 'e'], ['f']]);
+  });
+
+  test("at most maxBytes of winning bodies per batch (the winner's size, not another leaf's); a bigger one alone", async () => {
+    const docs = [doc('a', 40), doc('b', 40), doc('c', 40), doc('big', 500), doc('d', 10), doc('e', 100)];
+    assert.deepEqual(await batches(docs, 100, 100), [['a', 'b'], ['c'], ['big'], ['d'], ['e']]);
+  });
+
+  test('nothing to read: no batch', async () => {
+    assert.deepEqual(await batches([doc('_design/x', 1)], 10, 10), []);
   });
 });
