@@ -35,9 +35,11 @@ export const DEFAULT_CHUNKERS: RepoConfig['chunkers'] = {
   // Packuments and listings: JSON that changes by insertions; ~32 KiB chunks keep edits local and still
   // compress well (zstd on 32 KiB of packument JSON: ~8x).
   json: { kind: 'cdc', min: 8 * 1024, avg: 32 * 1024, max: 128 * 1024 },
-  // Listings (JSON lines): the same, with cuts moved to the end of a line, so that every chunk holds whole
-  // entries and an unchanged chunk means unchanged entries.
-  tree: { kind: 'cdc', min: 8 * 1024, avg: 32 * 1024, max: 128 * 1024, snap: 0x0a },
+  // Listings (JSON lines, ~250 bytes per document): cuts moved to the end of a line, so that every chunk holds
+  // whole entries and an unchanged chunk means unchanged entries. Smaller than for documents: a day's changes
+  // are spread over the whole ID space, and 1,000 changed documents in a 100k-document listing dirtied ~73 %
+  // of its 32 KiB chunks (the incremental stored the whole 25 MiB listing again); at 4 KiB, ~15 %.
+  tree: { kind: 'cdc', min: 1024, avg: 4 * 1024, max: 16 * 1024, snap: 0x0a },
   // Tarballs and attachments: gzip'd and immutable; fixed 1 MiB pieces (most tarballs are one piece, and
   // a writer holds at most one piece per file in memory).
   bulk: { kind: 'fixed', size: 1024 * 1024 },
