@@ -509,8 +509,11 @@ export class BlobWriter {
       // the pack workers chunk and store this one.
       await this.room();
       const done = this.startBatch(group, kind);
-      done.catch(() => undefined); // awaited below, in order
-      group.forEach((_, k) => (out[groupAt + k] = done.then((all) => all[k]!)));
+      group.forEach((_, k) => {
+        const p = done.then((all) => all[k]!);
+        p.catch(() => undefined); // awaited below, in order (the first failure ends the wait)
+        out[groupAt + k] = p;
+      });
       group = [];
       groupBytes = 0;
     };
