@@ -276,7 +276,7 @@ function inspector(): FunctionPool {
 
 /**
  * Body writes in flight for one `_bulk_get` answer (one per group of bodies): the next bodies are parsed while
- * earlier ones are being stored, up to 512 writes or 8 MiB (at least one, whatever its size), so that the pack
+ * earlier ones are being stored, up to 64 writes or 2 MiB (at least one, whatever its size), so that the pack
  * workers stay busy instead of waiting on this thread.
  */
 export class WriteWindow {
@@ -287,7 +287,7 @@ export class WriteWindow {
     p.catch(() => undefined); // awaited in order below; this only keeps an early failure from being "unhandled"
     this.pending.push({ p, size });
     this.bytes += size;
-    while (this.pending.length > 512 || (this.pending.length > 1 && this.bytes > 8 * 1024 * 1024))
+    while (this.pending.length > 64 || (this.pending.length > 1 && this.bytes > 2 * 1024 * 1024))
       await this.shift();
   }
 
