@@ -11,9 +11,14 @@
  * of its own) and stops it at the end. Databases `small-<N>` (N packuments of 2–6 KB, test/generate/small.ts)
  * and `big-<K>` (K packuments of ~20 MB) are loaded once and kept in the data directory: a later run only
  * loads what is missing. `--sizes 10000,100000,1000000` gives the whole curve (the 1M load takes a while).
+ *
+ * Beside the wall time: the CPU seconds (user + system) of each contender, and those CouchDB (beam.smp) spent
+ * meanwhile — known when the server was started here, or with --data naming the data directory of the one at
+ * --url. On a shared machine the CPU seconds are the steadier figure: on 2 cores the server's own work and the
+ * pipeline's must fit side by side.
  */
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -47,9 +52,10 @@ await mkdir(out, { recursive: true });
 // --- the server ------------------------------------------------------------------------------------------
 let url = values.url;
 let stopServer = async () => {};
+const dataDir = values.data ?? (values.url ? undefined : '/tmp/i11-couch/couchdb');
 if (!url) {
   const port = values.port ?? '25984';
-  const data = values.data ?? '/tmp/i11-couch/couchdb';
+  const data = dataDir!;
   execFileSync(path.join(SCRATCH, 'start.sh'), [port, data], { stdio: 'inherit' });
   url = `http://admin:secret@127.0.0.1:${port}`;
   stopServer = async () => {
@@ -119,8 +125,43 @@ async function churn(db: string, n: number, fraction: number, day: number): Prom
 }
 
 // --- the contenders --------------------------------------------------------------------------------------
-async function regbackup(config: string, args: string[]): Promise<Measured> {
-  return measure(BIN, ['--config', config, ...args], { REGBACKUP_LOG_LEVEL: 'warn' });
+/** CPU seconds (user + system) the CouchDB server has used so far, when its pid is known. */
+function serverCpu(): number | undefined {
+  const pidFile = dataDir ? path.join(dataDir, 'couchdb.pid') : undefined;
+  if (!pidFile || !existsSync(pidFile)) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${readFileSync(pidFile, 'utf8').trim()}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return undefined;
+  }
+}
+
+interface Run extends Measured {
+  /** CPU seconds of the contender (user + system, its children included). */
+  cpu: number;
+  /** CPU seconds of the CouchDB server meanwhile. */
+  serverCpu?: number;
+}
+
+/** `measure`, with the contender's CPU time (an inner GNU time) and the server's meanwhile. */
+async function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+  const s0 = serverCpu();
+  const m = await measure('/usr/bin/time', ['-f', '__CPU__ %U %S', cmd, ...args], env);
+  const s1 = serverCpu();
+  const c = /__CPU__ ([\d.]+) ([\d.]+)/.exec(m.stderr);
+  return {
+    ...m,
+    cpu: c ? Number(c[1]) + Number(c[2]) : NaN,
+    serverCpu: s0 !== undefined && s1 !== undefined ? s1 - s0 : undefined,
+  };
+}
+
+const cpuCell = (r: Run) => `${fmt(r.cpu)} / ${r.serverCpu === undefined ? '?' : fmt(r.serverCpu)}`;
+
+async function regbackup(config: string, args: string[]): Promise<Run> {
+  return timed(BIN, ['--config', config, ...args], { REGBACKUP_LOG_LEVEL: 'warn' });
 }
 
 async function initRepo(dir: string, db: string): Promise<string> {
@@ -137,8 +178,8 @@ async function initRepo(dir: string, db: string): Promise<string> {
 }
 
 /** The server's own read floor: the whole database streamed to /dev/null. */
-function floor(db: string): Promise<Measured> {
-  return measure('curl', [
+function floor(db: string): Promise<Run> {
+  return timed('curl', [
     '-sSf',
     '-o',
     '/dev/null',
@@ -148,11 +189,11 @@ function floor(db: string): Promise<Measured> {
   ]);
 }
 
-async function couchbackup(db: string): Promise<Measured> {
+async function couchbackup(db: string): Promise<Run> {
   // A log left by an earlier run would make it refuse (it only resumes from one when told to).
   await rm(path.join(out, `couchbackup-${db}.log`), { force: true });
   await rm(path.join(out, `couchbackup-${db}.txt`), { force: true });
-  return measure(COUCHBACKUP, [
+  return timed(COUCHBACKUP, [
     '--url',
     url!,
     '--db',
@@ -170,7 +211,9 @@ function du(dir: string): string {
   return execFileSync('du', ['-sh', dir]).toString().split('\t')[0]!;
 }
 
-const rows: (string | number)[][] = [['database', 'work', 'contender', 'seconds', 'peak RSS MiB', 'note']];
+const rows: (string | number)[][] = [
+  ['database', 'work', 'contender', 'seconds', 'CPU s (own / CouchDB)', 'peak RSS MiB', 'note'],
+];
 
 async function bench(db: string, n: number, opts: { churn: boolean }): Promise<void> {
   const f1 = await floor(db);
@@ -185,6 +228,7 @@ async function bench(db: string, n: number, opts: { churn: boolean }): Promise<v
     'read floor',
     'curl _all_docs',
     fmt(fl, 2),
+    cpuCell(f1.seconds <= f2.seconds ? f1 : f2),
     fmt(f1.maxRssMiB),
     `runs ${f1.seconds} / ${f2.seconds} s`,
   ]);
@@ -193,6 +237,7 @@ async function bench(db: string, n: number, opts: { churn: boolean }): Promise<v
     'full',
     'regbackup',
     fmt(full.seconds, 2),
+    cpuCell(full),
     fmt(full.maxRssMiB),
     `${fmt(full.seconds / fl, 2)}x floor (goal <= 1.5x); ${fmt(n / full.seconds, 0)} docs/s; repo ${du(path.join(dir, 'target'))}`,
   ]);
@@ -202,6 +247,7 @@ async function bench(db: string, n: number, opts: { churn: boolean }): Promise<v
       'full',
       'couchbackup',
       fmt(cb.seconds, 2),
+      cpuCell(cb),
       fmt(cb.maxRssMiB),
       `${fmt(cb.seconds / full.seconds, 2)}x regbackup's time`,
     ]);
@@ -213,6 +259,7 @@ async function bench(db: string, n: number, opts: { churn: boolean }): Promise<v
       `incr. 1% (${changed})`,
       'regbackup',
       fmt(inc.seconds, 2),
+      cpuCell(inc),
       fmt(inc.maxRssMiB),
       `${fmt((100 * inc.seconds) / full.seconds, 1)}% of full (goal <= 5%)`,
     ]);
@@ -224,6 +271,7 @@ async function bench(db: string, n: number, opts: { churn: boolean }): Promise<v
     'no change',
     'regbackup',
     fmt(none.seconds, 2),
+    cpuCell(none),
     fmt(none.maxRssMiB),
     `process start (--version) ${fmt(start.seconds, 2)} s: work ${fmt(none.seconds - start.seconds, 2)} s`,
   ]);

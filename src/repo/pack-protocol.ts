@@ -4,7 +4,7 @@ import type { ChunkerParams } from './chunker.js';
 /**
  * Messages between the blob writer (main thread) and its pack workers (pack-worker.ts).
  *
- * A job is one file, buffer or stream. The worker reads (files) or receives (data) its bytes, cuts them into
+ * A job is one file, buffer or stream, or many small buffers (documents) at once. The worker reads (files) or receives (data) its bytes, cuts them into
  * chunks and names them (keyed BLAKE3), and reports the chunk IDs of each piece; the main thread, which owns the
  * index, answers which chunks are new; the worker compresses, encrypts and packs those, drops the others, and
  * hands back sealed packs. Bulk bytes never cross into the main thread.
@@ -24,6 +24,9 @@ export interface PackWorkerInit {
 
 /** json, bulk, tree: chunked by the repository's chunkers. blob-tree, blob-data: one blob as it is (repacking). */
 export type JobKind = 'json' | 'bulk' | 'tree' | 'blob-tree' | 'blob-data';
+
+/** Kinds a 'many' job may have (compression is tried on every chunk: no per-buffer raw detection). */
+export type ManyKind = 'json' | 'tree';
 
 /** A file is read in pieces of this size (the default bulk chunk size, so a piece holds whole chunks). */
 export const PIECE_SIZE = 1024 * 1024;
@@ -50,6 +53,12 @@ export type Op =
       sha512: boolean;
     }
   | { op: 'data'; job: number; kind: JobKind; data: ArrayBuffer; end: boolean }
+  /**
+   * Many small buffers in one job (documents): `data` holds them one after the other, `lengths` gives each
+   * one's size. Each is chunked on its own, exactly as a job of its own would be; their chunks are reported in
+   * one 'chunks' event (with `counts`), decided and stored as one batch.
+   */
+  | { op: 'many'; job: number; kind: ManyKind; data: ArrayBuffer; lengths: Uint32Array }
   | { op: 'decide'; job: number; batch: number; store: Uint8Array }
   | { op: 'flush'; seq: number };
 
@@ -63,7 +72,16 @@ export interface JobEnd {
 }
 
 export type Event =
-  | { ev: 'chunks'; job: number; batch: number; ids: Uint8Array; sizes: Uint32Array; end?: JobEnd }
+  | {
+      ev: 'chunks';
+      job: number;
+      batch: number;
+      ids: Uint8Array;
+      sizes: Uint32Array;
+      end?: JobEnd;
+      /** 'many' jobs: how many of the chunks belong to each buffer, in order. */
+      counts?: Uint32Array;
+    }
   | { ev: 'consumed'; job: number; bytes: number }
   /** The file changed while it was read: the chunks reported so far are void; it is read again from the start. */
   | { ev: 'restart'; job: number }

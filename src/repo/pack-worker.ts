@@ -16,6 +16,7 @@ import {
   type Event,
   type FromWorker,
   type JobKind,
+  type ManyKind,
   type Op,
   type PackWorkerInit,
   type ToWorker,
@@ -174,6 +175,50 @@ function feed(id: number, job: Job, piece: Buffer, end: boolean, pooled?: Buffer
   }
   out.push(ev);
   transfer.push(ids.buffer as ArrayBuffer, lens.buffer as ArrayBuffer);
+}
+
+/**
+ * A 'many' job: each buffer of `data` (sizes in `lengths`) is cut by a chunker of its own, as if it were a job
+ * of its own (the same chunks, the same IDs); all their chunks go out in one 'chunks' event, with how many
+ * belong to each buffer, and are decided as one batch. The chunks are views of `data`, which this thread owns.
+ */
+function feedMany(id: number, kind: ManyKind, data: Buffer, lengths: Uint32Array): void {
+  const job = newJob(kind);
+  jobs.set(id, job);
+  const chunks: Buffer[] = [];
+  const counts = new Uint32Array(lengths.length);
+  let at = 0;
+  for (let b = 0; b < lengths.length; b++) {
+    const body = data.subarray(at, at + lengths[b]!);
+    at += body.length;
+    const before = chunks.length;
+    const chunker = b === 0 ? job.chunker : chunkerFor(kind);
+    let off = 0;
+    for (const len of chunker.push(body)) {
+      chunks.push(body.subarray(off, off + len));
+      off += len;
+    }
+    const last = chunker.finish();
+    if (last > 0) chunks.push(body.subarray(off, off + last));
+    counts[b] = chunks.length - before;
+  }
+  if (at !== data.length) throw new Error(`a batch of ${data.length} bytes whose lengths add up to ${at}`);
+  job.size = at;
+  job.ended = true;
+  const idBufs: Buffer[] = [];
+  const ids = new Uint8Array(chunks.length * 32);
+  const lens = new Uint32Array(chunks.length);
+  for (let i = 0; i < chunks.length; i++) {
+    const c = chunks[i]!;
+    const cid = blobId(idKey, job.type, c);
+    idBufs.push(cid);
+    ids.set(cid, i * 32);
+    lens[i] = c.length;
+  }
+  const batch = job.batch++;
+  job.held.set(batch, { chunks, ids: idBufs });
+  out.push({ ev: 'chunks', job: id, batch, ids, sizes: lens, counts, end: { size: at } });
+  transfer.push(ids.buffer as ArrayBuffer, lens.buffer as ArrayBuffer, counts.buffer as ArrayBuffer);
 }
 
 /**
@@ -349,6 +394,9 @@ async function handle(op: Op): Promise<void> {
       feed(op.job, job, Buffer.from(op.data), op.end);
       return;
     }
+    case 'many':
+      feedMany(op.job, op.kind, Buffer.from(op.data), op.lengths);
+      return;
     case 'decide':
       try {
         await decide(op.job, op.batch, op.store);

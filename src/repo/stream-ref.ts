@@ -1,7 +1,7 @@
 import { IntegrityError } from '../errors.js';
 import { ID_SIZE, isHexId } from './ids.js';
 import type { BlobReader } from './reader.js';
-import type { BlobKind, BlobWriter, Chunks } from './writer.js';
+import type { BlobKind, BlobWriter, Chunks, ManyKind } from './writer.js';
 
 /**
  * A stored stream (docs/FORMAT.md §11, "Streams"): its size and its chunk IDs in order, or, when there are many,
@@ -30,6 +30,16 @@ export async function writeStream(
   kind: BlobKind,
 ): Promise<StreamRef> {
   return refFromChunks(writer, await writer.writeStream(src, kind));
+}
+
+/** Stores many buffers (documents) at once (BlobWriter.writeMany): one reference each, in order. */
+export async function writeBuffers(
+  writer: BlobWriter,
+  bufs: readonly Uint8Array[],
+  kind: ManyKind,
+): Promise<StreamRef[]> {
+  const all = await writer.writeMany(bufs, kind);
+  return Promise.all(all.map((c) => refFromChunks(writer, c)));
 }
 
 export async function writeBuffer(writer: BlobWriter, data: Buffer, kind: BlobKind): Promise<StreamRef> {

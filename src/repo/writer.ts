@@ -14,6 +14,7 @@ import {
   type FromWorker,
   type JobEnd,
   type JobKind,
+  type ManyKind,
   type Op,
   type PackWorkerInit,
   type ToWorker,
@@ -29,6 +30,8 @@ import { processAlive } from '../util/process.js';
  * - tree: listings and other metadata the worker may read back: CDC chunks, zstd, tree blobs.
  */
 export type BlobKind = JobKind;
+/** Kinds writeMany takes: documents and listings (no per-buffer test for compressed bytes). */
+export type { ManyKind } from './pack-protocol.js';
 
 /** The chunks a stream was cut into, in order. */
 export interface Chunks {
@@ -98,9 +101,20 @@ export interface WriterOptions {
 /** Largest piece of a stream sent in one message. */
 const STREAM_PIECE = 1024 * 1024;
 
+/** writeMany: a batch holds up to this many bytes or buffers; a bigger buffer is streamed on its own. */
+const MANY_BYTES = STREAM_PIECE;
+const MANY_COUNT = 1024;
+const MANY_BODY_MAX = 256 * 1024;
+
+function* slices(buf: Uint8Array): Generator<Uint8Array> {
+  for (let at = 0; at < buf.length; at += STREAM_PIECE) yield buf.subarray(at, at + STREAM_PIECE);
+}
+
 interface JobState {
   slot: Slot;
   ids: Buffer[];
+  /** 'many' jobs: how many of `ids` belong to each buffer, in order. */
+  counts?: Uint32Array;
   size: number;
   /** Bytes sent and not yet consumed (data jobs), or the one piece a worker holds at a time (file jobs). */
   inflight: number;
@@ -111,9 +125,13 @@ interface JobState {
   ended: boolean;
   batchesOpen: number;
   end?: JobEnd;
-  resolve(r: FileResult): void;
+  resolve(r: JobResult): void;
   reject(e: Error): void;
   waiters: (() => void)[];
+}
+
+interface JobResult extends FileResult {
+  counts?: Uint32Array;
 }
 
 interface Slot {
@@ -271,7 +289,7 @@ export class BlobWriter {
   private onEvent(slot: Slot, ev: Event): void {
     switch (ev.ev) {
       case 'chunks':
-        this.decide(slot, ev.job, ev.batch, ev.ids, ev.sizes, ev.end);
+        this.decide(slot, ev.job, ev.batch, ev.ids, ev.sizes, ev.end, ev.counts);
         break;
       case 'consumed': {
         const job = this.jobs.get(ev.job);
@@ -325,6 +343,7 @@ export class BlobWriter {
     ids: Uint8Array,
     sizes: Uint32Array,
     end?: JobEnd,
+    counts?: Uint32Array,
   ): void {
     const job = this.jobs.get(jobId);
     if (job?.path !== undefined) this.beforeFileBatch?.(job.path, job.reads);
@@ -350,6 +369,7 @@ export class BlobWriter {
     }
     if (job) {
       job.batchesOpen++;
+      if (counts) job.counts = counts;
       if (end) {
         job.ended = true;
         job.end = end;
@@ -363,7 +383,7 @@ export class BlobWriter {
     this.jobs.delete(jobId);
     if (job.file) this.release(job, job.inflight);
     const { size, sha1, sha512, mtimeMs } = job.end!;
-    job.resolve({ size, ids: job.ids, sha1, sha512, mtimeMs });
+    job.resolve({ size, ids: job.ids, sha1, sha512, mtimeMs, counts: job.counts });
   }
 
   private abort(err: Error): void {
@@ -396,12 +416,12 @@ export class BlobWriter {
     return best;
   }
 
-  private startJob(): { id: number; job: JobState; done: Promise<FileResult> } {
+  private startJob(): { id: number; job: JobState; done: Promise<JobResult> } {
     const slot = this.pick();
     const id = this.nextJob++;
-    let resolve!: (r: FileResult) => void;
+    let resolve!: (r: JobResult) => void;
     let reject!: (e: Error) => void;
-    const done = new Promise<FileResult>((res, rej) => {
+    const done = new Promise<JobResult>((res, rej) => {
       resolve = res;
       reject = rej;
     });
@@ -470,6 +490,87 @@ export class BlobWriter {
   /** Stores a buffer (a document, a listing piece). */
   async write(data: Buffer, kind: BlobKind): Promise<Chunks> {
     return this.writeStream([data], kind);
+  }
+
+  /**
+   * Stores many buffers (documents), each as `write` would (the same chunks, the same IDs), in the order given.
+   * Small ones travel together: one job, one message each way and one decision per batch of up to
+   * MANY_BYTES / MANY_COUNT of them, instead of one job and two round trips to a pack worker per buffer. A
+   * buffer over MANY_BODY_MAX is streamed on its own (its stream window bounds what is in flight). A batch
+   * waits for room like any job: the bytes in flight stay within `maxInflight` (plus one batch).
+   */
+  async writeMany(bufs: readonly Uint8Array[], kind: ManyKind): Promise<Chunks[]> {
+    const out: Promise<Chunks>[] = [];
+    let group: Uint8Array[] = [];
+    let groupBytes = 0;
+    let groupAt = 0;
+    const ship = async () => {
+      // Waits for room like any job; the batch is then handed over at once, and the next one gathered while
+      // the pack workers chunk and store this one.
+      await this.room();
+      const done = this.startBatch(group, kind);
+      group.forEach((_, k) => {
+        const p = done.then((all) => all[k]!);
+        p.catch(() => undefined); // awaited below, in order (the first failure ends the wait)
+        out[groupAt + k] = p;
+      });
+      group = [];
+      groupBytes = 0;
+    };
+    try {
+      for (let i = 0; i < bufs.length; i++) {
+        const b = bufs[i]!;
+        if (b.length > MANY_BODY_MAX) {
+          if (group.length) await ship();
+          const p = this.writeStream(slices(b), kind);
+          p.catch(() => undefined); // awaited below, in order
+          out[i] = p;
+          continue;
+        }
+        if (group.length === 0) groupAt = i;
+        group.push(b);
+        groupBytes += b.length;
+        if (groupBytes >= MANY_BYTES || group.length >= MANY_COUNT) await ship();
+      }
+      if (group.length) await ship();
+    } catch (err) {
+      // The writer failed while a batch waited for room: what was handed over fails with it.
+      await Promise.allSettled(out);
+      throw err;
+    }
+    const res: Chunks[] = [];
+    for (const p of out) res.push(await p);
+    return res;
+  }
+
+  /** One 'many' job: the buffers copied into one message, their chunks decided as one batch. */
+  private startBatch(bufs: Uint8Array[], kind: ManyKind): Promise<Chunks[]> {
+    const { id, job, done } = this.startJob();
+    const lengths = new Uint32Array(bufs.length);
+    let total = 0;
+    for (let i = 0; i < bufs.length; i++) total += lengths[i] = bufs[i]!.length;
+    const data = new Uint8Array(total);
+    let at = 0;
+    for (const b of bufs) {
+      data.set(b, at);
+      at += b.length;
+    }
+    this.account(job, total);
+    this.send(job.slot, { op: 'many', job: id, kind, data: data.buffer, lengths }, data.buffer, total);
+    return done.then((r) => {
+      const counts = r.counts ?? new Uint32Array(0);
+      if (counts.length !== bufs.length)
+        throw new Error(`pack worker: a batch of ${bufs.length} buffers answered for ${counts.length}`);
+      const res: Chunks[] = [];
+      let from = 0;
+      for (let i = 0; i < bufs.length; i++) {
+        const n = counts[i]!;
+        res.push({ size: lengths[i]!, ids: r.ids.slice(from, from + n) });
+        from += n;
+      }
+      if (from !== r.ids.length) throw new Error('pack worker: a batch answered with chunks of no buffer');
+      return res;
+    });
   }
 
   /** Stores a stream of any length; memory stays bounded by the stream window. */

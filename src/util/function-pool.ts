@@ -17,7 +17,9 @@ export class FunctionPool {
     for (let i = 0; i < size; i++) {
       const w = new Worker(new URL('./function-worker.js', import.meta.url), {
         workerData: { moduleUrl, fn },
-        resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 128 },
+        // The buffers sent are outside the heap; what a call builds is small and short-lived: a big heap only
+        // lets garbage pile up (memory is a budget).
+        resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
       });
       const slot = { w, busy: 0 };
       w.on('message', (m: { id: number; ok: boolean; value?: unknown; error?: string }) => {

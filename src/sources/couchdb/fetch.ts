@@ -1,5 +1,5 @@
 import { SourceError } from '../../errors.js';
-import { writeStream, type StreamRef } from '../../repo/stream-ref.js';
+import { writeBuffers, type StreamRef } from '../../repo/stream-ref.js';
 import { attachmentStubs, attEntry, downloadAttachment, reusable, type AttStub } from './attachments.js';
 import type { ChangeRow } from './changes.js';
 import { bodyBytes } from '../../couchdb/client.js';
@@ -193,8 +193,21 @@ class InspectGroups {
     scanned.catch(() => undefined); // awaited in order below
     const done = (this.chain = this.chain.then(async () => {
       const infos = await scanned;
-      for (let i = 0; i < els.length; i++)
-        await takeResult(this.run, els[i]!, infos[i]!, this.accs, this.writes);
+      const bodies: { leaf: LeafAcc; raw: Buffer }[] = [];
+      for (let i = 0; i < els.length; i++) takeResult(this.run, els[i]!, infos[i]!, this.accs, bodies);
+      if (bodies.length === 0) return;
+      // The group's bodies are stored together (one batch to a pack worker, not one job per document).
+      let size = 0;
+      for (const b of bodies) size += b.raw.length;
+      await this.writes.add(
+        storeBodies(
+          this.run,
+          bodies.map((b) => b.raw),
+        ).then((refs) => {
+          for (let i = 0; i < bodies.length; i++) bodies[i]!.leaf.body = refs[i]!;
+        }),
+        size,
+      );
     }));
     done.catch(() => undefined); // awaited by dispatch or finish
     this.inflight.push(done);
@@ -206,13 +219,14 @@ class InspectGroups {
   }
 }
 
-async function takeResult(
+/** Takes one element's leaves into its document; their bodies (raw bytes) go to `bodies`, to be stored. */
+function takeResult(
   run: DbRun,
   el: Buffer,
   r: ResultInfo,
   accs: Map<string, DocAcc>,
-  writes: WriteWindow,
-): Promise<void> {
+  bodies: { leaf: LeafAcc; raw: Buffer }[],
+): void {
   if (r.error) throw new JsonShapeError(r.error);
   const acc = typeof r.id === 'string' ? accs.get(r.id) : undefined;
   if (!acc) {
@@ -232,7 +246,7 @@ async function takeResult(
     const leaf: LeafAcc = {
       rev: info.rev,
       deleted: info.deleted,
-      body: { size: raw.length, chunks: [] }, // replaced when the write below is done
+      body: { size: raw.length, chunks: [] }, // replaced when the body is stored
       stubs: attachmentStubs(run, acc.item.id, info.attachments),
       tarballs: info.tarballs,
     };
@@ -240,25 +254,16 @@ async function takeResult(
     run.stats.leavesFetched++;
     run.stats.bodyBytesFetched += raw.length;
     run.ctx.progress.bytes += raw.length;
-    await writes.add(
-      storeBody(run, raw).then((ref) => {
-        leaf.body = ref;
-      }),
-      raw.length,
-    );
+    bodies.push({ leaf, raw });
   }
 }
 
-/** Pieces handed to the writer at a time: a 20 MB body is not copied whole on its way to a pack worker. */
-const BODY_PIECE = 1024 * 1024;
-
-function* pieces(buf: Buffer): Generator<Buffer> {
-  for (let at = 0; at < buf.length; at += BODY_PIECE) yield buf.subarray(at, at + BODY_PIECE);
-}
-
-/** Stores a body byte for byte (in pieces: the writer's stream window then bounds what is in flight). */
-function storeBody(run: DbRun, raw: Buffer): Promise<StreamRef> {
-  return writeStream(run.ctx.writer, pieces(raw), 'json');
+/**
+ * Stores bodies byte for byte: small ones in batches (BlobWriter.writeMany), a big one (a 20 MB packument)
+ * streamed in pieces on its own (the writer's stream window then bounds what is in flight).
+ */
+function storeBodies(run: DbRun, raws: Buffer[]): Promise<StreamRef[]> {
+  return writeBuffers(run.ctx.writer, raws, 'json');
 }
 
 let pool: FunctionPool | undefined;
@@ -270,9 +275,9 @@ function inspector(): FunctionPool {
 }
 
 /**
- * Body writes in flight for one `_bulk_get` answer: the next bodies are parsed while earlier ones are being
- * stored, up to 512 bodies or 8 MiB (at least one, whatever its size): small documents are many round trips to
- * the pack workers each, and a deep window keeps those threads busy instead of waiting on one another.
+ * Body writes in flight for one `_bulk_get` answer (one per group of bodies): the next bodies are parsed while
+ * earlier ones are being stored, up to 64 writes or 2 MiB (at least one, whatever its size), so that the pack
+ * workers stay busy instead of waiting on this thread.
  */
 export class WriteWindow {
   private readonly pending: { p: Promise<void>; size: number }[] = [];
@@ -282,7 +287,7 @@ export class WriteWindow {
     p.catch(() => undefined); // awaited in order below; this only keeps an early failure from being "unhandled"
     this.pending.push({ p, size });
     this.bytes += size;
-    while (this.pending.length > 512 || (this.pending.length > 1 && this.bytes > 8 * 1024 * 1024))
+    while (this.pending.length > 64 || (this.pending.length > 1 && this.bytes > 2 * 1024 * 1024))
       await this.shift();
   }
 
