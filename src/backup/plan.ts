@@ -109,7 +109,13 @@ export interface Session {
 export async function openSession(
   config: Config,
   targets: string[],
-  opts: { workers?: number; stores?: ObjectStore[]; beforeFileBatch?: WriterOptions['beforeFileBatch'] } = {},
+  opts: {
+    workers?: number;
+    stores?: ObjectStore[];
+    beforeFileBatch?: WriterOptions['beforeFileBatch'];
+    /** The run's signal: uploads (packs, index objects, the snapshot) stop when it aborts. */
+    signal?: AbortSignal;
+  } = {},
 ): Promise<Session> {
   const worker = await loadWorkerKey(config.keys);
   const metrics = new Map(config.targets.map((t) => [t.name, new StoreMetrics()]));
@@ -123,7 +129,7 @@ export async function openSession(
     { cacheRoot: config.cache ?? defaultCacheRoot() },
   );
   const index = await repo.loadIndex(repo.targets[0]);
-  const fanout = new Fanout(repo.targets, retentionDaysOf(config));
+  const fanout = new Fanout(repo.targets, retentionDaysOf(config), opts.signal);
   for (const u of unreachable) fanout.fail(u.target, u.error);
   // Packs a prune has marked are not deduplicated against (marks.ts explains why this is safe).
   const exclude = excludedPacks(await loadMarks(repo, repo.targets[0]!));
