@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { AlertManager } from '../src/alerts/index.js';
 import type { Config } from '../src/config/schema.js';
+import { messageOf } from '../src/errors.js';
 import type { HealthReport } from '../src/health/evaluate.js';
 import { FileStateStore, RedisStateStore, redisConnection, type StateStore } from '../src/health/state.js';
 import type { Logger } from '../src/log.js';
@@ -56,7 +57,21 @@ export function createEnv(
     cacheRoot,
     redis,
     async close() {
-      await state.close();
+      // Once no job runs: the targets' stores (their sockets and HTTP agents), in the configured order, then
+      // the state store, then Redis. Each is closed even when one before it fails (that failure is logged:
+      // the process is stopping, and a close that fails must not hide why, nor keep the others open).
+      for (const store of env.stores)
+        await store
+          .close()
+          .catch((err: unknown) =>
+            opts.logger.warn(
+              { target: store.name, err: messageOf(err) },
+              `closing target ${store.name} failed`,
+            ),
+          );
+      await state
+        .close()
+        .catch((err: unknown) => opts.logger.warn({ err: messageOf(err) }, 'closing the state store failed'));
       if (redis)
         await redis.quit().catch((err: unknown) => opts.logger.debug({ err: String(err) }, 'closing Redis'));
     },

@@ -189,6 +189,7 @@ export async function backupPart(ctx: JobContext, data: PartJobData): Promise<Pa
     withSlot(env, async (root) => {
       const session = await openSession(withCache(env.config, root), data.plan.targets, {
         stores: env.stores,
+        signal: ctx.signal,
       });
       try {
         return await runPart(env.config, data.plan, data.part, session, {
@@ -216,6 +217,7 @@ export async function commitRun(
     withSlot(env, async (root) => {
       const session = await openSession(withCache(env.config, root), data.plan.targets, {
         stores: env.stores,
+        signal: ctx.signal,
       });
       try {
         return await commitBackup(

@@ -3,6 +3,7 @@ import type { RestoreIdentity } from '../src/repo/keys.js';
 import { defaultCacheRoot, Repository } from '../src/repo/repository.js';
 import { log } from '../src/log.js';
 import {
+  inTakenOrder,
   listSnapshots,
   readSnapshot,
   resolveSnapshot,
@@ -200,8 +201,13 @@ async function allSnapshots(
   }
   if (!all.length && problems.length)
     throw new TargetError(`no target lists its snapshots (${problems.join('; ')})`);
-  all.sort((a, b) => a.time.getTime() - b.time.getTime() || a.id.localeCompare(b.id));
-  return { all, where };
+  // In the order they were taken (a manifest is read only for snapshots that share a second).
+  const ordered = await inTakenOrder(all, async (info) => {
+    const holders = where.get(info.id)!;
+    return (await readSnapshot(repo, info, [...holders, ...repo.targets.filter((t) => !holders.includes(t))]))
+      .manifest.time;
+  });
+  return { all: ordered, where };
 }
 
 /** Parses `--at`: an ISO 8601 time (or anything Date understands), or an age such as "2h" / "3d ago". */

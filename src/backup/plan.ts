@@ -12,8 +12,9 @@ import { loadWorkerKey } from '../repo/keys.js';
 import { BlobReader } from '../repo/reader.js';
 import { defaultCacheRoot, Repository } from '../repo/repository.js';
 import {
-  bySnapshotTime,
+  inTakenOrder,
   listSnapshots,
+  loadOnce,
   loadSnapshot,
   newestVerified,
   type SnapshotInfo,
@@ -108,7 +109,13 @@ export interface Session {
 export async function openSession(
   config: Config,
   targets: string[],
-  opts: { workers?: number; stores?: ObjectStore[]; beforeFileBatch?: WriterOptions['beforeFileBatch'] } = {},
+  opts: {
+    workers?: number;
+    stores?: ObjectStore[];
+    beforeFileBatch?: WriterOptions['beforeFileBatch'];
+    /** The run's signal: uploads (packs, index objects, the snapshot) stop when it aborts. */
+    signal?: AbortSignal;
+  } = {},
 ): Promise<Session> {
   const worker = await loadWorkerKey(config.keys);
   const metrics = new Map(config.targets.map((t) => [t.name, new StoreMetrics()]));
@@ -122,7 +129,7 @@ export async function openSession(
     { cacheRoot: config.cache ?? defaultCacheRoot() },
   );
   const index = await repo.loadIndex(repo.targets[0]);
-  const fanout = new Fanout(repo.targets, retentionDaysOf(config));
+  const fanout = new Fanout(repo.targets, retentionDaysOf(config), opts.signal);
   for (const u of unreachable) fanout.fail(u.target, u.error);
   // Packs a prune has marked are not deduplicated against (marks.ts explains why this is safe).
   const exclude = excludedPacks(await loadMarks(repo, repo.targets[0]!));
@@ -260,7 +267,7 @@ function damageFinding(target: string, key: string, message: string): Finding {
  * The parent of the run — the newest snapshot that verifies on some target — and each source's entry in the
  * newest verifying snapshot that has it. Snapshots that verify nowhere are passed over, and returned.
  */
-async function previousEntries(
+export async function previousEntries(
   repo: Repository,
   stores: readonly ObjectStore[],
   names: string[],
@@ -297,8 +304,7 @@ async function previousEntries(
     }
   }
   if (unlisted.length === stores.length && unlisted[0]) throw unlisted[0];
-  list.sort(bySnapshotTime);
-  const load = async (info: SnapshotInfo): Promise<SnapshotManifest> => {
+  const load = loadOnce(async (info: SnapshotInfo): Promise<SnapshotManifest> => {
     const reasons: string[] = [];
     for (const store of where.get(info.id)!) {
       try {
@@ -309,12 +315,14 @@ async function previousEntries(
       }
     }
     throw new IntegrityError(reasons.join('; '));
-  };
+  });
+  // In the order they were taken: the parent is the snapshot every other command calls the latest.
+  const ordered = await inTakenOrder(list, async (info) => (await load(info)).time);
   const bySource: BackupPlan['previous'] = {};
   const skipped: { key: string; targets: string[]; reason: string }[] = [];
   let latest: string | undefined;
   // Newest first, at most 50 snapshots back, until every source has its previous entry.
-  let rest = list.slice(-50);
+  let rest = ordered.slice(-50);
   while (rest.length && !names.every((n) => n in bySource)) {
     const found = await newestVerified(rest, load);
     for (const s of found.skipped) {

@@ -71,6 +71,7 @@ async function attemptBackup(
     workers: opts.workers,
     stores: opts.stores,
     beforeFileBatch: opts.beforeFileBatch,
+    signal,
   });
   try {
     const outcomes: PartOutcome[] = [];

@@ -3,7 +3,7 @@ import type { Config } from '../config/schema.js';
 import { messageOf } from '../errors.js';
 import { loadWorkerKey } from '../repo/keys.js';
 import { defaultCacheRoot, Repository } from '../repo/repository.js';
-import { listSnapshots, loadSnapshot, type SnapshotInfo, type SourceSnapshot } from '../repo/snapshot.js';
+import { listInTakenOrder, loadSnapshot, type SnapshotInfo, type SourceSnapshot } from '../repo/snapshot.js';
 import type { ObjectStore } from '../store/types.js';
 
 /**
@@ -98,7 +98,7 @@ async function targetFreshness(
   sources: string[],
   report: FreshnessReport,
 ): Promise<Record<string, SourceFreshness>> {
-  const list: SnapshotInfo[] = await listSnapshots(store);
+  const list: SnapshotInfo[] = await listInTakenOrder(repo, store);
   const out: Record<string, SourceFreshness> = {};
   if (list.length === 0) return out;
   const pending: Item[] = sources.map((source) => ({ source }));

@@ -137,16 +137,13 @@ export async function recordBackup(
       by,
       durationMs,
     };
-    await state.set('backup:last', rec);
-    for (const s of r.sources)
-      await recordJob(state, {
-        job: 'backup',
-        source: s,
-        status: 'failed',
-        durationMs,
-        error: rec.error,
-        time,
-      });
+    // Issued together: the state file is rewritten once for all of them, not once each.
+    await Promise.all([
+      state.set('backup:last', rec),
+      ...r.sources.map((s) =>
+        recordJob(state, { job: 'backup', source: s, status: 'failed', durationMs, error: rec.error, time }),
+      ),
+    ]);
     return rec;
   }
   const res = r.result;
@@ -179,29 +176,34 @@ export async function recordBackup(
     by,
     durationMs,
   };
-  await state.set('backup:last', rec);
-  for (const s of r.sources) {
-    const failed = failedSources.includes(s);
-    const why = res.findings.find((f) => f.source === s && f.severity === 'error')?.message;
-    await recordJob(state, {
-      job: 'backup',
-      source: s,
-      status: failed ? 'failed' : res.exitCode === ExitCode.ok ? 'ok' : 'partial',
-      durationMs,
-      time,
-      ...(failed ? { error: why ?? 'source could not be read' } : {}),
-    });
-  }
   const st = res.stats;
-  for (const t of res.targets) {
-    if (t.status !== 'ok') continue;
-    await state.incr(`bytes:${t.name}`, {
-      newBytes: st.newBytes ?? 0,
-      dedupBytes: st.dedupBytes ?? 0,
-      storedBytes: st.storedBytes ?? 0,
-      written: t.bytesWritten,
-    });
-  }
+  // Issued together: the state file is rewritten once or twice for all of them (each job record reads its
+  // previous one first), not once each.
+  await Promise.all([
+    state.set('backup:last', rec),
+    ...r.sources.map((s) => {
+      const failed = failedSources.includes(s);
+      const why = res.findings.find((f) => f.source === s && f.severity === 'error')?.message;
+      return recordJob(state, {
+        job: 'backup',
+        source: s,
+        status: failed ? 'failed' : res.exitCode === ExitCode.ok ? 'ok' : 'partial',
+        durationMs,
+        time,
+        ...(failed ? { error: why ?? 'source could not be read' } : {}),
+      });
+    }),
+    ...res.targets
+      .filter((t) => t.status === 'ok')
+      .map((t) =>
+        state.incr(`bytes:${t.name}`, {
+          newBytes: st.newBytes ?? 0,
+          dedupBytes: st.dedupBytes ?? 0,
+          storedBytes: st.storedBytes ?? 0,
+          written: t.bytesWritten,
+        }),
+      ),
+  ]);
   return rec;
 }
 

@@ -1,6 +1,6 @@
 import type { Config } from '../config/schema.js';
 import type { Repository } from '../repo/repository.js';
-import { listSnapshots, loadSnapshot } from '../repo/snapshot.js';
+import { listInTakenOrder, loadSnapshot } from '../repo/snapshot.js';
 import { RegbackupError } from '../errors.js';
 
 /**
@@ -82,7 +82,7 @@ export async function costReport(
     monthlyTotal: 0,
   };
   const first = repo.targets[0]!;
-  const infos = (await listSnapshots(first)).slice(-(opts.recentRuns ?? 24));
+  const infos = (await listInTakenOrder(repo, first)).slice(-(opts.recentRuns ?? 24));
   const stats: Record<string, number>[] = [];
   let latest: CostReport['latest'];
   for (const info of infos) {

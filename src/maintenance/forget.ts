@@ -1,6 +1,6 @@
 import type { Logger } from '../log.js';
 import type { Repository } from '../repo/repository.js';
-import { listSnapshots } from '../repo/snapshot.js';
+import { inTakenOrder, listSnapshots } from '../repo/snapshot.js';
 import { loadListedSnapshot } from './references.js';
 import { RegbackupError } from '../errors.js';
 import { applyRetention, type RetentionDecision, type RetentionPolicy } from './retention.js';
@@ -24,12 +24,15 @@ export async function forget(
   opts: { dryRun?: boolean; logger: Logger },
 ): Promise<ForgetResult> {
   const store = repo.targets[0]!;
-  const infos = await listSnapshots(store);
+  // In the order they were taken (to the millisecond): "keep the last N" keeps the newest N, the ones every
+  // other command calls the newest.
+  const infos = await inTakenOrder(
+    await listSnapshots(store),
+    async (info) => (await loadListedSnapshot(repo, store, info))?.time,
+  );
   const inputs: { id: string; time: Date; sources: string[]; key: string }[] = [];
   for (const info of infos) {
     let sources: string[];
-    // The manifest's time (milliseconds) orders snapshots taken within one second, which the name (seconds)
-    // cannot: "keep the last N" must keep the newest N.
     let time = info.time;
     try {
       const m = await loadListedSnapshot(repo, store, info);

@@ -1,3 +1,5 @@
+import { bySnapshotTime } from '../repo/snapshot.js';
+
 /**
  * Retention (`regbackup forget`): which snapshots to keep. Snapshots are grouped by the set of sources they
  * hold; within a group, keep the newest `last` snapshots, and the newest snapshot of each of the last
@@ -70,7 +72,7 @@ export function applyRetention(
   const out: RetentionDecision[] = [];
   for (const [group, list] of groups) {
     // Newest first.
-    const sorted = [...list].sort((a, b) => b.time.getTime() - a.time.getTime() || b.id.localeCompare(a.id));
+    const sorted = [...list].sort((a, b) => bySnapshotTime(b, a));
     const decisions = sorted.map((s) => ({
       id: s.id,
       time: s.time,

@@ -38,6 +38,8 @@ export class Fanout {
   constructor(
     readonly targets: readonly ObjectStore[],
     private readonly retentionDays: ReadonlyMap<string, number> = new Map(),
+    /** The run's signal (a job cancelled, a worker shutting down): given to every put that has none. */
+    private readonly signal?: AbortSignal,
   ) {
     if (targets.length === 0) throw new TargetError('no target to write to');
     for (const t of targets) this.written.set(t.name, 0);
@@ -63,12 +65,15 @@ export class Fanout {
     const size = Buffer.isBuffer(body) ? body.length : body.size;
     await Promise.all(
       targets.map(async (t, i) => {
+        const signal = opts?.signal ?? this.signal;
         try {
-          const o = withRetention(opts, this.retentionDays.get(t.name));
+          const o = withRetention(signal ? { ...opts, signal } : opts, this.retentionDays.get(t.name));
           // A local file may be hard-linked by the first target only: every target keeps its own copy.
           await t.put(key, Buffer.isBuffer(body) ? body : { ...body, link: i === 0 }, o);
           this.written.set(t.name, (this.written.get(t.name) ?? 0) + size);
         } catch (err) {
+          // Stopped on purpose: the run is interrupted, the target is not behind.
+          if (signal?.aborted) throw err;
           this.fail(t.name, err as Error);
         }
       }),

@@ -71,7 +71,10 @@ export function snapshotInfo(key: string): SnapshotInfo | undefined {
   return parseTimedName(META_PREFIX.snapshot, key);
 }
 
-/** Snapshots on a target, oldest first (from the names alone: nothing is downloaded). */
+/**
+ * Snapshots on a target, by the second in their names (nothing is downloaded). Not the order they were taken
+ * in when two share a second: whoever needs "latest" or "the newest N" orders them with inTakenOrder.
+ */
 export async function listSnapshots(store: ObjectStore): Promise<SnapshotInfo[]> {
   const out: SnapshotInfo[] = [];
   for await (const o of store.list(META_PREFIX.snapshot)) {
@@ -81,13 +84,76 @@ export async function listSnapshots(store: ObjectStore): Promise<SnapshotInfo[]>
   return out.sort(bySnapshotTime);
 }
 
-/** Oldest first; snapshots of the same second by ID. */
-export function bySnapshotTime(a: SnapshotInfo, b: SnapshotInfo): number {
+/** Oldest first by `time`; snapshots of the same time by ID. */
+export function bySnapshotTime(a: { id: string; time: Date }, b: { id: string; time: Date }): number {
   return a.time.getTime() - b.time.getTime() || a.id.localeCompare(b.id);
 }
 
 /**
- * Finds a snapshot by ID, unique ID prefix (at least 4 characters, as with git), or "latest". A name alone
+ * The one order of snapshots, oldest first, by the time each was taken to the millisecond: "latest" (restore,
+ * dump, the drill), `--at`, the parent of a backup, retention and every listing that names the newest all use
+ * it. A name holds the second only; the manifest holds the millisecond (and readManifest ties it to the
+ * name's second, so the manifest's order and the names' order agree across seconds). So only snapshots that
+ * share their second with another are read, with `timeOf` (their manifest's time); each of those gets that
+ * time as `time`. One whose manifest cannot be read (or whose time is not of its name's second) keeps the
+ * name's time, the start of its second, and sorts before the readable ones of that second: an unreadable
+ * snapshot never hides a readable one taken in the same second. Ties left (same millisecond) go by ID.
+ */
+export async function inTakenOrder(
+  list: readonly SnapshotInfo[],
+  timeOf: (info: SnapshotInfo) => Promise<string | undefined>,
+): Promise<SnapshotInfo[]> {
+  const sorted = [...list].sort(bySnapshotTime);
+  const out: SnapshotInfo[] = [];
+  for (let i = 0; i < sorted.length;) {
+    let j = i + 1;
+    while (j < sorted.length && sorted[j]!.time.getTime() === sorted[i]!.time.getTime()) j++;
+    if (j - i === 1) out.push(sorted[i]!);
+    else {
+      const group: SnapshotInfo[] = [];
+      for (const info of sorted.slice(i, j)) {
+        let t: Date | undefined;
+        try {
+          const s = await timeOf(info);
+          t = s === undefined ? undefined : new Date(s);
+        } catch (err) {
+          if (!(err instanceof RegbackupError)) throw err;
+        }
+        const same = t && !Number.isNaN(t.getTime()) && nameTime(t) === nameTime(info.time);
+        group.push(same ? { ...info, time: t! } : info);
+      }
+      out.push(...group.sort(bySnapshotTime));
+    }
+    i = j;
+  }
+  return out;
+}
+
+/** `load`, called at most once per snapshot ID (a rejection is kept too): for inTakenOrder and its caller. */
+export function loadOnce<T>(load: (info: SnapshotInfo) => Promise<T>): (info: SnapshotInfo) => Promise<T> {
+  const seen = new Map<string, Promise<T>>();
+  return (info) => {
+    let p = seen.get(info.id);
+    if (!p) {
+      p = load(info);
+      p.catch(() => undefined); // read by whoever awaits it
+      seen.set(info.id, p);
+    }
+    return p;
+  };
+}
+
+/** The snapshots of `store` in the order they were taken (inTakenOrder; manifests read from `store`). */
+export async function listInTakenOrder(repo: Repository, store: ObjectStore): Promise<SnapshotInfo[]> {
+  return inTakenOrder(
+    await listSnapshots(store),
+    async (info) => (await loadSnapshot(repo, store, info)).time,
+  );
+}
+
+/**
+ * Finds a snapshot by ID, unique ID prefix (at least 4 characters, as with git), or "latest" (the last of
+ * `list`, which is in inTakenOrder). A name alone
  * proves nothing: whoever picks "latest" to read or build on uses newestVerified (a forged or corrupt
  * snapshot must never become the latest or a parent).
  */

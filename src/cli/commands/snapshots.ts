@@ -1,5 +1,6 @@
 import type { RegisterCommand } from './index.js';
 import { count, formatBytes } from '../../util/units.js';
+import type { SnapshotInfo } from '../../repo/snapshot.js';
 
 interface Row {
   id: string;
@@ -31,16 +32,18 @@ export const registerSnapshots: RegisterCommand = (program, ctx) => {
     .action(async (o: { target?: string }) => {
       // Loaded when the command runs: --help and the other commands start fast.
       const { openRepository } = await import('../open.js');
-      const { listSnapshots, loadSnapshot } = await import('../../repo/snapshot.js');
+      const { inTakenOrder, listSnapshots, loadOnce, loadSnapshot } = await import('../../repo/snapshot.js');
       const c = ctx();
       const { repo } = await openRepository(c, { target: o.target });
       try {
         const store = repo.targets[0]!;
         const rows: Row[] = [];
-        for (const info of await listSnapshots(store)) {
+        // This target's own copy: a bad one is damage to name (and repair), even where another target's verifies.
+        const load = loadOnce((info: SnapshotInfo) => loadSnapshot(repo, store, info, { only: true }));
+        const list = await inTakenOrder(await listSnapshots(store), async (info) => (await load(info)).time);
+        for (const info of list) {
           try {
-            // This target's own copy: a bad one is damage to name (and repair), even where another target's verifies.
-            const m = await loadSnapshot(repo, store, info, { only: true });
+            const m = await load(info);
             rows.push({
               id: info.id,
               time: m.time,
