@@ -14,6 +14,7 @@
  *
  *   npm run build && node --openssl-legacy-provider dist/bench/scale-files.js [--files 10000,100000]
  *       [--out /tmp/regbackup-scale-files] [--keep]
+ *       [--only regbackup] [--generate-only]
  *   (1M files: --files 1000000; generating it takes ~10 GB of disk and a few minutes)
  */
 import { execFileSync } from 'node:child_process';
@@ -29,6 +30,7 @@ const { values } = parseArgs({
     out: { type: 'string' },
     keep: { type: 'boolean' },
     only: { type: 'string' },
+    'generate-only': { type: 'boolean' },
   },
 });
 const out = values.out ?? '/tmp/regbackup-scale-files';
@@ -195,6 +197,7 @@ const rows: (string | number)[][] = [
 
 for (const n of sizes) {
   const { dir: store, bytes } = makeStore(n);
+  if (values['generate-only']) continue;
   const rbDir = path.join(out, `rb-${n}`);
   const resticRepo = path.join(out, `restic-${n}`);
   const env = { RESTIC_PASSWORD: 'bench', RESTIC_CACHE_DIR: path.join(out, 'restic-cache') };
