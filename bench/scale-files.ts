@@ -14,7 +14,8 @@
  *
  *   npm run build && node --openssl-legacy-provider dist/bench/scale-files.js [--files 10000,100000]
  *       [--out /tmp/regbackup-scale-files] [--keep]
- *       [--only regbackup] [--generate-only]
+ *       [--only regbackup] [--generate-only] [--no-warm]
+ *   (--no-warm: the page cache is left as it is; for a store too big to read through in the time there is)
  *   (1M files: --files 1000000; generating it takes ~10 GB of disk and a few minutes)
  */
 import { execFileSync } from 'node:child_process';
@@ -31,6 +32,7 @@ const { values } = parseArgs({
     keep: { type: 'boolean' },
     only: { type: 'string' },
     'generate-only': { type: 'boolean' },
+    'no-warm': { type: 'boolean' },
   },
 });
 const out = values.out ?? '/tmp/regbackup-scale-files';
@@ -117,6 +119,7 @@ function addChurn(store: string, n: number): string[] {
 }
 
 function warm(dir: string): void {
+  if (values['no-warm']) return;
   execFileSync('sh', ['-c', `find "${dir}" -type f -print0 | xargs -0 cat > /dev/null`]);
 }
 
