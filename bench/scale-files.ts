@@ -213,6 +213,11 @@ for (const n of sizes) {
     warm(store);
     const load0 = load();
     const floor = await walkFloors(store);
+    // Printed at once: at 1M files the backups that follow take long, and the floors are worth having.
+    console.log(
+      `${n} files, floors: find ${fmt(floor.find.seconds, 2)} s, node loop ${fmt(floor.node.seconds, 2)} s, ` +
+        `regbackup walk ${fmt(floor.ours.seconds, 2)} s (${fmt(floor.ours.maxRssMiB, 0)} MiB); load ${load()}`,
+    );
     const r1 = only.has('restic') ? await restic(['backup', '--quiet', store]) : undefined;
     const b1 = await regbackup(config, ['backup']);
     added = addChurn(store, n);
