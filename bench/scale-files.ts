@@ -9,10 +9,13 @@
  *   - incremental backup: restic, then regbackup;
  *   - a run with no change: restic, then regbackup;
  *   - the new files are removed again, so the store can be reused.
- * A walk floor (regbackup's own directory walk, nothing read) is measured in the same run.
+ * The floor of finding what changed is measured in the same run (walkFloors: find, a Node loop, regbackup's
+ * own walk), nothing read.
  *
  *   npm run build && node --openssl-legacy-provider dist/bench/scale-files.js [--files 10000,100000]
  *       [--out /tmp/regbackup-scale-files] [--keep]
+ *       [--only regbackup] [--generate-only] [--no-warm]
+ *   (--no-warm: the page cache is left as it is; for a store too big to read through in the time there is)
  *   (1M files: --files 1000000; generating it takes ~10 GB of disk and a few minutes)
  */
 import { execFileSync } from 'node:child_process';
@@ -28,6 +31,8 @@ const { values } = parseArgs({
     out: { type: 'string' },
     keep: { type: 'boolean' },
     only: { type: 'string' },
+    'generate-only': { type: 'boolean' },
+    'no-warm': { type: 'boolean' },
   },
 });
 const out = values.out ?? '/tmp/regbackup-scale-files';
@@ -114,6 +119,7 @@ function addChurn(store: string, n: number): string[] {
 }
 
 function warm(dir: string): void {
+  if (values['no-warm']) return;
   execFileSync('sh', ['-c', `find "${dir}" -type f -print0 | xargs -0 cat > /dev/null`]);
 }
 
@@ -134,15 +140,37 @@ async function initRepo(dir: string, store: string): Promise<string> {
   return config;
 }
 
-/** regbackup's own walk of the store, nothing read: the floor of listing it. */
-async function walkFloor(store: string) {
+/**
+ * The floor of finding what changed, three ways, nothing read: `find` (C, one thread), a tight Node loop of
+ * readdirSync(withFileTypes) + statSync (one thread, no sorting, no objects kept), and regbackup's own walk
+ * (src/sources/tarballs/walk.ts: sorted, names checked, entries sent from its worker thread(s)).
+ */
+async function walkFloors(store: string) {
+  const find = await measure('sh', ['-c', `find "${store}" -type f -printf '%s %T@ %p\\n' > /dev/null`]);
+  const loop = `import { readdirSync, statSync } from 'node:fs';
+let n = 0, bytes = 0;
+function walk(dir) {
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = dir + '/' + e.name;
+    if (e.isDirectory()) walk(p);
+    else if (e.isFile()) { const st = statSync(p); n++; bytes += st.size + (st.mtimeMs > 0 ? 0 : 1); }
+  }
+}
+walk(${JSON.stringify(store)});
+if (n === 0) process.exit(1);`;
+  const loopFile = path.join(out, 'walk-loop.mjs');
+  writeFileSync(loopFile, loop);
+  const node = await measure(process.execPath, [loopFile]);
   const script = `import { walkTree } from ${JSON.stringify(path.join(ROOT, 'dist/src/sources/tarballs/walk.js'))};
 let n = 0; for await (const e of walkTree(${JSON.stringify(store)})) if (e.kind === 'file') n++;
 if (n === 0) process.exit(1);`;
   const file = path.join(out, 'walk-floor.mjs');
   writeFileSync(file, script);
-  return measure(process.execPath, [file]);
+  const ours = await measure(process.execPath, [file]);
+  return { find, node, ours };
 }
+
+const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
 const rows: (string | number)[][] = [
   [
@@ -153,7 +181,10 @@ const rows: (string | number)[][] = [
     'regbackup full s',
     'RSS MiB',
     'speed vs restic',
-    'walk floor s',
+    'find s',
+    'node loop s',
+    'walk s',
+    'walk RSS MiB',
     'restic +1% s',
     'RSS MiB',
     'regbackup +1% s',
@@ -162,11 +193,14 @@ const rows: (string | number)[][] = [
     'incr vs restic',
     'restic 0% s',
     'regbackup 0% s',
+    'RSS MiB',
+    'load before/after',
   ],
 ];
 
 for (const n of sizes) {
   const { dir: store, bytes } = makeStore(n);
+  if (values['generate-only']) continue;
   const rbDir = path.join(out, `rb-${n}`);
   const resticRepo = path.join(out, `restic-${n}`);
   const env = { RESTIC_PASSWORD: 'bench', RESTIC_CACHE_DIR: path.join(out, 'restic-cache') };
@@ -177,7 +211,13 @@ for (const n of sizes) {
     rmSync(resticRepo, { recursive: true, force: true });
     await restic(['init']);
     warm(store);
-    const floor = await walkFloor(store);
+    const load0 = load();
+    const floor = await walkFloors(store);
+    // Printed at once: at 1M files the backups that follow take long, and the floors are worth having.
+    console.log(
+      `${n} files, floors: find ${fmt(floor.find.seconds, 2)} s, node loop ${fmt(floor.node.seconds, 2)} s, ` +
+        `regbackup walk ${fmt(floor.ours.seconds, 2)} s (${fmt(floor.ours.maxRssMiB, 0)} MiB); load ${load()}`,
+    );
     const r1 = only.has('restic') ? await restic(['backup', '--quiet', store]) : undefined;
     const b1 = await regbackup(config, ['backup']);
     added = addChurn(store, n);
@@ -194,7 +234,10 @@ for (const n of sizes) {
       fmt(b1.seconds, 2),
       fmt(b1.maxRssMiB, 0),
       r1 ? `${fmt(r1.seconds / b1.seconds, 2)}x` : '-',
-      fmt(floor.seconds, 2),
+      fmt(floor.find.seconds, 2),
+      fmt(floor.node.seconds, 2),
+      fmt(floor.ours.seconds, 2),
+      fmt(floor.ours.maxRssMiB, 0),
       r2 ? fmt(r2.seconds, 2) : '-',
       r2 ? fmt(r2.maxRssMiB, 0) : '-',
       fmt(b2.seconds, 2),
@@ -203,6 +246,8 @@ for (const n of sizes) {
       r2 ? `${fmt(b2.seconds / r2.seconds, 2)}x` : '-',
       r3 ? fmt(r3.seconds, 2) : '-',
       fmt(b3.seconds, 2),
+      fmt(b3.maxRssMiB, 0),
+      `${load0} / ${load()}`,
     ];
     rows.push(row);
     console.log(table([rows[0]!, row]));

@@ -1,17 +1,23 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { TarballSourceConfig } from '../../config/schema.js';
-import { readListing, readListingBatches } from '../../repo/format/listing.js';
+import { readListing } from '../../repo/format/listing.js';
 import type { BackupContext, Finding, PartResult } from '../types.js';
 import type { TarballExpectation, TarballSourceSnapshot } from '../../repo/format/source-snapshots.js';
 import { IntegrityError, InterruptedError, messageOf, SourceError, systemCodeOf } from '../../errors.js';
 import type { BlobReader } from '../../repo/reader.js';
-import { chunkIds, refFromChunks, writeStream, type StreamRef } from '../../repo/stream-ref.js';
+import { chunkIds, readStream, refFromChunks, writeStream, type StreamRef } from '../../repo/stream-ref.js';
 import { openTarballStore, type TarballStore } from './store.js';
 import { showName } from '../../repo/names.js';
 import { inShard, type Shard, type WalkEntry } from './walk.js';
 import { comparePaths } from '../../repo/format/order.js';
-import { checkEntry, type TarballEntry } from '../../repo/format/tarball-listing.js';
+import {
+  entryOf,
+  readListingLines,
+  type EntryHead,
+  type ListingLine,
+  type TarballEntry,
+} from '../../repo/format/tarball-listing.js';
 import { FILE_CHANGED, JobError } from '../../repo/writer.js';
 
 function checkExpectation(v: unknown): TarballExpectation {
@@ -72,13 +78,10 @@ type Counters = {
 type StoreFile = WalkEntry & { kind: 'file'; etag?: string };
 
 /**
- * One file to back up: the walk's entry, the previous snapshot's (with its line as stored, passed on as it is
- * when the file is unchanged), and what a packument of the run expects.
+ * One file to back up: the walk's entry, the previous snapshot's line (passed on as it is when the file is
+ * unchanged; parsed whole only when it is not), and what a packument of the run expects.
  */
-type Job = { file: StoreFile; prev?: TarballEntry; line?: string; exp?: TarballExpectation };
-
-/** An entry of the previous listing and its line as stored. */
-type PreviousLine = { entry: TarballEntry; line: string };
+type Job = { file: StoreFile; prev?: ListingLine; exp?: TarballExpectation };
 
 /**
  * Entries flow through the backup in batches (of the walk, of the stored listing): a store holds millions of
@@ -212,13 +215,13 @@ async function* listingPieces(plan: TarballPlan): AsyncGenerator<Buffer> {
       if (ctx.signal.aborted) throw interrupted();
       for (const job of jobs) {
         if (ctx.signal.aborted) throw interrupted();
-        const { file, prev: p, line, exp } = job;
-        if (line !== undefined && !exp && unchanged(file, p!)) {
+        const { file, prev: p, exp } = job;
+        if (p && !exp && unchanged(file, p.head)) {
           findings.counters.reused++;
           totals.files++;
-          totals.bytes += p!.size;
+          totals.bytes += p.head.size;
           ctx.progress.files++;
-          slots.push({ done: true, line });
+          slots.push({ done: true, line: p.line });
           continue;
         }
         const slot: Slot = { done: false };
@@ -246,7 +249,7 @@ async function* listingPieces(plan: TarballPlan): AsyncGenerator<Buffer> {
 }
 
 /** Reused only when size and modification time (an S3 store: size and ETag) are exactly as listed before. */
-function unchanged(file: StoreFile, p: TarballEntry | undefined): p is TarballEntry {
+function unchanged<T extends EntryHead>(file: StoreFile, p: T | undefined): p is T {
   return Boolean(
     p && p.size === file.size && (file.etag !== undefined ? p.etag === file.etag : p.mtime === file.mtimeMs),
   );
@@ -294,7 +297,7 @@ async function previousEntries(
   ctx: BackupContext,
   findings: Findings,
   shard: Shard | undefined,
-): Promise<AsyncIterable<PreviousLine[]>> {
+): Promise<AsyncIterable<ListingLine[]>> {
   let prev = ctx.previous as TarballSourceSnapshot | undefined;
   if (prev?.listing && ctx.reader) {
     const missing = await unindexedChunk(ctx.reader, prev.listing);
@@ -311,11 +314,9 @@ async function previousEntries(
   // The ETA of the tarball phase: about as many files as last time (a part of a sharded run counts its own).
   if (prev && !shard) ctx.progress.filesTotal += prev.files;
   if (!prev?.listing || !ctx.reader) return (async function* () {})();
-  const batches = readListingBatches(
-    ctx.reader,
-    prev.listing,
-    checkEntry,
-    `previous listing of ${cfg.name}`,
+  const batches = readListingLines(
+    readStream(ctx.reader, prev.listing),
+    previousWhat(cfg),
     (r) => {
       // Written by an older version: not carried over (a file of that name still in the store is refused by the
       // walk, and reported there).
@@ -333,9 +334,11 @@ async function previousEntries(
   );
   if (!shard) return batches;
   return (async function* () {
-    for await (const b of batches) yield b.filter((e) => inShard(e.entry.path, shard));
+    for await (const b of batches) yield b.filter((e) => inShard(e.head.path, shard));
   })();
 }
+
+const previousWhat = (cfg: TarballSourceConfig) => `previous listing of ${cfg.name}`;
 
 /** Groups a stream into arrays (for a store that lists one entry at a time). */
 async function* inBatches<T>(src: AsyncIterable<T>): AsyncGenerator<T[]> {
@@ -446,7 +449,7 @@ async function* walkedFiles(
  */
 async function* joinJobs(
   files: AsyncIterable<StoreFile[]>,
-  prevEntries: AsyncIterable<PreviousLine[]>,
+  prevEntries: AsyncIterable<ListingLine[]>,
   expected: AsyncIterable<TarballExpectation[]>,
   findings: Findings,
 ): AsyncGenerator<Job[]> {
@@ -463,7 +466,7 @@ async function* joinJobs(
       for (const file of r.value) {
         // Previous entries before this file: files deleted since.
         let p = prev.peek() ?? (prev.done ? undefined : await prev.fill());
-        while (p && p.entry.path !== file.path && comparePaths(p.entry.path, file.path) < 0) {
+        while (p && p.head.path !== file.path && comparePaths(p.head.path, file.path) < 0) {
           prev.next();
           p = prev.peek() ?? (prev.done ? undefined : await prev.fill());
         }
@@ -474,9 +477,8 @@ async function* joinJobs(
           e = exps.peek() ?? (exps.done ? undefined : await exps.fill());
         }
         const job: Job = { file };
-        if (p && p.entry.path === file.path) {
-          job.prev = p.entry;
-          job.line = p.line;
+        if (p && p.head.path === file.path) {
+          job.prev = p;
           prev.next();
         }
         if (e && e.path === file.path) {
@@ -519,7 +521,8 @@ function reportMissing(findings: Findings, exp: TarballExpectation): void {
 async function backUpFile(plan: TarballPlan, job: Job): Promise<TarballEntry | undefined> {
   const { cfg, ctx, store, findings } = plan;
   if (ctx.signal.aborted) throw new InterruptedError(`backup of ${cfg.name} interrupted`);
-  const { file, prev: p, exp } = job;
+  const { file, exp } = job;
+  const p = job.prev && entryOf(job.prev, previousWhat(cfg));
   let entry: TarballEntry;
   if (unchanged(file, p)) {
     entry = p;

@@ -1,7 +1,7 @@
 /** Worker thread of walkTree (walk.ts): walks with synchronous calls, sends entries in batches on request. */
 import { parentPort, workerData } from 'node:worker_threads';
 import { systemCodeOf } from '../../errors.js';
-import { walkTreeHere, type Shard, type WalkEntry, type WalkMessage } from './walk.js';
+import { packBatch, Walker, type Shard, type WalkMessage } from './walk.js';
 
 const { root, tmpDir, batch, shard } = workerData as {
   root: string;
@@ -21,18 +21,16 @@ port.on('message', () => {
 const send = (m: WalkMessage) => port.postMessage(m);
 
 async function main(): Promise<void> {
-  let entries: WalkEntry[] = [];
   try {
-    for await (const e of walkTreeHere(root, tmpDir, shard)) {
-      entries.push(e);
-      if (entries.length >= batch) {
-        while (credit === 0) await new Promise<void>((r) => (resume = r));
-        credit--;
-        send({ entries });
-        entries = [];
-      }
+    const walker = new Walker(root, tmpDir, shard);
+    for (;;) {
+      const entries = await walker.next(batch);
+      if (!entries.length) break;
+      while (credit === 0) await new Promise<void>((r) => (resume = r));
+      credit--;
+      const packed = packBatch(entries);
+      port.postMessage({ batch: packed } satisfies WalkMessage, [packed.sizes.buffer as ArrayBuffer, packed.mtimes.buffer as ArrayBuffer]);
     }
-    if (entries.length) send({ entries });
     send({ done: true });
   } catch (err) {
     send({ error: (err as Error).message, code: systemCodeOf(err) });
