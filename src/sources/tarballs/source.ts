@@ -314,24 +314,20 @@ async function previousEntries(
   // The ETA of the tarball phase: about as many files as last time (a part of a sharded run counts its own).
   if (prev && !shard) ctx.progress.filesTotal += prev.files;
   if (!prev?.listing || !ctx.reader) return (async function* () {})();
-  const batches = readListingLines(
-    readStream(ctx.reader, prev.listing),
-    previousWhat(cfg),
-    (r) => {
-      // Written by an older version: not carried over (a file of that name still in the store is refused by the
-      // walk, and reported there).
-      if (typeof r.refused.raw === 'string' && !inShard(r.refused.raw, shard)) return;
-      findings.report(
-        {
-          severity: 'warning',
-          code: 'tarball-name-refused',
-          object: showName(r.refused.raw),
-          message: `the previous snapshot lists ${showName(r.refused.raw)}, a name a snapshot cannot hold (it ${r.refused.reason}); not carried over`,
-        },
-        'refused',
-      );
-    },
-  );
+  const batches = readListingLines(readStream(ctx.reader, prev.listing), previousWhat(cfg), (r) => {
+    // Written by an older version: not carried over (a file of that name still in the store is refused by the
+    // walk, and reported there).
+    if (typeof r.refused.raw === 'string' && !inShard(r.refused.raw, shard)) return;
+    findings.report(
+      {
+        severity: 'warning',
+        code: 'tarball-name-refused',
+        object: showName(r.refused.raw),
+        message: `the previous snapshot lists ${showName(r.refused.raw)}, a name a snapshot cannot hold (it ${r.refused.reason}); not carried over`,
+      },
+      'refused',
+    );
+  });
   if (!shard) return batches;
   return (async function* () {
     for await (const b of batches) yield b.filter((e) => inShard(e.head.path, shard));

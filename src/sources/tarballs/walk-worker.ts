@@ -29,7 +29,10 @@ async function main(): Promise<void> {
       while (credit === 0) await new Promise<void>((r) => (resume = r));
       credit--;
       const packed = packBatch(entries);
-      port.postMessage({ batch: packed } satisfies WalkMessage, [packed.sizes.buffer as ArrayBuffer, packed.mtimes.buffer as ArrayBuffer]);
+      port.postMessage({ batch: packed } satisfies WalkMessage, [
+        packed.sizes.buffer as ArrayBuffer,
+        packed.mtimes.buffer as ArrayBuffer,
+      ]);
     }
     send({ done: true });
   } catch (err) {

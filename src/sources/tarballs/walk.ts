@@ -76,7 +76,9 @@ const byName = (a: Named, b: Named) => compareCodePoints(a.name, b.name);
 function readNames(dir: string): { names: Named[] } | { huge: Dirent<Buffer>[] } {
   const entries = readdirSync(dir, { withFileTypes: true });
   if (entries.length > IN_MEMORY_DIR) {
-    return { huge: readdirSync(dir, { withFileTypes: true, encoding: 'buffer' }) as unknown as Dirent<Buffer>[] };
+    return {
+      huge: readdirSync(dir, { withFileTypes: true, encoding: 'buffer' }) as unknown as Dirent<Buffer>[],
+    };
   }
   if (!entries.some((e) => e.name.includes('\ufffd'))) {
     const names: Named[] = new Array(entries.length);
@@ -233,7 +235,12 @@ export class Walker {
         if (!st.isFile()) return; // replaced while walking
         out.push({ kind: 'file', path: relPath, size: st.size, mtimeMs: Math.floor(st.mtimeMs) });
       } catch (err) {
-        out.push({ kind: 'problem', path: relPath, problem: `cannot stat: ${problemOf(err)}`, severity: 'error' });
+        out.push({
+          kind: 'problem',
+          path: relPath,
+          problem: `cannot stat: ${problemOf(err)}`,
+          severity: 'error',
+        });
       }
     } else if (e.type === 'l') {
       // A symbolic link is never followed: the store is a tree of plain files. One that points outside the
@@ -260,7 +267,12 @@ export class Walker {
         });
       }
     } else {
-      out.push({ kind: 'problem', path: relPath, problem: 'is not a regular file; skipped', severity: 'warning' });
+      out.push({
+        kind: 'problem',
+        path: relPath,
+        problem: 'is not a regular file; skipped',
+        severity: 'warning',
+      });
     }
   }
 }
@@ -318,7 +330,8 @@ export function unpackBatch(b: PackedBatch): WalkEntry[] {
   let p = 0;
   for (let i = 0; i <= paths.length; i++) {
     while (p < b.problems.length && b.problems[p]!.at === i) out.push(b.problems[p++]!.problem);
-    if (i < paths.length) out.push({ kind: 'file', path: paths[i]!, size: b.sizes[i]!, mtimeMs: b.mtimes[i]! });
+    if (i < paths.length)
+      out.push({ kind: 'file', path: paths[i]!, size: b.sizes[i]!, mtimeMs: b.mtimes[i]! });
   }
   return out;
 }

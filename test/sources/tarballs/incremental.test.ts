@@ -78,9 +78,13 @@ describe('incremental runs of a tarball store', () => {
     const first = await entries(t, prev);
     assert.deepEqual(
       first.map((e) => e.path),
-      [...ODD, 'same/-/same-1.0.0.tgz', 'replaced/-/r-1.0.0.tgz', 'dir/one/-/one-1.0.0.tgz', 'dir/two/-/two-1.0.0.tgz'].sort(
-        comparePaths,
-      ),
+      [
+        ...ODD,
+        'same/-/same-1.0.0.tgz',
+        'replaced/-/r-1.0.0.tgz',
+        'dir/one/-/one-1.0.0.tgz',
+        'dir/two/-/two-1.0.0.tgz',
+      ].sort(comparePaths),
     );
     const r = await backupTarballSource(cfg(root), t.ctx(prev));
     await t.nextRun();
@@ -90,7 +94,10 @@ describe('incremental runs of a tarball store', () => {
     const reader = await t.restoreReader();
     for (const e of await entries(t, r.snapshot))
       if (ODD.includes(e.path))
-        assert.equal((await readAll(reader, e.data)).toString(), `content ${ODD.indexOf(e.path)} of ${e.path}`);
+        assert.equal(
+          (await readAll(reader, e.data)).toString(),
+          `content ${ODD.indexOf(e.path)} of ${e.path}`,
+        );
     prev = r.snapshot;
   });
 
@@ -164,18 +171,25 @@ describe('reading a previous listing by the lines’ heads', () => {
   });
 
   test('a line that is not JSON, or whose name the rule refuses, is an IntegrityError naming the line', async () => {
-    await assert.rejects(read(`${line({ path: 'ok', size: 4, mtime: 1, data })}\n{"path":"x",`), (e: Error) =>
-      e instanceof IntegrityError && /line 2/.test(e.message),
+    await assert.rejects(
+      read(`${line({ path: 'ok', size: 4, mtime: 1, data })}\n{"path":"x",`),
+      (e: Error) => e instanceof IntegrityError && /line 2/.test(e.message),
     );
-    await assert.rejects(read(`${line({ path: 'a/../b', size: 4, mtime: 1, data })}\n`), (e: Error) =>
-      e instanceof IntegrityError && /line 1/.test(e.message),
+    await assert.rejects(
+      read(`${line({ path: 'a/../b', size: 4, mtime: 1, data })}\n`),
+      (e: Error) => e instanceof IntegrityError && /line 1/.test(e.message),
     );
   });
 });
 
 describe('the walk’s batches between threads', () => {
   test('packed and unpacked: the same entries in the same order, problems anywhere', () => {
-    const f = (p: string, size: number, mtimeMs: number): WalkEntry => ({ kind: 'file', path: p, size, mtimeMs });
+    const f = (p: string, size: number, mtimeMs: number): WalkEntry => ({
+      kind: 'file',
+      path: p,
+      size,
+      mtimeMs,
+    });
     const pr = (p: string): WalkEntry => ({ kind: 'problem', path: p, problem: 'x', severity: 'warning' });
     for (const batch of [
       [],
