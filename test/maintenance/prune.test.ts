@@ -79,7 +79,15 @@ prune: { grace: 1s }
 
   test('forget keeps what the policy says; prune marks, then deletes after the grace period; everything left is intact', async () => {
     const root = path.join(dir, 'registry/tarballs');
+    // Four big tarballs that only the first snapshot holds (removed before the second): each is more than a
+    // pack (256 KiB) and they are read one after another, so however the two pack workers share them, at
+    // least one pack holds nothing else and the forgotten snapshot alone needs it.
+    const doomed = [0, 1, 2, 3].map((i) => path.join(root, 'doomed', '-', `doomed-1.0.${i}.tgz`));
+    mkdirSync(path.dirname(doomed[0]!), { recursive: true });
+    for (const f of doomed)
+      writeFileSync(f, Buffer.concat([Buffer.from([0x1f, 0x8b]), randomBytes(300_000)]));
     await cli(['backup']);
+    for (const f of doomed) rmSync(f);
     churn(root, 5, 8, 'a');
     await cli(['backup']);
     churn(root, 5, 8, 'b');
