@@ -79,17 +79,22 @@ export interface ListingLine {
 }
 
 /**
- * The head of a line as written by this version ({"path":"…","size":…,"mtime":…,"data":{…}…}), read without
- * parsing the line: a listing of millions of files is read on every incremental run, and its unchanged lines
- * are only compared and passed on. Any other line (an ETag, a path with quotes, another order) is parsed whole.
+ * A whole line exactly as this version writes it for a file of a directory store — {"path":"…","size":N,
+ * "mtime":T,"data":{"size":N,"chunks":["<64 hex>",…]}} and then, in this order, an optional "sha1", "sha512"
+ * and "flag" — read without JSON.parse: a listing of millions of files is read on every incremental run, and
+ * its unchanged lines are only compared and passed on. The pattern is anchored at both ends, so a line that
+ * matches holds a well-formed data reference and no other key (no second "path" that JSON.parse would take
+ * instead); its data size must equal its size. Any other line (an ETag, an indirect reference, another order,
+ * anything malformed) is parsed and checked whole.
  */
-const HEAD = /^\{"path":"((?:[^"\\]|\\.)*)","size":(\d{1,16}),"mtime":(-?\d{1,17}(?:\.\d+)?),"data":\{/;
+const LINE =
+  /^\{"path":"((?:[^"\\]|\\.)*)","size":(0|[1-9]\d{0,15}),"mtime":(-?(?:0|[1-9]\d{0,16})(?:\.\d+)?),"data":\{"size":(0|[1-9]\d{0,15}),"chunks":\[(?:"[0-9a-f]{64}"(?:,"[0-9a-f]{64}")*)?\]\}(?:,"sha1":"[0-9a-f]{40}")?(?:,"sha512":"[A-Za-z0-9+/]{86}==")?(?:,"flag":"checksum-mismatch")?\}$/;
 
 /**
  * The lines of a tarball listing, in batches (one stored piece at a time). Every line's name is checked by the
- * name rule (a refused one goes to `onRefused` and is skipped) and its size and time are numbers; the rest
- * of an entry (its data reference) is checked when the entry is used (`entryOf`), not for a line passed on
- * unchanged: that line was checked when it was written, and `check` and restore check every line.
+ * name rule (a refused one goes to `onRefused` and is skipped); a line written as this version writes it is
+ * checked whole by its shape (LINE) and parsed only when the entry is used (`entryOf`), any other is parsed
+ * and checked at once.
  */
 export async function* readListingLines(
   chunks: AsyncIterable<Buffer>,
@@ -100,9 +105,9 @@ export async function* readListingLines(
   const parse = (line: string, out: ListingLine[]) => {
     n++;
     if (!line) return;
-    const m = line.includes('"etag":') ? null : HEAD.exec(line);
+    const m = LINE.exec(line);
     try {
-      if (m) {
+      if (m && m[2] === m[4]) {
         const path = m[1]!.includes('\\') ? (JSON.parse(`"${m[1]!}"`) as string) : m[1]!;
         checkName(path);
         out.push({ head: { path, size: Number(m[2]), mtime: Number(m[3]) }, line, n });
@@ -115,8 +120,7 @@ export async function* readListingLines(
         onRefused({ refused: err, line: n });
         return;
       }
-      if (err instanceof IntegrityError) throw err;
-      throw new IntegrityError(`${what}: line ${n} of the listing: ${(err as Error).message}`);
+      throw namedLine(err, what, n);
     }
   };
   let carry: Buffer | undefined;
@@ -141,6 +145,13 @@ export async function* readListingLines(
   }
 }
 
+/** A failure to read line `n`, as an IntegrityError that names the line (once). */
+function namedLine(err: unknown, what: string, n: number): IntegrityError {
+  const prefix = `${what}: line ${n} of the listing`;
+  if (err instanceof IntegrityError && err.message.startsWith(prefix)) return err;
+  return new IntegrityError(`${prefix}: ${(err as Error).message}`);
+}
+
 function parseEntry(line: string, what: string, n: number): TarballEntry {
   let v: unknown;
   try {
@@ -157,8 +168,7 @@ export function entryOf(l: ListingLine, what: string): TarballEntry {
     try {
       l.entry = parseEntry(l.line, what, l.n);
     } catch (err) {
-      if (err instanceof IntegrityError) throw err;
-      throw new IntegrityError(`${what}: line ${l.n} of the listing: ${(err as Error).message}`);
+      throw namedLine(err, what, l.n);
     }
     if (l.entry.path !== l.head.path || l.entry.size !== l.head.size || l.entry.mtime !== l.head.mtime)
       throw new IntegrityError(`${what}: line ${l.n} of the listing: its head does not match its entry`);

@@ -170,6 +170,35 @@ describe('reading a previous listing by the lines’ heads', () => {
     assert.ok(got[1]!.entry, 'parsed whole');
   });
 
+  test('only a whole line of the exact shape is taken unparsed: a broken data reference, a size that does not match it, a second "path" or a cut line is parsed and checked', async () => {
+    const id = 'ab'.repeat(32);
+    const good = line({ path: 'p/-/p-1.0.0.tgz', size: 4, mtime: 1, data: { size: 4, chunks: [id] } });
+    const [g] = await read(`${good}\n`);
+    assert.equal(g!.entry, undefined, 'the exact shape is not parsed');
+    // The head is that of a good line; what follows it is not.
+    for (const bad of [
+      line({ path: 'p', size: 4, mtime: 1, data: { size: 4, chunks: ['not-hex'] } }),
+      line({ path: 'p', size: 4, mtime: 1, data: { size: 5, chunks: [id] } }),
+      '{"path":"p","size":4,"mtime":1,"data":{',
+    ]) {
+      await assert.rejects(
+        read(`${good}\n${bad}\n`),
+        (e: Error) => e instanceof IntegrityError && /line 2/.test(e.message),
+        bad,
+      );
+    }
+    // A second "path": JSON.parse keeps the last one, and that is the name the line is taken under (the one a
+    // restore would use), checked by the name rule; never the first one unparsed.
+    const twice = `{"path":"a","size":4,"mtime":1,"data":{"size":4,"chunks":["${id}"]},"path":"z"}`;
+    const [t2] = await read(`${twice}\n`);
+    assert.equal(t2!.head.path, 'z');
+    assert.ok(t2!.entry);
+    await assert.rejects(
+      read(`{"path":"a","size":4,"mtime":1,"data":{"size":4,"chunks":["${id}"]},"path":"../x"}\n`),
+      (e: Error) => e instanceof IntegrityError && /line 1/.test(e.message),
+    );
+  });
+
   test('a line that is not JSON, or whose name the rule refuses, is an IntegrityError naming the line', async () => {
     await assert.rejects(
       read(`${line({ path: 'ok', size: 4, mtime: 1, data })}\n{"path":"x",`),
