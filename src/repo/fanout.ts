@@ -63,7 +63,9 @@ export class Fanout {
     const targets = this.active();
     if (targets.length === 0) throw this.allFailed();
     const size = Buffer.isBuffer(body) ? body.length : body.size;
-    await Promise.all(
+    // Every target's put settles before this returns, even when the run is interrupted: none is left reading
+    // a spooled pack the caller removes next.
+    const settled = await Promise.allSettled(
       targets.map(async (t, i) => {
         const signal = opts?.signal ?? this.signal;
         try {
@@ -78,6 +80,8 @@ export class Fanout {
         }
       }),
     );
+    const interrupted = settled.find((r) => r.status === 'rejected');
+    if (interrupted) throw interrupted.reason;
     if (this.active().length === 0) throw this.allFailed();
   }
 
