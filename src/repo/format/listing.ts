@@ -143,14 +143,22 @@ export async function* readListingBatches<T>(
     }
     out.push({ entry, line });
   };
+  yield* lineBatches(readListingBytes(reader, ref), parse);
+}
+
+/**
+ * The lines of a stream of pieces, handed to `parse` one at a time (without the newline; a line may span
+ * pieces), and what it pushed yielded a piece at a time.
+ */
+export async function* lineBatches<T>(
+  pieces: AsyncIterable<Buffer>,
+  parse: (line: string, out: T[]) => void,
+): AsyncGenerator<T[]> {
   let carry: Buffer | undefined;
-  for await (const piece of readListingBytes(reader, ref)) {
-    let buf = piece;
-    if (carry) {
-      buf = Buffer.concat([carry, buf]);
-      carry = undefined;
-    }
-    const out: { entry: T; line: string }[] = [];
+  for await (const piece of pieces) {
+    const buf = carry ? Buffer.concat([carry, piece]) : piece;
+    carry = undefined;
+    const out: T[] = [];
     let start = 0;
     for (;;) {
       const nl = buf.indexOf(0x0a, start);
@@ -162,7 +170,7 @@ export async function* readListingBatches<T>(
     if (out.length) yield out;
   }
   if (carry && carry.length) {
-    const out: { entry: T; line: string }[] = [];
+    const out: T[] = [];
     parse(carry.toString('utf8'), out);
     if (out.length) yield out;
   }

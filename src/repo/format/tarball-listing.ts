@@ -1,6 +1,7 @@
 import { IntegrityError } from '../../errors.js';
 import { checkName, RefusedName, showName } from '../names.js';
 import { validateRef, type StreamRef } from '../stream-ref.js';
+import { lineBatches } from './listing.js';
 
 /**
  * One file of a tarball listing (docs/FORMAT.md, "Tarball listings"): JSON lines sorted by `comparePaths`.
@@ -123,26 +124,7 @@ export async function* readListingLines(
       throw namedLine(err, what, n);
     }
   };
-  let carry: Buffer | undefined;
-  for await (const piece of chunks) {
-    const buf = carry ? Buffer.concat([carry, piece]) : piece;
-    carry = undefined;
-    const out: ListingLine[] = [];
-    let start = 0;
-    for (;;) {
-      const nl = buf.indexOf(0x0a, start);
-      if (nl < 0) break;
-      parse(buf.toString('utf8', start, nl), out);
-      start = nl + 1;
-    }
-    if (start < buf.length) carry = Buffer.from(buf.subarray(start));
-    if (out.length) yield out;
-  }
-  if (carry && carry.length) {
-    const out: ListingLine[] = [];
-    parse(carry.toString('utf8'), out);
-    if (out.length) yield out;
-  }
+  yield* lineBatches(chunks, parse);
 }
 
 /** A failure to read line `n`, as an IntegrityError that names the line (once). */
