@@ -52,10 +52,10 @@ syncBuiltinESMExports();
   return { NODE_OPTIONS: `--import ${pathToFileURL(hook).href}` };
 }
 
-/** Waits until a database's update sequence has stopped moving (five reads in a row, 100 ms apart, agree). */
+/** Waits until a database's update sequence has stopped moving (20 reads in a row, 100 ms apart, agree). */
 async function settled(url: string, db: string): Promise<void> {
   let last = '';
-  for (let same = 0; same < 5;) {
+  for (let same = 0; same < 20;) {
     const seq = JSON.stringify((await couch<{ update_seq: unknown }>(url, 'GET', db)).body.update_seq);
     same = seq === last ? same + 1 : 0;
     last = seq;
