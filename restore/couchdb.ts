@@ -220,8 +220,31 @@ export async function restoreDatabase(ctx: CouchContext, plan: DbPlan): Promise<
 
   ctx.progress.phase = job.dest;
   ctx.progress.docsTotal += plan.counts.docs + plan.counts.deleted;
-  // What the journal of an interrupted restore has as written is skipped, then checked on the database.
+  // What the journal of an interrupted restore has as written is checked on the database FIRST, before anything
+  // else is written: if the database lost (or never kept) any of it, every document is written again in the
+  // order of a new restore — design documents (validate_doc_update) last, never ahead of the documents they
+  // would judge. (Checking it only after the rest, design documents included, had been written let the rewrite
+  // run under those functions.)
   const journalHad = plan.resumable && (state.done === true || state.checkpoint !== undefined);
+  let lost: string[] | undefined;
+  if (plan.mode !== 'revert' && journalHad) {
+    const had = await verifyWritten(ctx, plan, security, state.done ? undefined : state.checkpoint);
+    if (!had.every((c) => c.ok)) {
+      lost = had
+        .filter((c) => !c.ok)
+        .flatMap((c) => [
+          `${c.check}: expected ${String(c.expected ?? '-')}, found ${String(c.actual ?? '-')}`,
+          ...(c.details ?? []).slice(0, 5),
+        ]);
+      log().warn(
+        { db: job.dest },
+        'the database does not hold what the resume journal has as written; writing every document again',
+      );
+      state.checkpoint = undefined;
+      state.done = false;
+      journal?.touch(true);
+    }
+  }
   if (plan.mode === 'revert') {
     report.reverted = [];
     const writer = newWriter(ctx, plan, state);
@@ -236,33 +259,15 @@ export async function restoreDatabase(ctx: CouchContext, plan: DbPlan): Promise<
   );
   if (plan.mode === 'revert') report.checks.push(...(await verifyReverted(ctx, plan)));
   else {
-    let checks = await verifyWritten(ctx, plan, security);
-    if (journalHad && report.failureCount === 0 && !checks.every((c) => c.ok)) {
-      // The database lost (or never kept) what the journal has as written: every document is written again
-      // (revisions with new_edits=false: those already there are left as they are), then verified again.
-      const before = checks
-        .filter((c) => !c.ok)
-        .flatMap((c) => [
-          `${c.check}: expected ${String(c.expected ?? '-')}, found ${String(c.actual ?? '-')}`,
-          ...(c.details ?? []).slice(0, 5),
-        ]);
-      log().warn(
-        { db: job.dest },
-        'the database does not hold what the resume journal has as written; writing every document again',
-      );
-      state.checkpoint = undefined;
-      state.done = false;
-      journal?.touch(true);
-      addWriter(report, await writeDocuments(ctx, plan, state, report));
-      checks = await verifyWritten(ctx, plan, security);
+    const checks = await verifyWritten(ctx, plan, security);
+    if (lost)
       checks.unshift({
         object: job.dest,
         check:
           'documents the interrupted restore had written, checked on the database: missing or different ones written again',
         ok: true,
-        details: before.slice(0, 20),
+        details: lost.slice(0, 20),
       });
-    }
     report.checks.push(...checks);
   }
   if (report.failureCount) {
@@ -360,15 +365,31 @@ async function writeDocuments(
   return writer;
 }
 
-/** Verifies the database on the destination against the snapshot (never against the journal). */
-async function verifyWritten(ctx: CouchContext, plan: DbPlan, security: unknown): Promise<Check[]> {
+/**
+ * Verifies the database on the destination against the snapshot (never against the journal). With `upTo`,
+ * only what an interrupted restore had written when its journal said `upTo`: the documents up to that ID in
+ * the listing's order, neither design nor `_local` ones (written last), and no counts (the rest is not there).
+ */
+async function verifyWritten(
+  ctx: CouchContext,
+  plan: DbPlan,
+  security: unknown,
+  upTo?: string,
+): Promise<Check[]> {
   const { job } = plan;
-  const entries = plan.entries
+  const all = plan.entries
     ? (async function* () {
         yield* plan.entries!;
       })()
     : listing(ctx, job);
-  const onlyOurs = !plan.nonEmpty || plan.resumable;
+  const entries =
+    upTo === undefined
+      ? all
+      : (async function* () {
+          for await (const e of all)
+            if (!e.local && !e.id.startsWith('_design/') && compareIds(e.id, upTo) <= 0) yield e;
+        })();
+  const onlyOurs = upTo === undefined && (!plan.nonEmpty || plan.resumable);
   const counts = job.packages
     ? { docCount: plan.counts.docs, deletedCount: plan.counts.deleted }
     : { docCount: job.db.docCount, deletedCount: job.db.deletedCount };
