@@ -9,7 +9,9 @@ import type { Check } from './types.js';
  * Verification of a restored database against the snapshot: every document's winning revision and deleted
  * flag (`POST _all_docs` with `keys`, which also answers for deleted documents), the full set of leaf
  * revisions of every document with conflicts (`open_revs=all`), the document and deleted-document counts
- * (`GET /db`; servers that do not report deleted documents are counted through `_all_docs`), and `_security`.
+ * (`GET /db`; servers that do not report deleted documents are counted through `_all_docs`), every leaf's
+ * revision history (the ancestors the listing recorded, asked with `POST _revs_diff`: a history written short
+ * is found, not only a wrong leaf), and `_security`.
  */
 export interface VerifyExpectations {
   /** Compare the database's counts (only when the database holds nothing but the restored documents). */
@@ -41,9 +43,16 @@ export async function verifyDatabase(
   let deleted = 0;
   const revDiffs: string[] = [];
   const conflicted: DocEntry[] = [];
+  let histories = 0;
+  let historiesOk = 0;
+  let unrecorded = 0;
+  const historyDiffs: string[] = [];
   const limit = pLimit(Math.max(1, parallel));
   const batches: Promise<void>[] = [];
   const runBatch = async (docs: DocEntry[]) => {
+    await Promise.all([winners(docs), ancestry(docs)]);
+  };
+  const winners = async (docs: DocEntry[]) => {
     const { body } = await dest.json<{ rows?: Row[] }>('POST', `${path}/_all_docs`, {
       db,
       body: { keys: docs.map((d) => d.id) },
@@ -59,6 +68,70 @@ export async function verifyDatabase(
       else if (revDiffs.length < MAX_DETAILS)
         revDiffs.push(`${JSON.stringify(d.id)}: expected ${want}, found ${got}`);
     });
+  };
+  // Every recorded ancestor must be in the document's revision tree: _revs_diff names those that are not.
+  const ancestry = async (docs: DocEntry[]) => {
+    const ask = Object.create(null) as Record<string, string[]>; // an ID may be "constructor"
+    const leavesOf = new Map<string, string[]>(); // "<id>\0<ancestor>" → the leaves whose history has it
+    let n = 0;
+    for (const d of docs)
+      for (const l of d.leaves) {
+        if (!l.ancestors) {
+          if (Number.parseInt(l.rev, 10) > 1) unrecorded++;
+          continue;
+        }
+        n++;
+        for (const a of l.ancestors) {
+          const k = `${d.id}\0${a}`;
+          const leaves = leavesOf.get(k);
+          if (leaves) leaves.push(l.rev);
+          else {
+            leavesOf.set(k, [l.rev]);
+            (ask[d.id] ??= []).push(a);
+          }
+        }
+      }
+    if (n === 0) return;
+    histories += n;
+    const { body } = await dest.json<Record<string, { missing?: string[] }>>('POST', `${path}/_revs_diff`, {
+      db,
+      body: ask,
+    });
+    // `_revs_diff` names ancestors missing from the tree; a server may also name those it holds without a body
+    // (PouchDB does): each leaf it names is confirmed by reading that revision's own history.
+    const suspects = new Map<string, { id: string; leaf: string; missing: string[] }>();
+    for (const [id, r] of Object.entries(body ?? {}))
+      for (const a of r?.missing ?? [])
+        for (const leaf of leavesOf.get(`${id}\0${a}`) ?? []) {
+          const k = `${id}\0${leaf}`;
+          const s = suspects.get(k);
+          if (s) s.missing.push(a);
+          else suspects.set(k, { id, leaf, missing: [a] });
+        }
+    let short = 0;
+    for (const { id, leaf, missing } of suspects.values()) {
+      const r = await dest.json<{ _revisions?: { start?: number; ids?: string[] } }>(
+        'GET',
+        `${path}/${docPath(id)}?rev=${encodeURIComponent(leaf)}&revs=true`,
+        { db, notFound: 'return' },
+      );
+      const h = r.status === 200 ? r.body._revisions : undefined;
+      const held = new Set(
+        h && Number.isSafeInteger(h.start) && Array.isArray(h.ids)
+          ? h.ids.map((x, i) => `${h.start! - i}-${x}`)
+          : [],
+      );
+      const lacking = missing
+        .filter((a) => !held.has(a))
+        .sort((a, b) => Number.parseInt(b, 10) - Number.parseInt(a, 10));
+      if (lacking.length === 0) continue;
+      short++;
+      if (historyDiffs.length < MAX_DETAILS)
+        historyDiffs.push(
+          `${JSON.stringify(id)} ${leaf}: its history lacks ${lacking.join(', ')} (written short${r.status === 200 ? '' : `; HTTP ${r.status}`})`,
+        );
+    }
+    historiesOk += n - short;
   };
   let batch: DocEntry[] = [];
   for await (const e of entries) {
@@ -88,6 +161,18 @@ export async function verifyDatabase(
     expected: total,
     actual: matched,
     details: revDiffs.length ? revDiffs : undefined,
+  });
+
+  checks.push({
+    object: db,
+    check:
+      unrecorded === 0
+        ? 'revision histories'
+        : `revision histories (${unrecorded} revisions of this snapshot have no recorded history: not checked)`,
+    ok: historiesOk === histories,
+    expected: histories,
+    actual: historiesOk,
+    details: historyDiffs.length ? historyDiffs : undefined,
   });
 
   // Conflicts: the same leaves, deleted ones included.

@@ -11,7 +11,8 @@ import { comparePaths } from './order.js';
  *   {"id": "<doc id>", "rev": "<winning rev>", "deleted": <winner deleted?>, "local"?: true,
  *    "leaves": [{"rev": "…", "deleted": <bool>, "body": <StreamRef of the leaf's JSON>,
  *                "atts"?: [{"name", "type", "digest", "length", "revpos", "data": <StreamRef>,
- *                           "encoding"?, "encodedLength"?}]}, …]}
+ *                           "encoding"?, "encodedLength"?}],
+ *                "ancestors"?: ["<parent rev>", "<oldest rev of the history>"]}, …]}
  *
  * Leaves are in CouchDB's order: the winner first (a non-deleted leaf before a deleted one, then the
  * longer history, then the greater revision hash). `atts` is omitted when a leaf has none. `_local`
@@ -34,6 +35,12 @@ export interface LeafEntry {
   deleted: boolean;
   body: StreamRef;
   atts?: AttEntry[];
+  /**
+   * Revisions of the leaf's history (`_revisions` of its body) a restore must find in the destination's
+   * revision tree: the parent, then the oldest revision when it is another one. Absent for a history of one
+   * revision, and in lines written by earlier builds of format version 1 (their histories go unchecked).
+   */
+  ancestors?: string[];
 }
 
 export interface DocEntry {
@@ -123,6 +130,14 @@ export function checkDocEntry(v: unknown): DocEntry {
       if (!Array.isArray(l.atts)) throw new Error(`bad attachments of ${e.id}`);
       l.atts.forEach(checkAtt);
     }
+    if (
+      l.ancestors !== undefined &&
+      (!Array.isArray(l.ancestors) ||
+        l.ancestors.length < 1 ||
+        l.ancestors.length > 2 ||
+        !l.ancestors.every((r) => isStr(r) && revPos(r) >= 1 && revPos(r) < revPos(l.rev)))
+    )
+      throw new Error(`bad ancestors of ${e.id} revision ${l.rev}`);
   }
   if (e.leaves[0]!.rev !== e.rev) throw new Error(`the first leaf of ${e.id} is not its winner`);
   return e;

@@ -35,6 +35,7 @@ interface LeafAcc {
   body: StreamRef;
   stubs: AttStub[];
   tarballs?: PackumentTarballs;
+  ancestors?: string[];
 }
 
 interface DocAcc {
@@ -125,6 +126,7 @@ export async function fetchBatch(run: DbRun, items: FetchItem[]): Promise<BatchR
         }
         const leaf: LeafEntry = { rev: l.rev, deleted: l.deleted, body: l.body };
         if (atts.length) leaf.atts = atts;
+        if (l.ancestors) leaf.ancestors = l.ancestors;
         return leaf;
       });
       const winner = leaves[0]!;
@@ -250,6 +252,7 @@ function takeResult(
       stubs: attachmentStubs(run, acc.item.id, info.attachments),
       tarballs: info.tarballs,
     };
+    if (info.ancestors) leaf.ancestors = info.ancestors;
     acc.leaves.set(info.rev, leaf);
     run.stats.leavesFetched++;
     run.stats.bodyBytesFetched += raw.length;

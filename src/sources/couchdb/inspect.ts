@@ -15,6 +15,8 @@ export interface BodyInfo {
   deleted: boolean;
   /** `_attachments` as sent (stubs: small). */
   attachments?: unknown;
+  /** The ancestors a restore must find in the revision tree (`historyAncestors` of `_revisions`). */
+  ancestors?: string[];
   /** Tarballs a live packument names. */
   tarballs?: PackumentTarballs;
 }
@@ -40,6 +42,25 @@ export function inspectResults(buf: Buffer, db: string, lengths: number[]): Resu
     at += n;
   }
   return out;
+}
+
+/**
+ * The ancestors of a revision a restore must find again, from its `_revisions` ({start, ids}, newest first):
+ * the parent and the oldest revision of the history (one when they are the same); undefined for a history of
+ * one revision, or a `_revisions` that is not the history of `rev` (then nothing is recorded, nothing checked).
+ */
+export function historyAncestors(rev: string, revisions: unknown): string[] | undefined {
+  const h = revisions as { start?: unknown; ids?: unknown } | undefined;
+  if (!h || typeof h !== 'object' || !Number.isSafeInteger(h.start) || !Array.isArray(h.ids))
+    return undefined;
+  const start = h.start as number;
+  const ids = h.ids as unknown[];
+  if (ids.length < 2 || start < ids.length || !ids.every((x) => typeof x === 'string' && x.length > 0))
+    return undefined;
+  if (rev !== `${start}-${ids[0] as string}`) return undefined;
+  const parent = `${start - 1}-${ids[1] as string}`;
+  const oldest = `${start - ids.length + 1}-${ids[ids.length - 1] as string}`;
+  return parent === oldest ? [parent] : [parent, oldest];
 }
 
 function parseRange(buf: Buffer, r: Range | undefined): unknown {
@@ -87,6 +108,7 @@ export function inspectResult(el: Buffer, db: string): ResultInfo {
           let rev: Range | undefined;
           let deleted: Range | undefined;
           let atts: Range | undefined;
+          let revisions: Range | undefined;
           let name: Range | undefined;
           let versions: Packument['versions'] | undefined;
           const okEnd = walkObject(el, ok, end, (bk, bv) => {
@@ -97,6 +119,8 @@ export function inspectResult(el: Buffer, db: string): ResultInfo {
                 return (deleted = valueRange(el, bv, end)).end;
               case '_attachments':
                 return (atts = valueRange(el, bv, end)).end;
+              case '_revisions':
+                return (revisions = valueRange(el, bv, end)).end;
               case 'name':
                 return (name = valueRange(el, bv, end)).end;
               case 'versions':
@@ -125,6 +149,8 @@ export function inspectResult(el: Buffer, db: string): ResultInfo {
           if (typeof r !== 'string') throw new JsonShapeError(`a body of ${who()} has no _rev`);
           const info: BodyInfo = { start: ok, end: okEnd, rev: r, deleted: parseRange(el, deleted) === true };
           if (atts) info.attachments = parseRange(el, atts);
+          const ancestors = historyAncestors(r, parseRange(el, revisions));
+          if (ancestors) info.ancestors = ancestors;
           body = { info, ...(versions ? { packument: { name: parseRange(el, name), versions } } : {}) };
           return okEnd;
         });

@@ -122,6 +122,21 @@ describe('CouchDB source: full backup', () => {
     assert.equal(tomb.leaves[0]!.deleted, true);
     assert.equal((await jsonOf<{ _deleted: boolean }>(reader, tomb.leaves[0]!.body))._deleted, true);
 
+    // The ancestors a restore checks: the parent and the oldest revision of each leaf's history.
+    const historyOf = async (id: string) => {
+      const h = (
+        await jsonOf<{ _revisions: { start: number; ids: string[] } }>(reader, by.get(id)!.leaves[0]!.body)
+      )._revisions;
+      return h.ids.map((x, i) => `${h.start - i}-${x}`);
+    };
+    const tombHistory = await historyOf('tomb');
+    assert.equal(tombHistory.length, 2);
+    assert.deepEqual(tomb.leaves[0]!.ancestors, [tombHistory[1]]);
+    const filesHistory = await historyOf('files');
+    assert.equal(filesHistory.length, 3);
+    assert.deepEqual(by.get('files')!.leaves[0]!.ancestors, [filesHistory[1], filesHistory[2]]);
+    assert.equal(by.get('left-pad')!.leaves[0]!.ancestors, undefined, 'a history of one revision: none');
+
     // Bodies as served, with multi-byte characters intact across 64 KiB boundaries.
     const uni = await jsonOf<{ text: string; name: string }>(reader, by.get('unicode')!.leaves[0]!.body);
     assert.equal(uni.text, text);
