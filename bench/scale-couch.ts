@@ -12,6 +12,10 @@
  * and `big-<K>` (K packuments of ~20 MB) are loaded once and kept in the data directory: a later run only
  * loads what is missing. `--sizes 10000,100000,1000000` gives the whole curve (the 1M load takes a while).
  *
+ * Two floors: the server's cheapest full read (`_all_docs?include_docs=true` to /dev/null, curl) and the
+ * cheapest revision-exact one (`_changes` + `_bulk_get?revs=true`, bench/couch-read-floor.ts: histories are only
+ * in `_bulk_get`/`open_revs` answers), so that the distance between the two is the server's, not regbackup's.
+ *
  * Beside the wall time: the CPU seconds (user + system) of each contender, and those CouchDB (beam.smp) spent
  * meanwhile — known when the server was started here, or with --data naming the data directory of the one at
  * --url. On a shared machine the CPU seconds are the steadier figure: on 2 cores the server's own work and the
@@ -189,6 +193,14 @@ function floor(db: string): Promise<Run> {
   ]);
 }
 
+/**
+ * The floor of a revision-exact read (bench/couch-read-floor.ts): `_changes` + `_bulk_get?revs=true`, the
+ * answers dropped. `_all_docs` has no revision histories, so no revision-exact backup can read less.
+ */
+function exactFloor(db: string): Promise<Run> {
+  return timed(process.execPath, [path.join(here, 'couch-read-floor.js'), db], { COUCH_URL: url });
+}
+
 async function couchbackup(db: string): Promise<Run> {
   // A log left by an earlier run would make it refuse (it only resumes from one when told to).
   await rm(path.join(out, `couchbackup-${db}.log`), { force: true });
@@ -217,6 +229,7 @@ const rows: (string | number)[][] = [
 
 async function bench(db: string, n: number, opts: { churn: boolean }): Promise<void> {
   const f1 = await floor(db);
+  const exact = await exactFloor(db);
   const dir = path.join(out, `rb-${db}`);
   const config = await initRepo(dir, db);
   const full = await regbackup(config, ['backup']);
@@ -234,12 +247,21 @@ async function bench(db: string, n: number, opts: { churn: boolean }): Promise<v
   ]);
   rows.push([
     db,
+    'read floor, revision-exact',
+    '_changes + _bulk_get?revs=true',
+    fmt(exact.seconds, 2),
+    cpuCell(exact),
+    fmt(exact.maxRssMiB),
+    `${fmt(exact.seconds / fl, 2)}x the _all_docs floor: the server's cost of the histories`,
+  ]);
+  rows.push([
+    db,
     'full',
     'regbackup',
     fmt(full.seconds, 2),
     cpuCell(full),
     fmt(full.maxRssMiB),
-    `${fmt(full.seconds / fl, 2)}x floor (goal <= 1.5x); ${fmt(n / full.seconds, 0)} docs/s; repo ${du(path.join(dir, 'target'))}`,
+    `${fmt(full.seconds / fl, 2)}x floor (goal <= 1.5x), ${fmt(full.seconds / exact.seconds, 2)}x the revision-exact floor; ${fmt(n / full.seconds, 0)} docs/s; repo ${du(path.join(dir, 'target'))}`,
   ]);
   if (cb)
     rows.push([
