@@ -19,10 +19,10 @@
  *   (1M files: --files 1000000; generating it takes ~10 GB of disk and a few minutes)
  */
 import { execFileSync } from 'node:child_process';
-import { randomFillSync } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { addVersions, writeSmallStore } from './lib/small-files.js';
 import { fmt, measure, table } from './lib/run.js';
 
 const { values } = parseArgs({
@@ -43,31 +43,6 @@ const ROOT = path.join(here, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'regbackup.js');
 mkdirSync(out, { recursive: true });
 
-/** A small deterministic PRNG (mulberry32): the same store every time. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const VERSIONS = 10;
-const GZIP = Buffer.from([0x1f, 0x8b, 0x08, 0x00]);
-const PER_SCOPE = 500;
-
-function fileOf(i: number, suffix = ''): { dir: string; name: string } {
-  const pkg = Math.floor(i / VERSIONS);
-  const scope = `s${Math.floor(pkg / PER_SCOPE)
-    .toString()
-    .padStart(4, '0')}`;
-  const name = `p${pkg}`;
-  return { dir: path.join(scope, name, '-'), name: `${name}-1.0.${i % VERSIONS}${suffix}.tgz` };
-}
-
 /** Makes (or reuses) a store of n small files; returns its path and total bytes. */
 function makeStore(n: number): { dir: string; bytes: number } {
   const dir = path.join(out, `store-${n}`);
@@ -75,27 +50,7 @@ function makeStore(n: number): { dir: string; bytes: number } {
   if (existsSync(done)) return { dir, bytes: Number(readFileSync(done, 'utf8')) };
   rmSync(dir, { recursive: true, force: true });
   const t0 = performance.now();
-  const r = rng(n);
-  const pool = Buffer.allocUnsafe(64 * 1024 * 1024);
-  let at = pool.length;
-  let bytes = 0;
-  let lastDir = '';
-  for (let i = 0; i < n; i++) {
-    const f = fileOf(i);
-    const full = path.join(dir, f.dir);
-    if (full !== lastDir) mkdirSync(full, { recursive: true });
-    lastDir = full;
-    const size = 512 + Math.floor(r() * (20 * 1024 - 512));
-    if (at + size > pool.length) {
-      randomFillSync(pool);
-      at = 0;
-    }
-    // Tarballs are gzip: the gzip magic tells the writer not to try compressing them (as with real ones).
-    pool.set(GZIP, at);
-    writeFileSync(path.join(full, f.name), pool.subarray(at, at + size));
-    at += size;
-    bytes += size;
-  }
+  const bytes = writeSmallStore(dir, n);
   writeFileSync(done, String(bytes));
   console.log(`generated ${n} files (${fmt(bytes / 1e6)} MB) in ${fmt((performance.now() - t0) / 1000)} s`);
   return { dir, bytes };
@@ -103,19 +58,7 @@ function makeStore(n: number): { dir: string; bytes: number } {
 
 /** Adds 1 % new files (a new version of every 100th package); returns their paths. */
 function addChurn(store: string, n: number): string[] {
-  const r = rng(n + 1);
-  const pool = Buffer.allocUnsafe(20 * 1024);
-  const added: string[] = [];
-  for (let i = 0; i < n; i += 100) {
-    const f = fileOf(i, '-new');
-    const p = path.join(store, f.dir, f.name);
-    const size = 512 + Math.floor(r() * (20 * 1024 - 512));
-    randomFillSync(pool, 0, size);
-    pool.set(GZIP, 0);
-    writeFileSync(p, pool.subarray(0, size));
-    added.push(p);
-  }
-  return added;
+  return addVersions(store, n, 100, '-new', n + 1);
 }
 
 function warm(dir: string): void {

@@ -19,13 +19,13 @@
  * of any child it waited for (not their sum).
  */
 import { execFileSync } from 'node:child_process';
-import { randomFillSync } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadIntoCouch } from '../test/generate/couch.js';
 import type { Packument } from '../test/generate/registry.js';
 import { churnedIndexes, smallPackument, smallPackuments } from '../test/generate/small.js';
+import { addVersions, writeSmallStore } from './lib/small-files.js';
 import { fmt, measure, table, type Measured } from './lib/run.js';
 
 const { values } = parseArgs({
@@ -115,67 +115,19 @@ async function churn(db: string, n: number, fraction: number, day: number): Prom
 }
 
 // --- tarball stores (the layout and generator of bench/scale-files.ts) --------------------------------------
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const GZIP = Buffer.from([0x1f, 0x8b, 0x08, 0x00]);
-function fileOf(i: number, suffix = ''): { dir: string; name: string } {
-  const pkg = Math.floor(i / 10);
-  const scope = `s${Math.floor(pkg / 500)
-    .toString()
-    .padStart(4, '0')}`;
-  return { dir: path.join(scope, `p${pkg}`, '-'), name: `p${pkg}-1.0.${i % 10}${suffix}.tgz` };
-}
-
 function makeStore(n: number): string {
   const dir = path.join(storesDir, `store-${n}`);
   const done = path.join(storesDir, `store-${n}.done`);
   if (existsSync(done)) return dir;
   rmSync(dir, { recursive: true, force: true });
-  const r = rng(n);
-  const pool = Buffer.allocUnsafe(64 * 1024 * 1024);
-  let at = pool.length;
-  let lastDir = '';
-  for (let i = 0; i < n; i++) {
-    const f = fileOf(i);
-    const full = path.join(dir, f.dir);
-    if (full !== lastDir) mkdirSync(full, { recursive: true });
-    lastDir = full;
-    const size = 512 + Math.floor(r() * (20 * 1024 - 512));
-    if (at + size > pool.length) {
-      randomFillSync(pool);
-      at = 0;
-    }
-    pool.set(GZIP, at);
-    writeFileSync(path.join(full, f.name), pool.subarray(at, at + size));
-    at += size;
-  }
+  writeSmallStore(dir, n);
   writeFileSync(done, '');
   return dir;
 }
 
 /** 5 % more files (for the first snapshot only); returns their paths. */
 function addExtra(store: string, n: number): string[] {
-  const r = rng(n + 7);
-  const pool = Buffer.allocUnsafe(20 * 1024);
-  const added: string[] = [];
-  for (let i = 0; i < n; i += 20) {
-    const f = fileOf(i, '-old');
-    const p = path.join(store, f.dir, f.name);
-    const size = 512 + Math.floor(r() * (20 * 1024 - 512));
-    randomFillSync(pool, 0, size);
-    pool.set(GZIP, 0);
-    writeFileSync(p, pool.subarray(0, size));
-    added.push(p);
-  }
-  return added;
+  return addVersions(store, n, 20, '-old', n + 7);
 }
 
 // --- the runs ----------------------------------------------------------------------------------------------

@@ -184,6 +184,7 @@ export class PreviousListing {
       let esc = false;
       for (let i = s + 7; i < e; i++) {
         const c = b[i]!;
+        if (c < 0x20) break; // a raw control character: not JSON (parsed whole below, and refused)
         if (c === 0x5c) {
           esc = true;
           i++;
