@@ -2,15 +2,13 @@
  * Worker thread of the tarball restore's fast path (protocol in file-protocol.ts): reads the pack ranges a job
  * needs from the local target, decrypts them, verifies each blob's keyed ID, and writes each file under a
  * temporary name (O_EXCL|O_NOFOLLOW, checked to lie under the destination), checks its size and sha1, syncs
- * it and renames it into place. A job's files are written with synchronous calls (this thread does nothing
- * else); their fsyncs then run on libuv's thread pool while the next job is decrypted and written (at most
- * SYNCING jobs waiting for the disk), and each file is renamed into place once it is synced, as before.
+ * it and renames it into place. Synchronous calls: this thread does nothing else.
  */
 import { createHash, type Hash } from 'node:crypto';
 import {
   closeSync,
   constants,
-  fsync,
+  fsyncSync,
   futimesSync,
   openSync,
   readlinkSync,
@@ -71,17 +69,7 @@ function codeOf(err: unknown): string | undefined {
   return (err as { code?: string }).code;
 }
 
-/** A file written and checked, waiting for its sync and rename. */
-interface Written {
-  i: number;
-  fd: number;
-  f: FileJob;
-}
-
-/** Jobs whose files are being synced while the next one is written. */
-const SYNCING = 2;
-
-function handle(job: Job): { result: JobResult; written: Written[] } {
+function handle(job: Job): JobResult {
   let bytesRead = 0;
   // The segment ranges each pack must be read for, merged where they touch.
   // The segment ranges to read per pack: neighbouring chunks merged, at most MAX_RANGE segments per read
@@ -147,7 +135,7 @@ function handle(job: Job): { result: JobResult; written: Written[] } {
   };
 
   const results: FileResult[] = [];
-  const written: Written[] = [];
+  const written: { i: number; fd: number; f: FileJob }[] = [];
   for (const f of job.files) {
     const tmp = path.join(f.dir, f.tmp);
     let fd: number | undefined;
@@ -231,58 +219,35 @@ function handle(job: Job): { result: JobResult; written: Written[] } {
       results.push({ ok: false, kind: 'dest', message: (err as Error).message, code: codeOf(err) });
     }
   }
-  return { result: { n: job.n, results, bytesRead }, written };
-}
-
-function fsyncAsync(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
-}
-
-/**
- * Syncs a job's files together (on the thread pool; one journal commit covers many of them on most
- * filesystems), then renames each into place: a file appears under its name only once its bytes are on disk.
- */
-async function syncAndRename(result: JobResult, written: Written[]): Promise<JobResult> {
-  const synced = await Promise.all(
-    written.map(async (w) => {
-      try {
-        const t = (w.f.mtime + 0.5) / 1000;
-        if (Number.isFinite(t) && t > 0) futimesSync(w.fd, t, t);
-        await fsyncAsync(w.fd);
-        return undefined;
-      } catch (err) {
-        return err;
-      }
-    }),
-  );
-  written.forEach((w, k) => {
-    let err = synced[k];
+  // Sync the job's files together (one journal commit covers them all on most filesystems), then rename.
+  for (const w of written) {
     try {
+      const t = (w.f.mtime + 0.5) / 1000;
+      if (Number.isFinite(t) && t > 0) futimesSync(w.fd, t, t);
+      fsyncSync(w.fd);
       closeSync(w.fd);
       w.fd = -1;
-      if (err === undefined) renameSync(path.join(w.f.dir, w.f.tmp), path.join(w.f.dir, w.f.base));
-    } catch (e) {
-      err ??= e;
+      renameSync(path.join(w.f.dir, w.f.tmp), path.join(w.f.dir, w.f.base));
+    } catch (err) {
+      if (w.fd >= 0) closeSync(w.fd);
+      try {
+        unlinkSync(path.join(w.f.dir, w.f.tmp));
+      } catch (e) {
+        if (codeOf(e) !== 'ENOENT') throw e;
+      }
+      const code = codeOf(err);
+      results[w.i] = {
+        ok: false,
+        kind: 'dest',
+        message:
+          code === 'EISDIR' || code === 'ENOTEMPTY' || code === 'EEXIST'
+            ? 'a directory of that name is in the way in the destination'
+            : (err as Error).message,
+        code,
+      };
     }
-    if (err === undefined) return;
-    if (w.fd >= 0) closeSync(w.fd);
-    try {
-      unlinkSync(path.join(w.f.dir, w.f.tmp));
-    } catch (e) {
-      if (codeOf(e) !== 'ENOENT') throw e;
-    }
-    const code = codeOf(err);
-    result.results[w.i] = {
-      ok: false,
-      kind: 'dest',
-      message:
-        code === 'EISDIR' || code === 'ENOTEMPTY' || code === 'EEXIST'
-          ? 'a directory of that name is in the way in the destination'
-          : (err as Error).message,
-      code,
-    };
-  });
-  return result;
+  }
+  return { n: job.n, results, bytesRead };
 }
 
 /**
@@ -293,25 +258,11 @@ async function syncAndRename(result: JobResult, written: Written[]): Promise<Job
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as (o?: { type: string; execution: string }) => void;
 
-// Jobs are taken one at a time, in order; a job's sync and rename overlap the jobs after it.
-let chain = Promise.resolve();
-const syncing = new Set<Promise<void>>();
 port.on('message', (job: Job) => {
-  chain = chain.then(async () => {
-    while (syncing.size >= SYNCING) await Promise.race(syncing);
-    let w: { result: JobResult; written: Written[] };
-    try {
-      w = handle(job);
-      gc({ type: 'minor', execution: 'sync' });
-    } catch (err) {
-      port.postMessage({ n: job.n, error: (err as Error).message });
-      return;
-    }
-    const done = syncAndRename(w.result, w.written).then(
-      (r) => port.postMessage(r),
-      (err: unknown) => port.postMessage({ n: job.n, error: (err as Error).message }),
-    );
-    syncing.add(done);
-    void done.finally(() => syncing.delete(done));
-  });
+  try {
+    port.postMessage(handle(job));
+    gc({ type: 'minor', execution: 'sync' });
+  } catch (err) {
+    port.postMessage({ n: job.n, error: (err as Error).message });
+  }
 });
