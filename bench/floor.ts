@@ -503,7 +503,6 @@ async function main(): Promise<void> {
             'node',
             [
               '--max-semi-space-size=4',
-              '--heap-growing-percent=50',
               path.join(here, 'write-tree.js'),
               '--src',
               corpus,

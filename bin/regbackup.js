@@ -1,13 +1,8 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=4 --heap-growing-percent=50
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=4
 // Entry point installed as the `regbackup` binary. The TypeScript sources are compiled to dist/ by
 // `npm ci` (the `prepare` script) or `npm run build`. No --max-old-space-size: V8 applies it to every isolate,
 // overriding the workers' resourceLimits (a 64 MB pack worker got 256 MB), and the workers' garbage grew with it:
 // +60-75 MB peak RSS on a backup of large files (it saved ~30 MB on 20k small files: the main thread's heap).
-// --heap-growing-percent=50: each heap's next full-GC limit (main thread and workers) is 1.5x what the last full
-// GC left live, instead of a factor V8 picks up to 4x from GC and allocation speeds: most of a backup's heap is
-// garbage between collections (a CouchDB backup of 100k or 1M small documents keeps 25-40 MB live on its main
-// thread; that heap reached 90-145 MB). Measured on 100k small packuments: peak RSS ~400 -> ~300 MiB at the same
-// CPU time (--optimize-for-size or --memory-saver-mode went lower, ~235 MiB, at +65-95% CPU).
 //
 // regbackup runs on Node.js 24 (package.json "engines"). `npx regbackup` and npm scripts find Node 24 in
 // node_modules/.bin (the devDependency "node"); the Docker image is built on it. An older Node is refused
