@@ -503,6 +503,7 @@ async function main(): Promise<void> {
             'node',
             [
               '--max-semi-space-size=4',
+              '--heap-growing-percent=100',
               path.join(here, 'write-tree.js'),
               '--src',
               corpus,

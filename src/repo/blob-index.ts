@@ -126,40 +126,45 @@ class MemTable {
     }
   }
 
-  /** The records, sorted by ID, in a new buffer. */
+  /** The records, sorted by ID, in a new buffer (gathered from the table: no intermediate copy). */
   sorted(): Buffer {
-    const out = Buffer.alloc(this.count * RECORD);
+    const at = new Uint32Array(this.count);
     let n = 0;
-    for (let at = 0; at < this.buf.length; at += RECORD) {
-      if (this.isEmpty(at)) continue;
-      this.buf.copy(out, n * RECORD, at, at + RECORD);
-      n++;
-    }
-    sortRecords(out);
-    return out;
+    for (let o = 0; o < this.buf.length; o += RECORD) if (!this.isEmpty(o)) at[n++] = o;
+    return gatherSorted(this.buf, at.subarray(0, n));
   }
 }
 
-/** Sorts 48-byte records in place by their 32-byte ID. */
-export function sortRecords(buf: Buffer): void {
-  const n = buf.length / RECORD;
+/**
+ * The records at offsets `at` of `buf`, sorted by their 32-byte ID, in a new buffer. Sorted by the first 8
+ * bytes (as two u32 big-endian) then the full key: IDs are random, ties on 8 bytes are rare.
+ */
+function gatherSorted(buf: Buffer, at: Uint32Array): Buffer {
+  const n = at.length;
   const order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  // Sort by the first 8 bytes (as two u32 big-endian) then the full key: IDs are random, ties on 8 bytes are rare.
   const hi = new Uint32Array(n);
   const lo = new Uint32Array(n);
   for (let i = 0; i < n; i++) {
-    hi[i] = buf.readUInt32BE(i * RECORD);
-    lo[i] = buf.readUInt32BE(i * RECORD + 4);
+    order[i] = i;
+    hi[i] = buf.readUInt32BE(at[i]!);
+    lo[i] = buf.readUInt32BE(at[i]! + 4);
   }
   order.sort(
     (a, b) =>
       hi[a]! - hi[b]! ||
       lo[a]! - lo[b]! ||
-      buf.compare(buf, a * RECORD, a * RECORD + ID_SIZE, b * RECORD, b * RECORD + ID_SIZE),
+      buf.compare(buf, at[a]!, at[a]! + ID_SIZE, at[b]!, at[b]! + ID_SIZE),
   );
-  const copy = Buffer.from(buf);
-  for (let i = 0; i < n; i++) copy.copy(buf, i * RECORD, order[i]! * RECORD, order[i]! * RECORD + RECORD);
+  const out = Buffer.allocUnsafe(n * RECORD);
+  for (let i = 0; i < n; i++) buf.copy(out, i * RECORD, at[order[i]!]!, at[order[i]!]! + RECORD);
+  return out;
+}
+
+/** Sorts 48-byte records in place by their 32-byte ID. */
+export function sortRecords(buf: Buffer): void {
+  const at = new Uint32Array(buf.length / RECORD);
+  for (let i = 0; i < at.length; i++) at[i] = i * RECORD;
+  gatherSorted(buf, at).copy(buf);
 }
 
 const BLOCK_RECORDS = 128;

@@ -15,7 +15,16 @@ export interface SortOptions {
   tmpDir?: string;
   /** Keep only the last of records with equal keys (in input order). */
   unique?: boolean;
+  /**
+   * Run files read at once, at most (default 16). Beyond that, runs are merged into bigger runs on disk as they
+   * accumulate (groups of this many runs of the same size class), so that the memory of the final merge (one
+   * read buffer per run) does not grow with the number of records.
+   */
+  fanIn?: number;
 }
+
+/** Read buffer of one run file while merging. */
+const RUN_READ_BUFFER = 64 * 1024;
 
 export type KeyOf = (record: string) => string;
 
@@ -39,16 +48,27 @@ export function compareCodePoints(a: string, b: string): number {
 export class ExternalSorter {
   private buf: { key: string; rec: string; n: number }[] = [];
   private bytes = 0;
-  private runs: string[] = [];
+  /** Run files, with their level: a level-L run holds about fanIn^L spills (levels never increase along the list). */
+  private runs: { file: string; level: number }[] = [];
   private dir?: string;
   private counter = 0;
+  private fileNo = 0;
   private readonly budget: number;
+  private readonly fanIn: number;
+  /** The most run files read at once so far (never more than `fanIn`). */
+  maxRunsOpen = 0;
 
   constructor(
     private readonly keyOf: KeyOf,
     private readonly opts: SortOptions = {},
   ) {
     this.budget = opts.memoryBudget ?? 32 * 1024 * 1024;
+    this.fanIn = Math.max(2, opts.fanIn ?? 16);
+  }
+
+  /** Number of run files on disk. */
+  get runCount(): number {
+    return this.runs.length;
   }
 
   async add(record: string): Promise<void> {
@@ -66,13 +86,30 @@ export class ExternalSorter {
 
   private async spill(): Promise<void> {
     this.sortBuf();
+    const file = await this.writeRun(this.buf);
+    this.runs.push({ file, level: 0 });
+    this.buf = [];
+    this.bytes = 0;
+    // Like a counter in base fanIn: fanIn runs of one level become one run of the next.
+    for (;;) {
+      const n = this.runs.length;
+      const level = this.runs[n - 1]!.level;
+      if (n < this.fanIn || this.runs[n - this.fanIn]!.level !== level) break;
+      await this.collapse(this.fanIn, level + 1);
+    }
+  }
+
+  /** Writes records (in order) as a run file: lines of `<input number>\t<record>`. */
+  private async writeRun(
+    records: Iterable<{ rec: string; n: number }> | AsyncIterable<{ rec: string; n: number }>,
+  ): Promise<string> {
     this.dir ??= await mkdtemp(path.join(this.opts.tmpDir ?? os.tmpdir(), 'regbackup-sort-'));
-    const file = path.join(this.dir, `run-${this.runs.length}`);
+    const file = path.join(this.dir, `run-${this.fileNo++}`);
     const fh = await open(file, 'w');
     try {
       let chunk: string[] = [];
       let size = 0;
-      for (const r of this.buf) {
+      for await (const r of records) {
         chunk.push(`${r.n}\t${r.rec}`);
         size += r.rec.length;
         if (size > 1 << 20) {
@@ -85,9 +122,18 @@ export class ExternalSorter {
     } finally {
       await fh.close();
     }
-    this.runs.push(file);
-    this.buf = [];
-    this.bytes = 0;
+    return file;
+  }
+
+  /**
+   * Merges the last `count` runs into one run file of `level` (every record kept, with its input number: order,
+   * stability and `unique` are decided by the final merge as before).
+   */
+  private async collapse(count: number, level: number): Promise<void> {
+    const group = this.runs.slice(this.runs.length - count);
+    const file = await this.writeRun(this.merge(group.map((r) => r.file)));
+    await Promise.all(group.map((r) => rm(r.file, { force: true })));
+    this.runs.splice(this.runs.length - count, count, { file, level });
   }
 
   /** The records in key order (stable: equal keys keep input order; with `unique`, only the last). */
@@ -103,7 +149,12 @@ export class ExternalSorter {
         })();
       } else {
         if (this.buf.length) await this.spill();
-        source = this.merge();
+        // At most fanIn runs read at once: the smallest ones (at the end) merged first.
+        while (this.runs.length > this.fanIn) {
+          const count = Math.min(this.fanIn, this.runs.length - this.fanIn + 1);
+          await this.collapse(count, this.runs[this.runs.length - count]!.level + 1);
+        }
+        source = this.merge(this.runs.map((r) => r.file));
       }
       let held: { key: string; rec: string } | undefined;
       for await (const r of source) {
@@ -118,8 +169,10 @@ export class ExternalSorter {
     }
   }
 
-  private async *merge(): AsyncGenerator<{ key: string; rec: string; n: number }> {
-    const readers = this.runs.map((f) => lines(f)[Symbol.asyncIterator]());
+  /** The records of some run files in (key, input number) order. */
+  private async *merge(files: string[]): AsyncGenerator<{ key: string; rec: string; n: number }> {
+    this.maxRunsOpen = Math.max(this.maxRunsOpen, files.length);
+    const readers = files.map((f) => lines(f, RUN_READ_BUFFER)[Symbol.asyncIterator]());
     const heads: ({ key: string; rec: string; n: number } | undefined)[] = [];
     const next = async (i: number) => {
       const r = await readers[i]!.next();
@@ -145,8 +198,8 @@ export class ExternalSorter {
 }
 
 /** Lines of a UTF-8 file, split on "\n" bytes (a multi-byte character is never cut). */
-export async function* lines(file: string): AsyncGenerator<string> {
-  yield* splitLines(createReadStream(file, { highWaterMark: 256 * 1024 }));
+export async function* lines(file: string, readBuffer = 256 * 1024): AsyncGenerator<string> {
+  yield* splitLines(createReadStream(file, { highWaterMark: readBuffer }));
 }
 
 /**

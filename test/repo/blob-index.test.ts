@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { BlobIndex, type PackInfo } from '../../src/repo/blob-index.js';
+import { BlobIndex, RECORD, sortRecords, type PackInfo } from '../../src/repo/blob-index.js';
 import { BlobType } from '../../src/repo/ids.js';
 import type { PackEntry } from '../../src/repo/pack.js';
 import { tmpDir } from '../harness/index.js';
@@ -72,4 +72,24 @@ test('a damaged cache is discarded, not trusted', async (t) => {
   const again = BlobIndex.open(dir);
   assert.equal(again.blobCount, 0);
   assert.equal(again.lookup(p.entries[0]!.id), undefined);
+});
+
+test('records() and sortRecords give every record once, in blob-ID order', async (t) => {
+  const dir = await tmpDir(t);
+  const idx = BlobIndex.open(dir, { memoryBudget: 64 * 1024 });
+  const ids: Buffer[] = [];
+  for (let i = 0; i < 7; i++) {
+    const p = pack(300);
+    idx.addPack(p.info, p.entries);
+    ids.push(...p.entries.map((e) => e.id));
+  }
+  // Some in spilled runs, some still in the memtable.
+  const seen = [...idx.records()].map((r) => Buffer.from(r.id));
+  const sorted = [...ids].sort(Buffer.compare);
+  assert.deepEqual(seen, sorted);
+  const buf = Buffer.concat(ids.map((id, i) => Buffer.concat([id, Buffer.alloc(RECORD - 32, i % 251)])));
+  sortRecords(buf);
+  for (let i = 0; i < ids.length; i++)
+    assert.ok(buf.subarray(i * RECORD, i * RECORD + 32).equals(sorted[i]!));
+  idx.close();
 });

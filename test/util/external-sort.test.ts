@@ -51,3 +51,50 @@ test('splitLines never cuts a multi-byte character that straddles two reads', as
   assert.equal(lines.length, 1000);
   assert.ok(lines.every((l) => l === 'naïve 日本語 😀'));
 });
+
+test('reads at most fanIn run files at once, however many runs the records make (merged on disk first)', async (t) => {
+  const dir = await tmpDir(t);
+  // ~1 KB budget: a run every few records, hundreds of runs in all.
+  const s = new ExternalSorter((r) => r.split(' ')[0]!, {
+    memoryBudget: 1024,
+    tmpDir: dir,
+    unique: true,
+    fanIn: 4,
+  });
+  const keys: string[] = [];
+  for (let i = 0; i < 3000; i++) {
+    const k = `k${(i * 7919) % 700}`;
+    keys.push(k);
+    await s.add(`${k} ${i}`);
+    // Runs pile up like a counter in base fanIn: never fanIn of one level left unmerged.
+    assert.ok(s.runCount < 4 * 8, `${s.runCount} runs on disk`);
+  }
+  const out: string[] = [];
+  for await (const r of s.sorted()) out.push(r);
+  assert.ok(s.maxRunsOpen <= 4, `${s.maxRunsOpen} runs read at once`);
+  assert.deepEqual(
+    out.map((r) => r.split(' ')[0]),
+    [...new Set(keys)].sort(compareCodePoints),
+  );
+  // Stable through the intermediate merges: unique still keeps the last occurrence in input order.
+  for (const r of out) {
+    const [k, i] = r.split(' ');
+    assert.equal(Number(i), keys.lastIndexOf(k!));
+  }
+});
+
+test('without unique, equal keys keep input order through the intermediate merges', async (t) => {
+  const dir = await tmpDir(t);
+  const s = new ExternalSorter((r) => r.split(' ')[0]!, { memoryBudget: 512, tmpDir: dir, fanIn: 3 });
+  const recs: string[] = [];
+  for (let i = 0; i < 2000; i++) recs.push(`k${(i * 31) % 50} ${i}`);
+  for (const r of recs) await s.add(r);
+  const out: string[] = [];
+  for await (const r of s.sorted()) out.push(r);
+  assert.ok(s.maxRunsOpen <= 3);
+  const expected = recs
+    .map((r, i) => ({ r, i }))
+    .sort((a, b) => compareCodePoints(a.r.split(' ')[0]!, b.r.split(' ')[0]!) || a.i - b.i)
+    .map((x) => x.r);
+  assert.deepEqual(out, expected);
+});
