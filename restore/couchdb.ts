@@ -294,6 +294,10 @@ function newWriter(ctx: CouchContext, plan: DbPlan, state: PartState): DocWriter
     progress: ctx.progress,
     batchBytes: ctx.batchBytes,
     onCheckpoint: (id) => {
+      // The checkpoint is a position in the listing's order of the documents written first; design documents
+      // are written after all of them (whatever their IDs sort as), so they never move it: a resume then
+      // checks every document before it and writes only what is after it (the design documents included).
+      if (id.startsWith('_design/')) return;
       state.checkpoint = id;
       ctx.journal?.touch();
     },

@@ -29,29 +29,32 @@ function sha1(file: string): string {
 }
 
 /**
- * Environment for a `regbackup` child that SIGKILLs itself right after it wrote a resume journal that has
- * documents of `db` as written up to `past` or further (a checkpoint at or after it in the listing's order), or
- * the whole database as done: a preloaded module wraps fs.renameSync, with which the journal is replaced (and,
- * with `past`, moves the clock so that every change of the journal is written). A kill at a known point, whatever
- * the speed of the machine.
+ * Environment for a `regbackup` child watched through its resume journal: a preloaded module wraps
+ * fs.renameSync, with which the journal is replaced, and moves the clock a second ahead at every read so that
+ * every change of the journal is written (it is written at most every 500 ms). With `past`, the child SIGKILLs
+ * itself right after it wrote a journal that has documents of `db` as written up to `past` or further (a
+ * checkpoint at or after it in the listing's order), or the whole database as done: a kill at a known point,
+ * whatever the speed of the machine. With `record`, each journal's state of `db` is appended to that file.
  */
-function killAfterJournal(dir: string, db: string, past = ''): NodeJS.ProcessEnv {
-  const hook = path.join(dir, 'kill-after-journal.mjs');
+function journalHook(dir: string, db: string, opts: { past?: string; record?: string }): NodeJS.ProcessEnv {
+  const hook = path.join(dir, 'journal-hook.mjs');
   writeFileSync(
     hook,
     `import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 const renameSync = fs.renameSync;
 const key = (id) => id.replaceAll('/', '\\0');
-// The journal is written at most every 500 ms: a clock a second ahead at every read writes it at every change.
+const past = ${JSON.stringify(opts.past ?? null)};
+const record = ${JSON.stringify(opts.record ?? null)};
 const now = Date.now;
 let ahead = 0;
-if (${JSON.stringify(past)}) Date.now = () => now() + (ahead += 1000);
+Date.now = () => now() + (ahead += 1000);
 fs.renameSync = (from, to) => {
   renameSync(from, to);
   if (!String(to).endsWith('.json') || !String(to).includes('/restore/')) return;
   const state = JSON.parse(fs.readFileSync(to, 'utf8')).dbs?.[${JSON.stringify(db)}];
-  if (state?.done || (state?.checkpoint !== undefined && key(state.checkpoint) >= key(${JSON.stringify(past)})))
+  if (record && state) fs.appendFileSync(record, JSON.stringify(state) + '\\n');
+  if (past !== null && (state?.done || (state?.checkpoint !== undefined && key(state.checkpoint) >= key(past))))
     process.kill(process.pid, 'SIGKILL');
 };
 syncBuiltinESMExports();
@@ -168,7 +171,7 @@ describe('regbackup restore into an empty CouchDB and a directory', () => {
       // One document per request, one at a time, so that the journal moves past them one by one.
       const r1 = await f.cli(
         [...args, '--batch-bytes', '1', '--parallel', '1'],
-        killAfterJournal(f.dir, 'registry', 'half-deleted'),
+        journalHook(f.dir, 'registry', { past: 'half-deleted' }),
       );
       assert.equal(r1.signal, 'SIGKILL', r1.stderr);
       const had = journalState(f.dir, 'registry');
@@ -191,6 +194,36 @@ describe('regbackup restore into an empty CouchDB and a directory', () => {
         await databaseState(dest.url, 'registry'),
         await databaseState(f.source.url, 'registry'),
       );
+    } finally {
+      await dest.stop();
+    }
+  });
+
+  test("the resume journal's checkpoint never names a design document (they are written after every other document)", async () => {
+    const dest = await startChildCouch();
+    try {
+      const record = path.join(f.dir, 'journal-states.jsonl');
+      writeFileSync(record, '');
+      const args = ['restore', '--couchdb', dest.url, '--db', 'registry', '--json'];
+      // One document per request, one at a time: the checkpoint moves document by document.
+      const r = await f.cli(
+        [...args, '--batch-bytes', '1', '--parallel', '1'],
+        journalHook(f.dir, 'registry', { record }),
+      );
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      const states = readFileSync(record, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { checkpoint?: string; done?: boolean });
+      const checkpoints = [
+        ...new Set(states.flatMap((x) => (x.checkpoint === undefined ? [] : [x.checkpoint]))),
+      ];
+      assert.ok(checkpoints.length > 5, JSON.stringify(checkpoints));
+      assert.deepEqual(
+        checkpoints.filter((c) => c.startsWith('_design/')),
+        [],
+      );
+      assert.equal(states.at(-1)!.done, true);
     } finally {
       await dest.stop();
     }
