@@ -23,6 +23,13 @@ export interface VerifyExpectations {
 const MAX_DETAILS = 20;
 /** Leaves whose history is read back at once (`_bulk_get?revs=true`) to confirm what `_revs_diff` named. */
 const CONFIRM_BATCH = 50;
+const CONFIRM_BYTES = 8 * 1024 * 1024;
+
+/** The revisions of a `_revisions` history ({start, ids}, newest first), as `<generation>-<hash>`. */
+function historyOf(h: { start?: number; ids?: string[] } | undefined): Set<string> {
+  if (!h || !Number.isSafeInteger(h.start) || !Array.isArray(h.ids)) return new Set();
+  return new Set(h.ids.map((x, k) => `${h.start! - k}-${x}`));
+}
 
 interface BulkGetAnswer {
   results?: {
@@ -78,13 +85,18 @@ export async function verifyDatabase(
         revDiffs.push(`${JSON.stringify(d.id)}: expected ${want}, found ${got}`);
     });
   };
-  // Every recorded ancestor must be in the document's revision tree: _revs_diff names those that are not.
+  // Every recorded ancestor must be in the document's revision tree: _revs_diff names those that are not. For a
+  // document with one leaf every revision of its tree is on that leaf's path; documents with several leaves are
+  // checked leaf by leaf in the conflict pass below (a sibling's path could hold the ancestors).
   const ancestry = async (docs: DocEntry[]) => {
     const ask = Object.create(null) as Record<string, string[]>; // an ID may be "constructor"
     const leavesOf = new Map<string, string[]>(); // "<id>\0<ancestor>" → the leaves whose history has it
+    const sizeOf = new Map<string, number>(); // "<id>\0<leaf>" → its body's size
     let n = 0;
     for (const d of docs)
       for (const l of d.leaves) {
+        if (d.leaves.length > 1) continue;
+        sizeOf.set(`${d.id}\0${l.rev}`, l.body.size);
         if (!l.ancestors) {
           if (Number.parseInt(l.rev, 10) > 1) unrecorded++;
           continue;
@@ -120,8 +132,17 @@ export async function verifyDatabase(
         }
     let short = 0;
     const list = [...suspects.values()];
-    for (let i = 0; i < list.length; i += CONFIRM_BATCH) {
-      const part = list.slice(i, i + CONFIRM_BATCH);
+    for (let i = 0; i < list.length;) {
+      // A few dozen leaves, and a few MiB of bodies, a request (the answer is read whole).
+      let j = i + 1;
+      let bytes = sizeOf.get(`${list[i]!.id}\0${list[i]!.leaf}`) ?? 0;
+      while (j < list.length && j - i < CONFIRM_BATCH) {
+        bytes += sizeOf.get(`${list[j]!.id}\0${list[j]!.leaf}`) ?? 0;
+        if (bytes > CONFIRM_BYTES) break;
+        j++;
+      }
+      const part = list.slice(i, j);
+      i = j;
       const { body: got } = await dest.json<BulkGetAnswer>('POST', `${path}/_bulk_get?revs=true`, {
         db,
         body: { docs: part.map((x) => ({ id: x.id, rev: x.leaf })) },
@@ -129,16 +150,8 @@ export async function verifyDatabase(
       const held = new Map<string, Set<string>>(); // "<id>\0<rev>" → the revisions of its history
       for (const res of got.results ?? [])
         for (const d of res.docs ?? []) {
-          const h = d.ok?._revisions;
           if (typeof res.id !== 'string' || typeof d.ok?._rev !== 'string') continue;
-          held.set(
-            `${res.id}\0${d.ok._rev}`,
-            new Set(
-              h && Number.isSafeInteger(h.start) && Array.isArray(h.ids)
-                ? h.ids.map((x, k) => `${h.start! - k}-${x}`)
-                : [],
-            ),
-          );
+          held.set(`${res.id}\0${d.ok._rev}`, historyOf(d.ok._revisions));
         }
       for (const { id, leaf, missing } of part) {
         const h = held.get(`${id}\0${leaf}`);
@@ -162,7 +175,12 @@ export async function verifyDatabase(
     if (e.leaves.length > 1)
       conflicted.push({
         ...e,
-        leaves: e.leaves.map((l) => ({ rev: l.rev, deleted: l.deleted, body: { size: 0, chunks: [] } })),
+        leaves: e.leaves.map((l) => ({
+          rev: l.rev,
+          deleted: l.deleted,
+          body: { size: 0, chunks: [] },
+          ...(l.ancestors ? { ancestors: l.ancestors } : {}),
+        })),
       });
     batch.push(e);
     if (batch.length >= 500) {
@@ -185,33 +203,33 @@ export async function verifyDatabase(
     details: revDiffs.length ? revDiffs : undefined,
   });
 
-  checks.push({
-    object: db,
-    check:
-      unrecorded === 0
-        ? 'revision histories'
-        : `revision histories (${unrecorded} revisions of this snapshot have no recorded history: not checked)`,
-    ok: historiesOk === histories,
-    expected: histories,
-    actual: historiesOk,
-    details: historyDiffs.length ? historyDiffs : undefined,
-  });
-
   // Conflicts: the same leaves, deleted ones included.
   let leavesOk = 0;
   const leafDiffs: string[] = [];
   await Promise.all(
     conflicted.map((d) =>
       limit(async () => {
-        const { status, body } = await dest.json<{ ok?: { _rev?: string } }[]>(
-          'GET',
-          `${path}/${docPath(d.id)}?open_revs=all&revs=false`,
-          { db, notFound: 'return' },
-        );
-        const got =
-          status === 200 && Array.isArray(body)
-            ? body.flatMap((x) => (x.ok?._rev ? [x.ok._rev] : [])).sort()
-            : [];
+        const { status, body } = await dest.json<
+          { ok?: { _rev?: string; _revisions?: { start?: number; ids?: string[] } } }[]
+        >('GET', `${path}/${docPath(d.id)}?open_revs=all&revs=true`, { db, notFound: 'return' });
+        const served =
+          status === 200 && Array.isArray(body) ? body.flatMap((x) => (x.ok?._rev ? [x.ok] : [])) : [];
+        const got = served.map((x) => x._rev!).sort();
+        // Each leaf's own history (its path), against the ancestors recorded for it.
+        for (const l of d.leaves) {
+          if (!l.ancestors) {
+            if (Number.parseInt(l.rev, 10) > 1) unrecorded++;
+            continue;
+          }
+          histories++;
+          const h = historyOf(served.find((x) => x._rev === l.rev)?._revisions);
+          const lacking = l.ancestors.filter((a) => !h.has(a));
+          if (lacking.length === 0) historiesOk++;
+          else if (historyDiffs.length < MAX_DETAILS)
+            historyDiffs.push(
+              `${JSON.stringify(d.id)} ${l.rev}: its history lacks ${lacking.join(', ')} (written short)`,
+            );
+        }
         const want = d.leaves.map((l) => l.rev).sort();
         if (isDeepStrictEqual(got, want)) leavesOk++;
         else if (leafDiffs.length < MAX_DETAILS)
@@ -228,6 +246,18 @@ export async function verifyDatabase(
     expected: conflicted.length,
     actual: leavesOk,
     details: leafDiffs.length ? leafDiffs : undefined,
+  });
+
+  checks.push({
+    object: db,
+    check:
+      unrecorded === 0
+        ? 'revision histories'
+        : `revision histories (${unrecorded} revisions of this snapshot have no recorded history: not checked)`,
+    ok: historiesOk === histories,
+    expected: histories,
+    actual: historiesOk,
+    details: historyDiffs.length ? historyDiffs : undefined,
   });
 
   if (expect.counts) {

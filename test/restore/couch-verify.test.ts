@@ -39,7 +39,8 @@ describe('historyAncestors: what a restore must find of a revision history', () 
   });
   test('a listing line with ancestors that cannot be the history of its leaf is refused', () => {
     assert.equal(checkDocEntry(entry('a', '3-c', ['2-b', '1-a'])).id, 'a');
-    for (const bad of [[], ['2-b', '1-a', '1-z'], ['3-b'], ['x'], [7], 'nope'])
+    assert.equal(checkDocEntry(entry('a', '9-z', ['8-y', '7-x'])).id, 'a');
+    for (const bad of [[], ['2-b', '1-a', '1-z'], ['3-b'], ['1-a'], ['2-b', '2-a'], ['x'], [7], 'nope'])
       assert.throws(
         () => checkDocEntry(entry('a', '3-c', bad as string[])),
         /bad ancestors of a revision 3-c/,
@@ -59,6 +60,10 @@ describe('verifyDatabase: revision histories are checked on the destination', ()
       // Written short: only its own revision (the way a history is lost: stemmed, or dropped on the way).
       { _id: 'short', _rev: '3-c', v: 3 },
       { _id: 'old-line', _rev: '2-b', v: 4, _revisions: { start: 2, ids: ['b', 'a'] } },
+      // Two leaves: 3-c whole, 3-d written short. Its would-be ancestors are in the tree (on 3-c's path), so
+      // only reading 3-d's own history shows it.
+      { _id: 'twin', _rev: '3-c', v: 5, _revisions: { start: 3, ids: ['c', 'b', 'a'] } },
+      { _id: 'twin', _rev: '3-d', v: 6 },
     ];
     const r = await couch<unknown[]>(server.url, 'POST', 'db/_bulk_docs', { new_edits: false, docs });
     assert.equal(r.status, 201, JSON.stringify(r.body));
@@ -74,6 +79,15 @@ describe('verifyDatabase: revision histories are checked on the destination', ()
         entry('constructor', '2-b', ['1-a']),
         entry('old-line', '2-b'), // a line written before histories were recorded
         entry('short', '3-c', ['2-b', '1-a']),
+        {
+          id: 'twin',
+          rev: '3-d',
+          deleted: false,
+          leaves: [
+            { rev: '3-d', deleted: false, body: NO_BODY, ancestors: ['2-b', '1-a'] },
+            { rev: '3-c', deleted: false, body: NO_BODY, ancestors: ['2-b', '1-a'] },
+          ],
+        },
         entry('whole', '3-c', ['2-b', '1-a']),
       ]),
       {},
@@ -82,10 +96,14 @@ describe('verifyDatabase: revision histories are checked on the destination', ()
     assert.equal(winners.ok, true, 'the winning revisions alone cannot see it');
     const h = checks.find((c) => c.check.startsWith('revision histories'))!;
     assert.equal(h.ok, false);
-    assert.equal(h.expected, 3);
-    assert.equal(h.actual, 2);
+    assert.equal(h.expected, 5);
+    assert.equal(h.actual, 3);
     assert.match(h.check, /1 revisions of this snapshot have no recorded history: not checked/);
-    assert.deepEqual(h.details, ['"short" 3-c: its history lacks 2-b, 1-a (written short)']);
+    assert.deepEqual(h.details, [
+      '"short" 3-c: its history lacks 2-b, 1-a (written short)',
+      '"twin" 3-d: its history lacks 2-b, 1-a (written short)',
+    ]);
+    assert.equal(checks.find((c) => c.check === 'conflict leaves')!.ok, true);
   });
 
   test('every history whole: the check passes', async () => {

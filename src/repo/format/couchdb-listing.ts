@@ -115,6 +115,14 @@ function checkAtt(v: unknown): AttEntry {
   return a;
 }
 
+/** `ancestors` as FORMAT §12.1 has them: the parent (generation one below), then an older oldest one, if any. */
+function validAncestors(rev: string, a: unknown): boolean {
+  if (!Array.isArray(a) || a.length < 1 || a.length > 2 || !a.every(isStr)) return false;
+  const [parent, oldest] = a as string[];
+  if (revPos(parent!) !== revPos(rev) - 1 || revPos(parent!) < 1) return false;
+  return oldest === undefined || (revPos(oldest) >= 1 && revPos(oldest) < revPos(parent!));
+}
+
 /** Checks one line of a CouchDB listing (throws on a malformed entry). */
 export function checkDocEntry(v: unknown): DocEntry {
   const e = v as DocEntry;
@@ -130,13 +138,7 @@ export function checkDocEntry(v: unknown): DocEntry {
       if (!Array.isArray(l.atts)) throw new Error(`bad attachments of ${e.id}`);
       l.atts.forEach(checkAtt);
     }
-    if (
-      l.ancestors !== undefined &&
-      (!Array.isArray(l.ancestors) ||
-        l.ancestors.length < 1 ||
-        l.ancestors.length > 2 ||
-        !l.ancestors.every((r) => isStr(r) && revPos(r) >= 1 && revPos(r) < revPos(l.rev)))
-    )
+    if (l.ancestors !== undefined && !validAncestors(l.rev, l.ancestors))
       throw new Error(`bad ancestors of ${e.id} revision ${l.rev}`);
   }
   if (e.leaves[0]!.rev !== e.rev) throw new Error(`the first leaf of ${e.id} is not its winner`);
