@@ -44,9 +44,16 @@ describe('CouchClient request deadlines', () => {
     } finally {
       globalThis.fetch = realFetch;
     }
-    assert.equal(signals.length, 20);
+    // On a loaded machine a request can outlast the 150 ms deadline and be sent again: that deadline fired
+    // during its exchange, as it should. What must not happen is a deadline firing after its exchange ended.
+    assert.ok(signals.length >= 20, String(signals.length));
+    const firedDuring = new Set(signals.filter((s) => s.aborted));
     await new Promise((r) => setTimeout(r, 400));
-    assert.equal(signals.filter((s) => s.aborted).length, 0, "a finished request's deadline fired later");
+    assert.equal(
+      signals.filter((s) => s.aborted && !firedDuring.has(s)).length,
+      0,
+      "a finished request's deadline fired later",
+    );
   });
 
   it('still times out a request whose answer stops half-way', async () => {
