@@ -218,6 +218,31 @@ export async function restoreDatabase(ctx: CouchContext, plan: DbPlan): Promise<
       );
   }
 
+  // The source's _revs_limit before any document: a lower one on the destination would stem longer histories.
+  // Only on a database this restore created (never changed on a live one); a server without _revs_limit (the
+  // temporary PouchDB standby) keeps its own, and the history check then says whether any history was cut.
+  const revsLimit = job.db.revsLimit;
+  if (state.created && Number.isSafeInteger(revsLimit) && (revsLimit as number) > 0) {
+    const bytes = Buffer.from(String(revsLimit));
+    const r = await ctx.dest.raw(
+      'PUT',
+      `${path}/_revs_limit`,
+      'application/json',
+      bytes,
+      bytes.length,
+      job.dest,
+    );
+    if (r.status === 400 || r.status === 404 || r.status === 405)
+      log().warn(
+        { db: job.dest, revsLimit, status: r.status },
+        'the destination does not take _revs_limit; it keeps its own',
+      );
+    else if (r.status !== 200 && r.status !== 201)
+      throw new DestinationError(
+        `${ctx.dest.where(job.dest)}: setting _revs_limit to ${String(revsLimit)} failed with HTTP ${r.status}: ${reasonOf(r.body)}`,
+      );
+  }
+
   ctx.progress.phase = job.dest;
   ctx.progress.docsTotal += plan.counts.docs + plan.counts.deleted;
   // What the journal of an interrupted restore has as written is checked on the database FIRST, before anything

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import express from 'express';
+import express, { type Request, type Response } from 'express';
 import expressPouchDB from 'express-pouchdb';
 import PouchDB from 'pouchdb-core';
 import memoryAdapter from 'pouchdb-adapter-memory';
@@ -63,6 +63,18 @@ export async function startCouchDB(opts: CouchServerOptions = {}): Promise<Couch
   });
 
   const app = express();
+  // `_revs_limit` (CouchDB: GET answers the number, PUT takes one), which express-pouchdb lacks: kept per
+  // database and answered, so that a backup and a restore can carry it. It stems nothing here.
+  const revsLimits = new Map<string, number>();
+  app.all('/:db/_revs_limit', express.json({ strict: false }), (req: Request, res: Response) => {
+    const db = req.params.db!;
+    if (req.method === 'GET') return res.json(revsLimits.get(db) ?? 1000);
+    if (req.method !== 'PUT') return res.status(405).json({ error: 'method_not_allowed' });
+    if (!Number.isSafeInteger(req.body) || (req.body as number) < 1)
+      return res.status(400).json({ error: 'bad_request', reason: 'the limit must be a positive integer' });
+    revsLimits.set(db, req.body as number);
+    return res.json({ ok: true });
+  });
   app.use(pouchGuard(admin?.username));
   app.use('/', pouchApp);
 

@@ -138,6 +138,9 @@ describe('regbackup restore into an empty CouchDB and a directory', () => {
     for (const db of ['registry', 'extra']) {
       assert.deepEqual(await databaseState(f.dest.url, db), await databaseState(f.source.url, db), db);
     }
+    // The source's history limit, set on the new database before its documents; the other keeps the default.
+    assert.equal((await couch<number>(f.dest.url, 'GET', 'registry/_revs_limit')).body, 777);
+    assert.equal((await couch<number>(f.dest.url, 'GET', 'extra/_revs_limit')).body, 1000);
     const att = await fetch(`${f.dest.baseUrl}/registry/with-attachments/big.bin`, {
       headers: {
         authorization: `Basic ${Buffer.from(`${f.dest.admin!.username}:${f.dest.admin!.password}`).toString('base64')}`,

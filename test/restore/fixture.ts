@@ -233,6 +233,8 @@ export async function makeFixture(opts: { packages?: number } = {}): Promise<Fix
   });
   await loadIntoCouch(source.url, 'registry', registry);
   await hardCases(source.url, 'registry');
+  // A history limit other than the default: the restore sets it on the new database.
+  await ok(couch(source.url, 'PUT', 'registry/_revs_limit', 777));
   await ok(couch(source.url, 'PUT', 'extra'));
   await ok(
     couch(source.url, 'POST', 'extra/_bulk_docs', {

@@ -42,6 +42,8 @@ export interface DbSnapshot {
   security?: StreamRef;
   /** Database properties where visible (e.g. `{partitioned: true}`). */
   props?: Record<string, unknown>;
+  /** `GET /db/_revs_limit`: how many revisions of history the database keeps (absent where not served). */
+  revsLimit?: number;
   /** Information from `GET /db` used to detect re-creation and purges on the next run. */
   info?: { purgeSeq?: CouchSeq; instanceStartTime?: string; uuid?: string };
   /** The sorted listing of documents (JSON lines; see docs/FORMAT.md §12.1). */

@@ -4,7 +4,7 @@ import type { CouchSourceSnapshot, DbSnapshot } from '../../repo/format/source-s
 import { IntegrityError } from '../../errors.js';
 import { isSeq, SeqRefusedError } from './changes.js';
 import { newRun, type DbBackupOptions, type DbStats } from './context.js';
-import { dbInfo, incrementalBlocker, readSecurity } from './info.js';
+import { dbInfo, incrementalBlocker, readRevsLimit, readSecurity } from './info.js';
 import { storeExpectationsFile } from './merge.js';
 import { attempt, type AttemptResult } from './rounds.js';
 
@@ -33,6 +33,7 @@ export async function backupDb(
   const requestsBefore = run.client.requests;
   const info0 = await dbInfo(run);
   const security = await readSecurity(run);
+  const revsLimit = await readRevsLimit(run);
   let fullReason: string | undefined;
   let result: AttemptResult | undefined;
   if (previous) {
@@ -76,6 +77,7 @@ export async function backupDb(
   };
   if (cfg.includeLocal) snap.localCount = result.counts.localCount;
   if (security) snap.security = security;
+  if (revsLimit !== undefined) snap.revsLimit = revsLimit;
   if (info0.props && typeof info0.props === 'object' && !Array.isArray(info0.props)) {
     snap.props = info0.props as Record<string, unknown>;
   }

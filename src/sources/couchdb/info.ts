@@ -49,6 +49,28 @@ export async function readSecurity(run: DbRun): Promise<StreamRef | undefined> {
   }
 }
 
+/**
+ * `_revs_limit`: how many revisions of history the database keeps (a restore sets it on the new database
+ * before writing, or histories longer than the destination's default would be stemmed). Undefined where the
+ * server does not serve it (PouchDB) or will not show it to these credentials (a warning).
+ */
+export async function readRevsLimit(run: DbRun): Promise<number | undefined> {
+  const p = `${run.path}/_revs_limit`;
+  const { status, body } = await run.client.json<unknown>('GET', p, {
+    db: run.db,
+    notFound: 'return',
+    pass: [400, 401, 403, 405],
+  });
+  if (status === 401 || status === 403)
+    run.findings.add({
+      severity: 'warning',
+      code: 'revs-limit-unreadable',
+      object: run.db,
+      message: `_revs_limit cannot be read with these credentials (HTTP ${status}); a restore keeps the destination's`,
+    });
+  return status === 200 && Number.isSafeInteger(body) && (body as number) > 0 ? (body as number) : undefined;
+}
+
 /** Why the previous snapshot cannot be continued incrementally, if it cannot. */
 export function incrementalBlocker(run: DbRun, previous: DbSnapshot, info: DbInfo): string | undefined {
   if (!run.ctx.reader) return 'the previous listing cannot be read in this run (no reader)';
