@@ -46,6 +46,7 @@ const pending = new Set<Promise<void>>();
 let since: string | undefined;
 let docs = 0;
 let leaves = 0;
+let failure: unknown;
 for (;;) {
   const qs = new URLSearchParams({ style: 'all_docs', limit: String(batch), seq_interval: String(batch) });
   if (since !== undefined) qs.set('since', since);
@@ -64,8 +65,14 @@ for (;;) {
     body: JSON.stringify({ docs: ask }),
   }).then((r) => drain(r, '_bulk_get'));
   pending.add(p);
-  void p.finally(() => pending.delete(p)).catch(() => undefined);
+  // A failed read must fail the floor (a floor that skipped an answer would read too fast).
+  void p
+    .catch((err: unknown) => {
+      failure ??= err;
+    })
+    .finally(() => pending.delete(p));
   if (page.pending === 0) break;
 }
-await Promise.all(pending);
+await Promise.allSettled(pending);
+if (failure !== undefined) throw failure;
 console.log(JSON.stringify({ docs, leaves, bytes, seconds: (performance.now() - t0) / 1000 }));

@@ -271,6 +271,7 @@ export async function restoreDatabase(ctx: CouchContext, plan: DbPlan): Promise<
       );
       state.checkpoint = undefined;
       state.done = false;
+      report.resumedAfter = undefined; // written again from the start
       journal?.touch(true);
     }
   }

@@ -2,7 +2,7 @@
  * The tarball stores of the issue 11 benches (bench/scale-files.ts, bench/scale-ops.ts): N files of 0.5–20 KB
  * of random bytes behind a gzip magic (so the writer does not try to compress them, as with real tarballs), in
  * the registry layout `s<scope>/p<pkg>/-/p<pkg>-1.0.<v>.tgz` (10 versions a package, 500 packages a scope).
- * Deterministic: the same store for the same N.
+ * The same layout and sizes for the same N (the bytes are random: `randomFillSync`).
  */
 import { randomFillSync } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
