@@ -87,6 +87,9 @@ async function makeBase(): Promise<Base> {
     assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
   }
   writeTarballs(dir, ['pkg-new'], 40_000);
+  // The second snapshot in a later second than the first: the cases take "the newest" by name (time to the
+  // second, then hash), as a listing does; two in one second would be ordered by their hashes here.
+  await new Promise((r) => setTimeout(r, 1100 - (Date.now() % 1000)));
   const r = await runCli(['backup'], { env });
   assert.equal(r.code, 0, r.stderr);
   const { config } = loadConfig(path.join(dir, 'regbackup.yaml'));
