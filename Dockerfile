@@ -36,9 +36,13 @@ COPY bin ./bin
 COPY config ./config
 COPY docs ./docs
 RUN ln -s /app/bin/regbackup.js /usr/local/bin/regbackup
-# Fewer malloc arenas: worker threads otherwise each keep their own, and RSS grows with them.
+# Fewer malloc arenas: worker threads otherwise each keep their own, and RSS grows with them. The trim and
+# mmap thresholds keep the arenas from giving back and faulting in again the pages of each encrypted segment
+# (bin/regbackup.js's shebang sets the same; it says why).
 ENV NODE_ENV=production \
     MALLOC_ARENA_MAX=2 \
+    MALLOC_TRIM_THRESHOLD_=8388608 \
+    MALLOC_MMAP_THRESHOLD_=4194304 \
     XDG_CACHE_HOME=/var/cache \
     REGBACKUP_CONFIG=/etc/regbackup/regbackup.yaml
 RUN mkdir -p /var/cache/regbackup && chown regbackup:regbackup /var/cache/regbackup
