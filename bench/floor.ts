@@ -43,7 +43,7 @@ import { BlobCompressor, looksCompressed } from '../src/repo/compress.js';
 import { blobId, BlobType } from '../src/repo/ids.js';
 import { DEFAULT_CHUNKERS } from '../src/repo/repository.js';
 import { decryptSegments } from '../restore/crypto.js';
-import { coldMemoryWarning, fmt, measure as measureWall, table, warm, type Measured as Wall } from './lib/run.js';
+import { pageFaultCost, fmt, measure as measureWall, table, warm, type Measured as Wall } from './lib/run.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.join(here, '..', '..', 'bin', 'regbackup.js');
@@ -344,9 +344,8 @@ async function main(): Promise<void> {
   const cores = Number(values.cores ?? os.availableParallelism());
   const tarballs = path.join(corpus, 'tarballs');
   mkdirSync(out, { recursive: true });
-  const cold = coldMemoryWarning();
-  if (cold) console.log(cold);
-  console.log(
+  console.log(pageFaultCost());
+    console.log(
     `corpus ${corpus}; ${cores} cores; load average ${os
       .loadavg()
       .map((l) => fmt(l, 2))

@@ -29,7 +29,7 @@ import { parseArgs } from 'node:util';
 import { loadIntoCouch } from '../test/generate/couch.js';
 import type { Packument } from '../test/generate/registry.js';
 import { churnedIndexes, smallPackument, smallPackuments } from '../test/generate/small.js';
-import { coldMemoryWarning, fmt, measure, table, type Measured } from './lib/run.js';
+import { pageFaultCost, fmt, measure, table, type Measured } from './lib/run.js';
 
 const { values } = parseArgs({
   options: {
@@ -52,8 +52,7 @@ const BIN = path.join(ROOT, 'bin', 'regbackup.js');
 const COUCHBACKUP = path.join(ROOT, 'node_modules', '.bin', 'couchbackup');
 const SCRATCH = '/work/scratch/couchdb';
 await mkdir(out, { recursive: true });
-const cold = coldMemoryWarning();
-if (cold) console.log(cold);
+console.log(pageFaultCost());
 
 // --- the server ------------------------------------------------------------------------------------------
 let url = values.url;

@@ -23,7 +23,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync 
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { addVersions, writeSmallStore } from './lib/small-files.js';
-import { coldMemoryWarning, fmt, measure, table } from './lib/run.js';
+import { pageFaultCost, fmt, measure, table } from './lib/run.js';
 
 const { values } = parseArgs({
   options: {
@@ -42,8 +42,7 @@ const here = path.dirname(new URL(import.meta.url).pathname);
 const ROOT = path.join(here, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'regbackup.js');
 mkdirSync(out, { recursive: true });
-const cold = coldMemoryWarning();
-if (cold) console.log(cold);
+console.log(pageFaultCost());
 
 /** Makes (or reuses) a store of n small files; returns its path and total bytes. */
 function makeStore(n: number): { dir: string; bytes: number } {
