@@ -345,7 +345,7 @@ async function main(): Promise<void> {
   const tarballs = path.join(corpus, 'tarballs');
   mkdirSync(out, { recursive: true });
   console.log(pageFaultCost());
-    console.log(
+  console.log(
     `corpus ${corpus}; ${cores} cores; load average ${os
       .loadavg()
       .map((l) => fmt(l, 2))
