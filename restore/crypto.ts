@@ -1,6 +1,7 @@
 import { createDecipheriv, createSecretKey } from 'node:crypto';
 import { decompressBlob } from '../src/repo/compress.js';
 import { blobIdOf } from '../src/repo/ids.js';
+import { releaseNow } from '../src/util/release.js';
 
 // The age STREAM layout (docs/FORMAT.md §3), as in src/repo/age.ts — not imported from there: that module
 // loads the age-encryption package (~10 MB per thread), which the worker threads that import this one
@@ -184,5 +185,7 @@ export function decodeRun(task: RunTask, idKey: Uint8Array): RunResult {
     buffers.push(own.buffer as ArrayBuffer);
     results.push([buffers.length - 1, 0, n]);
   }
+  // Every blob is copied out: the decrypted segments go back now, not at this worker's next GC.
+  releaseNow(d.segs);
   return { buffers, blobs: results };
 }

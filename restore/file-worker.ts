@@ -28,6 +28,7 @@ import {
   type Segments,
 } from './crypto.js';
 import type { ChunkRef, FileJob, FileResult, Job, JobResult } from './file-protocol.js';
+import { releaseNow } from '../src/util/release.js';
 import { writeAll } from '../src/util/write-all.js';
 
 const idKey = Buffer.from((workerData as { idKey: Uint8Array }).idKey);
@@ -126,12 +127,21 @@ function handle(job: Job): JobResult {
     }
     return r.decoded;
   };
+  /** Decrypted segments no chunk needs any more: released once the chunk cut last from them is written. */
+  let spent: Buffer[] = [];
   const chunk = (c: ChunkRef): Buffer[] | string => {
     const r = rangeOf.get(c)!;
     const d = decode(r);
     const out = typeof d === 'string' ? d : verifiedPieces(d, c, c.id, idKey);
-    if (--r.users === 0) r.decoded = undefined;
+    if (--r.users === 0) {
+      if (typeof r.decoded === 'object') spent.push(...r.decoded.segs);
+      r.decoded = undefined;
+    }
     return out;
+  };
+  const releaseSpent = () => {
+    releaseNow(spent);
+    spent = [];
   };
 
   const results: FileResult[] = [];
@@ -177,7 +187,9 @@ function handle(job: Job): JobResult {
           size += piece.length;
         }
         writeAll(fd, b);
+        releaseSpent();
       }
+      releaseSpent();
       let how: 'sha1' | 'sha512' | 'size' = 'size';
       if (!failed && size !== f.size)
         failed = {

@@ -414,6 +414,14 @@ export class AgeEncryptor {
     this.key = createSecretKey(payloadKey(fileKey, this.nonce));
   }
 
+  /**
+   * Whether `b`, one of the buffers push() or finish() returned, is the header or the nonce (kept by this
+   * encryptor). Every other one is a fresh ciphertext buffer that the caller owns and may release once written.
+   */
+  isPreamble(b: Buffer): boolean {
+    return b === this.header || b === this.nonce;
+  }
+
   /** Encrypts what can be encrypted now; the returned buffers are the next bytes of the file. */
   push(plain: Buffer): Buffer[] {
     const out: Buffer[] = [];

@@ -9,6 +9,7 @@ import { Chunker, MAX_CHUNK, type ChunkerParams } from './chunker.js';
 import { BlobCompressor, looksCompressed } from './compress.js';
 import { blobId, BlobType } from './ids.js';
 import { encodeEntry, ENTRY_SIZE, PackBuilder } from './pack.js';
+import { releaseNow } from '../util/release.js';
 import {
   FILE_CHANGED,
   MAX_FILE_READS,
@@ -80,26 +81,15 @@ function versionOf(st: Stats): FileVersion {
 
 const jobs = new Map<number, Job>();
 /**
- * Free piece buffers for reading files, by size class (powers of two from 64 KiB up to PIECE_SIZE), at most
- * four per class: reused, so reading makes no garbage. A fresh buffer per read costs the kernel a page fault
- * per 4 KiB on every read (reading a warm 800 MB tarball store took ~3x the time); a piece in a buffer at
- * most twice its size keeps the memory held close to what the writer budgets for.
+ * A buffer for the next piece of a file, of exactly the size read (never a slice of Node's shared pool), handed
+ * back with releaseNow() once its batch is decided: the allocator then reuses the same warm blocks. (A pool of
+ * power-of-two buffers held up to twice the bytes the writer budgets: 35 MB in one worker with 142 small files
+ * in flight; fresh buffers left to the GC piled up to V8's external-memory limit and cost a page fault per 4 KiB.)
  */
-const freePieces = new Map<number, Buffer[]>();
-const MIN_POOLED = 64 * 1024;
-
-function pooledBuffer(want: number): Buffer | undefined {
-  if (want < MIN_POOLED) return undefined;
-  let size = MIN_POOLED;
-  while (size < want) size *= 2;
-  return freePieces.get(size)?.pop() ?? Buffer.allocUnsafe(size);
+function pieceBuffer(want: number): Buffer {
+  return Buffer.allocUnsafeSlow(want);
 }
 
-function releasePiece(buf: Buffer): void {
-  let list = freePieces.get(buf.length);
-  if (!list) freePieces.set(buf.length, (list = []));
-  if (list.length < 4) list.push(buf);
-}
 let out: Event[] = [];
 let transfer: ArrayBuffer[] = [];
 
@@ -124,10 +114,10 @@ function newJob(kind: JobKind): Job {
 }
 
 /**
- * Cuts `piece` (the next bytes of the job) into chunks and reports the complete ones. `pooled`: the piece's
- * buffer goes back to the pool once its batch is decided, so nothing may keep a reference to it.
+ * Cuts `piece` (the next bytes of the job) into chunks and reports the complete ones. `owned`: the piece's
+ * buffer, released once its batch is decided (pieceBuffer), so nothing may keep a reference to it.
  */
-function feed(id: number, job: Job, piece: Buffer, end: boolean, pooled?: Buffer): void {
+function feed(id: number, job: Job, piece: Buffer, end: boolean, owned?: Buffer): void {
   if (job.raw === undefined && piece.length) job.raw = job.kind === 'bulk' && looksCompressed(piece);
   job.size += piece.length;
   const chunks: Buffer[] = [];
@@ -141,9 +131,9 @@ function feed(id: number, job: Job, piece: Buffer, end: boolean, pooled?: Buffer
     off += need;
   }
   if (off < piece.length) {
-    // A pooled piece goes back to the pool when this batch is decided: bytes carried into the next batch are
+    // An owned piece is released when this batch is decided: bytes carried into the next batch are
     // copied out, unless this is the last piece (then they become this batch's last chunk).
-    job.carry.push(pooled && !end ? Buffer.from(piece.subarray(off)) : piece.subarray(off));
+    job.carry.push(owned && !end ? Buffer.from(piece.subarray(off)) : piece.subarray(off));
     job.carryLen += piece.length - off;
   }
   if (end) {
@@ -154,7 +144,7 @@ function feed(id: number, job: Job, piece: Buffer, end: boolean, pooled?: Buffer
     job.ended = true;
   }
   if (chunks.length === 0 && !end) {
-    if (pooled) releasePiece(pooled);
+    if (owned) releaseNow([owned]);
     return;
   }
   const idBufs = chunks.map((c) => blobId(idKey, job.type, c));
@@ -165,7 +155,7 @@ function feed(id: number, job: Job, piece: Buffer, end: boolean, pooled?: Buffer
     lens[i] = c.length;
   });
   const batch = job.batch++;
-  job.held.set(batch, { chunks, ids: idBufs, piece: pooled });
+  job.held.set(batch, { chunks, ids: idBufs, piece: owned });
   const ev: Event = { ev: 'chunks', job: id, batch, ids, sizes: lens };
   if (end) {
     ev.end = { size: job.size };
@@ -231,8 +221,7 @@ function feedMany(id: number, kind: ManyKind, data: Buffer, lengths: Uint32Array
 function readNextPiece(id: number, job: Job): void {
   for (;;) {
     const want = Math.max(0, Math.min(PIECE_SIZE, job.fileSize! - job.offset!));
-    const pooled = pooledBuffer(want);
-    const buf = pooled ? pooled.subarray(0, want) : Buffer.allocUnsafe(want);
+    const buf = pieceBuffer(want);
     let got = 0;
     while (got < want) {
       const n = readSync(job.fd!, buf, got, want - got, job.offset! + got);
@@ -244,7 +233,7 @@ function readNextPiece(id: number, job: Job): void {
     if (end) {
       const st = fstatSync(job.fd!);
       if (got < want || !sameVersion(job.expect!, st)) {
-        if (pooled) releasePiece(pooled);
+        releaseNow([buf]);
         if (job.reads! >= MAX_FILE_READS) {
           failJob(id, changedError(job, st, got < want));
           return;
@@ -259,7 +248,7 @@ function readNextPiece(id: number, job: Job): void {
     const piece = got === buf.length ? buf : buf.subarray(0, got);
     job.sha1?.update(piece);
     job.sha512?.update(piece);
-    feed(id, job, piece, end, pooled);
+    feed(id, job, piece, end, buf);
     return;
   }
 }
@@ -350,7 +339,7 @@ async function decide(id: number, batch: number, store: Uint8Array): Promise<voi
     sizes[job.type].stored += stored.length;
     if (b.size >= init.packSize) seal(job.type);
   }
-  if (piece) releasePiece(piece);
+  if (piece) releaseNow([piece]);
   out.push({ ev: 'consumed', job: id, bytes });
   if (job.fd !== undefined && job.held.size === 0) readNextPiece(id, job);
   if (job.ended && job.held.size === 0) jobs.delete(id);

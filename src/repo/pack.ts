@@ -5,6 +5,7 @@ import { IntegrityError } from '../errors.js';
 import { AgeEncryptor, createHeader } from './age.js';
 import { BlobType, ID_SIZE } from './ids.js';
 import type { Compression } from './compress.js';
+import { releaseNow } from '../util/release.js';
 import { writeAll } from '../util/write-all.js';
 
 /**
@@ -160,6 +161,8 @@ export class PackBuilder {
 
   private drain(): void {
     if (this.pendingLen) writeAll(this.fd, this.pending);
+    // Hashed and written: the segments' memory goes back now, not at the worker's next GC (src/util/release.ts).
+    releaseNow(this.pending.filter((b) => !this.enc.isPreamble(b)));
     this.pending = [];
     this.pendingLen = 0;
   }

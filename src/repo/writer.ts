@@ -70,6 +70,8 @@ export interface WriterStats {
   /** Bytes of pack objects written (to each target). */
   packBytes: number;
   indexObjects: number;
+  /** The most bytes counted in flight at once (handed to the workers, not yet packed): bounded by maxInflight. */
+  peakInflight: number;
 }
 
 export interface WriterOptions {
@@ -173,6 +175,7 @@ export class BlobWriter {
     packs: 0,
     packBytes: 0,
     indexObjects: 0,
+    peakInflight: 0,
   };
   /** Chunks handed to workers whose pack is not yet in an index object: dedup must see them too. */
   private readonly pending = new Set<string>();
@@ -184,7 +187,8 @@ export class BlobWriter {
   private queuedPacks = 0;
   private readonly maxInflight: number;
   private readonly maxQueuedPacks: number;
-  private readonly roomWaiters: (() => void)[] = [];
+  /** Jobs waiting for room, in order, with the bytes each reserves when let in. */
+  private readonly roomWaiters: { bytes: number; go: () => void }[] = [];
   private readonly flushWaiters = new Map<number, () => void>();
   private readonly uploads = new Set<Promise<void>>();
   private readonly uploadLimit: ReturnType<typeof pLimit>;
@@ -396,16 +400,31 @@ export class BlobWriter {
     for (const w of this.flushWaiters.values()) w();
   }
 
+  /**
+   * Lets waiting jobs in, in order, while there is room. A job's reservation is counted as it is let in (not
+   * when it resumes): otherwise every waiter saw the same room and all came in at once (a backup of small
+   * files had ~140 file jobs and 31 MB of pieces in one worker against a budget of 12 MiB).
+   */
   private wake(): void {
-    while (this.roomWaiters.length && (this.hasRoom() || this.failure)) this.roomWaiters.shift()!();
+    while (this.roomWaiters.length && (this.hasRoom() || this.failure)) {
+      const w = this.roomWaiters.shift()!;
+      if (!this.failure) this.reserve(w.bytes);
+      w.go();
+    }
   }
 
   private hasRoom(): boolean {
     return this.inflight < this.maxInflight && this.queuedPacks < this.maxQueuedPacks;
   }
 
-  private async room(): Promise<void> {
-    while (!this.hasRoom() && !this.failure) await new Promise<void>((r) => this.roomWaiters.push(r));
+  /**
+   * Waits for room in the budget, then reserves `bytes` of it (the caller moves them to its job with
+   * account(job, bytes, true)). Jobs are let in in the order they asked.
+   */
+  private async room(bytes = 0): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (this.roomWaiters.length === 0 && this.hasRoom()) this.reserve(bytes);
+    else await new Promise<void>((go) => this.roomWaiters.push({ bytes, go }));
     if (this.failure) throw this.failure;
   }
 
@@ -442,10 +461,16 @@ export class BlobWriter {
     return { id, job, done };
   }
 
-  private account(job: JobState, bytes: number): void {
+  /** Counts `bytes` as in flight for `job` (`reserved`: already counted in the budget by room()). */
+  private account(job: JobState, bytes: number, reserved = false): void {
     job.inflight += bytes;
     job.slot.inflight += bytes;
+    if (!reserved) this.reserve(bytes);
+  }
+
+  private reserve(bytes: number): void {
     this.inflight += bytes;
+    if (this.inflight > this.stats.peakInflight) this.stats.peakInflight = this.inflight;
   }
 
   private release(job: JobState, bytes: number): void {
@@ -467,13 +492,14 @@ export class BlobWriter {
     listed: ListedFile,
     opts: { sha1?: boolean; sha512?: boolean } = {},
   ): Promise<FileResult> {
-    await this.room();
-    const { id, job, done } = this.startJob();
     // The worker holds one piece of a file at a time (and at most one chunk across pieces).
+    const holds = Math.min(listed.size, Math.max(PIECE_SIZE, this.maxChunk));
+    await this.room(holds);
+    const { id, job, done } = this.startJob();
     job.file = true;
     job.path = path;
     job.reads = 1;
-    this.account(job, Math.min(listed.size, Math.max(PIECE_SIZE, this.maxChunk)));
+    this.account(job, holds, true);
     this.send(job.slot, {
       op: 'file',
       job: id,
