@@ -170,7 +170,8 @@ function feed(id: number, job: Job, piece: Buffer, end: boolean, owned?: Buffer)
 /**
  * A 'many' job: each buffer of `data` (sizes in `lengths`) is cut by a chunker of its own, as if it were a job
  * of its own (the same chunks, the same IDs); all their chunks go out in one 'chunks' event, with how many
- * belong to each buffer, and are decided as one batch. The chunks are views of `data`, which this thread owns.
+ * belong to each buffer, and are decided as one batch. The chunks are views of `data`, which this thread owns
+ * (released once the batch is decided).
  */
 function feedMany(id: number, kind: ManyKind, data: Buffer, lengths: Uint32Array): void {
   const job = newJob(kind);
@@ -206,7 +207,7 @@ function feedMany(id: number, kind: ManyKind, data: Buffer, lengths: Uint32Array
     lens[i] = c.length;
   }
   const batch = job.batch++;
-  job.held.set(batch, { chunks, ids: idBufs });
+  job.held.set(batch, { chunks, ids: idBufs, piece: data });
   out.push({ ev: 'chunks', job: id, batch, ids, sizes: lens, counts, end: { size: at } });
   transfer.push(ids.buffer as ArrayBuffer, lens.buffer as ArrayBuffer, counts.buffer as ArrayBuffer);
 }
@@ -337,6 +338,7 @@ async function decide(id: number, batch: number, store: Uint8Array): Promise<voi
     b.add(ids[i]!, compression, c.length, stored);
     sizes[job.type].raw += c.length;
     sizes[job.type].stored += stored.length;
+    if (stored !== c) releaseNow([stored]); // a compressed copy, encrypted by now
     if (b.size >= init.packSize) seal(job.type);
   }
   if (piece) releaseNow([piece]);
@@ -380,7 +382,9 @@ async function handle(op: Op): Promise<void> {
         job = newJob(op.kind);
         jobs.set(op.job, job);
       }
-      feed(op.job, job, Buffer.from(op.data), op.end);
+      // The piece is this thread's (transferred): released once its batch is decided, like a file's.
+      const piece = Buffer.from(op.data);
+      feed(op.job, job, piece, op.end, piece);
       return;
     }
     case 'many':
