@@ -25,6 +25,8 @@ export interface SortOptions {
 
 /** Read buffer of one run file while merging. */
 const RUN_READ_BUFFER = 64 * 1024;
+/** Write buffer of run files. */
+const RUN_WRITE_BUFFER = 1024 * 1024;
 
 export type KeyOf = (record: string) => string;
 
@@ -57,6 +59,8 @@ export class ExternalSorter {
   private readonly fanIn: number;
   /** The most run files read at once so far (never more than `fanIn`). */
   maxRunsOpen = 0;
+  /** The buffer run files are written through (made at the first spill). */
+  private writeBuf?: Buffer;
 
   constructor(
     private readonly keyOf: KeyOf,
@@ -99,7 +103,12 @@ export class ExternalSorter {
     }
   }
 
-  /** Writes records (in order) as a run file: lines of `<input number>\t<record>`. */
+  /**
+   * Writes records (in order) as a run file: lines of `<input number>\t<record>`. Each record is encoded
+   * straight into one reused buffer: joining lines into a string, then writing it, made three fresh copies of
+   * every MiB (the join, its flattening, its UTF-8), each in new memory (a page fault per 4 KiB here: most of
+   * the main thread's faults in a backup of 100k documents).
+   */
   private async writeRun(
     records: Iterable<{ rec: string; n: number }> | AsyncIterable<{ rec: string; n: number }>,
   ): Promise<string> {
@@ -107,18 +116,25 @@ export class ExternalSorter {
     const file = path.join(this.dir, `run-${this.fileNo++}`);
     const fh = await open(file, 'w');
     try {
-      let chunk: string[] = [];
-      let size = 0;
+      let out = (this.writeBuf ??= Buffer.allocUnsafeSlow(RUN_WRITE_BUFFER));
+      let at = 0;
+      const flush = async () => {
+        for (let done = 0; done < at;) done += (await fh.write(out, done, at - done)).bytesWritten;
+        at = 0;
+      };
       for await (const r of records) {
-        chunk.push(`${r.n}\t${r.rec}`);
-        size += r.rec.length;
-        if (size > 1 << 20) {
-          await fh.write(chunk.join('\n') + '\n');
-          chunk = [];
-          size = 0;
+        // At most 3 UTF-8 bytes per UTF-16 code unit, the input number (<= 16 digits), a tab and a newline.
+        const need = r.rec.length * 3 + 18;
+        if (at + need > out.length) {
+          await flush();
+          if (need > out.length) out = Buffer.allocUnsafeSlow(need);
         }
+        at += out.write(String(r.n), at, 'latin1');
+        out[at++] = 0x09;
+        at += out.write(r.rec, at, 'utf8');
+        out[at++] = 0x0a;
       }
-      if (chunk.length) await fh.write(chunk.join('\n') + '\n');
+      await flush();
     } finally {
       await fh.close();
     }

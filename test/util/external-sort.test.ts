@@ -98,3 +98,21 @@ test('without unique, equal keys keep input order through the intermediate merge
     .map((x) => x.r);
   assert.deepEqual(out, expected);
 });
+
+test('run files keep every record byte for byte: multi-byte and astral text, and records bigger than the write buffer', async (t) => {
+  const dir = await tmpDir(t);
+  const s = new ExternalSorter((r) => r.slice(0, 8), { memoryBudget: 64 * 1024, tmpDir: dir });
+  const recs: string[] = [];
+  for (let i = 0; i < 3000; i++) {
+    const key = String(i).padStart(8, '0');
+    // 3-byte and 4-byte characters everywhere; every 500th record 1.8 MB of UTF-8 (more than the 1 MiB buffer).
+    const body = i % 500 === 7 ? '日'.repeat(600_000) : `naïve 日本語 😀 ${'é'.repeat(i % 97)}`;
+    recs.push(`${key}\t${body}`);
+  }
+  for (const r of [...recs].reverse()) await s.add(r);
+  assert.ok(s.runCount > 1, `${s.runCount} run files`);
+  const out: string[] = [];
+  for await (const r of s.sorted()) out.push(r);
+  assert.equal(out.length, recs.length);
+  for (let i = 0; i < recs.length; i++) assert.ok(out[i] === recs[i], `record ${i} differs`);
+});

@@ -105,14 +105,27 @@ class Out {
     return this.size >= PIECE ? this.flush() : undefined;
   }
 
+  /**
+   * The lines gathered, encoded once into a reused scratch buffer and copied out at their exact size (a joined
+   * string made two more copies of each piece, flattened and re-encoded, in fresh memory).
+   */
   flush(): Buffer | undefined {
     if (!this.parts.length) return undefined;
-    const b = Buffer.from(this.parts.join('\n') + '\n');
+    let bound = 0;
+    for (const l of this.parts) bound += l.length * 3 + 1;
+    if (scratch.length < bound) scratch = Buffer.allocUnsafeSlow(Math.max(bound, 2 * PIECE));
+    let at = 0;
+    for (const l of this.parts) {
+      at += scratch.write(l, at, 'utf8');
+      scratch[at++] = 0x0a;
+    }
     this.parts = [];
     this.size = 0;
-    return b;
+    return Buffer.from(scratch.subarray(0, at));
   }
 }
+
+let scratch = Buffer.alloc(0);
 
 const PIECE = 256 * 1024;
 
