@@ -40,15 +40,33 @@ export class FunctionPool {
   }
 
   run<T>(buf: Buffer, ...args: unknown[]): Promise<T> {
-    if (this.closed) return Promise.reject(new Error('function pool is closed'));
-    const slot = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
-    const id = this.next++;
     const copy = new Uint8Array(buf.length);
     copy.set(buf);
+    return this.runOwned(copy, ...args);
+  }
+
+  /**
+   * Like run(), without the copy: `data` (a whole ArrayBuffer, which the caller gives up) is transferred to the
+   * worker thread, which frees it once the function has returned.
+   */
+  runOwned<T>(data: Uint8Array, ...args: unknown[]): Promise<T> {
+    if (this.closed) return Promise.reject(new Error('function pool is closed'));
+    if (
+      !(data.buffer instanceof ArrayBuffer) ||
+      data.byteOffset !== 0 ||
+      data.byteLength !== data.buffer.byteLength
+    ) {
+      const whole = new Uint8Array(data.byteLength);
+      whole.set(data);
+      data = whole;
+    }
+    const copy = data;
+    const slot = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
+    const id = this.next++;
     slot.busy++;
     return new Promise<T>((resolve, reject) => {
       this.calls.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      slot.w.postMessage({ id, buf: copy, args }, [copy.buffer]);
+      slot.w.postMessage({ id, buf: copy, args }, [copy.buffer as ArrayBuffer]);
     });
   }
 

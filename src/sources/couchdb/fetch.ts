@@ -7,6 +7,7 @@ import type { DbRun } from './context.js';
 import type { PackumentTarballs } from '../../couchdb/expectations.js';
 import type { ResultInfo } from './inspect.js';
 import { FunctionPool } from '../../util/function-pool.js';
+import { releaseNow } from '../../util/release.js';
 import { JsonShapeError, splitArrayMember } from '../../util/json-split.js';
 import {
   compareLeaves,
@@ -80,7 +81,8 @@ export async function fetchBatch(run: DbRun, items: FetchItem[]): Promise<BatchR
     try {
       const writes = new WriteWindow();
       const groups = new InspectGroups(run, accs, writes);
-      for await (const el of splitArrayMember(bodyBytes(res), 'results')) await groups.add(el);
+      for await (const el of splitArrayMember(bodyBytes(res), 'results', { owned: true }))
+        await groups.add(el);
       await groups.finish();
       await writes.drain();
     } catch (err) {
@@ -187,8 +189,17 @@ class InspectGroups {
     while (this.inflight.length >= 2) await this.inflight.shift();
     // Scanned on a worker thread: where the bodies are, their revisions and what a packument names. This
     // thread only cuts the answer into elements and stores the bodies byte for byte.
-    const scanned = inspector().run<ResultInfo[]>(
-      els.length === 1 ? els[0]! : Buffer.concat(els),
+    // One copy of the group, handed over (transferred) to the worker.
+    let total = 0;
+    for (const e of els) total += e.length;
+    const group = new Uint8Array(total);
+    let at = 0;
+    for (const e of els) {
+      group.set(e, at);
+      at += e.length;
+    }
+    const scanned = inspector().runOwned<ResultInfo[]>(
+      group,
       this.run.db,
       els.map((e) => e.length),
     );
@@ -197,7 +208,11 @@ class InspectGroups {
       const infos = await scanned;
       const bodies: { leaf: LeafAcc; raw: Buffer }[] = [];
       for (let i = 0; i < els.length; i++) takeResult(this.run, els[i]!, infos[i]!, this.accs, bodies);
-      if (bodies.length === 0) return;
+      // The elements are the splitter's copies, this group's alone: freed once their bodies are stored.
+      if (bodies.length === 0) {
+        releaseNow(els);
+        return;
+      }
       // The group's bodies are stored together (one batch to a pack worker, not one job per document).
       let size = 0;
       for (const b of bodies) size += b.raw.length;
@@ -207,6 +222,7 @@ class InspectGroups {
           bodies.map((b) => b.raw),
         ).then((refs) => {
           for (let i = 0; i < bodies.length; i++) bodies[i]!.leaf.body = refs[i]!;
+          releaseNow(els);
         }),
         size,
       );

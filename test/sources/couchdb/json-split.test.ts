@@ -52,6 +52,27 @@ describe('streamed JSON splitting', () => {
     );
   });
 
+  it('with owned chunks (an HTTP answer), frees each chunk once no item needs it, items intact', async () => {
+    const big = { id: 'big', docs: [{ ok: { _id: 'big', s: 'ü😀'.repeat(50_000) } }] };
+    const items = [...tricky, big, ...tricky];
+    const buf = Buffer.from(JSON.stringify({ results: items }));
+    const expected = items.map((x) => JSON.stringify(x));
+    for (const sizes of [[1], [7], [5, 1, 13, 2], [65_536], [buf.length]]) {
+      const given: Uint8Array[] = [];
+      const src = (async function* () {
+        for await (const c of pieces(buf, sizes)) {
+          given.push(c);
+          yield c;
+        }
+      })();
+      const got = await collect(splitArrayMember(src, 'results', { owned: true }));
+      assert.deepEqual(got, expected, `chunks of ${sizes.join(',')}`);
+      // Every chunk but the one holding the end of the array was given back (detached: length 0).
+      const kept = given.filter((c) => c.byteLength > 0);
+      assert.ok(kept.length <= 2, `chunks of ${sizes.join(',')}: ${kept.length} of ${given.length} kept`);
+    }
+  });
+
   it('keeps multi-byte characters intact when a read ends inside one', async () => {
     const s = '😀€ß'.repeat(40_000);
     const buf = Buffer.from(JSON.stringify({ results: [{ id: 'x', docs: [{ ok: { s } }] }] }));
