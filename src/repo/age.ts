@@ -13,6 +13,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { IntegrityError, KeyError } from '../errors.js';
+import { releaseNow } from '../util/release.js';
 
 /**
  * The age-encryption package (pure JS) is loaded only when needed: for post-quantum (ML-KEM hybrid) recipients
@@ -377,7 +378,7 @@ export function sealSegment(key: Buffer, counter: number, last: boolean, plain: 
   return Buffer.concat(sealSegmentParts(key, counter, last, plain));
 }
 
-export function openSegment(key: Buffer, counter: number, last: boolean, sealed: Buffer): Buffer {
+export function openSegment(key: Buffer | KeyObject, counter: number, last: boolean, sealed: Buffer): Buffer {
   if (sealed.length < TAG_SIZE) throw new IntegrityError('age segment shorter than its tag');
   const d = createDecipheriv('chacha20-poly1305', key, segmentNonce(counter, last), {
     authTagLength: TAG_SIZE,
@@ -574,11 +575,13 @@ export function openSegments(
   const parts: Buffer[] = [];
   let off = 0;
   let counter = firstSegment;
+  // One KeyObject for the whole range: a raw key buffer is converted again for every 64 KiB segment.
+  const key = createSecretKey(opened.key);
   while (off < cipher.length) {
     const end = Math.min(cipher.length, off + CIPHER_SEGMENT_SIZE);
     const isLast = end === cipher.length && reachesEnd;
     if (!isLast && end - off < CIPHER_SEGMENT_SIZE) throw new IntegrityError('age payload truncated');
-    const seg = openSegment(opened.key, counter, isLast, cipher.subarray(off, end));
+    const seg = openSegment(key, counter, isLast, cipher.subarray(off, end));
     if (isLast && seg.length === 0 && counter !== 0)
       throw new IntegrityError('age file ends with an empty segment');
     parts.push(seg);
@@ -586,7 +589,10 @@ export function openSegments(
     off = end;
   }
   if (parts.length === 0 && reachesEnd) throw new IntegrityError('age payload truncated');
-  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  if (parts.length === 1) return parts[0]!;
+  const whole = Buffer.concat(parts);
+  releaseNow(parts); // copied: the segments' memory goes back now
+  return whole;
 }
 
 /** Decrypts a whole age file held in memory. */
